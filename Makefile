@@ -1,0 +1,57 @@
+# podvisor — the two commands a fresh Debian 12 machine needs (run as root):
+#   make demo   installs dependencies, builds, builds the guest image, boots a pod VM and reports
+#   make test   the same set-up, then every unit and real-VM integration test
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+SWIFT ?= swift
+BUILD := build
+AGENT := $(BUILD)/podvisor-agent
+BASELINE := $(BUILD)/image/baseline-initramfs.img
+PODVISOR := .build/debug/podvisor
+# Where make demo keeps its VMs and its embedded libvirt root.
+DEMO_STATE ?= /var/lib/podvisor
+IMAGE_FLAGS = --kernel $(abspath $(IMAGE_DIR)/vmlinuz) --initrd $(abspath $(IMAGE_DIR)/initramfs.img)
+
+.PHONY: all deps build demo test unit-test bench clean FORCE
+all: build image
+
+deps:
+	bash Configs/deps/install.sh
+
+build: deps
+	$(SWIFT) build --product podvisor
+
+# The guest agent: fully static, stripped, separate scratch path so host and guest builds never
+# invalidate each other. swift build decides whether anything changed; the copy keeps the image rule's
+# timestamp stable when nothing did.
+$(AGENT): FORCE | deps
+	$(SWIFT) build -c release --scratch-path .build-guest --product podvisor-agent \
+		--static-swift-stdlib -Xswiftc -static-executable
+	mkdir -p $(BUILD)
+	strip -o $(AGENT).tmp .build-guest/release/podvisor-agent
+	if cmp -s $(AGENT).tmp $(AGENT); then rm $(AGENT).tmp; else mv $(AGENT).tmp $(AGENT); fi
+FORCE:
+
+include Images/Makefile.inc
+
+$(BASELINE): Images/build-baseline.sh | deps
+	Images/build-baseline.sh $@
+
+demo: build image
+	$(PODVISOR) vm boot --state-dir $(DEMO_STATE) $(IMAGE_FLAGS)
+
+# Integration tests find the image through these variables and boot real VMs through libvirt.
+test: build image
+	PODVISOR_TEST_KERNEL=$(abspath $(IMAGE_DIR)/vmlinuz) PODVISOR_TEST_INITRD=$(abspath $(IMAGE_DIR)/initramfs.img) \
+		$(SWIFT) test
+
+unit-test: deps
+	$(SWIFT) test --skip IntegrationTests
+
+bench: build image $(BASELINE)
+	$(PODVISOR) bench boot --state-dir $(DEMO_STATE) $(IMAGE_FLAGS) --baseline-initrd $(abspath $(BASELINE)) \
+		--runs 5 --report Docs/performance.md
+
+clean:
+	rm -rf .build .build-guest $(BUILD)

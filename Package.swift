@@ -1,0 +1,52 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Host modules link libvirt dynamically; the guest agent (`podvisor-agent`) is built fully static
+// and therefore depends on nothing but Glibc, CLinuxSupport and the agent protocol.
+let package = Package(
+    name: "podvisor",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "podvisor", targets: ["podvisor"]),
+        .executable(name: "podvisor-agent", targets: ["podvisor-agent"]),
+    ],
+    dependencies: [
+        // traits: [] keeps full Foundation out of the static guest agent.
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0", traits: []),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // C APIs used from Swift.
+        .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
+        .target(name: "CLinuxSupport"),
+
+        // Shared by host and guest: ttrpc framing and the podvisor.agent.v1 messages.
+        .target(
+            name: "PodvisorAgentProtocol",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf"), "CLinuxSupport"],
+            exclude: ["Proto"]
+        ),
+        // Host: error type, configuration.
+        .target(name: "PodvisorCore"),
+        // Host: libvirt, domain XML, hypervisor choice, agent transports.
+        .target(name: "PodvisorVMM", dependencies: ["CLibvirt", "CLinuxSupport", "PodvisorCore"]),
+        // Host: ttrpc client of the in-guest agent.
+        .target(name: "PodvisorAgentClient", dependencies: ["PodvisorAgentProtocol", "PodvisorCore"]),
+        // Host: pod VMs (boot, dial, ready, teardown); sandboxes and containers grow here.
+        .target(name: "PodvisorRuntime", dependencies: ["PodvisorVMM", "PodvisorAgentClient", "PodvisorCore"]),
+
+        // Guest PID 1.
+        .executableTarget(name: "podvisor-agent", dependencies: ["PodvisorAgentProtocol", "CLinuxSupport"]),
+        // Command line.
+        .executableTarget(
+            name: "podvisor",
+            dependencies: ["PodvisorRuntime", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+
+        .testTarget(name: "PodvisorAgentProtocolTests", dependencies: ["PodvisorAgentProtocol"]),
+        .testTarget(name: "PodvisorCoreTests", dependencies: ["PodvisorCore"]),
+        .testTarget(name: "PodvisorVMMTests", dependencies: ["PodvisorVMM"], resources: [.copy("Golden")]),
+        .testTarget(name: "IntegrationTests", dependencies: ["PodvisorRuntime"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

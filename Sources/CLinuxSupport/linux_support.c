@@ -1,0 +1,155 @@
+#define _GNU_SOURCE
+#include "CLinuxSupport.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <linux/vm_sockets.h>
+
+static int fill_unix(struct sockaddr_un *addr, const char *path) {
+    memset(addr, 0, sizeof(*addr));
+    addr->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(addr->sun_path)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    strcpy(addr->sun_path, path);
+    return 0;
+}
+
+int pv_unix_connect(const char *path) {
+    struct sockaddr_un addr;
+    if (fill_unix(&addr, path) < 0) return -1;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+int pv_unix_listen(const char *path, int backlog) {
+    struct sockaddr_un addr;
+    if (fill_unix(&addr, path) < 0) return -1;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(fd, backlog) < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+static void fill_vsock(struct sockaddr_vm *addr, uint32_t cid, uint32_t port) {
+    memset(addr, 0, sizeof(*addr));
+    addr->svm_family = AF_VSOCK;
+    addr->svm_cid = cid;
+    addr->svm_port = port;
+}
+
+int pv_vsock_connect(uint32_t cid, uint32_t port) {
+    struct sockaddr_vm addr;
+    fill_vsock(&addr, cid, port);
+    int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+int pv_vsock_listen(uint32_t port, int backlog) {
+    struct sockaddr_vm addr;
+    fill_vsock(&addr, VMADDR_CID_ANY, port);
+    int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(fd, backlog) < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+int pv_accept(int fd) {
+    int conn;
+    do {
+        conn = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+    } while (conn < 0 && errno == EINTR);
+    return conn;
+}
+
+int pv_finit_module(int fd) {
+    return (int)syscall(SYS_finit_module, fd, "", 0);
+}
+
+int pv_poweroff(void) {
+    sync();
+    return reboot(RB_POWER_OFF);
+}
+
+int pv_mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data) {
+    return mount(source, target, fstype, flags, data);
+}
+
+unsigned long pv_ms_nosuid(void) { return MS_NOSUID; }
+unsigned long pv_ms_nodev(void) { return MS_NODEV; }
+unsigned long pv_ms_noexec(void) { return MS_NOEXEC; }
+
+static void init_signal_set(sigset_t *set) {
+    sigemptyset(set);
+    sigaddset(set, SIGCHLD);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGPWR);
+    sigaddset(set, SIGUSR1);
+}
+
+int pv_block_init_signals(void) {
+    sigset_t set;
+    init_signal_set(&set);
+    return pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+int pv_wait_init_signal(void) {
+    sigset_t set;
+    init_signal_set(&set);
+    int sig = 0;
+    while (sigwait(&set, &sig) != 0) {
+    }
+    return sig;
+}
+
+int pv_unblock_all_signals(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    return pthread_sigmask(SIG_SETMASK, &set, NULL);
+}
+
+uint64_t pv_boottime_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t pv_monotonic_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}

@@ -1,0 +1,156 @@
+import Foundation
+import PodvisorAgentProtocol
+import PodvisorCore
+import SwiftProtobuf
+import Synchronization
+
+/// ttrpc client of one agent connection. Calls are multiplexed by stream id; a reader thread routes
+/// responses to their callers. When the connection breaks, every pending and later call fails `.unavailable`.
+public final class AgentClient: Sendable {
+    private typealias Waiter = CheckedContinuation<Ttrpc_Response, any Error>
+
+    private struct Calls {
+        var nextStreamID: UInt32 = 1
+        var waiting: [UInt32: Waiter] = [:]
+        var closedReason: String?
+    }
+
+    /// A class, so the reader thread and timers can share the lock.
+    private final class CallTable: Sendable {
+        let state = Mutex(Calls())
+
+        func withLock<T>(_ body: (inout Calls) throws(PodvisorError) -> T) throws(PodvisorError) -> T {
+            try state.withLock { c throws(PodvisorError) in try body(&c) }
+        }
+
+        func take(_ streamID: UInt32) -> Waiter? {
+            state.withLock { $0.waiting.removeValue(forKey: streamID) }
+        }
+    }
+
+    private let connection: TTRPCConnection
+    private let calls = CallTable()
+
+    /// Takes ownership of `fd`, a stream connected to the agent's port.
+    public init(fd: Int32) {
+        connection = TTRPCConnection(stream: FileDescriptorStream(fd: fd))
+        let thread = Thread { [connection, calls] in
+            let reason: String
+            while true {
+                do {
+                    guard let frame = try connection.receive() else {
+                        reason = "agent closed the connection"
+                        break
+                    }
+                    guard frame.kind == .response, let response = try? Ttrpc_Response(serializedBytes: frame.payload) else {
+                        continue
+                    }
+                    calls.take(frame.streamID)?.resume(returning: response)
+                } catch {
+                    reason = "agent connection failed: \(error)"
+                    break
+                }
+            }
+            let orphans = calls.state.withLock { c -> [Waiter] in
+                c.closedReason = reason
+                defer { c.waiting = [:] }
+                return Array(c.waiting.values)
+            }
+            orphans.forEach { $0.resume(throwing: PodvisorError(.unavailable, reason)) }
+            connection.stream.close()
+        }
+        thread.name = "agent-client"
+        thread.start()
+    }
+
+    deinit { connection.stream.shutdown() }
+
+    /// Ends the connection; pending calls fail.
+    public func close() {
+        connection.stream.shutdown()
+    }
+
+    public func call<Request: Message, Response: Message>(
+        _ method: String, _ request: Request, service: String = AgentAPI.service, timeout: Duration = .seconds(30)
+    ) async throws(PodvisorError) -> Response {
+        var envelope = Ttrpc_Request()
+        envelope.service = service
+        envelope.method = method
+        envelope.timeoutNano = Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
+        let reply: Ttrpc_Response
+        do {
+            envelope.payload = try request.serializedData()
+            let frame = TTRPCFrame(streamID: 0, kind: .request, payload: try envelope.serializedBytes())
+            reply = try await exchange(frame, timeout: timeout, what: "\(service)/\(method)")
+        } catch let error as PodvisorError {
+            throw error
+        } catch {
+            throw PodvisorError(.internalError, "\(method): cannot encode request", cause: error)
+        }
+        if reply.hasStatus && reply.status.code != 0 {
+            let code = StatusCode(rawValue: reply.status.code) ?? .unknown
+            throw PodvisorError(Self.code(for: code), "agent \(method): \(reply.status.message)", cause: RPCError(code, reply.status.message))
+        }
+        do {
+            return try Response(serializedBytes: reply.payload)
+        } catch {
+            throw PodvisorError(.internalError, "agent \(method): undecodable response", cause: error)
+        }
+    }
+
+    private func exchange(_ frame: TTRPCFrame, timeout: Duration, what: String) async throws -> Ttrpc_Response {
+        var frame = frame
+        let streamID = try calls.withLock { c throws(PodvisorError) -> UInt32 in
+            if let reason = c.closedReason { throw PodvisorError(.unavailable, reason) }
+            // Client streams are odd.
+            defer { c.nextStreamID &+= 2 }
+            return c.nextStreamID
+        }
+        frame.streamID = streamID
+        let timer = Task { [calls] in
+            try await Task.sleep(for: timeout)
+            calls.take(streamID)?
+                .resume(throwing: PodvisorError(.timeout, "\(what): no answer within \(timeout)"))
+        }
+        defer { timer.cancel() }
+        return try await withCheckedThrowingContinuation { (waiter: Waiter) in
+            let closed = calls.state.withLock { c -> String? in
+                if c.closedReason == nil { c.waiting[streamID] = waiter }
+                return c.closedReason
+            }
+            if let closed { return waiter.resume(throwing: PodvisorError(.unavailable, closed)) }
+            do { try connection.send(frame) } catch {
+                calls.take(streamID)?
+                    .resume(throwing: PodvisorError(.unavailable, "\(what): cannot send: \(error)"))
+            }
+        }
+    }
+
+    static func code(for status: StatusCode) -> PodvisorError.Code {
+        switch status {
+        case .invalidArgument, .outOfRange: .invalidArgument
+        case .notFound: .notFound
+        case .alreadyExists: .alreadyExists
+        case .failedPrecondition: .failedPrecondition
+        case .unimplemented: .unsupported
+        case .deadlineExceeded: .timeout
+        case .unavailable, .cancelled, .aborted: .unavailable
+        default: .internalError
+        }
+    }
+}
+
+extension AgentClient {
+    public func version(timeout: Duration = .seconds(30)) async throws(PodvisorError) -> Podvisor_Agent_V1_VersionResponse {
+        try await call("Version", Podvisor_Agent_V1_VersionRequest(), timeout: timeout)
+    }
+
+    public func health(timeout: Duration = .seconds(10)) async throws(PodvisorError) -> Podvisor_Agent_V1_HealthResponse {
+        try await call("Health", Podvisor_Agent_V1_HealthRequest(), timeout: timeout)
+    }
+
+    /// The agent answers, then powers the VM off.
+    public func shutdown(timeout: Duration = .seconds(10)) async throws(PodvisorError) {
+        let _: Podvisor_Agent_V1_ShutdownResponse = try await call("Shutdown", Podvisor_Agent_V1_ShutdownRequest(), timeout: timeout)
+    }
+}

@@ -1,0 +1,85 @@
+/// podvisor's configuration (`/etc/podvisor/config.toml`; `Configs/podvisor.toml` documents every key).
+public struct PodvisorConfig: Sendable, Equatable {
+    public static let defaultPath = "/etc/podvisor/config.toml"
+
+    public var stateDirectory = "/var/lib/podvisor"
+    /// Empty: the embedded QEMU driver rooted in the state directory (no daemon needed).
+    public var libvirtURI = ""
+    /// nil ("auto"): KVM where /dev/kvm opens and the CPU has vmx/svm, TCG otherwise.
+    public var hypervisor: Accelerator?
+    /// nil ("auto"): the first transport the host supports, in AgentTransportKind's order.
+    public var transport: AgentTransportKind?
+    public var kernelPath = "/usr/local/share/podvisor/vmlinuz"
+    public var initrdPath = "/usr/local/share/podvisor/initramfs.img"
+    public var emulatorPath = "/usr/bin/qemu-system-x86_64"
+    public var vsockBackendPath = "/usr/local/libexec/podvisor/vhost-device-vsock"
+    public var memoryMiB = 256
+    public var vcpus = 1
+    public var bootTimeoutSeconds = 60
+    /// Extra guest kernel parameters.
+    public var kernelParameters = ""
+
+    public init() {}
+
+    public var effectiveLibvirtURI: String {
+        libvirtURI.isEmpty ? "qemu:///embed?root=\(stateDirectory)/libvirt" : libvirtURI
+    }
+
+    /// Reads a TOML document; keys it does not set keep their defaults, unknown keys are an error.
+    public init(toml text: String) throws(PodvisorError) {
+        self.init()
+        try apply(toml: text)
+    }
+
+    /// This configuration with the keys that `text` sets replaced (command-line overrides use it).
+    public func merging(toml text: String) throws(PodvisorError) -> PodvisorConfig {
+        var copy = self
+        try copy.apply(toml: text)
+        return copy
+    }
+
+    private mutating func apply(toml text: String) throws(PodvisorError) {
+        let document = try TOMLDocument(parsing: text)
+        for (key, value) in document.values {
+            switch key {
+            case "state_dir": stateDirectory = try value.string(key)
+            case "vm.libvirt_uri": libvirtURI = try value.string(key)
+            case "vm.hypervisor": hypervisor = try value.choiceOrAuto(key, of: Accelerator.self)
+            case "vm.transport": transport = try value.choiceOrAuto(key, of: AgentTransportKind.self)
+            case "vm.kernel": kernelPath = try value.string(key)
+            case "vm.initrd": initrdPath = try value.string(key)
+            case "vm.emulator": emulatorPath = try value.string(key)
+            case "vm.vsock_backend": vsockBackendPath = try value.string(key)
+            case "vm.memory_mib": memoryMiB = try value.integer(key, in: 64...1_048_576)
+            case "vm.vcpus": vcpus = try value.integer(key, in: 1...256)
+            case "vm.boot_timeout_s": bootTimeoutSeconds = try value.integer(key, in: 1...3600)
+            case "vm.kernel_params": kernelParameters = try value.string(key)
+            default: throw PodvisorError(.invalidArgument, "unknown configuration key \(key)")
+            }
+        }
+    }
+}
+
+extension TOMLValue {
+    func string(_ key: String) throws(PodvisorError) -> String {
+        guard case .string(let s) = self else { throw PodvisorError(.invalidArgument, "\(key) must be a string") }
+        return s
+    }
+
+    func integer(_ key: String, in range: ClosedRange<Int>) throws(PodvisorError) -> Int {
+        guard case .integer(let n) = self, range.contains(n) else {
+            throw PodvisorError(.invalidArgument, "\(key) must be an integer in \(range.lowerBound)...\(range.upperBound)")
+        }
+        return n
+    }
+
+    /// "auto" is nil: the runtime decides from what the host offers.
+    func choiceOrAuto<T: RawRepresentable & CaseIterable>(_ key: String, of: T.Type) throws(PodvisorError) -> T?
+    where T.RawValue == String {
+        guard case .string(let s) = self, s == "auto" || T(rawValue: s) != nil else {
+            let allowed = (["auto"] + T.allCases.map(\.rawValue)).joined(separator: ", ")
+            throw PodvisorError(.invalidArgument, "\(key) must be one of: \(allowed)")
+        }
+        return T(rawValue: s)
+    }
+}

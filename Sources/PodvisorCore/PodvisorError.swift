@@ -1,0 +1,31 @@
+/// The one error type of podvisor's host side: a code that callers switch on (and that maps onto a gRPC
+/// status at the CRI edge), a message for people, and the underlying cause when there is one.
+public struct PodvisorError: Error, Sendable, CustomStringConvertible {
+    public enum Code: String, Sendable, Equatable {
+        case invalidArgument
+        case notFound
+        case alreadyExists
+        case failedPrecondition
+        /// The host lacks what a request needs (a device, a binary, a transport).
+        case unsupported
+        case timeout
+        /// The peer (libvirt, QEMU, the agent) is gone or not answering.
+        case unavailable
+        case internalError
+    }
+
+    public var code: Code
+    public var message: String
+    public var cause: (any Error & Sendable)?
+
+    public init(_ code: Code, _ message: String, cause: (any Error & Sendable)? = nil) {
+        self.code = code
+        self.message = message
+        self.cause = cause
+    }
+
+    public var description: String {
+        guard let cause else { return "\(code.rawValue): \(message)" }
+        return "\(code.rawValue): \(message): \(cause)"
+    }
+}

@@ -1,0 +1,94 @@
+import Foundation
+import PodvisorAgentClient
+import PodvisorAgentProtocol
+import PodvisorCore
+import PodvisorVMM
+
+/// A pod VM whose agent has answered: the unit every sandbox stands on.
+public final class PodVM: Sendable {
+    public struct BootTimings: Sendable {
+        /// From the request until libvirt had started the domain (QEMU running).
+        public var domainStart: Duration
+        /// From the request until the agent answered Version: boot-to-ready.
+        public var ready: Duration
+    }
+
+    public let vm: VirtualMachine
+    public let agent: AgentClient
+    public let version: Podvisor_Agent_V1_VersionResponse
+    public let timings: BootTimings
+
+    private init(vm: VirtualMachine, agent: AgentClient, version: Podvisor_Agent_V1_VersionResponse, timings: BootTimings) {
+        self.vm = vm
+        self.agent = agent
+        self.version = version
+        self.timings = timings
+    }
+
+    /// Starts the VM and dials its agent until it answers. On any failure nothing is left behind.
+    static func boot(_ configuration: VirtualMachine.Configuration, on connection: LibvirtConnection, timeout: Duration)
+        async throws(PodvisorError) -> PodVM
+    {
+        let clock = ContinuousClock()
+        let started = clock.now
+        let vm = try VirtualMachine.start(configuration, on: connection)
+        let domainStart = started.duration(to: clock.now)
+        do {
+            let (agent, version) = try await dial(vm, deadline: started + timeout)
+            return PodVM(vm: vm, agent: agent, version: version,
+                         timings: BootTimings(domainStart: domainStart, ready: started.duration(to: clock.now)))
+        } catch {
+            let console = (try? String(contentsOfFile: vm.consoleLog, encoding: .utf8)) ?? ""
+            try? vm.destroy()
+            throw PodvisorError(error.code, "\(error.message); console: \(console.suffix(800))", cause: error.cause)
+        }
+    }
+
+    /// Retries until the agent answers Version, the VM dies, or the deadline passes.
+    private static func dial(_ vm: VirtualMachine, deadline: ContinuousClock.Instant) async throws(PodvisorError)
+        -> (AgentClient, Podvisor_Agent_V1_VersionResponse)
+    {
+        var lastError = PodvisorError(.timeout, "agent did not answer")
+        while ContinuousClock.now < deadline {
+            if case .stopped(let reason) = vm.currentState {
+                throw PodvisorError(.unavailable, "VM stopped (\(reason.rawValue)) before its agent answered")
+            }
+            do throws(PodvisorError) {
+                let fd = try vm.endpoint.connect(port: AgentAPI.vsockPort)
+                let agent = AgentClient(fd: fd)
+                do throws(PodvisorError) {
+                    // virtio-serial connects before the guest listens (bytes wait for it): give that one call
+                    // the whole remaining time; vsock connects only once the agent listens.
+                    let version = try await agent.version(timeout: ContinuousClock.now.duration(to: deadline))
+                    return (agent, version)
+                } catch {
+                    agent.close()
+                    throw error
+                }
+            } catch {
+                lastError = error
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        throw PodvisorError(.timeout, "agent did not answer before the boot timeout: \(lastError.message)")
+    }
+
+    /// Asks the agent to power off and waits for the domain to stop; destroys it if that takes too long.
+    /// Either way every host-side trace is removed.
+    public func shutdown(timeout: Duration = .seconds(15)) async throws(PodvisorError) {
+        do {
+            try await agent.shutdown()
+        } catch {
+            // The agent may be gone already; destroying below still cleans up.
+        }
+        _ = await vm.waitUntilStopped(timeout: timeout)
+        agent.close()
+        try vm.destroy()
+    }
+
+    /// Hard stop and clean-up, without asking the guest.
+    public func destroy() throws(PodvisorError) {
+        agent.close()
+        try vm.destroy()
+    }
+}

@@ -1,0 +1,75 @@
+import Foundation
+import PodvisorCore
+import PodvisorVMM
+
+/// The host side of pod VMs: one libvirt connection and the accelerator and transport chosen for this host.
+public final class VMHost: Sendable {
+    public let config: PodvisorConfig
+    public let connection: LibvirtConnection
+    public let accelerator: Accelerator
+    public let transport: AgentTransportKind
+    /// Set when the automatic choice had to fall back (TCG instead of KVM).
+    public let warning: String?
+
+    public init(config: PodvisorConfig) throws(PodvisorError) {
+        self.config = config
+        let (accelerator, warning) = try HostVirtualization.probe().choose(config.hypervisor)
+        self.accelerator = accelerator
+        self.warning = warning
+        transport = try HostTransports.probe(vsockBackendPath: config.vsockBackendPath).choose(config.transport)
+        for (what, path) in [("guest kernel", config.kernelPath), ("guest initrd", config.initrdPath), ("emulator", config.emulatorPath)]
+        where !FileManager.default.isReadableFile(atPath: path) {
+            throw PodvisorError(.failedPrecondition, "\(what) \(path) is missing (run `make image` / `make deps`)")
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: "\(config.stateDirectory)/vm", withIntermediateDirectories: true)
+        } catch {
+            throw PodvisorError(.internalError, "cannot create state directory \(config.stateDirectory)", cause: error)
+        }
+        // QEMU (libvirt-qemu) must traverse into per-VM directories below.
+        chmod(config.stateDirectory, 0o711)
+        chmod("\(config.stateDirectory)/vm", 0o711)
+        if config.libvirtURI.isEmpty { try Self.prepareEmbeddedDriver(root: "\(config.stateDirectory)/libvirt") }
+        connection = try LibvirtConnection(uri: config.effectiveLibvirtURI)
+    }
+
+    /// The embedded driver reads `<root>/etc/qemu.conf`. Its default sends QEMU's output through virtlogd,
+    /// a daemon we do not want to need; plain files do. QEMU runs unprivileged as libvirt-qemu (created by
+    /// `make deps`); that is also the user whose access to /dev/kvm libvirt checks: where root can open
+    /// /dev/kvm but QEMU cannot use it (PVM hosts), running QEMU as root makes libvirt re-probe QEMU's
+    /// capabilities on every lookup (~4 s each).
+    static func prepareEmbeddedDriver(root: String) throws(PodvisorError) {
+        let settings = """
+            # Written by podvisor for libvirt's embedded QEMU driver.
+            stdio_handler = "file"
+            user = "libvirt-qemu"
+            group = "libvirt-qemu"
+
+            """
+        do {
+            try FileManager.default.createDirectory(atPath: "\(root)/etc", withIntermediateDirectories: true)
+            let path = "\(root)/etc/qemu.conf"
+            if (try? String(contentsOfFile: path, encoding: .utf8)) != settings {
+                try settings.write(toFile: path, atomically: true, encoding: .utf8)
+            }
+        } catch {
+            throw PodvisorError(.internalError, "cannot prepare the embedded libvirt root \(root)", cause: error)
+        }
+    }
+
+    /// Domain names of pod VMs carry this prefix, so a restart can tell ours from anything else on the host.
+    public static let domainPrefix = "podvisor-"
+
+    public func boot(id: String, transport override: AgentTransportKind? = nil) async throws(PodvisorError) -> PodVM {
+        let transport = override ?? transport
+        if override != nil {
+            _ = try HostTransports.probe(vsockBackendPath: config.vsockBackendPath).choose(transport)
+        }
+        let vmConfiguration = VirtualMachine.Configuration(
+            name: Self.domainPrefix + id, runDirectory: "\(config.stateDirectory)/vm/\(id)",
+            accelerator: accelerator, transport: transport, memoryMiB: config.memoryMiB, vcpus: config.vcpus,
+            kernel: config.kernelPath, initrd: config.initrdPath, emulator: config.emulatorPath,
+            extraKernelParameters: config.kernelParameters, vsockBackendExecutable: config.vsockBackendPath)
+        return try await PodVM.boot(vmConfiguration, on: connection, timeout: .seconds(config.bootTimeoutSeconds))
+    }
+}

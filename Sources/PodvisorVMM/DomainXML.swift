@@ -1,0 +1,170 @@
+import PodvisorCore
+
+/// Everything libvirt needs to know about one pod VM. `xml` renders the domain definition; the golden files
+/// in Tests/PodvisorVMMTests/Golden pin its exact shape for every transport and accelerator.
+public struct DomainSpec: Sendable, Equatable {
+    /// Where the agent's channel ends on the host.
+    public enum AgentChannel: Sendable, Equatable {
+        /// Kernel vsock, guest CID chosen by libvirt.
+        case vsock
+        /// vhost-user-vsock device backed by vhost-device-vsock listening on `backendSocket`.
+        case hybridVsock(backendSocket: String)
+        /// virtio-serial port; libvirt binds `socket` and QEMU serves it.
+        case virtioSerial(socket: String)
+
+        public var transport: AgentTransportKind {
+            switch self {
+            case .vsock: .vsock
+            case .hybridVsock: .hybridVsock
+            case .virtioSerial: .virtioSerial
+            }
+        }
+    }
+
+    public var name: String
+    public var uuid: String
+    public var accelerator: Accelerator
+    public var memoryMiB: Int
+    public var vcpus: Int
+    public var emulator: String
+    public var kernel: String
+    public var initrd: String
+    public var kernelCommandLine: String
+    public var consoleLog: String
+    public var agentChannel: AgentChannel
+
+    public init(
+        name: String, uuid: String, accelerator: Accelerator, memoryMiB: Int, vcpus: Int, emulator: String,
+        kernel: String, initrd: String, kernelCommandLine: String, consoleLog: String, agentChannel: AgentChannel
+    ) {
+        self.name = name
+        self.uuid = uuid
+        self.accelerator = accelerator
+        self.memoryMiB = memoryMiB
+        self.vcpus = vcpus
+        self.emulator = emulator
+        self.kernel = kernel
+        self.initrd = initrd
+        self.kernelCommandLine = kernelCommandLine
+        self.consoleLog = consoleLog
+        self.agentChannel = agentChannel
+    }
+
+    /// The guest kernel parameters every pod VM needs. SWIFT_ROOT=/ reaches the static agent as an environment
+    /// variable (the Swift runtime aborts before main without it); panic=-1 turns a guest panic into a reboot,
+    /// which on_reboot=destroy turns into a stopped domain the host sees at once.
+    public static func baseKernelCommandLine(extra: String = "") -> String {
+        (["console=ttyS0", "quiet", "panic=-1", "SWIFT_ROOT=/"] + (extra.isEmpty ? [] : [extra])).joined(separator: " ")
+    }
+
+    public var xml: String {
+        var x = XMLWriter()
+        let qemuNamespace = agentChannel.transport == .hybridVsock
+            ? [("xmlns:qemu", "http://libvirt.org/schemas/domain/qemu/1.0")] : []
+        x.open("domain", [("type", accelerator.domainType)] + qemuNamespace)
+        x.element("name", text: name)
+        x.element("uuid", text: uuid)
+        x.element("memory", [("unit", "MiB")], text: String(memoryMiB))
+        x.element("vcpu", text: String(vcpus))
+        // Shared memfd memory: vhost-user devices (vsock backend, virtiofsd) map guest RAM.
+        x.open("memoryBacking")
+        x.element("source", [("type", "memfd")])
+        x.element("access", [("mode", "shared")])
+        x.close("memoryBacking")
+        // Without ACPI the guest's poweroff only halts the CPU and the domain never stops.
+        x.open("features")
+        x.element("acpi")
+        x.close("features")
+        if accelerator == .kvm {
+            x.element("cpu", [("mode", "host-passthrough")])
+        }
+        x.open("os")
+        x.element("type", [("arch", "x86_64"), ("machine", "pc")], text: "hvm")
+        x.element("kernel", text: kernel)
+        x.element("initrd", text: initrd)
+        x.element("cmdline", text: kernelCommandLine)
+        x.close("os")
+        x.element("on_poweroff", text: "destroy")
+        x.element("on_reboot", text: "destroy")
+        x.element("on_crash", text: "destroy")
+        x.open("devices")
+        x.element("emulator", text: emulator)
+        x.open("serial", [("type", "file")])
+        x.element("source", [("path", consoleLog)])
+        x.element("target", [("port", "0")])
+        x.close("serial")
+        switch agentChannel {
+        case .vsock:
+            x.open("vsock", [("model", "virtio")])
+            x.element("cid", [("auto", "yes")])
+            x.close("vsock")
+        case .virtioSerial(let socket):
+            x.open("channel", [("type", "unix")])
+            x.element("source", [("mode", "bind"), ("path", socket)])
+            x.element("target", [("type", "virtio"), ("name", "podvisor.agent")])
+            x.close("channel")
+        case .hybridVsock:
+            break
+        }
+        x.element("memballoon", [("model", "none")])
+        x.close("devices")
+        if case .hybridVsock(let backendSocket) = agentChannel {
+            // libvirt 9.0 has no XML for vhost-user-vsock; QEMU gets it as extra arguments.
+            // No reconnect= on the chardev: QEMU 7.2 then fails with "Failed to set msg fds".
+            x.open("qemu:commandline")
+            for arg in ["-chardev", "socket,id=vsockchr0,path=\(backendSocket)", "-device", "vhost-user-vsock-pci,chardev=vsockchr0"] {
+                x.element("qemu:arg", [("value", arg)])
+            }
+            x.close("qemu:commandline")
+        }
+        x.close("domain")
+        return x.output
+    }
+}
+
+/// Indented XML with escaping of text and attribute values.
+struct XMLWriter {
+    private(set) var output = ""
+    private var depth = 0
+
+    mutating func open(_ tag: String, _ attributes: [(String, String)] = []) {
+        line("<\(tag)\(Self.render(attributes))>")
+        depth += 1
+    }
+
+    mutating func close(_ tag: String) {
+        depth -= 1
+        line("</\(tag)>")
+    }
+
+    mutating func element(_ tag: String, _ attributes: [(String, String)] = [], text: String? = nil) {
+        if let text {
+            line("<\(tag)\(Self.render(attributes))>\(Self.escape(text))</\(tag)>")
+        } else {
+            line("<\(tag)\(Self.render(attributes))/>")
+        }
+    }
+
+    private mutating func line(_ s: String) {
+        output += String(repeating: "  ", count: depth) + s + "\n"
+    }
+
+    private static func render(_ attributes: [(String, String)]) -> String {
+        attributes.map { " \($0.0)='\(escape($0.1))'" }.joined()
+    }
+
+    static func escape(_ s: String) -> String {
+        var out = ""
+        for c in s {
+            switch c {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "'": out += "&apos;"
+            case "\"": out += "&quot;"
+            default: out.append(c)
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,179 @@
+import Foundation
+import PodvisorCore
+import Synchronization
+
+/// One pod VM as the host sees it: the libvirt domain, its helper processes and its run directory.
+/// `destroy()` removes all of them; the domain's death is observed through libvirt's lifecycle events.
+public final class VirtualMachine: Sendable {
+    public struct Configuration: Sendable {
+        /// libvirt domain name; unique on the connection.
+        public var name: String
+        /// Per-VM directory for sockets, console log and helper logs; removed on destroy.
+        public var runDirectory: String
+        public var accelerator: Accelerator
+        public var transport: AgentTransportKind
+        public var memoryMiB: Int
+        public var vcpus: Int
+        public var kernel: String
+        public var initrd: String
+        public var emulator: String
+        public var extraKernelParameters: String
+        public var vsockBackendExecutable: String
+
+        public init(
+            name: String, runDirectory: String, accelerator: Accelerator, transport: AgentTransportKind,
+            memoryMiB: Int, vcpus: Int, kernel: String, initrd: String, emulator: String,
+            extraKernelParameters: String, vsockBackendExecutable: String
+        ) {
+            self.name = name
+            self.runDirectory = runDirectory
+            self.accelerator = accelerator
+            self.transport = transport
+            self.memoryMiB = memoryMiB
+            self.vcpus = vcpus
+            self.kernel = kernel
+            self.initrd = initrd
+            self.emulator = emulator
+            self.extraKernelParameters = extraKernelParameters
+            self.vsockBackendExecutable = vsockBackendExecutable
+        }
+    }
+
+    public enum State: Sendable, Equatable {
+        case running
+        case stopped(DomainLifecycleEvent.StopReason)
+    }
+
+    public let configuration: Configuration
+    public let endpoint: AgentEndpoint
+    let domain: LibvirtDomain
+    private let backend: VsockBackend?
+    private let state = Mutex<(state: State, waiters: [UUID: CheckedContinuation<State?, Never>])>((.running, [:]))
+
+    public var name: String { configuration.name }
+    public var consoleLog: String { "\(configuration.runDirectory)/console.log" }
+    public var currentState: State { state.withLock { $0.state } }
+
+    /// Creates the run directory, starts helpers, then the domain. Anything started is undone on failure.
+    public static func start(_ configuration: Configuration, on connection: LibvirtConnection) throws(PodvisorError) -> VirtualMachine {
+        let run = configuration.runDirectory
+        let qemuGroup = getgrnam("libvirt-qemu")?.pointee.gr_gid
+        do {
+            try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true)
+        } catch {
+            throw PodvisorError(.internalError, "cannot create \(run)", cause: error)
+        }
+        // QEMU runs as libvirt-qemu: it must traverse to its sockets, but needs no listing.
+        chmod(run, 0o711)
+        var backend: VsockBackend?
+        do {
+            let channel: DomainSpec.AgentChannel
+            switch configuration.transport {
+            case .vsock:
+                channel = .vsock
+            case .virtioSerial:
+                channel = .virtioSerial(socket: "\(run)/agent.sock")
+            case .hybridVsock:
+                backend = try VsockBackend.start(
+                    executable: configuration.vsockBackendExecutable, directory: "\(run)/vsock", qemuGroup: qemuGroup)
+                channel = .hybridVsock(backendSocket: backend!.vhostSocket)
+            }
+            let spec = DomainSpec(
+                name: configuration.name, uuid: UUID().uuidString.lowercased(), accelerator: configuration.accelerator,
+                memoryMiB: configuration.memoryMiB, vcpus: configuration.vcpus, emulator: configuration.emulator,
+                kernel: configuration.kernel, initrd: configuration.initrd,
+                kernelCommandLine: DomainSpec.baseKernelCommandLine(extra: configuration.extraKernelParameters),
+                consoleLog: "\(run)/console.log", agentChannel: channel)
+            let domain = try connection.createDomain(xml: spec.xml)
+            let endpoint: AgentEndpoint
+            switch channel {
+            case .vsock: endpoint = .vsock(cid: try Self.guestCID(in: domain.liveXML()))
+            case .virtioSerial(let socket): endpoint = .virtioSerial(socket: socket)
+            case .hybridVsock: endpoint = .hybridVsock(hostSocket: backend!.hostSocket)
+            }
+            let vm = VirtualMachine(configuration: configuration, domain: domain, endpoint: endpoint, backend: backend)
+            connection.observeLifecycle(domain: configuration.name) { [weak vm] event in vm?.handle(event) }
+            // The domain may have died between creation and subscription.
+            if !domain.isActive { vm.handle(.stopped(.failed)) }
+            return vm
+        } catch {
+            if let domain = connection.lookupDomain(name: configuration.name) { try? domain.destroy() }
+            backend?.stop()
+            try? FileManager.default.removeItem(atPath: run)
+            throw error
+        }
+    }
+
+    private init(configuration: Configuration, domain: LibvirtDomain, endpoint: AgentEndpoint, backend: VsockBackend?) {
+        self.configuration = configuration
+        self.domain = domain
+        self.endpoint = endpoint
+        self.backend = backend
+    }
+
+    /// The CID libvirt assigned: `<cid auto='yes' address='N'/>` in the live XML.
+    static func guestCID(in xml: String) throws(PodvisorError) -> UInt32 {
+        guard let range = xml.range(of: #"<cid auto='yes' address='(\d+)'"#, options: .regularExpression),
+              let cid = UInt32(xml[range].filter(\.isNumber))
+        else { throw PodvisorError(.internalError, "libvirt assigned no vsock CID") }
+        return cid
+    }
+
+    private func handle(_ event: DomainLifecycleEvent) {
+        guard case .stopped(let reason) = event else { return }
+        let waiters = state.withLock { s -> [CheckedContinuation<State?, Never>] in
+            guard s.state == .running else { return [] }
+            s.state = .stopped(reason)
+            defer { s.waiters = [:] }
+            return Array(s.waiters.values)
+        }
+        waiters.forEach { $0.resume(returning: .stopped(reason)) }
+    }
+
+    /// Returns once the domain has stopped, however that happened; nil if the task is cancelled first.
+    public func waitUntilStopped() async -> State? {
+        let id = UUID()
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let current = state.withLock { s -> State? in
+                    guard s.state == .running else { return s.state }
+                    if Task.isCancelled { return nil }
+                    s.waiters[id] = continuation
+                    return .running
+                }
+                if current != .running { continuation.resume(returning: current) }
+            }
+        } onCancel: {
+            state.withLock { $0.waiters.removeValue(forKey: id) }?.resume(returning: nil)
+        }
+    }
+
+    /// Waits up to `timeout` for the domain to stop; nil if it still runs.
+    public func waitUntilStopped(timeout: Duration) async -> State? {
+        await withTaskGroup(of: State?.self) { group in
+            group.addTask { await self.waitUntilStopped() }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            let first = await group.next()!
+            group.cancelAll()
+            return first
+        }
+    }
+
+    /// Removes every trace: domain (QEMU), vsock backend, sockets, logs and the run directory. Idempotent.
+    public func destroy() throws(PodvisorError) {
+        if domain.isActive { try domain.destroy() }
+        handle(.stopped(.destroyed))
+        domain.connection.stopObservingLifecycle(domain: name)
+        backend?.stop()
+        do {
+            if FileManager.default.fileExists(atPath: configuration.runDirectory) {
+                try FileManager.default.removeItem(atPath: configuration.runDirectory)
+            }
+        } catch {
+            throw PodvisorError(.internalError, "cannot remove \(configuration.runDirectory)", cause: error)
+        }
+    }
+}

@@ -1,0 +1,59 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLinuxSupport
+import PodvisorAgentProtocol
+
+/// The podvisor.agent.v1.Agent methods of this issue: identity, health, power-off.
+enum AgentService {
+    static func server(transport: String, readyAtMs: UInt64) -> TTRPCServer {
+        let kernel = GuestFiles.read("/proc/sys/kernel/osrelease")?.trimmingSuffix("\n") ?? "unknown"
+        var builder = TTRPCServer.Builder()
+        builder.add(AgentAPI.service, "Version") { (_: Podvisor_Agent_V1_VersionRequest) in
+            Podvisor_Agent_V1_VersionResponse.with {
+                $0.agentVersion = AgentAPI.agentVersion
+                $0.kernelVersion = kernel
+                $0.uptimeAtReadyMs = readyAtMs
+                $0.transport = transport
+            }
+        }
+        builder.add(AgentAPI.service, "Health") { (_: Podvisor_Agent_V1_HealthRequest) in
+            Podvisor_Agent_V1_HealthResponse.with {
+                $0.status = .serving
+                $0.agentRssBytes = GuestFiles.kilobyteField("VmRSS", in: "/proc/self/status")
+                $0.uptimeMs = pv_boottime_ms()
+                $0.guestMemAvailableBytes = GuestFiles.kilobyteField("MemAvailable", in: "/proc/meminfo")
+            }
+        }
+        builder.add(AgentAPI.service, "Shutdown") { (_: Podvisor_Agent_V1_ShutdownRequest) in
+            // Answer first; power off once the reply had time to leave.
+            startDetachedThread {
+                usleep(50_000)
+                PowerOff.now(reason: "Shutdown requested by host")
+            }
+            return Podvisor_Agent_V1_ShutdownResponse()
+        }
+        return builder.build()
+    }
+}
+
+enum PowerOff {
+    /// Stops every other process (TERM, then KILL after a grace period), syncs, powers off.
+    static func now(reason: String) -> Never {
+        log("powering off: \(reason)")
+        kill(-1, SIGTERM)
+        let deadline = pv_monotonic_ns() + 2_000_000_000
+        while pv_monotonic_ns() < deadline && hasOtherProcesses() { usleep(20_000) }
+        kill(-1, SIGKILL)
+        pv_poweroff()
+        // reboot() only returns on failure; PID 1 must never exit.
+        while true { pause() }
+    }
+
+    private static func hasOtherProcesses() -> Bool {
+        GuestFiles.listDirectory("/proc").contains { name in
+            guard let pid = Int32(name) else { return false }
+            return pid != getpid() && GuestFiles.read("/proc/\(pid)/cmdline").map { !$0.isEmpty } ?? false
+        }
+    }
+}

@@ -1,0 +1,63 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLinuxSupport
+
+/// The early boot work of PID 1: filesystems, console, kernel modules.
+enum GuestSetup {
+    /// Must run before any thread exists: the Swift runtime reads /proc when it starts threads.
+    static func mountProc() {
+        mkdir("/proc", 0o555)
+        if pv_mount("proc", "/proc", "proc", pv_ms_nosuid() | pv_ms_nodev() | pv_ms_noexec(), nil) != 0 {
+            log("mount /proc failed: errno \(errno)")
+        }
+    }
+
+    static func mountBaseFilesystems() {
+        let mounts: [(source: String, target: String, type: String, flags: UInt, data: String?)] = [
+            ("sysfs", "/sys", "sysfs", pv_ms_nosuid() | pv_ms_nodev() | pv_ms_noexec(), nil),
+            ("devtmpfs", "/dev", "devtmpfs", pv_ms_nosuid(), "mode=0755"),
+            ("devpts", "/dev/pts", "devpts", pv_ms_nosuid() | pv_ms_noexec(), "newinstance,ptmxmode=0666,mode=0620"),
+            ("shm", "/dev/shm", "tmpfs", pv_ms_nosuid() | pv_ms_nodev(), "mode=1777"),
+            ("tmpfs", "/run", "tmpfs", pv_ms_nosuid() | pv_ms_nodev(), "mode=0755"),
+            ("tmpfs", "/tmp", "tmpfs", pv_ms_nosuid() | pv_ms_nodev(), "mode=1777"),
+            ("cgroup2", "/sys/fs/cgroup", "cgroup2", pv_ms_nosuid() | pv_ms_nodev() | pv_ms_noexec(), nil),
+        ]
+        for m in mounts {
+            mkdir(m.target, 0o755)
+            if pv_mount(m.source, m.target, m.type, m.flags, m.data) != 0 {
+                log("mount \(m.type) on \(m.target) failed: errno \(errno)")
+            }
+        }
+    }
+
+    /// The kernel may start init without stdio when the initramfs has no /dev/console node.
+    static func attachConsole() {
+        let fd = open("/dev/console", O_RDWR | O_NOCTTY)
+        guard fd >= 0 else { return }
+        for target in Int32(0)...2 where fd != target { dup2(fd, target) }
+        if fd > 2 { close(fd) }
+    }
+
+    /// Loads the modules listed in /lib/modules/load-order (written by Images/build-image.sh with
+    /// dependencies first). A module that is already present is not an error.
+    static func loadModules(directory: String = "/lib/modules") -> (loaded: Int, failed: [String]) {
+        guard let order = GuestFiles.read("\(directory)/load-order") else { return (0, []) }
+        var loaded = 0
+        var failed: [String] = []
+        for name in order.split(separator: "\n").map(String.init) where !name.isEmpty {
+            let fd = open("\(directory)/\(name)", O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else {
+                failed.append("\(name) (open errno \(errno))")
+                continue
+            }
+            if pv_finit_module(fd) == 0 || errno == EEXIST {
+                loaded += 1
+            } else {
+                failed.append("\(name) (errno \(errno))")
+            }
+            close(fd)
+        }
+        return (loaded, failed)
+    }
+}

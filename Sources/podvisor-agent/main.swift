@@ -1,0 +1,34 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLinuxSupport
+import PodvisorAgentProtocol
+
+// podvisor-agent: PID 1 of every pod VM. Order matters: /proc before any thread, signals blocked before the
+// first thread so every thread inherits the mask and only the main thread's sigwait sees them.
+GuestSetup.mountProc()
+GuestSetup.mountBaseFilesystems()
+GuestSetup.attachConsole()
+if pv_block_init_signals() != 0 { log("cannot block init signals: errno \(errno)") }
+
+let modules = GuestSetup.loadModules()
+if !modules.failed.isEmpty { log("modules failed: \(modules.failed.joined(separator: ", "))") }
+
+guard let endpoint = AgentListener.discover() else {
+    PowerOff.now(reason: "no vsock device and no virtio-serial port named \(AgentAPI.serialPortName)")
+}
+let readyAtMs = pv_boottime_ms()
+let server = AgentService.server(transport: endpoint.transportName, readyAtMs: readyAtMs)
+startDetachedThread { AgentListener.serve(endpoint, server: server) }
+log("ready on \(endpoint.transportName) after \(readyAtMs) ms, \(modules.loaded) modules")
+
+// PID 1 duties: reap every orphan; TERM/INT/PWR power the VM off.
+while true {
+    switch pv_wait_init_signal() {
+    case SIGCHLD:
+        var status: Int32 = 0
+        while waitpid(-1, &status, WNOHANG) > 0 {}
+    case let sig:
+        PowerOff.now(reason: "signal \(sig)")
+    }
+}
