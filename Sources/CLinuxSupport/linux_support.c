@@ -7,6 +7,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <sys/reboot.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -93,6 +95,23 @@ int pv_accept(int fd) {
         conn = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
     } while (conn < 0 && errno == EINTR);
     return conn;
+}
+
+int pv_pidfd_open(pid_t pid) {
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+int pv_pidfd_reap(int pidfd) {
+    siginfo_t info;
+    return waitid((idtype_t)P_PIDFD, (id_t)pidfd, &info, WEXITED | WNOHANG);
+}
+
+int pv_set_child_subreaper(void) {
+    return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 }
 
 int pv_finit_module(int fd) {

@@ -15,7 +15,9 @@ public struct TOMLDocument: Sendable, Equatable {
     public init(parsing text: String) throws(PodvisorError) {
         var values: [String: TOMLValue] = [:]
         var table = ""
-        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // "\r\n" is one Character in Swift: splitting on "\n" alone would leave a CRLF file one long line.
+        let lines = text.split(omittingEmptySubsequences: false) { $0 == "\n" || $0 == "\r\n" }
+        for (index, rawLine) in lines.enumerated() {
             let lineNumber = index + 1
             var parser = LineParser(text: Substring(rawLine), line: lineNumber)
             parser.skipSpaces()

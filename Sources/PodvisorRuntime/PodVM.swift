@@ -74,16 +74,21 @@ public final class PodVM: Sendable {
     }
 
     /// Asks the agent to power off and waits for the domain to stop; destroys it if that takes too long.
-    /// Either way every host-side trace is removed.
-    public func shutdown(timeout: Duration = .seconds(15)) async throws(PodvisorError) {
+    /// Either way every host-side trace is removed. Returns true when the guest powered itself off.
+    @discardableResult
+    public func shutdown(timeout: Duration = .seconds(15)) async throws(PodvisorError) -> Bool {
+        var asked = true
+        vm.expectPowerOff()
         do {
             try await agent.shutdown()
         } catch {
             // The agent may be gone already; destroying below still cleans up.
+            asked = false
         }
-        _ = await vm.waitUntilStopped(timeout: timeout)
+        let stopped = asked ? await vm.waitUntilStopped(timeout: timeout) : nil
         agent.close()
         try vm.destroy()
+        return stopped == .stopped(.shutdown)
     }
 
     /// Hard stop and clean-up, without asking the guest.

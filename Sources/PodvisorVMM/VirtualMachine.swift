@@ -48,7 +48,8 @@ public final class VirtualMachine: Sendable {
     public let endpoint: AgentEndpoint
     let domain: LibvirtDomain
     private let backend: VsockBackend?
-    private let state = Mutex<(state: State, waiters: [UUID: CheckedContinuation<State?, Never>])>((.running, [:]))
+    private let state = Mutex<(state: State, waiters: [UUID: CheckedContinuation<State?, Never>], poweringOff: Bool)>(
+        (.running, [:], false))
 
     public var name: String { configuration.name }
     public var consoleLog: String { "\(configuration.runDirectory)/console.log" }
@@ -84,6 +85,7 @@ public final class VirtualMachine: Sendable {
                 kernel: configuration.kernel, initrd: configuration.initrd,
                 kernelCommandLine: DomainSpec.baseKernelCommandLine(extra: configuration.extraKernelParameters),
                 consoleLog: "\(run)/console.log", agentChannel: channel)
+            _ = ProcessExitWatch.adoptOrphans
             let domain = try connection.createDomain(xml: spec.xml)
             let endpoint: AgentEndpoint
             switch channel {
@@ -93,6 +95,9 @@ public final class VirtualMachine: Sendable {
             }
             let vm = VirtualMachine(configuration: configuration, domain: domain, endpoint: endpoint, backend: backend)
             connection.observeLifecycle(domain: configuration.name) { [weak vm] event in vm?.handle(event) }
+            if let pid = ProcessExitWatch.qemuPID(domain: configuration.name) {
+                _ = ProcessExitWatch.watch(pid: pid) { [weak vm] in vm?.qemuExited() }
+            }
             // The domain may have died between creation and subscription.
             if !domain.isActive { vm.handle(.stopped(.failed)) }
             return vm
@@ -117,6 +122,15 @@ public final class VirtualMachine: Sendable {
               let cid = UInt32(xml[range].filter(\.isNumber))
         else { throw PodvisorError(.internalError, "libvirt assigned no vsock CID") }
         return cid
+    }
+
+    /// The guest was asked to power off: QEMU exiting now is a clean shutdown, not a failure.
+    public func expectPowerOff() {
+        state.withLock { $0.poweringOff = true }
+    }
+
+    private func qemuExited() {
+        handle(.stopped(state.withLock { $0.poweringOff } ? .shutdown : .failed))
     }
 
     private func handle(_ event: DomainLifecycleEvent) {

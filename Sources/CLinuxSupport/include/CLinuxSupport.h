@@ -13,6 +13,12 @@ int pv_vsock_connect(uint32_t cid, uint32_t port);
 int pv_vsock_listen(uint32_t port, int backlog);
 int pv_accept(int fd);
 
+// Processes we did not spawn (QEMU, daemonized by libvirt): a pidfd turns readable when the process exits.
+int pv_pidfd_open(pid_t pid);
+// Reaps the process behind a pidfd if it is our child (we are a subreaper); 0, or -1 with errno (ECHILD otherwise).
+int pv_pidfd_reap(int pidfd);
+int pv_set_child_subreaper(void);
+
 // Kernel modules and power.
 int pv_finit_module(int fd);
 int pv_poweroff(void);

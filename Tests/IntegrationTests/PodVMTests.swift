@@ -1,0 +1,80 @@
+import Foundation
+import PodvisorAgentProtocol
+import PodvisorCore
+import PodvisorRuntime
+import PodvisorVMM
+import Testing
+
+/// Real VMs through real libvirt (TCG here, KVM where available). Serialized: two cores, and every boot
+/// is deliberate — five per run.
+@Suite(.serialized) struct PodVMTests {
+    /// Boots, calls every agent method of the spine, and powers off through the agent.
+    func bootCallAndShutDown(_ transport: AgentTransportKind, expectGuestTransport: String) async throws {
+        let host = try TestHost.host()
+        let pod = try await host.boot(id: TestHost.uniqueID("t"), transport: transport)
+        #expect(pod.version.agentVersion == AgentAPI.agentVersion)
+        #expect(pod.version.transport == expectGuestTransport)
+        #expect(pod.version.kernelVersion.hasSuffix("cloud-amd64"))
+        #expect(pod.version.uptimeAtReadyMs > 0)
+        #expect(pod.timings.ready > pod.timings.domainStart)
+        let health = try await pod.agent.health()
+        #expect(health.status == .serving)
+        #expect(health.agentRssBytes > 1 << 20 && health.agentRssBytes < 64 << 20)
+        #expect(health.uptimeMs >= pod.version.uptimeAtReadyMs)
+        let cleanly = try await pod.shutdown()
+        #expect(cleanly, "the guest did not power itself off")
+        HostTraces.expectNothingLeft(domain: pod.vm.name, runDirectory: pod.vm.configuration.runDirectory, host: host)
+    }
+
+    @Test func hybridVsockBootCallAndCleanShutdown() async throws {
+        try await bootCallAndShutDown(.hybridVsock, expectGuestTransport: "vsock")
+    }
+
+    @Test func virtioSerialBootCallAndCleanShutdown() async throws {
+        try await bootCallAndShutDown(.virtioSerial, expectGuestTransport: "virtio-serial")
+    }
+
+    @Test func twoVMsAtOnceThenDestroyLeavesNothing() async throws {
+        let host = try TestHost.host()
+        async let first = host.boot(id: TestHost.uniqueID("a"), transport: .hybridVsock)
+        async let second = host.boot(id: TestHost.uniqueID("b"), transport: .hybridVsock)
+        let pods = try await [first, second]
+        #expect(pods[0].vm.name != pods[1].vm.name)
+        for pod in pods {
+            #expect(try await pod.agent.health().status == .serving)
+            #expect(HostTraces.qemuProcesses(domain: pod.vm.name).count == 1)
+            #expect(!HostTraces.processes(matching: pod.vm.configuration.runDirectory).isEmpty, "no vsock backend")
+        }
+        // Destroy while running: no guest cooperation.
+        for pod in pods {
+            try pod.destroy()
+            HostTraces.expectNothingLeft(domain: pod.vm.name, runDirectory: pod.vm.configuration.runDirectory, host: host)
+            await #expect(throws: PodvisorError.self) { try await pod.agent.health(timeout: .seconds(2)) }
+        }
+    }
+
+    @Test func malformedFrameThenQEMUKilledFromOutside() async throws {
+        let host = try TestHost.host()
+        let pod = try await host.boot(id: TestHost.uniqueID("k"), transport: .hybridVsock)
+
+        // A frame announcing 64 MiB: the agent must drop that connection and only that one.
+        let fd = try pod.vm.endpoint.connect(port: AgentAPI.vsockPort)
+        let rogue = FileDescriptorStream(fd: fd)
+        try rogue.write([0x04, 0x00, 0x00, 0x00, 0, 0, 0, 1, 1, 0] + [UInt8](repeating: 0x41, count: 64))
+        #expect(try rogue.read().isEmpty, "agent kept a connection that sent a malformed frame")
+        rogue.close()
+        #expect(try await pod.agent.health().status == .serving)
+
+        let qemu = HostTraces.qemuProcesses(domain: pod.vm.name)
+        try #require(qemu.count == 1)
+        let clock = ContinuousClock()
+        let killed = clock.now
+        kill(qemu[0], SIGKILL)
+        let state = await pod.vm.waitUntilStopped(timeout: .seconds(5))
+        let noticed = killed.duration(to: clock.now)
+        #expect(state == .stopped(.failed) || state == .stopped(.crashed) || state == .stopped(.shutdown), "state \(String(describing: state))")
+        #expect(noticed < .seconds(1), "death noticed after \(noticed)")
+        try pod.destroy()
+        HostTraces.expectNothingLeft(domain: pod.vm.name, runDirectory: pod.vm.configuration.runDirectory, host: host)
+    }
+}
