@@ -12,6 +12,8 @@ public final class VMHost: Sendable {
     public let warning: String?
 
     public init(config: PodvisorConfig) throws(PodvisorError) {
+        // A peer (agent, vsock backend) closing mid-write must fail that write, not end the process.
+        signal(SIGPIPE, SIG_IGN)
         self.config = config
         let (accelerator, warning) = try HostVirtualization.probe().choose(config.hypervisor)
         self.accelerator = accelerator
@@ -60,16 +62,22 @@ public final class VMHost: Sendable {
     /// Domain names of pod VMs carry this prefix, so a restart can tell ours from anything else on the host.
     public static let domainPrefix = "podvisor-"
 
-    public func boot(id: String, transport override: AgentTransportKind? = nil) async throws(PodvisorError) -> PodVM {
-        let transport = override ?? transport
-        if override != nil {
-            _ = try HostTransports.probe(vsockBackendPath: config.vsockBackendPath).choose(transport)
+    public func boot(id: String, transport: AgentTransportKind? = nil) async throws(PodvisorError) -> PodVM {
+        try await PodVM.boot(
+            try vmConfiguration(id: id, transport: transport), on: connection, timeout: .seconds(config.bootTimeoutSeconds))
+    }
+
+    /// The VM a pod with this id gets; `transport` and `initrd` override the host's choice (tests, benchmarks).
+    public func vmConfiguration(id: String, transport override: AgentTransportKind? = nil, initrd: String? = nil)
+        throws(PodvisorError) -> VirtualMachine.Configuration
+    {
+        if let override {
+            _ = try HostTransports.probe(vsockBackendPath: config.vsockBackendPath).choose(override)
         }
-        let vmConfiguration = VirtualMachine.Configuration(
+        return VirtualMachine.Configuration(
             name: Self.domainPrefix + id, runDirectory: "\(config.stateDirectory)/vm/\(id)",
-            accelerator: accelerator, transport: transport, memoryMiB: config.memoryMiB, vcpus: config.vcpus,
-            kernel: config.kernelPath, initrd: config.initrdPath, emulator: config.emulatorPath,
+            accelerator: accelerator, transport: override ?? transport, memoryMiB: config.memoryMiB, vcpus: config.vcpus,
+            kernel: config.kernelPath, initrd: initrd ?? config.initrdPath, emulator: config.emulatorPath,
             extraKernelParameters: config.kernelParameters, vsockBackendExecutable: config.vsockBackendPath)
-        return try await PodVM.boot(vmConfiguration, on: connection, timeout: .seconds(config.bootTimeoutSeconds))
     }
 }

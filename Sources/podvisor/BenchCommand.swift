@@ -1,6 +1,134 @@
 import ArgumentParser
+import Foundation
+import PodvisorCore
+import PodvisorRuntime
+import PodvisorVMM
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench", abstract: "Benchmarks whose results go into Docs/performance.md.", subcommands: [])
+        commandName: "bench", abstract: "Benchmarks whose results go into Docs/performance.md.", subcommands: [Boot.self])
+
+    struct Boot: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Boot-to-agent-ready of pod VMs against a bare libvirt boot of the same kernel, in one run.")
+
+        @OptionGroup var runtime: RuntimeOptions
+
+        @Option(help: "Boots of each kind (after one unmeasured warm-up of each).")
+        var runs: Int = 5
+
+        @Option(help: "Initramfs whose /init only prints \(BaselineBoot.marker) and powers off (make bench builds it).")
+        var baselineInitrd: String
+
+        @Option(help: "Markdown file whose boot section is replaced with the results.")
+        var report: String?
+
+        func validate() throws {
+            guard runs >= 1 && runs <= 100 else { throw ValidationError("--runs must be 1...100") }
+        }
+
+        func run() async throws {
+            let host = try VMHost(config: runtime.load())
+            var pod: [Duration] = [], bare: [Duration] = [], rss: [UInt64] = []
+            // Interleaved, so drift of the machine's load hits both series alike.
+            for i in 0...runs {
+                let booted = try await host.boot(id: "bench-\(getpid())-\(i)")
+                let agentRSS = try await booted.agent.health().agentRssBytes
+                try await booted.shutdown()
+                let baseline = try await BaselineBoot.measure(
+                    host.vmConfiguration(id: "bench-bare-\(getpid())-\(i)", initrd: baselineInitrd), on: host.connection)
+                guard i > 0 else { continue }
+                pod.append(booted.timings.ready)
+                bare.append(baseline)
+                rss.append(agentRSS)
+                print("run \(i): pod VM ready \(booted.timings.ready.milliseconds) ms, bare boot \(baseline.milliseconds) ms, agent RSS \(agentRSS / 1024) KiB")
+            }
+            let result = BootBenchResult(
+                accelerator: host.accelerator, transport: host.transport, runs: runs, pod: pod, bare: bare, agentRSS: rss,
+                kernel: host.config.kernelPath, initrd: host.config.initrdPath)
+            print(result.markdown)
+            if let report { try result.write(into: report) }
+        }
+    }
+}
+
+/// A VM booted with the baseline initramfs: time from the request until its init printed the marker.
+enum BaselineBoot {
+    static let marker = "PODVISOR-BASELINE-READY"
+
+    static func measure(_ configuration: VirtualMachine.Configuration, on connection: LibvirtConnection) async throws -> Duration {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let vm = try VirtualMachine.start(configuration, on: connection)
+        defer { try? vm.destroy() }
+        let deadline = start + .seconds(120)
+        while clock.now < deadline {
+            if let console = FileManager.default.contents(atPath: vm.consoleLog),
+               console.range(of: Data(marker.utf8)) != nil
+            {
+                return start.duration(to: clock.now)
+            }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        throw PodvisorError(.timeout, "baseline VM never printed \(marker)")
+    }
+}
+
+struct BootBenchResult {
+    var accelerator: Accelerator
+    var transport: AgentTransportKind
+    var runs: Int
+    var pod: [Duration]
+    var bare: [Duration]
+    var agentRSS: [UInt64]
+    var kernel: String
+    var initrd: String
+
+    static func percentile(_ values: [Duration], _ p: Double) -> Duration {
+        let sorted = values.sorted()
+        return sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * p).rounded()))]
+    }
+
+    var markdown: String {
+        let p50 = Self.percentile(pod, 0.5), p90 = Self.percentile(pod, 0.9)
+        let b50 = Self.percentile(bare, 0.5), b90 = Self.percentile(bare, 0.9)
+        let ratio = Double(p50.milliseconds) / Double(max(1, b50.milliseconds))
+        let rss = agentRSS.sorted()[agentRSS.count / 2]
+        let size = { (path: String) in ((try? FileManager.default.attributesOfItem(atPath: path)[.size]) as? Int).map { "\($0 / 1024) KiB" } ?? "?" }
+        let date = ISO8601DateFormatter().string(from: Date())
+        return """
+            \(BootBenchResult.startMarker)
+            ### Boot to agent ready (`podvisor bench boot`)
+
+            Measured \(date) on \(ProcessInfo.processInfo.activeProcessorCount) cores, \(accelerator.rawValue), \
+            agent transport \(transport.rawValue), \(runs) boots of each kind after one warm-up, interleaved.
+            Pod VM: from the boot request until the agent answered Version. Baseline: the same kernel and domain
+            XML with a busybox /init that only prints a marker on the console, from the request until the marker.
+
+            | | p50 | p90 |
+            |---|---|---|
+            | pod VM, boot to agent ready | \(p50.milliseconds) ms | \(p90.milliseconds) ms |
+            | bare libvirt boot, trivial init (baseline) | \(b50.milliseconds) ms | \(b90.milliseconds) ms |
+            | **ratio pod / baseline** | **\(String(format: "%.2f", ratio))** | \
+            \(String(format: "%.2f", Double(p90.milliseconds) / Double(max(1, b90.milliseconds)))) |
+
+            Agent RSS inside the guest (median VmRSS after boot): **\(rss / 1024) KiB**. \
+            Guest kernel \(size(kernel)), initramfs \(size(initrd)).
+            \(BootBenchResult.endMarker)
+            """
+    }
+
+    static let startMarker = "<!-- bench:boot:start -->"
+    static let endMarker = "<!-- bench:boot:end -->"
+
+    /// Replaces the section between the markers (or appends it), leaving the rest of the file alone.
+    func write(into path: String) throws {
+        var text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? "# Performance\n"
+        if let start = text.range(of: Self.startMarker), let end = text.range(of: Self.endMarker), start.lowerBound < end.upperBound {
+            text.replaceSubrange(start.lowerBound..<end.upperBound, with: markdown)
+        } else {
+            text += "\n" + markdown + "\n"
+        }
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+    }
 }
