@@ -6,11 +6,15 @@ public struct PodvisorError: Error, Sendable, CustomStringConvertible {
         case notFound
         case alreadyExists
         case failedPrecondition
+        /// Credentials are missing or were refused (a registry's 401/403).
+        case permissionDenied
         /// The host lacks what a request needs (a device, a binary, a transport).
         case unsupported
         case timeout
         /// The peer (libvirt, QEMU, the agent) is gone or not answering.
         case unavailable
+        /// Content does not match its digest or size: corrupt or tampered with.
+        case dataLoss
         case internalError
     }
 

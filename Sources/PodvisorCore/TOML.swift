@@ -1,6 +1,6 @@
-/// The subset of TOML that podvisor's configuration uses: `[table]` and `[a.b]` headers, `key = value` with
-/// basic and literal strings, integers, booleans and arrays of those, and comments. Anything else is refused
-/// with its line number, so a typo never silently becomes a default.
+/// The subset of TOML that podvisor's configuration and containerd's `hosts.toml` use: `[table]`, `[a.b]` and
+/// `[a."quoted.part"]` headers, `key = value` with basic and literal strings, integers, booleans and arrays of
+/// those, and comments. Anything else is refused with its line number, so a typo never silently becomes a default.
 public enum TOMLValue: Sendable, Equatable {
     case string(String)
     case integer(Int)
@@ -8,13 +8,25 @@ public enum TOMLValue: Sendable, Equatable {
     case array([TOMLValue])
 }
 
+/// One `[header]` and the keys under it.
+public struct TOMLTable: Sendable, Equatable {
+    /// The header's key parts; a quoted part keeps its dots (`[host."http://127.0.0.1:5000"]` is
+    /// `["host", "http://127.0.0.1:5000"]`). Keys before the first header are in the table with no parts.
+    public var path: [String]
+    public var values: [String: TOMLValue]
+}
+
 public struct TOMLDocument: Sendable, Equatable {
     /// Values by dotted path: `vm.memory_mib`.
     public var values: [String: TOMLValue]
+    /// Tables in the order their headers first appear (the root table first); for keys that are not plain words,
+    /// such as URLs, and where order matters.
+    public var tables: [TOMLTable]
 
     public init(parsing text: String) throws(PodvisorError) {
         var values: [String: TOMLValue] = [:]
-        var table = ""
+        var tables = [TOMLTable(path: [], values: [:])]
+        var table = 0
         // "\r\n" is one Character in Swift: splitting on "\n" alone would leave a CRLF file one long line.
         let lines = text.split(omittingEmptySubsequences: false) { $0 == "\n" || $0 == "\r\n" }
         for (index, rawLine) in lines.enumerated() {
@@ -23,7 +35,13 @@ public struct TOMLDocument: Sendable, Equatable {
             parser.skipSpaces()
             if parser.atEndOrComment { continue }
             if parser.peek == "[" {
-                table = try parser.tableHeader()
+                let path = try parser.tableHeader()
+                if let existing = tables.firstIndex(where: { $0.path == path }) {
+                    table = existing
+                } else {
+                    table = tables.count
+                    tables.append(TOMLTable(path: path, values: [:]))
+                }
                 continue
             }
             let key = try parser.key()
@@ -33,11 +51,13 @@ public struct TOMLDocument: Sendable, Equatable {
             let value = try parser.value()
             parser.skipSpaces()
             guard parser.atEndOrComment else { throw parser.error("unexpected text after the value") }
-            let path = table.isEmpty ? key : "\(table).\(key)"
+            let path = (tables[table].path + [key]).joined(separator: ".")
             guard values[path] == nil else { throw parser.error("duplicate key \(path)") }
             values[path] = value
+            tables[table].values[key] = value
         }
         self.values = values
+        self.tables = tables
     }
 }
 
@@ -61,22 +81,23 @@ private struct LineParser {
         text.removeFirst()
     }
 
-    mutating func tableHeader() throws(PodvisorError) -> String {
+    mutating func tableHeader() throws(PodvisorError) -> [String] {
         try expect("[")
         var parts: [String] = []
         repeat {
             skipSpaces()
-            parts.append(try bareKey())
+            parts.append(try key())
             skipSpaces()
         } while text.first == "." && text.removeFirst() == "."
         try expect("]")
         skipSpaces()
         guard atEndOrComment else { throw error("unexpected text after the table header") }
-        return parts.joined(separator: ".")
+        return parts
     }
 
     mutating func key() throws(PodvisorError) -> String {
         if text.first == "\"" { return try basicString() }
+        if text.first == "'" { return try literalString() }
         return try bareKey()
     }
 
