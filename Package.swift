@@ -14,11 +14,16 @@ let package = Package(
         // traits: [] keeps full Foundation out of the static guest agent.
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0", traits: []),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // C APIs used from Swift.
         .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
         .target(name: "CLinuxSupport"),
+        .systemLibrary(name: "CArchive", providers: [.apt(["libarchive-dev"])]),
 
         // Shared by host and guest: ttrpc framing and the podvisor.agent.v1 messages.
         .target(
@@ -35,6 +40,19 @@ let package = Package(
         // Host: pod VMs (boot, dial, ready, teardown); sandboxes and containers grow here.
         .target(name: "PodvisorRuntime", dependencies: ["PodvisorVMM", "PodvisorAgentClient", "PodvisorCore"]),
 
+        // Host: OCI registry client, content store, layer unpacking, image metadata.
+        .target(
+            name: "PodvisorImages",
+            dependencies: [
+                "CArchive", "PodvisorCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
+
         // Guest PID 1.
         .executableTarget(name: "podvisor-agent", dependencies: ["PodvisorAgentProtocol", "CLinuxSupport"]),
         // Command line.
@@ -47,6 +65,7 @@ let package = Package(
         .testTarget(name: "PodvisorCoreTests", dependencies: ["PodvisorCore"]),
         .testTarget(name: "PodvisorVMMTests", dependencies: ["PodvisorVMM"], resources: [.copy("Golden")]),
         .testTarget(name: "IntegrationTests", dependencies: ["PodvisorRuntime"]),
+        .testTarget(name: "PodvisorImagesTests", dependencies: ["PodvisorImages", "CArchive"]),
     ],
     swiftLanguageModes: [.v6]
 )
