@@ -66,6 +66,7 @@ let package = Package(
         .testTarget(name: "PodvisorVMMTests", dependencies: ["PodvisorVMM"], resources: [.copy("Golden")]),
         .testTarget(name: "IntegrationTests", dependencies: ["PodvisorRuntime"]),
         .testTarget(name: "PodvisorImagesTests", dependencies: ["PodvisorImages", "CArchive"]),
+        .testTarget(name: "ImageIntegrationTests", dependencies: ["PodvisorImages"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )

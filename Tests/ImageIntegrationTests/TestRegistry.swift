@@ -1,0 +1,134 @@
+import Foundation
+
+/// A real `docker-registry` (Debian's distribution 2.8) on a free loopback port, serving a storage directory;
+/// optionally with htpasswd (bcrypt) basic auth. Stopped when released.
+final class TestRegistry: @unchecked Sendable {
+    let address: String
+    let storage: String
+    private let process: Process
+    private let directory: String
+
+    init(storage: String, user: (name: String, password: String)? = nil) throws {
+        self.storage = storage
+        directory = "/tmp/podvisor-registry-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let port = try Self.freePort()
+        address = "127.0.0.1:\(port)"
+        var config = """
+            version: 0.1
+            log:
+              level: warn
+            storage:
+              filesystem:
+                rootdirectory: \(storage)
+            http:
+              addr: \(address)
+
+            """
+        if let user {
+            try Self.run("/usr/bin/htpasswd", ["-Bbc", "\(directory)/htpasswd", user.name, user.password])
+            config += """
+                auth:
+                  htpasswd:
+                    realm: podvisor-test
+                    path: \(directory)/htpasswd
+
+                """
+        }
+        try config.write(toFile: "\(directory)/config.yml", atomically: true, encoding: .utf8)
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/docker-registry")
+        process.arguments = ["serve", "\(directory)/config.yml"]
+        process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try process.run()
+        let deadline = Date().addingTimeInterval(10)
+        while !Self.accepts(port: port) {
+            guard process.isRunning, Date() < deadline else { throw TestError("docker-registry did not come up on \(address)") }
+            usleep(20_000)
+        }
+    }
+
+    deinit {
+        process.terminate()
+        process.waitUntilExit()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    static func freePort() throws -> UInt16 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+            }
+        }
+        guard bound else { throw TestError("no free port") }
+        return UInt16(bigEndian: address.sin_port)
+    }
+
+    static func accepts(port: UInt16) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+    }
+
+    static func run(_ executable: String, _ arguments: [String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw TestError("\(executable) \(arguments) failed: \(text)") }
+    }
+}
+
+struct TestError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// The registry storage with the fixture images (Fixtures/make-images.sh), built once per test process. Tests
+/// serve it read-only through registries of their own; one that damages content copies it first.
+actor FixtureImages {
+    static let shared = FixtureImages()
+    private var storage: String?
+
+    func storageDirectory() throws -> String {
+        if let storage { return storage }
+        // Fixtures of test processes that are gone.
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []
+        where entry.hasPrefix("podvisor-image-fixtures-") {
+            if let pid = Int32(entry.dropFirst("podvisor-image-fixtures-".count)), kill(pid, 0) != 0 && errno == ESRCH {
+                try? FileManager.default.removeItem(atPath: "/tmp/\(entry)")
+            }
+        }
+        let root = "/tmp/podvisor-image-fixtures-\(getpid())"
+        let registry = try TestRegistry(storage: "\(root)/registry")
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/make-images.sh").path
+        try TestRegistry.run(script, ["\(root)/work", registry.address])
+        storage = "\(root)/registry"
+        return "\(root)/registry"
+    }
+
+    /// A private copy of the storage, for a test that corrupts it.
+    func copyOfStorage() throws -> String {
+        let copy = "/tmp/podvisor-image-fixtures-copy-\(UUID().uuidString)"
+        try TestRegistry.run("/bin/cp", ["-a", try storageDirectory(), copy])
+        return copy
+    }
+}
