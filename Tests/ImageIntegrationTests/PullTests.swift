@@ -133,6 +133,30 @@ import Testing
         }
     }
 
+    @Test func bearerTokenAuthAndOneRequestForAPresentImage() async throws {
+        let registry = try TestRegistry(storage: await FixtureImages.shared.storageDirectory())
+        let proxy = try BearerProxy(upstream: registry, user: "bob", password: "hunter2")
+        try await withStore(registry) { store in
+            let image = "\(proxy.address)/busybox"
+            let anonymous = await #expect(throws: PodvisorError.self) { try await store.pull(image) }
+            #expect(anonymous?.code == .permissionDenied)
+            #expect(anonymous?.message.contains("requires authentication") == true)
+            let wrong = await #expect(throws: PodvisorError.self) {
+                try await store.pull(image, credentials: .basic(username: "bob", password: "wrong"))
+            }
+            #expect(wrong?.code == .permissionDenied)
+            #expect(wrong?.message.contains("refused the credentials") == true)
+            #expect(proxy.requests.isEmpty)
+
+            let credentials = RegistryCredentials.basic(username: "bob", password: "hunter2")
+            let first = try await store.pull(image, credentials: credentials)
+            #expect(proxy.requests.count == 4)  // manifest, config, two layers
+            let again = try await store.pull(image, credentials: credentials)
+            #expect(again == first)
+            #expect(proxy.requests.dropFirst(4) == ["GET /v2/busybox/manifests/latest"])
+        }
+    }
+
     @Test func corruptBlobIsRejected() async throws {
         let storage = try await FixtureImages.shared.copyOfStorage()
         defer { try? FileManager.default.removeItem(atPath: storage) }

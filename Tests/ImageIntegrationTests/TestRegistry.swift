@@ -36,17 +36,26 @@ final class TestRegistry: @unchecked Sendable {
                 """
         }
         try config.write(toFile: "\(directory)/config.yml", atomically: true, encoding: .utf8)
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/docker-registry")
-        process.arguments = ["serve", "\(directory)/config.yml"]
+        process = try Self.serve("/usr/bin/docker-registry", ["serve", "\(directory)/config.yml"], port: port)
+    }
+
+    /// Starts a server and waits until it accepts connections on `port`.
+    static func serve(_ executable: String, _ arguments: [String], port: UInt16) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
         process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         process.standardError = FileHandle(forWritingAtPath: "/dev/null")
         try process.run()
         let deadline = Date().addingTimeInterval(10)
-        while !Self.accepts(port: port) {
-            guard process.isRunning, Date() < deadline else { throw TestError("docker-registry did not come up on \(address)") }
+        while !accepts(port: port) {
+            guard process.isRunning, Date() < deadline else {
+                if process.isRunning { process.terminate() }
+                throw TestError("\(executable) did not come up on port \(port)")
+            }
             usleep(20_000)
         }
+        return process
     }
 
     deinit {
@@ -94,6 +103,33 @@ final class TestRegistry: @unchecked Sendable {
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         guard process.terminationStatus == 0 else { throw TestError("\(executable) \(arguments) failed: \(text)") }
+    }
+}
+
+/// Fixtures/bearer-proxy.py in front of a registry: bearer-token auth the way Docker Hub does it, and a log of
+/// the requests that got through.
+final class BearerProxy: @unchecked Sendable {
+    let address: String
+    let log = "/tmp/podvisor-bearer-proxy-\(UUID().uuidString).log"
+    private let process: Process
+
+    init(upstream: TestRegistry, user: String, password: String) throws {
+        let port = try TestRegistry.freePort()
+        address = "127.0.0.1:\(port)"
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/bearer-proxy.py").path
+        process = try TestRegistry.serve("/usr/bin/python3", [script, "\(port)", upstream.address, user, password, log], port: port)
+    }
+
+    deinit {
+        // KILL: the child inherits the test runner's blocked signals, so a TERM would stay pending forever.
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        try? FileManager.default.removeItem(atPath: log)
+    }
+
+    /// Requests relayed to the registry so far, "GET /v2/…" each.
+    var requests: [String] {
+        ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
     }
 }
 
