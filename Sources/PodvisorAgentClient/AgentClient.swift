@@ -28,13 +28,23 @@ public final class AgentClient: Sendable {
         }
     }
 
+    /// Closes the descriptor once both the client and its reader thread are done with it: until then no
+    /// shutdown or write of theirs can reach a number the kernel has meanwhile given to another file.
+    private final class Descriptor: Sendable {
+        let stream: FileDescriptorStream
+        init(_ stream: FileDescriptorStream) { self.stream = stream }
+        deinit { stream.close() }
+    }
+
     private let connection: TTRPCConnection
     private let calls = CallTable()
+    private let descriptor: Descriptor
 
     /// Takes ownership of `fd`, a stream connected to the agent's port.
     public init(fd: Int32) {
         connection = TTRPCConnection(stream: FileDescriptorStream(fd: fd))
-        let thread = Thread { [connection, calls] in
+        descriptor = Descriptor(connection.stream)
+        let thread = Thread { [connection, calls, descriptor] in
             let reason: String
             while true {
                 do {
@@ -57,7 +67,8 @@ public final class AgentClient: Sendable {
                 return Array(c.waiting.values)
             }
             orphans.forEach { $0.resume(throwing: PodvisorError(.unavailable, reason)) }
-            connection.stream.close()
+            // The agent sees the end too (after a framing error); closing is left to the last owner.
+            descriptor.stream.shutdown()
         }
         thread.name = "agent-client"
         thread.start()

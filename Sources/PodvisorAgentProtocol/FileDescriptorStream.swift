@@ -26,9 +26,19 @@ public struct SystemError: Error, Sendable, Equatable, CustomStringConvertible {
 /// One thread reads; writers must serialise themselves (TTRPCConnection does).
 public final class FileDescriptorStream: @unchecked Sendable {
     public let fd: Int32
+    /// Sockets are written with send(MSG_NOSIGNAL): a peer that went away fails the write with EPIPE
+    /// instead of killing the process with SIGPIPE. Character devices (virtio-serial ports) take write(2).
+    private let isSocket: Bool
 
-    public init(fd: Int32) {
+    /// Closes the descriptor when the last reference goes: request threads still answering on a connection
+    /// keep it alive, so its number cannot be reused under them.
+    private let closesOnDeinit: Bool
+
+    public init(fd: Int32, closesOnDeinit: Bool = false) {
         self.fd = fd
+        self.closesOnDeinit = closesOnDeinit
+        var status = stat()
+        isSocket = fstat(fd, &status) == 0 && status.st_mode & S_IFMT == S_IFSOCK
     }
 
     /// Returns what one read(2) delivered; empty at end of stream.
@@ -47,13 +57,22 @@ public final class FileDescriptorStream: @unchecked Sendable {
     public func write(_ bytes: [UInt8]) throws(SystemError) {
         var offset = 0
         while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, bytes.count - offset) }
+            let n = bytes.withUnsafeBytes { raw in
+                let start = raw.baseAddress! + offset
+                return isSocket
+                    ? Glibc.send(fd, start, bytes.count - offset, Int32(MSG_NOSIGNAL))
+                    : Glibc.write(fd, start, bytes.count - offset)
+            }
             if n < 0 {
                 if Glibc.errno == EINTR { continue }
                 throw .last("write")
             }
             offset += n
         }
+    }
+
+    deinit {
+        if closesOnDeinit { _ = Glibc.close(fd) }
     }
 
     /// Wakes a blocked reader (sockets only) without releasing the descriptor number.

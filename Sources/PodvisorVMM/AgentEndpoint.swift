@@ -40,7 +40,8 @@ public enum AgentEndpoint: Sendable, Equatable {
     /// No listener in the guest: the backend closes the connection instead.
     static func hybridHandshake(fd: Int32, port: UInt32, timeoutMs: Int32) throws(PodvisorError) {
         let request = Array("CONNECT \(port)\n".utf8)
-        guard request.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == request.count else {
+        // MSG_NOSIGNAL: a backend that already closed must fail this call, not kill the process with SIGPIPE.
+        guard request.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == request.count else {
             throw PodvisorError(.unavailable, "hybrid vsock: cannot send CONNECT: errno \(errno)")
         }
         var line: [UInt8] = []

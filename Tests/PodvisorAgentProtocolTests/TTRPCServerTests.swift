@@ -25,17 +25,23 @@ import Testing
         return builder.build()
     }
 
-    /// Serves one end of a new socketpair with `server`; the other end is the peer's.
+    /// Serves one end of a new socketpair with `server`; the other end is the peer's. The server runs on a
+    /// thread of its own: the tests block in `receive()`, and with as few cooperative threads as cores a
+    /// server waiting for one of them would never run.
     static func start(_ server: TTRPCServer = makeServer()) -> Peer {
         var fds: [Int32] = [0, 0]
         precondition(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
         let serverStream = FileDescriptorStream(fd: fds[1])
-        let ended = Task.detached {
+        let (ends, ended) = AsyncStream.makeStream(of: TTRPCServer.End.self)
+        Thread {
             let end = server.serve(TTRPCConnection(stream: serverStream))
             serverStream.close()
-            return end
-        }
-        return Peer(connection: TTRPCConnection(stream: FileDescriptorStream(fd: fds[0])), ended: ended)
+            ended.yield(end)
+            ended.finish()
+        }.start()
+        return Peer(
+            connection: TTRPCConnection(stream: FileDescriptorStream(fd: fds[0])),
+            ended: Task { await ends.first { _ in true }! })
     }
 
     static func request(_ method: String, stream: UInt32, payload: [UInt8]) throws -> TTRPCFrame {

@@ -1,0 +1,108 @@
+import Foundation
+import PodvisorCore
+import Testing
+
+@testable import PodvisorVMM
+
+/// The domain XML for every transport × accelerator, pinned by files in Golden/.
+/// `PODVISOR_UPDATE_GOLDEN=1 swift test --filter DomainXMLTests` rewrites them in the source tree; read the diff.
+@Suite struct DomainXMLTests {
+    static let run = "/run/podvisor/vm/abc"
+
+    static let channels: [DomainSpec.AgentChannel] = [
+        .vsock,
+        .hybridVsock(backendSocket: "\(run)/vsock/vhost.socket"),
+        .virtioSerial(socket: "\(run)/agent.sock"),
+    ]
+
+    static func spec(_ channel: DomainSpec.AgentChannel, _ accelerator: Accelerator) -> DomainSpec {
+        DomainSpec(
+            name: "podvisor-abc", uuid: "1b4e28ba-2fa1-11d2-883f-0016d3cca427", accelerator: accelerator,
+            memoryMiB: 256, vcpus: 1, emulator: "/usr/bin/qemu-system-x86_64",
+            kernel: "/usr/local/share/podvisor/vmlinuz", initrd: "/usr/local/share/podvisor/initramfs.img",
+            kernelCommandLine: DomainSpec.baseKernelCommandLine(), consoleLog: "\(run)/console.log",
+            agentChannel: channel)
+    }
+
+    static var updating: Bool { ProcessInfo.processInfo.environment["PODVISOR_UPDATE_GOLDEN"] == "1" }
+
+    static let sourceGoldenDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("Golden")
+
+    @Test(arguments: channels, Accelerator.allCases)
+    func matchesGoldenFile(channel: DomainSpec.AgentChannel, accelerator: Accelerator) throws {
+        let name = "\(channel.transport.rawValue)-\(accelerator.rawValue).xml"
+        let xml = Self.spec(channel, accelerator).xml
+        if Self.updating {
+            try xml.write(to: Self.sourceGoldenDirectory.appendingPathComponent(name), atomically: true, encoding: .utf8)
+            return
+        }
+        let golden = try #require(
+            Bundle.module.url(forResource: "Golden", withExtension: nil)?.appendingPathComponent(name),
+            "no Golden directory in the test bundle")
+        let expected = try String(contentsOf: golden, encoding: .utf8)
+        #expect(xml == expected, "\(name) differs; PODVISOR_UPDATE_GOLDEN=1 regenerates it")
+    }
+
+    /// The facts of probes.md, checked on the rendering itself so that a regenerated golden file cannot drift.
+    @Test(arguments: channels, Accelerator.allCases)
+    func carriesWhatProbesFound(channel: DomainSpec.AgentChannel, accelerator: Accelerator) {
+        let xml = Self.spec(channel, accelerator).xml
+        let hybrid = channel.transport == .hybridVsock
+        #expect(xml.hasPrefix("<domain type='\(accelerator == .kvm ? "kvm" : "qemu")'"))
+        #expect(xml.contains("xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'") == hybrid)
+        #expect(xml.contains("<qemu:commandline>") == hybrid)
+        #expect(xml.contains("<source type='memfd'/>") && xml.contains("<access mode='shared'/>"))
+        #expect(xml.contains("<acpi/>"))
+        #expect(xml.contains("<type arch='x86_64' machine='pc'>hvm</type>"))
+        for event in ["on_poweroff", "on_reboot", "on_crash"] {
+            #expect(xml.contains("<\(event)>destroy</\(event)>"))
+        }
+        #expect(xml.contains("<memballoon model='none'/>"))
+        #expect(xml.contains("<serial type='file'>"))
+        #expect(xml.contains("<source path='\(Self.run)/console.log'/>"))
+        #expect(xml.contains("<vsock model='virtio'>") == (channel == .vsock))
+        #expect(xml.contains("<channel type='unix'>") == (channel.transport == .virtioSerial))
+    }
+
+    @Test func sharedDirectoryIsAVirtiofsFilesystem() {
+        let plain = Self.spec(.vsock, .tcg)
+        #expect(!plain.xml.contains("<filesystem"))
+        var spec = plain
+        spec.sharedDirectorySocket = "\(Self.run)/vfs.sock"
+        #expect(spec.xml.contains("""
+                <filesystem type='mount' accessmode='passthrough'>
+                  <driver type='virtiofs' queue='1024'/>
+                  <source socket='/run/podvisor/vm/abc/vfs.sock'/>
+                  <target dir='share'/>
+                </filesystem>
+            """))
+    }
+
+    @Test func specialCharactersAreEscaped() {
+        var spec = Self.spec(.virtioSerial(socket: "/run/a'b\"c<d>&e/agent.sock"), .tcg)
+        spec.kernel = "/k&<x>"
+        spec.kernelCommandLine = "a=\"1\" b='2'"
+        let xml = spec.xml
+        #expect(xml.contains("<source mode='bind' path='/run/a&apos;b&quot;c&lt;d&gt;&amp;e/agent.sock'/>"))
+        #expect(xml.contains("<kernel>/k&amp;&lt;x&gt;</kernel>"))
+        #expect(xml.contains("<cmdline>a=&quot;1&quot; b=&apos;2&apos;</cmdline>"))
+        // The hybrid backend socket lands inside a qemu:arg attribute.
+        let hybrid = Self.spec(.hybridVsock(backendSocket: "/run/x'y/vhost.socket"), .tcg).xml
+        #expect(hybrid.contains("<qemu:arg value='socket,id=vsockchr0,path=/run/x&apos;y/vhost.socket'/>"))
+    }
+
+    @Test func baseKernelCommandLine() {
+        let base = DomainSpec.baseKernelCommandLine()
+        let words = base.split(separator: " ")
+        #expect(words.contains("SWIFT_ROOT=/"))
+        #expect(words.contains("panic=-1"))
+        #expect(words.contains("console=ttyS0"))
+        #expect(!base.hasSuffix(" "))
+        #expect(DomainSpec.baseKernelCommandLine(extra: "loglevel=7 foo=bar") == base + " loglevel=7 foo=bar")
+    }
+}
+
+extension DomainSpec.AgentChannel: CustomTestStringConvertible {
+    public var testDescription: String { transport.rawValue }
+}
