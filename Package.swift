@@ -23,6 +23,8 @@ let package = Package(
         // C APIs used from Swift.
         .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
         .target(name: "CLinuxSupport"),
+        // Guest: the clone → pivot_root → exec path of container processes.
+        .target(name: "CContainerSpawn"),
         .systemLibrary(name: "CArchive", providers: [.apt(["libarchive-dev"])]),
 
         // Shared by host and guest: ttrpc framing and the podvisor.agent.v1 messages.
@@ -38,7 +40,7 @@ let package = Package(
         // Host: ttrpc client of the in-guest agent.
         .target(name: "PodvisorAgentClient", dependencies: ["PodvisorAgentProtocol", "PodvisorCore"]),
         // Host: pod VMs (boot, dial, ready, teardown); sandboxes and containers grow here.
-        .target(name: "PodvisorRuntime", dependencies: ["PodvisorVMM", "PodvisorAgentClient", "PodvisorCore"]),
+        .target(name: "PodvisorRuntime", dependencies: ["PodvisorVMM", "PodvisorAgentClient", "PodvisorCore", "CLinuxSupport"]),
 
         // Host: OCI registry client, content store, layer unpacking, image metadata.
         .target(
@@ -54,16 +56,17 @@ let package = Package(
         ),
 
         // Guest PID 1.
-        .executableTarget(name: "podvisor-agent", dependencies: ["PodvisorAgentProtocol", "CLinuxSupport"]),
+        .executableTarget(name: "podvisor-agent", dependencies: ["PodvisorAgentProtocol", "CLinuxSupport", "CContainerSpawn"]),
         // Command line.
         .executableTarget(
             name: "podvisor",
-            dependencies: ["PodvisorRuntime", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["PodvisorRuntime", "PodvisorImages", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
 
         .testTarget(name: "PodvisorAgentProtocolTests", dependencies: ["PodvisorAgentProtocol"]),
         .testTarget(name: "PodvisorCoreTests", dependencies: ["PodvisorCore"]),
         .testTarget(name: "PodvisorVMMTests", dependencies: ["PodvisorVMM"], resources: [.copy("Golden")]),
+        .testTarget(name: "PodvisorAgentClientTests", dependencies: ["PodvisorAgentClient", "PodvisorAgentProtocol"]),
         .testTarget(name: "IntegrationTests", dependencies: ["PodvisorRuntime"]),
         .testTarget(name: "PodvisorImagesTests", dependencies: ["PodvisorImages", "CArchive"]),
         .testTarget(name: "ImageIntegrationTests", dependencies: ["PodvisorImages"], exclude: ["Fixtures"]),

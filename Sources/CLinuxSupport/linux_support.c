@@ -2,13 +2,13 @@
 #include "CLinuxSupport.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
-#include <sys/wait.h>
 #include <sys/reboot.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -101,17 +101,12 @@ int pv_pidfd_open(pid_t pid) {
     return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
-#ifndef P_PIDFD
-#define P_PIDFD 3
-#endif
-
-int pv_pidfd_reap(int pidfd) {
-    siginfo_t info;
-    return waitid((idtype_t)P_PIDFD, (id_t)pidfd, &info, WEXITED | WNOHANG);
-}
-
 int pv_set_child_subreaper(void) {
     return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+}
+
+int pv_pipe(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC);
 }
 
 int pv_finit_module(int fd) {
@@ -125,6 +120,25 @@ int pv_poweroff(void) {
 
 int pv_mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data) {
     return mount(source, target, fstype, flags, data);
+}
+
+int pv_make_shared_mountpoint(const char *path) {
+    if (mount(path, path, NULL, MS_BIND, NULL) != 0) return -1;
+    return mount(NULL, path, NULL, MS_SHARED | MS_REC, NULL);
+}
+
+int pv_bind_mount(const char *source, const char *target, int readonly) {
+    if (mount(source, target, NULL, MS_BIND | MS_REC, NULL) != 0) return -1;
+    if (!readonly) return 0;
+    return mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC, NULL);
+}
+
+int pv_move_mount(const char *source, const char *target) {
+    return mount(source, target, NULL, MS_MOVE, NULL);
+}
+
+int pv_umount_detach(const char *path) {
+    return umount2(path, MNT_DETACH);
 }
 
 unsigned long pv_ms_nosuid(void) { return MS_NOSUID; }

@@ -13,6 +13,7 @@ public struct PodvisorConfig: Sendable, Equatable {
     public var initrdPath = "/usr/local/share/podvisor/initramfs.img"
     public var emulatorPath = "/usr/bin/qemu-system-x86_64"
     public var vsockBackendPath = "/usr/local/libexec/podvisor/vhost-device-vsock"
+    public var virtiofsdPath = "/usr/lib/qemu/virtiofsd"
     public var memoryMiB = 256
     public var vcpus = 1
     public var bootTimeoutSeconds = 60
@@ -50,6 +51,7 @@ public struct PodvisorConfig: Sendable, Equatable {
             case "vm.initrd": initrdPath = try value.string(key)
             case "vm.emulator": emulatorPath = try value.string(key)
             case "vm.vsock_backend": vsockBackendPath = try value.string(key)
+            case "vm.virtiofsd": virtiofsdPath = try value.string(key)
             case "vm.memory_mib": memoryMiB = try value.integer(key, in: 64...1_048_576)
             case "vm.vcpus": vcpus = try value.integer(key, in: 1...256)
             case "vm.boot_timeout_s": bootTimeoutSeconds = try value.integer(key, in: 1...3600)

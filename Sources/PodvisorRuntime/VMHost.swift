@@ -19,7 +19,8 @@ public final class VMHost: Sendable {
         self.accelerator = accelerator
         self.warning = warning
         transport = try HostTransports.probe(vsockBackendPath: config.vsockBackendPath).choose(config.transport)
-        for (what, path) in [("guest kernel", config.kernelPath), ("guest initrd", config.initrdPath), ("emulator", config.emulatorPath)]
+        for (what, path) in [("guest kernel", config.kernelPath), ("guest initrd", config.initrdPath), ("emulator", config.emulatorPath),
+            ("virtiofsd", config.virtiofsdPath)]
         where !FileManager.default.isReadableFile(atPath: path) {
             throw PodvisorError(.failedPrecondition, "\(what) \(path) is missing (run `make image` / `make deps`)")
         }
@@ -78,6 +79,7 @@ public final class VMHost: Sendable {
             name: Self.domainPrefix + id, runDirectory: "\(config.stateDirectory)/vm/\(id)",
             accelerator: accelerator, transport: override ?? transport, memoryMiB: config.memoryMiB, vcpus: config.vcpus,
             kernel: config.kernelPath, initrd: initrd ?? config.initrdPath, emulator: config.emulatorPath,
-            extraKernelParameters: config.kernelParameters, vsockBackendExecutable: config.vsockBackendPath)
+            extraKernelParameters: config.kernelParameters, vsockBackendExecutable: config.vsockBackendPath,
+            virtiofsdExecutable: config.virtiofsdPath)
     }
 }

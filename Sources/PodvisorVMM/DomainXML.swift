@@ -32,10 +32,13 @@ public struct DomainSpec: Sendable, Equatable {
     public var kernelCommandLine: String
     public var consoleLog: String
     public var agentChannel: AgentChannel
+    /// virtiofsd's vhost-user socket; the guest mounts the export by the tag `share`.
+    public var sharedDirectorySocket: String?
 
     public init(
         name: String, uuid: String, accelerator: Accelerator, memoryMiB: Int, vcpus: Int, emulator: String,
-        kernel: String, initrd: String, kernelCommandLine: String, consoleLog: String, agentChannel: AgentChannel
+        kernel: String, initrd: String, kernelCommandLine: String, consoleLog: String, agentChannel: AgentChannel,
+        sharedDirectorySocket: String? = nil
     ) {
         self.name = name
         self.uuid = uuid
@@ -48,6 +51,7 @@ public struct DomainSpec: Sendable, Equatable {
         self.kernelCommandLine = kernelCommandLine
         self.consoleLog = consoleLog
         self.agentChannel = agentChannel
+        self.sharedDirectorySocket = sharedDirectorySocket
     }
 
     /// The guest kernel parameters every pod VM needs. SWIFT_ROOT=/ reaches the static agent as an environment
@@ -106,13 +110,23 @@ public struct DomainSpec: Sendable, Equatable {
         case .hybridVsock:
             break
         }
+        if let sharedDirectorySocket {
+            // An externally started virtiofsd: libvirt's own spawn cannot pass announce_submounts.
+            x.open("filesystem", [("type", "mount"), ("accessmode", "passthrough")])
+            x.element("driver", [("type", "virtiofs"), ("queue", "1024")])
+            x.element("source", [("socket", sharedDirectorySocket)])
+            x.element("target", [("dir", "share")])
+            x.close("filesystem")
+        }
         x.element("memballoon", [("model", "none")])
         x.close("devices")
         if case .hybridVsock(let backendSocket) = agentChannel {
             // libvirt 9.0 has no XML for vhost-user-vsock; QEMU gets it as extra arguments.
-            // No reconnect= on the chardev: QEMU 7.2 then fails with "Failed to set msg fds".
+            // No reconnect= on the chardev: QEMU 7.2 then fails with "Failed to set msg fds". An explicit PCI slot:
+            // libvirt does not know this device and would hand its slot to the next one it places (virtio-fs).
             x.open("qemu:commandline")
-            for arg in ["-chardev", "socket,id=vsockchr0,path=\(backendSocket)", "-device", "vhost-user-vsock-pci,chardev=vsockchr0"] {
+            for arg in ["-chardev", "socket,id=vsockchr0,path=\(backendSocket)",
+                        "-device", "vhost-user-vsock-pci,chardev=vsockchr0,bus=pci.0,addr=0x1f"] {
                 x.element("qemu:arg", [("value", arg)])
             }
             x.close("qemu:commandline")

@@ -19,11 +19,13 @@ public final class VirtualMachine: Sendable {
         public var emulator: String
         public var extraKernelParameters: String
         public var vsockBackendExecutable: String
+        /// nil: no shared directory (virtio-fs) for this VM.
+        public var virtiofsdExecutable: String?
 
         public init(
             name: String, runDirectory: String, accelerator: Accelerator, transport: AgentTransportKind,
             memoryMiB: Int, vcpus: Int, kernel: String, initrd: String, emulator: String,
-            extraKernelParameters: String, vsockBackendExecutable: String
+            extraKernelParameters: String, vsockBackendExecutable: String, virtiofsdExecutable: String?
         ) {
             self.name = name
             self.runDirectory = runDirectory
@@ -36,6 +38,7 @@ public final class VirtualMachine: Sendable {
             self.emulator = emulator
             self.extraKernelParameters = extraKernelParameters
             self.vsockBackendExecutable = vsockBackendExecutable
+            self.virtiofsdExecutable = virtiofsdExecutable
         }
     }
 
@@ -48,10 +51,13 @@ public final class VirtualMachine: Sendable {
     public let endpoint: AgentEndpoint
     let domain: LibvirtDomain
     private let backend: VsockBackend?
+    private let share: SharedDirectory?
     private let state = Mutex<(state: State, waiters: [UUID: CheckedContinuation<State?, Never>], poweringOff: Bool)>(
         (.running, [:], false))
 
     public var name: String { configuration.name }
+    /// The host directory the guest mounts through virtio-fs (tag `share`); mounts made below it appear there.
+    public var sharedDirectory: String? { share?.path }
     public var consoleLog: String { "\(configuration.runDirectory)/console.log" }
     public var currentState: State { state.withLock { $0.state } }
 
@@ -67,7 +73,11 @@ public final class VirtualMachine: Sendable {
         // QEMU runs as libvirt-qemu: it must traverse to its sockets, but needs no listing.
         chmod(run, 0o711)
         var backend: VsockBackend?
+        var share: SharedDirectory?
         do {
+            if let virtiofsd = configuration.virtiofsdExecutable {
+                share = try SharedDirectory.start(executable: virtiofsd, runDirectory: run, qemuGroup: qemuGroup)
+            }
             let channel: DomainSpec.AgentChannel
             switch configuration.transport {
             case .vsock:
@@ -84,7 +94,7 @@ public final class VirtualMachine: Sendable {
                 memoryMiB: configuration.memoryMiB, vcpus: configuration.vcpus, emulator: configuration.emulator,
                 kernel: configuration.kernel, initrd: configuration.initrd,
                 kernelCommandLine: DomainSpec.baseKernelCommandLine(extra: configuration.extraKernelParameters),
-                consoleLog: "\(run)/console.log", agentChannel: channel)
+                consoleLog: "\(run)/console.log", agentChannel: channel, sharedDirectorySocket: share?.socket)
             _ = ProcessExitWatch.adoptOrphans
             let domain = try connection.createDomain(xml: spec.xml)
             let endpoint: AgentEndpoint
@@ -93,7 +103,8 @@ public final class VirtualMachine: Sendable {
             case .virtioSerial(let socket): endpoint = .virtioSerial(socket: socket)
             case .hybridVsock: endpoint = .hybridVsock(hostSocket: backend!.hostSocket)
             }
-            let vm = VirtualMachine(configuration: configuration, domain: domain, endpoint: endpoint, backend: backend)
+            let vm = VirtualMachine(
+                configuration: configuration, domain: domain, endpoint: endpoint, backend: backend, share: share)
             connection.observeLifecycle(domain: configuration.name) { [weak vm] event in vm?.handle(event) }
             if let pid = ProcessExitWatch.qemuPID(domain: configuration.name) {
                 _ = ProcessExitWatch.watch(pid: pid) { [weak vm] in vm?.qemuExited() }
@@ -103,17 +114,22 @@ public final class VirtualMachine: Sendable {
             return vm
         } catch {
             if let domain = connection.lookupDomain(name: configuration.name) { try? domain.destroy() }
-            backend?.stop()
-            try? FileManager.default.removeItem(atPath: run)
+            backend?.helper.stop()
+            share?.stop()
+            try? removeUnmountedDirectory(run)
             throw error
         }
     }
 
-    private init(configuration: Configuration, domain: LibvirtDomain, endpoint: AgentEndpoint, backend: VsockBackend?) {
+    private init(
+        configuration: Configuration, domain: LibvirtDomain, endpoint: AgentEndpoint, backend: VsockBackend?,
+        share: SharedDirectory?
+    ) {
         self.configuration = configuration
         self.domain = domain
         self.endpoint = endpoint
         self.backend = backend
+        self.share = share
     }
 
     /// The CID libvirt assigned: `<cid auto='yes' address='N'/>` in the live XML.
@@ -176,18 +192,30 @@ public final class VirtualMachine: Sendable {
         }
     }
 
-    /// Removes every trace: domain (QEMU), vsock backend, sockets, logs and the run directory. Idempotent.
+    /// Removes every trace: domain (QEMU), helpers, mounts, sockets, logs and the run directory. Idempotent.
     public func destroy() throws(PodvisorError) {
         if domain.isActive { try domain.destroy() }
         handle(.stopped(.destroyed))
         domain.connection.stopObservingLifecycle(domain: name)
-        backend?.stop()
-        do {
-            if FileManager.default.fileExists(atPath: configuration.runDirectory) {
-                try FileManager.default.removeItem(atPath: configuration.runDirectory)
-            }
-        } catch {
-            throw PodvisorError(.internalError, "cannot remove \(configuration.runDirectory)", cause: error)
-        }
+        backend?.helper.stop()
+        share?.stop()
+        try removeUnmountedDirectory(configuration.runDirectory)
+    }
+}
+
+/// Deletes a directory tree, but never through a mount: a rootfs or volume still mounted below it would
+/// have its host files deleted.
+public func removeUnmountedDirectory(_ path: String) throws(PodvisorError) {
+    guard FileManager.default.fileExists(atPath: path) else { return }
+    let mountinfo = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+    let mounted = mountinfo.split(separator: "\n").compactMap { line -> String? in
+        let fields = line.split(separator: " ")
+        return fields.count > 4 ? String(fields[4]) : nil
+    }.filter { $0 == path || $0.hasPrefix(path + "/") }
+    guard mounted.isEmpty else {
+        throw PodvisorError(.internalError, "\(path) still has mounts (\(mounted.joined(separator: ", "))); not removing it")
+    }
+    do { try FileManager.default.removeItem(atPath: path) } catch {
+        throw PodvisorError(.internalError, "cannot remove \(path)", cause: error)
     }
 }

@@ -52,11 +52,12 @@ enum AgentListener {
                 let fd = pv_accept(listener)
                 guard fd >= 0 else { continue }
                 startDetachedThread {
-                    let stream = FileDescriptorStream(fd: fd)
+                    // Shut down, not closed: the descriptor goes with the last request thread using it.
+                    let stream = FileDescriptorStream(fd: fd, closesOnDeinit: true)
                     if case .malformed(let why) = server.serve(TTRPCConnection(stream: stream)) {
                         log("closing connection: \(why)")
                     }
-                    stream.close()
+                    stream.shutdown()
                 }
             }
         case .serial(let device):

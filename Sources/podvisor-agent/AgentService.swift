@@ -2,11 +2,14 @@
 import Glibc
 #endif
 import CLinuxSupport
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#endif
 import PodvisorAgentProtocol
 
 /// The podvisor.agent.v1.Agent methods of this issue: identity, health, power-off.
 enum AgentService {
-    static func server(transport: String, readyAtMs: UInt64) -> TTRPCServer {
+    static func server(transport: String, readyAtMs: UInt64, sharedDirectory: String, containers: Containers) -> TTRPCServer {
         let kernel = GuestFiles.read("/proc/sys/kernel/osrelease")?.trimmingSuffix("\n") ?? "unknown"
         var builder = TTRPCServer.Builder()
         builder.add(AgentAPI.service, "Version") { (_: Podvisor_Agent_V1_VersionRequest) in
@@ -15,6 +18,7 @@ enum AgentService {
                 $0.kernelVersion = kernel
                 $0.uptimeAtReadyMs = readyAtMs
                 $0.transport = transport
+                $0.sharedDirectory = sharedDirectory
             }
         }
         builder.add(AgentAPI.service, "Health") { (_: Podvisor_Agent_V1_HealthRequest) in
@@ -33,7 +37,57 @@ enum AgentService {
             }
             return Podvisor_Agent_V1_ShutdownResponse()
         }
+        addContainerMethods(to: &builder, containers)
         return builder.build()
+    }
+
+    private typealias Empty = Podvisor_Agent_V1_Empty
+
+    private static func addContainerMethods(to builder: inout TTRPCServer.Builder, _ containers: Containers) {
+        let service = AgentAPI.service
+        builder.add(service, "CreateContainer") { (r: Podvisor_Agent_V1_CreateContainerRequest) in
+            let pid = try containers.create(r)
+            return Podvisor_Agent_V1_CreateContainerResponse.with { $0.pid = UInt32(pid) }
+        }
+        builder.add(service, "StartContainer") { (r: Podvisor_Agent_V1_StartContainerRequest) in
+            try containers.start(r.containerID)
+            return Empty()
+        }
+        builder.add(service, "ExecProcess") { (r: Podvisor_Agent_V1_ExecProcessRequest) in
+            try containers.exec(r)
+            return Empty()
+        }
+        builder.add(service, "SignalProcess") { (r: Podvisor_Agent_V1_SignalProcessRequest) in
+            try containers.signal(r.process, r.signal)
+            return Empty()
+        }
+        builder.add(service, "WaitProcess") { (r: Podvisor_Agent_V1_WaitProcessRequest) in
+            let exit = try containers.wait(r.process)
+            return Podvisor_Agent_V1_WaitProcessResponse.with {
+                $0.exitCode = exit.code
+                $0.signal = exit.signal
+                $0.finishedAtNs = exit.finishedAtNs
+            }
+        }
+        builder.add(service, "ReadOutput") { (r: Podvisor_Agent_V1_ReadOutputRequest) in
+            let (data, eof) = try containers.readOutput(r)
+            return Podvisor_Agent_V1_ReadOutputResponse.with {
+                $0.data = Data(data)
+                $0.eof = eof
+            }
+        }
+        builder.add(service, "WriteStdin") { (r: Podvisor_Agent_V1_WriteStdinRequest) in
+            try containers.writeStdin(r)
+            return Empty()
+        }
+        builder.add(service, "CloseStdin") { (r: Podvisor_Agent_V1_ProcessRef) in
+            try containers.closeStdin(r)
+            return Empty()
+        }
+        builder.add(service, "RemoveContainer") { (r: Podvisor_Agent_V1_RemoveContainerRequest) in
+            try containers.remove(r.containerID)
+            return Empty()
+        }
     }
 }
 

@@ -13,6 +13,46 @@ enum GuestSetup {
         }
     }
 
+    /// Moves PID 1 from the initramfs onto a tmpfs root, as switch_root does for a disk root: the kernel
+    /// refuses pivot_root while the caller's root is the initramfs itself, and every container needs
+    /// pivot_root (a chroot would leave the agent's root reachable to CAP_SYS_CHROOT). The initramfs files
+    /// are deleted first so their memory returns to the guest; the running agent stays mapped.
+    /// Call after the modules are loaded and with only /proc mounted.
+    static func switchToTmpfsRoot() {
+        let newRoot = "/newroot"
+        mkdir(newRoot, 0o755)
+        guard pv_mount("tmpfs", newRoot, "tmpfs", 0, "mode=0755") == 0 else {
+            log("cannot mount the tmpfs root: errno \(errno); containers will not start")
+            return
+        }
+        mkdir("\(newRoot)/proc", 0o555)
+        guard pv_move_mount("/proc", "\(newRoot)/proc") == 0 else {
+            log("cannot move /proc: errno \(errno)")
+            return
+        }
+        var rootStat = stat()
+        lstat("/", &rootStat)
+        for entry in GuestFiles.listDirectory("/") where entry != "newroot" {
+            removeTree("/\(entry)", device: rootStat.st_dev)
+        }
+        guard chdir(newRoot) == 0, pv_move_mount(".", "/") == 0, chroot(".") == 0, chdir("/") == 0 else {
+            log("cannot switch to the tmpfs root: errno \(errno)")
+            return
+        }
+    }
+
+    /// Deletes a tree without crossing into other filesystems.
+    private static func removeTree(_ path: String, device: dev_t) {
+        var st = stat()
+        guard lstat(path, &st) == 0, st.st_dev == device else { return }
+        if (st.st_mode & S_IFMT) == S_IFDIR {
+            for entry in GuestFiles.listDirectory(path) { removeTree("\(path)/\(entry)", device: device) }
+            rmdir(path)
+        } else {
+            unlink(path)
+        }
+    }
+
     static func mountBaseFilesystems() {
         let mounts: [(source: String, target: String, type: String, flags: UInt, data: String?)] = [
             ("sysfs", "/sys", "sysfs", pv_ms_nosuid() | pv_ms_nodev() | pv_ms_noexec(), nil),
@@ -37,6 +77,13 @@ enum GuestSetup {
         guard fd >= 0 else { return }
         for target in Int32(0)...2 where fd != target { dup2(fd, target) }
         if fd > 2 { close(fd) }
+    }
+
+    /// Mounts the VM's shared directory (virtio-fs tag `share`) when the host attached one.
+    static func mountSharedDirectory(at path: String = "/run/podvisor/share") -> String? {
+        mkdir("/run/podvisor", 0o755)
+        mkdir(path, 0o755)
+        return pv_mount("share", path, "virtiofs", 0, nil) == 0 ? path : nil
     }
 
     /// Loads the modules listed in /lib/modules/load-order (written by Images/build-image.sh with

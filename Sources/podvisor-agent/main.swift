@@ -7,18 +7,22 @@ import PodvisorAgentProtocol
 // podvisor-agent: PID 1 of every pod VM. Order matters: /proc before any thread, signals blocked before the
 // first thread so every thread inherits the mask and only the main thread's sigwait sees them.
 GuestSetup.mountProc()
+let modules = GuestSetup.loadModules()
+GuestSetup.switchToTmpfsRoot()
 GuestSetup.mountBaseFilesystems()
 GuestSetup.attachConsole()
+if !modules.failed.isEmpty { log("modules failed: \(modules.failed.joined(separator: ", "))") }
 if pv_block_init_signals() != 0 { log("cannot block init signals: errno \(errno)") }
 
-let modules = GuestSetup.loadModules()
-if !modules.failed.isEmpty { log("modules failed: \(modules.failed.joined(separator: ", "))") }
+let sharedDirectory = GuestSetup.mountSharedDirectory()
+let containers = Containers(sharedDirectory: sharedDirectory ?? "/run/podvisor/share")
 
 guard let endpoint = AgentListener.discover() else {
     PowerOff.now(reason: "no vsock device and no virtio-serial port named \(AgentAPI.serialPortName)")
 }
 let readyAtMs = pv_boottime_ms()
-let server = AgentService.server(transport: endpoint.transportName, readyAtMs: readyAtMs)
+let server = AgentService.server(
+    transport: endpoint.transportName, readyAtMs: readyAtMs, sharedDirectory: sharedDirectory ?? "", containers: containers)
 startDetachedThread { AgentListener.serve(endpoint, server: server) }
 log("ready on \(endpoint.transportName) after \(readyAtMs) ms, \(modules.loaded) modules")
 
@@ -27,7 +31,9 @@ while true {
     switch pv_wait_init_signal() {
     case SIGCHLD:
         var status: Int32 = 0
-        while waitpid(-1, &status, WNOHANG) > 0 {}
+        while case let pid = waitpid(-1, &status, WNOHANG), pid > 0 {
+            containers.reaped(pid: pid, status: status)
+        }
     case let sig:
         PowerOff.now(reason: "signal \(sig)")
     }

@@ -18,7 +18,12 @@ enum TestHost {
         // cache under it survives between runs.
         config.stateDirectory = "/tmp/podvisor-test"
         config.bootTimeoutSeconds = 120
-        return Result { () throws(PodvisorError) in try VMHost(config: config) }
+        return Result { () throws(PodvisorError) in
+            let host = try VMHost(config: config)
+            // A test process killed earlier leaves its VMs running; libvirt finds them again on connect.
+            for stale in try host.connection.domains() { try? stale.destroy() }
+            return host
+        }
     }()
 
     static func host() throws -> VMHost { try shared.get() }

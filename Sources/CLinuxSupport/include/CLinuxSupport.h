@@ -12,11 +12,11 @@ int pv_unix_listen(const char *path, int backlog);
 int pv_vsock_connect(uint32_t cid, uint32_t port);
 int pv_vsock_listen(uint32_t port, int backlog);
 int pv_accept(int fd);
+// pipe2(O_CLOEXEC): descriptors never leak into processes the agent starts.
+int pv_pipe(int fds[2]);
 
 // Processes we did not spawn (QEMU, daemonized by libvirt): a pidfd turns readable when the process exits.
 int pv_pidfd_open(pid_t pid);
-// Reaps the process behind a pidfd if it is our child (we are a subreaper); 0, or -1 with errno (ECHILD otherwise).
-int pv_pidfd_reap(int pidfd);
 int pv_set_child_subreaper(void);
 
 // Kernel modules and power.
@@ -25,6 +25,15 @@ int pv_poweroff(void);
 
 // Filesystems.
 int pv_mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data);
+// Makes `path` a mount point of its own with shared propagation, so mounts made below it later propagate
+// into the namespaces (virtiofsd's) that copied it.
+int pv_make_shared_mountpoint(const char *path);
+// Bind-mounts `source` on `target`; read-only binds are made read-only before they become visible.
+int pv_bind_mount(const char *source, const char *target, int readonly);
+// mount(MS_MOVE): moves a mount (with its submounts) to another place.
+int pv_move_mount(const char *source, const char *target);
+// umount2(MNT_DETACH): detaches the mount and everything below it, even while busy.
+int pv_umount_detach(const char *path);
 unsigned long pv_ms_nosuid(void);
 unsigned long pv_ms_nodev(void);
 unsigned long pv_ms_noexec(void);

@@ -10,6 +10,11 @@
 
 /// podvisor's in-guest agent API, served over ttrpc by podvisor-agent (PID 1 of every pod VM).
 
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import SwiftProtobuf
 
 // If the compiler emits an error on this type, it is because this file
@@ -20,6 +25,316 @@ import SwiftProtobuf
 fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobuf.ProtobufAPIVersionCheck {
   struct _2: SwiftProtobuf.ProtobufAPIVersion_2 {}
   typealias Version = _2
+}
+
+public nonisolated struct Podvisor_Agent_V1_Empty: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One process's command, environment and identity.
+public nonisolated struct Podvisor_Agent_V1_ProcessSpec: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var args: [String] = []
+
+  /// KEY=VALUE; PATH from here is used to find args[0].
+  public var env: [String] = []
+
+  public var cwd: String = String()
+
+  public var uid: UInt32 = 0
+
+  public var gid: UInt32 = 0
+
+  public var additionalGids: [UInt32] = []
+
+  /// Resolve these from the container's /etc/passwd and /etc/group when set (they win over uid/gid).
+  public var username: String = String()
+
+  public var groupname: String = String()
+
+  public var stdin: Bool = false
+
+  public var noNewPrivileges: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Podvisor_Agent_V1_CreateContainerRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var containerID: String = String()
+
+  /// Path of the root filesystem relative to the VM's shared directory.
+  public var rootfs: String = String()
+
+  public var readonlyRootfs: Bool = false
+
+  public var hostname: String = String()
+
+  public var process: Podvisor_Agent_V1_ProcessSpec {
+    get {_process ?? Podvisor_Agent_V1_ProcessSpec()}
+    set {_process = newValue}
+  }
+  /// Returns true if `process` has been explicitly set.
+  public var hasProcess: Bool {self._process != nil}
+  /// Clears the value of `process`. Subsequent reads from it will return its default value.
+  public mutating func clearProcess() {self._process = nil}
+
+  /// A PID namespace of its own (CRI's CONTAINER); false shares the sandbox's (POD).
+  public var ownPidNamespace: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _process: Podvisor_Agent_V1_ProcessSpec? = nil
+}
+
+public nonisolated struct Podvisor_Agent_V1_CreateContainerResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// pid of the container's init in the guest's initial PID namespace.
+  public var pid: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Podvisor_Agent_V1_StartContainerRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var containerID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Podvisor_Agent_V1_ExecProcessRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var containerID: String = String()
+
+  public var execID: String = String()
+
+  public var process: Podvisor_Agent_V1_ProcessSpec {
+    get {_process ?? Podvisor_Agent_V1_ProcessSpec()}
+    set {_process = newValue}
+  }
+  /// Returns true if `process` has been explicitly set.
+  public var hasProcess: Bool {self._process != nil}
+  /// Clears the value of `process`. Subsequent reads from it will return its default value.
+  public mutating func clearProcess() {self._process = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _process: Podvisor_Agent_V1_ProcessSpec? = nil
+}
+
+public nonisolated struct Podvisor_Agent_V1_ProcessRef: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var containerID: String = String()
+
+  public var execID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Podvisor_Agent_V1_SignalProcessRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var process: Podvisor_Agent_V1_ProcessRef {
+    get {_process ?? Podvisor_Agent_V1_ProcessRef()}
+    set {_process = newValue}
+  }
+  /// Returns true if `process` has been explicitly set.
+  public var hasProcess: Bool {self._process != nil}
+  /// Clears the value of `process`. Subsequent reads from it will return its default value.
+  public mutating func clearProcess() {self._process = nil}
+
+  public var signal: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _process: Podvisor_Agent_V1_ProcessRef? = nil
+}
+
+public nonisolated struct Podvisor_Agent_V1_WaitProcessRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var process: Podvisor_Agent_V1_ProcessRef {
+    get {_process ?? Podvisor_Agent_V1_ProcessRef()}
+    set {_process = newValue}
+  }
+  /// Returns true if `process` has been explicitly set.
+  public var hasProcess: Bool {self._process != nil}
+  /// Clears the value of `process`. Subsequent reads from it will return its default value.
+  public mutating func clearProcess() {self._process = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _process: Podvisor_Agent_V1_ProcessRef? = nil
+}
+
+public nonisolated struct Podvisor_Agent_V1_WaitProcessResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Exit code, or 128 + signal number when killed by a signal.
+  public var exitCode: Int32 = 0
+
+  public var signal: Int32 = 0
+
+  /// CLOCK_REALTIME nanoseconds.
+  public var finishedAtNs: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Podvisor_Agent_V1_ReadOutputRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var process: Podvisor_Agent_V1_ProcessRef {
+    get {_process ?? Podvisor_Agent_V1_ProcessRef()}
+    set {_process = newValue}
+  }
+  /// Returns true if `process` has been explicitly set.
+  public var hasProcess: Bool {self._process != nil}
+  /// Clears the value of `process`. Subsequent reads from it will return its default value.
+  public mutating func clearProcess() {self._process = nil}
+
+  public var stream: Podvisor_Agent_V1_ReadOutputRequest.Stream = .stdout
+
+  public var maxBytes: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum Stream: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+    case stdout // = 0
+    case stderr // = 1
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .stdout
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .stdout
+      case 1: self = .stderr
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .stdout: return 0
+      case .stderr: return 1
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [Podvisor_Agent_V1_ReadOutputRequest.Stream] = [
+      .stdout,
+      .stderr,
+    ]
+
+  }
+
+  public init() {}
+
+  fileprivate var _process: Podvisor_Agent_V1_ProcessRef? = nil
+}
+
+public nonisolated struct Podvisor_Agent_V1_ReadOutputResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var data: Data = Data()
+
+  public var eof: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Podvisor_Agent_V1_WriteStdinRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var process: Podvisor_Agent_V1_ProcessRef {
+    get {_process ?? Podvisor_Agent_V1_ProcessRef()}
+    set {_process = newValue}
+  }
+  /// Returns true if `process` has been explicitly set.
+  public var hasProcess: Bool {self._process != nil}
+  /// Clears the value of `process`. Subsequent reads from it will return its default value.
+  public mutating func clearProcess() {self._process = nil}
+
+  public var data: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _process: Podvisor_Agent_V1_ProcessRef? = nil
+}
+
+public nonisolated struct Podvisor_Agent_V1_RemoveContainerRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var containerID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Podvisor_Agent_V1_VersionRequest: Sendable {
@@ -46,6 +361,9 @@ public nonisolated struct Podvisor_Agent_V1_VersionResponse: Sendable {
 
   /// "vsock" or "virtio-serial": what the agent is listening on.
   public var transport: String = String()
+
+  /// Where the VM's shared directory (virtio-fs tag "share") is mounted; empty without one.
+  public var sharedDirectory: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -140,6 +458,563 @@ public nonisolated struct Podvisor_Agent_V1_ShutdownResponse: Sendable {
 
 fileprivate nonisolated let _protobuf_package = "podvisor.agent.v1"
 
+nonisolated extension Podvisor_Agent_V1_Empty: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Empty"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Podvisor_Agent_V1_Empty, rhs: Podvisor_Agent_V1_Empty) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Podvisor_Agent_V1_ProcessSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ProcessSpec"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}args\0\u{1}env\0\u{1}cwd\0\u{1}uid\0\u{1}gid\0\u{3}additional_gids\0\u{1}username\0\u{1}groupname\0\u{1}stdin\0\u{3}no_new_privileges\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedStringField(value: &self.args) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.env) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.cwd) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.uid) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.gid) }()
+      case 6: try { try decoder.decodeRepeatedUInt32Field(value: &self.additionalGids) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.username) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.groupname) }()
+      case 9: try { try decoder.decodeSingularBoolField(value: &self.stdin) }()
+      case 10: try { try decoder.decodeSingularBoolField(value: &self.noNewPrivileges) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.args.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.args, fieldNumber: 1)
+    }
+    if !self.env.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.env, fieldNumber: 2)
+    }
+    if !self.cwd.isEmpty {
+      try visitor.visitSingularStringField(value: self.cwd, fieldNumber: 3)
+    }
+    if self.uid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.uid, fieldNumber: 4)
+    }
+    if self.gid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.gid, fieldNumber: 5)
+    }
+    if !self.additionalGids.isEmpty {
+      try visitor.visitPackedUInt32Field(value: self.additionalGids, fieldNumber: 6)
+    }
+    if !self.username.isEmpty {
+      try visitor.visitSingularStringField(value: self.username, fieldNumber: 7)
+    }
+    if !self.groupname.isEmpty {
+      try visitor.visitSingularStringField(value: self.groupname, fieldNumber: 8)
+    }
+    if self.stdin != false {
+      try visitor.visitSingularBoolField(value: self.stdin, fieldNumber: 9)
+    }
+    if self.noNewPrivileges != false {
+      try visitor.visitSingularBoolField(value: self.noNewPrivileges, fieldNumber: 10)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Podvisor_Agent_V1_ProcessSpec, rhs: Podvisor_Agent_V1_ProcessSpec) -> Bool {
+    if lhs.args != rhs.args {return false}
+    if lhs.env != rhs.env {return false}
+    if lhs.cwd != rhs.cwd {return false}
+    if lhs.uid != rhs.uid {return false}
+    if lhs.gid != rhs.gid {return false}
+    if lhs.additionalGids != rhs.additionalGids {return false}
+    if lhs.username != rhs.username {return false}
+    if lhs.groupname != rhs.groupname {return false}
+    if lhs.stdin != rhs.stdin {return false}
+    if lhs.noNewPrivileges != rhs.noNewPrivileges {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Podvisor_Agent_V1_CreateContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CreateContainerRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{1}rootfs\0\u{3}readonly_rootfs\0\u{1}hostname\0\u{1}process\0\u{3}own_pid_namespace\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.containerID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.rootfs) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.readonlyRootfs) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.hostname) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._process) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.ownPidNamespace) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.containerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.containerID, fieldNumber: 1)
+    }
+    if !self.rootfs.isEmpty {
+      try visitor.visitSingularStringField(value: self.rootfs, fieldNumber: 2)
+    }
+    if self.readonlyRootfs != false {
+      try visitor.visitSingularBoolField(value: self.readonlyRootfs, fieldNumber: 3)
+    }
+    if !self.hostname.isEmpty {
+      try visitor.visitSingularStringField(value: self.hostname, fieldNumber: 4)
+    }
+    try { if let v = self._process {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    if self.ownPidNamespace != false {
+      try visitor.visitSingularBoolField(value: self.ownPidNamespace, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Podvisor_Agent_V1_CreateContainerRequest, rhs: Podvisor_Agent_V1_CreateContainerRequest) -> Bool {
+    if lhs.containerID != rhs.containerID {return false}
+    if lhs.rootfs != rhs.rootfs {return false}
+    if lhs.readonlyRootfs != rhs.readonlyRootfs {return false}
+    if lhs.hostname != rhs.hostname {return false}
+    if lhs._process != rhs._process {return false}
+    if lhs.ownPidNamespace != rhs.ownPidNamespace {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Podvisor_Agent_V1_CreateContainerResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CreateContainerResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.pid) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.pid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.pid, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Podvisor_Agent_V1_CreateContainerResponse, rhs: Podvisor_Agent_V1_CreateContainerResponse) -> Bool {
+    if lhs.pid != rhs.pid {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Podvisor_Agent_V1_StartContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StartContainerRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.containerID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.containerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.containerID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Podvisor_Agent_V1_StartContainerRequest, rhs: Podvisor_Agent_V1_StartContainerRequest) -> Bool {
+    if lhs.containerID != rhs.containerID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Podvisor_Agent_V1_ExecProcessRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ExecProcessRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{3}exec_id\0\u{1}process\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.containerID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.execID) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._process) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.containerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.containerID, fieldNumber: 1)
+    }
+    if !self.execID.isEmpty {
+      try visitor.visitSingularStringField(value: self.execID, fieldNumber: 2)
+    }
+    try { if let v = self._process {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Podvisor_Agent_V1_ExecProcessRequest, rhs: Podvisor_Agent_V1_ExecProcessRequest) -> Bool {
+    if lhs.containerID != rhs.containerID {return false}
+    if lhs.execID != rhs.execID {return false}
+    if lhs._process != rhs._process {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Podvisor_Agent_V1_ProcessRef: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ProcessRef"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{3}exec_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.containerID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.execID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.containerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.containerID, fieldNumber: 1)
+    }
+    if !self.execID.isEmpty {
+      try visitor.visitSingularStringField(value: self.execID, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Podvisor_Agent_V1_ProcessRef, rhs: Podvisor_Agent_V1_ProcessRef) -> Bool {
+    if lhs.containerID != rhs.containerID {return false}
+    if lhs.execID != rhs.execID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Podvisor_Agent_V1_SignalProcessRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SignalProcessRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}process\0\u{1}signal\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._process) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.signal) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._process {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if self.signal != 0 {
+      try visitor.visitSingularInt32Field(value: self.signal, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Podvisor_Agent_V1_SignalProcessRequest, rhs: Podvisor_Agent_V1_SignalProcessRequest) -> Bool {
+    if lhs._process != rhs._process {return false}
+    if lhs.signal != rhs.signal {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Podvisor_Agent_V1_WaitProcessRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WaitProcessRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}process\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._process) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._process {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Podvisor_Agent_V1_WaitProcessRequest, rhs: Podvisor_Agent_V1_WaitProcessRequest) -> Bool {
+    if lhs._process != rhs._process {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Podvisor_Agent_V1_WaitProcessResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WaitProcessResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}exit_code\0\u{1}signal\0\u{3}finished_at_ns\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.exitCode) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.signal) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.finishedAtNs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.exitCode != 0 {
+      try visitor.visitSingularInt32Field(value: self.exitCode, fieldNumber: 1)
+    }
+    if self.signal != 0 {
+      try visitor.visitSingularInt32Field(value: self.signal, fieldNumber: 2)
+    }
+    if self.finishedAtNs != 0 {
+      try visitor.visitSingularInt64Field(value: self.finishedAtNs, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Podvisor_Agent_V1_WaitProcessResponse, rhs: Podvisor_Agent_V1_WaitProcessResponse) -> Bool {
+    if lhs.exitCode != rhs.exitCode {return false}
+    if lhs.signal != rhs.signal {return false}
+    if lhs.finishedAtNs != rhs.finishedAtNs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Podvisor_Agent_V1_ReadOutputRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ReadOutputRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}process\0\u{1}stream\0\u{3}max_bytes\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._process) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.stream) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.maxBytes) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._process {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if self.stream != .stdout {
+      try visitor.visitSingularEnumField(value: self.stream, fieldNumber: 2)
+    }
+    if self.maxBytes != 0 {
+      try visitor.visitSingularUInt32Field(value: self.maxBytes, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Podvisor_Agent_V1_ReadOutputRequest, rhs: Podvisor_Agent_V1_ReadOutputRequest) -> Bool {
+    if lhs._process != rhs._process {return false}
+    if lhs.stream != rhs.stream {return false}
+    if lhs.maxBytes != rhs.maxBytes {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Podvisor_Agent_V1_ReadOutputRequest.Stream: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0STDOUT\0\u{1}STDERR\0")
+}
+
+nonisolated extension Podvisor_Agent_V1_ReadOutputResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ReadOutputResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}data\0\u{1}eof\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.data) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.eof) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.data.isEmpty {
+      try visitor.visitSingularBytesField(value: self.data, fieldNumber: 1)
+    }
+    if self.eof != false {
+      try visitor.visitSingularBoolField(value: self.eof, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Podvisor_Agent_V1_ReadOutputResponse, rhs: Podvisor_Agent_V1_ReadOutputResponse) -> Bool {
+    if lhs.data != rhs.data {return false}
+    if lhs.eof != rhs.eof {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Podvisor_Agent_V1_WriteStdinRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WriteStdinRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}process\0\u{1}data\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._process) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.data) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._process {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if !self.data.isEmpty {
+      try visitor.visitSingularBytesField(value: self.data, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Podvisor_Agent_V1_WriteStdinRequest, rhs: Podvisor_Agent_V1_WriteStdinRequest) -> Bool {
+    if lhs._process != rhs._process {return false}
+    if lhs.data != rhs.data {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Podvisor_Agent_V1_RemoveContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RemoveContainerRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.containerID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.containerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.containerID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Podvisor_Agent_V1_RemoveContainerRequest, rhs: Podvisor_Agent_V1_RemoveContainerRequest) -> Bool {
+    if lhs.containerID != rhs.containerID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Podvisor_Agent_V1_VersionRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".VersionRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
@@ -161,7 +1036,7 @@ nonisolated extension Podvisor_Agent_V1_VersionRequest: SwiftProtobuf.Message, S
 
 nonisolated extension Podvisor_Agent_V1_VersionResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".VersionResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_version\0\u{3}kernel_version\0\u{3}uptime_at_ready_ms\0\u{1}transport\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_version\0\u{3}kernel_version\0\u{3}uptime_at_ready_ms\0\u{1}transport\0\u{3}shared_directory\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -173,6 +1048,7 @@ nonisolated extension Podvisor_Agent_V1_VersionResponse: SwiftProtobuf.Message, 
       case 2: try { try decoder.decodeSingularStringField(value: &self.kernelVersion) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.uptimeAtReadyMs) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.transport) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.sharedDirectory) }()
       default: break
       }
     }
@@ -191,6 +1067,9 @@ nonisolated extension Podvisor_Agent_V1_VersionResponse: SwiftProtobuf.Message, 
     if !self.transport.isEmpty {
       try visitor.visitSingularStringField(value: self.transport, fieldNumber: 4)
     }
+    if !self.sharedDirectory.isEmpty {
+      try visitor.visitSingularStringField(value: self.sharedDirectory, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -199,6 +1078,7 @@ nonisolated extension Podvisor_Agent_V1_VersionResponse: SwiftProtobuf.Message, 
     if lhs.kernelVersion != rhs.kernelVersion {return false}
     if lhs.uptimeAtReadyMs != rhs.uptimeAtReadyMs {return false}
     if lhs.transport != rhs.transport {return false}
+    if lhs.sharedDirectory != rhs.sharedDirectory {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,38 @@
+// Creates container processes inside the guest: namespaces, root filesystem, identity, exec.
+// C because this runs between clone() and execve() in a child of a multithreaded process, where only
+// async-signal-safe system calls are allowed (no allocation, no Swift runtime): no fork in Swift code.
+#ifndef CCONTAINERSPAWN_H
+#define CCONTAINERSPAWN_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+struct pv_spawn_config {
+    // New container: rootfs is an absolute guest path; it is bind-mounted, pivoted into and given /proc,
+    // /dev, /dev/pts, /dev/shm and /sys. Exec: join_pid names the container's init, whose namespaces
+    // (mnt, ipc, uts, pid) the new process joins; rootfs is then ignored.
+    const char *rootfs;
+    pid_t join_pid;
+    int new_pid_namespace;
+    int readonly_rootfs;
+    const char *hostname;          // NULL: inherit
+    const char *cwd;               // NULL: "/"
+    const char *const *argv;       // NULL-terminated; argv[0] is looked up in envp's PATH when it has no '/'
+    const char *const *envp;       // NULL-terminated
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups;
+    size_t group_count;
+    int no_new_privileges;
+    int stdio[3];                  // become the child's fds 0, 1, 2
+    int start_fd;                  // the child reads one byte from it before exec; -1: exec at once
+};
+
+// Starts the child. Returns its pid and, in *status_fd, a pipe on which it reports: setup done (see
+// pv_spawn_wait_ready) and, after start, exec success (EOF) or failure. -1 with `error` filled on failure.
+pid_t pv_spawn(const struct pv_spawn_config *config, int *status_fd, char *error, size_t error_length);
+
+// Reads the child's report: 0 when it reached `stage` ('R' ready to exec, 'X' exec done), -1 with `error`.
+int pv_spawn_wait(int status_fd, char stage, char *error, size_t error_length);
+
+#endif

@@ -1,0 +1,247 @@
+#define _GNU_SOURCE
+#include "CContainerSpawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+
+// ---- child side: async-signal-safe only ------------------------------------------------------------
+
+// Reports "E<step>: <strerror>" on the status pipe and exits.
+static void fail(int status, const char *step) {
+    int saved = errno;
+    char message[512];
+    size_t n = 0;
+    message[n++] = 'E';
+    for (const char *p = step; *p && n < sizeof(message) - 64; p++) message[n++] = *p;
+    message[n++] = ':';
+    message[n++] = ' ';
+    const char *reason = strerror(saved);
+    for (const char *p = reason; *p && n < sizeof(message) - 1; p++) message[n++] = *p;
+    (void)!write(status, message, n);
+    _exit(127);
+}
+
+static size_t join(char *out, size_t size, const char *a, const char *b) {
+    size_t n = 0;
+    for (const char *p = a; *p && n < size - 1; p++) out[n++] = *p;
+    for (const char *p = b; *p && n < size - 1; p++) out[n++] = *p;
+    out[n] = 0;
+    return n;
+}
+
+static void mount_or_fail(int status, const char *root, const char *target, const char *type,
+                          unsigned long flags, const char *data, const char *step) {
+    char path[4096];
+    join(path, sizeof(path), root, target);
+    mkdir(path, 0755);
+    if (mount(type, path, type, flags, data) != 0) fail(status, step);
+}
+
+struct device { const char *name; mode_t mode; unsigned major, minor; };
+
+static void populate_dev(int status, const char *root) {
+    static const struct device devices[] = {
+        {"/dev/null", 0666, 1, 3}, {"/dev/zero", 0666, 1, 5}, {"/dev/full", 0666, 1, 7},
+        {"/dev/random", 0666, 1, 8}, {"/dev/urandom", 0666, 1, 9}, {"/dev/tty", 0666, 5, 0},
+    };
+    char path[4096];
+    mount_or_fail(status, root, "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k", "mount /dev");
+    for (size_t i = 0; i < sizeof(devices) / sizeof(devices[0]); i++) {
+        join(path, sizeof(path), root, devices[i].name);
+        if (mknod(path, S_IFCHR | devices[i].mode, makedev(devices[i].major, devices[i].minor)) != 0) fail(status, "mknod");
+        chmod(path, devices[i].mode);  // umask must not narrow them
+    }
+    mount_or_fail(status, root, "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620", "mount /dev/pts");
+    mount_or_fail(status, root, "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k", "mount /dev/shm");
+    mount_or_fail(status, root, "/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, "mount /dev/mqueue");
+    static const char *const links[][2] = {
+        {"pts/ptmx", "/dev/ptmx"}, {"/proc/self/fd", "/dev/fd"}, {"/proc/self/fd/0", "/dev/stdin"},
+        {"/proc/self/fd/1", "/dev/stdout"}, {"/proc/self/fd/2", "/dev/stderr"},
+    };
+    for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
+        join(path, sizeof(path), root, links[i][1]);
+        if (symlink(links[i][0], path) != 0) fail(status, "symlink in /dev");
+    }
+}
+
+static void enter_rootfs(int status, const struct pv_spawn_config *c) {
+    // Nothing done here may propagate back into the agent's mount namespace.
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) fail(status, "make / private");
+    if (mount(c->rootfs, c->rootfs, NULL, MS_BIND | MS_REC, NULL) != 0) fail(status, "bind rootfs");
+    mount_or_fail(status, c->rootfs, "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, "mount /proc");
+    mount_or_fail(status, c->rootfs, "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL, "mount /sys");
+    populate_dev(status, c->rootfs);
+    if (chdir(c->rootfs) != 0) fail(status, "chdir rootfs");
+    // pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only the new root.
+    if (syscall(SYS_pivot_root, ".", ".") != 0) fail(status, "pivot_root");
+    if (umount2(".", MNT_DETACH) != 0) fail(status, "detach old root");
+    if (chdir("/") != 0) fail(status, "chdir /");
+    if (c->readonly_rootfs && mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) != 0)
+        fail(status, "remount rootfs read-only");
+}
+
+static void join_namespaces(int status, pid_t pid) {
+    static const char *const kinds[] = {"ipc", "uts", "mnt"};
+    char path[64];
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)pid, kinds[i]);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || setns(fd, 0) != 0) fail(status, "join container namespaces");
+        close(fd);
+    }
+}
+
+static const char *find_env(const char *const *envp, const char *name) {
+    size_t n = strlen(name);
+    for (; envp && *envp; envp++)
+        if (strncmp(*envp, name, n) == 0 && (*envp)[n] == '=') return *envp + n + 1;
+    return NULL;
+}
+
+static void exec_program(int status, const struct pv_spawn_config *c) {
+    const char *file = c->argv[0];
+    if (strchr(file, '/')) {
+        execve(file, (char *const *)c->argv, (char *const *)c->envp);
+        fail(status, "exec");
+    }
+    const char *path = find_env(c->envp, "PATH");
+    if (!path) path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    int last = ENOENT;
+    while (*path) {
+        const char *end = strchrnul(path, ':');
+        char candidate[4096];
+        size_t n = (size_t)(end - path);
+        if (n == 0 || n + strlen(file) + 2 > sizeof(candidate)) {
+            path = *end ? end + 1 : end;
+            continue;
+        }
+        memcpy(candidate, path, n);
+        candidate[n] = '/';
+        strcpy(candidate + n + 1, file);
+        execve(candidate, (char *const *)c->argv, (char *const *)c->envp);
+        if (errno != ENOENT && errno != ENOTDIR) last = errno;
+        path = *end ? end + 1 : end;
+    }
+    errno = last;
+    fail(status, file);
+}
+
+static void child(int status, const struct pv_spawn_config *c) {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);  // the agent blocks signals for sigwait; containers must not inherit that
+    for (int i = 0; i < 3; i++)
+        if (dup2(c->stdio[i], i) < 0) fail(status, "dup2 stdio");
+    if (setsid() < 0) fail(status, "setsid");
+    if (c->join_pid > 0) {
+        join_namespaces(status, c->join_pid);
+    } else {
+        enter_rootfs(status, c);
+        if (c->hostname && sethostname(c->hostname, strlen(c->hostname)) != 0) fail(status, "sethostname");
+    }
+    // Raw system calls: glibc's setgroups/setgid/setuid broadcast the change to every thread it believes the
+    // process has, and after a raw clone() of a multithreaded agent it waits forever for threads that
+    // do not exist in the child.
+    if (syscall(SYS_setgroups, c->group_count, c->groups) != 0) fail(status, "setgroups");
+    if (syscall(SYS_setresgid, c->gid, c->gid, c->gid) != 0) fail(status, "setgid");
+    if (syscall(SYS_setresuid, c->uid, c->uid, c->uid) != 0) fail(status, "setuid");
+    if (c->no_new_privileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(status, "no_new_privs");
+    if (chdir(c->cwd ? c->cwd : "/") != 0) fail(status, "chdir to working directory");
+    if (c->start_fd >= 0) {
+        (void)!write(status, "R", 1);
+        char go;
+        if (read(c->start_fd, &go, 1) != 1) _exit(127);  // created but never started: removed
+    }
+    exec_program(status, c);
+}
+
+// ---- parent side ----------------------------------------------------------------------------------
+
+static void set_error(char *error, size_t length, const char *step) {
+    snprintf(error, length, "%s: %s", step, strerror(errno));
+}
+
+pid_t pv_spawn(const struct pv_spawn_config *c, int *status_fd, char *error, size_t error_length) {
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) != 0) {
+        set_error(error, error_length, "pipe");
+        return -1;
+    }
+    unsigned long flags = SIGCHLD;
+    int pidns = -1, ownns = -1;
+    if (c->join_pid > 0) {
+        // setns(CLONE_NEWPID) changes only where this thread's next child is born; put it back afterwards.
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)c->join_pid);
+        pidns = open(path, O_RDONLY | O_CLOEXEC);
+        ownns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+        if (pidns < 0 || ownns < 0 || setns(pidns, CLONE_NEWPID) != 0) {
+            set_error(error, error_length, "enter the container's PID namespace");
+            if (pidns >= 0) close(pidns);
+            if (ownns >= 0) close(ownns);
+            close(pipefd[0]);
+            close(pipefd[1]);
+            return -1;
+        }
+    } else {
+        flags |= CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | (c->new_pid_namespace ? CLONE_NEWPID : 0);
+    }
+    // Raw clone without a new stack behaves like fork(), with the namespaces asked for.
+    pid_t pid = (pid_t)syscall(SYS_clone, flags, 0, NULL, NULL, 0);
+    if (pid == 0) {
+        close(pipefd[0]);
+        child(pipefd[1], c);
+    }
+    int saved = errno;
+    if (ownns >= 0) {
+        setns(ownns, CLONE_NEWPID);
+        close(ownns);
+        close(pidns);
+    }
+    close(pipefd[1]);
+    if (pid < 0) {
+        errno = saved;
+        set_error(error, error_length, "clone");
+        close(pipefd[0]);
+        return -1;
+    }
+    *status_fd = pipefd[0];
+    return pid;
+}
+
+int pv_spawn_wait(int status_fd, char stage, char *error, size_t error_length) {
+    char buffer[512];
+    ssize_t n;
+    do {
+        n = read(status_fd, buffer, stage == 'R' ? 1 : sizeof(buffer) - 1);
+    } while (n < 0 && errno == EINTR);
+    if (n == 0) {
+        if (stage == 'X') return 0;  // the pipe closed on exec
+        snprintf(error, error_length, "container process exited during setup");
+        return -1;
+    }
+    if (n < 0) {
+        set_error(error, error_length, "read status");
+        return -1;
+    }
+    if (buffer[0] == stage) return 0;
+    if (buffer[0] == 'E' && stage == 'R') {
+        // Read the rest of the message.
+        ssize_t more = read(status_fd, buffer + 1, sizeof(buffer) - 2);
+        if (more > 0) n += more;
+    }
+    buffer[n] = 0;
+    snprintf(error, error_length, "%s", buffer[0] == 'E' ? buffer + 1 : buffer);
+    return -1;
+}

@@ -1,0 +1,88 @@
+import Foundation
+import PodvisorAgentProtocol
+import PodvisorCore
+
+/// Typed calls of the agent's container API (podvisor.agent.v1).
+extension AgentClient {
+    public typealias ProcessSpec = Podvisor_Agent_V1_ProcessSpec
+
+    public static func process(_ containerID: String, exec execID: String = "") -> Podvisor_Agent_V1_ProcessRef {
+        .with {
+            $0.containerID = containerID
+            $0.execID = execID
+        }
+    }
+
+    /// Sets the container up and holds its process before exec; returns its guest pid.
+    @discardableResult
+    public func createContainer(_ request: Podvisor_Agent_V1_CreateContainerRequest) async throws(PodvisorError) -> UInt32 {
+        let response: Podvisor_Agent_V1_CreateContainerResponse = try await call("CreateContainer", request)
+        return response.pid
+    }
+
+    public func startContainer(_ id: String) async throws(PodvisorError) {
+        let _: Podvisor_Agent_V1_Empty = try await call("StartContainer", Podvisor_Agent_V1_StartContainerRequest.with { $0.containerID = id })
+    }
+
+    public func exec(_ containerID: String, execID: String, _ process: ProcessSpec) async throws(PodvisorError) {
+        let request = Podvisor_Agent_V1_ExecProcessRequest.with {
+            $0.containerID = containerID
+            $0.execID = execID
+            $0.process = process
+        }
+        let _: Podvisor_Agent_V1_Empty = try await call("ExecProcess", request)
+    }
+
+    public func signal(_ process: Podvisor_Agent_V1_ProcessRef, _ signal: Int32) async throws(PodvisorError) {
+        let request = Podvisor_Agent_V1_SignalProcessRequest.with {
+            $0.process = process
+            $0.signal = signal
+        }
+        let _: Podvisor_Agent_V1_Empty = try await call("SignalProcess", request)
+    }
+
+    /// Waits for the process to exit (no timeout by default: containers run as long as they like).
+    public func wait(_ process: Podvisor_Agent_V1_ProcessRef, timeout: Duration = .seconds(365 * 24 * 3600))
+        async throws(PodvisorError) -> Podvisor_Agent_V1_WaitProcessResponse
+    {
+        try await call("WaitProcess", Podvisor_Agent_V1_WaitProcessRequest.with { $0.process = process }, timeout: timeout)
+    }
+
+    /// One chunk of output; empty with `eof` at the end of the stream.
+    public func readOutput(_ process: Podvisor_Agent_V1_ProcessRef, stderr: Bool = false, maxBytes: UInt32 = 65536)
+        async throws(PodvisorError) -> Podvisor_Agent_V1_ReadOutputResponse
+    {
+        let request = Podvisor_Agent_V1_ReadOutputRequest.with {
+            $0.process = process
+            $0.stream = stderr ? .stderr : .stdout
+            $0.maxBytes = maxBytes
+        }
+        return try await call("ReadOutput", request, timeout: .seconds(365 * 24 * 3600))
+    }
+
+    /// Everything the process writes to one stream, until it closes.
+    public func readAllOutput(_ process: Podvisor_Agent_V1_ProcessRef, stderr: Bool = false) async throws(PodvisorError) -> Data {
+        var all = Data()
+        while true {
+            let chunk = try await readOutput(process, stderr: stderr)
+            if chunk.eof { return all }
+            all.append(chunk.data)
+        }
+    }
+
+    public func writeStdin(_ process: Podvisor_Agent_V1_ProcessRef, _ data: Data) async throws(PodvisorError) {
+        let request = Podvisor_Agent_V1_WriteStdinRequest.with {
+            $0.process = process
+            $0.data = data
+        }
+        let _: Podvisor_Agent_V1_Empty = try await call("WriteStdin", request)
+    }
+
+    public func closeStdin(_ process: Podvisor_Agent_V1_ProcessRef) async throws(PodvisorError) {
+        let _: Podvisor_Agent_V1_Empty = try await call("CloseStdin", process)
+    }
+
+    public func removeContainer(_ id: String) async throws(PodvisorError) {
+        let _: Podvisor_Agent_V1_Empty = try await call("RemoveContainer", Podvisor_Agent_V1_RemoveContainerRequest.with { $0.containerID = id })
+    }
+}

@@ -1,0 +1,353 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CContainerSpawn
+import CLinuxSupport
+import PodvisorAgentProtocol
+
+/// Every container and process the agent runs, and their exit statuses. The PID-1 loop reports reaped
+/// children here; RPC threads block on the condition until what they wait for has happened.
+final class Containers: Sendable {
+    struct Exit: Equatable {
+        var code: Int32
+        var signal: Int32
+        var finishedAtNs: Int64
+    }
+
+    struct Process {
+        var pid: pid_t
+        var stdinFD: Int32?
+        var stdoutFD: Int32
+        var stderrFD: Int32
+        var exit: Exit?
+    }
+
+    struct Container {
+        var rootfs: String
+        var initProcess: Process
+        /// Write end the created (not yet started) init waits on; nil once started.
+        var startFD: Int32?
+        var statusFD: Int32?
+        var execs: [String: Process] = [:]
+    }
+
+    struct State {
+        var containers: [String: Container] = [:]
+    }
+
+    private let state = Condition(State())
+    /// Where the VM's shared directory is mounted; container rootfs paths are relative to it.
+    let sharedDirectory: String
+
+    init(sharedDirectory: String) {
+        self.sharedDirectory = sharedDirectory
+    }
+
+    // MARK: reaping
+
+    /// Called by PID 1 for every child it reaps. Returns false for a pid that belongs to no container.
+    @discardableResult
+    func reaped(pid: pid_t, status: Int32) -> Bool {
+        let exit = Self.exit(from: status)
+        return state.update { s in
+            for (id, var container) in s.containers {
+                if container.initProcess.pid == pid {
+                    container.initProcess.exit = exit
+                    s.containers[id] = container
+                    return true
+                }
+                if let execID = container.execs.first(where: { $0.value.pid == pid })?.key {
+                    container.execs[execID]?.exit = exit
+                    s.containers[id] = container
+                    return true
+                }
+            }
+            return false
+        }
+    }
+
+    static func exit(from status: Int32) -> Exit {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let at = Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
+        // WIFSIGNALED: low 7 bits hold the signal; otherwise the exit code is in bits 8-15.
+        let signal = status & 0x7f
+        if signal != 0 && signal != 0x7f { return Exit(code: 128 + signal, signal: signal, finishedAtNs: at) }
+        return Exit(code: (status >> 8) & 0xff, signal: 0, finishedAtNs: at)
+    }
+
+    // MARK: RPCs
+
+    func create(_ request: Podvisor_Agent_V1_CreateContainerRequest) throws(RPCError) -> pid_t {
+        try Self.validate(id: request.containerID, what: "container id")
+        let relative = request.rootfs
+        guard !relative.isEmpty, !relative.hasPrefix("/"), !relative.split(separator: "/").contains("..") else {
+            throw RPCError(.invalidArgument, "rootfs must be a relative path inside the shared directory, got \"\(relative)\"")
+        }
+        let rootfs = "\(sharedDirectory)/\(relative)"
+        guard GuestFiles.exists(rootfs) else { throw RPCError(.notFound, "rootfs \(relative) does not exist in the guest") }
+        let identity = try UserDatabase(rootfs: rootfs).resolve(request.process)
+        let exists = state.update { $0.containers[request.containerID] != nil }
+        guard !exists else { throw RPCError(.alreadyExists, "container \(request.containerID) already exists") }
+
+        var start: [Int32] = [-1, -1]
+        guard pv_pipe(&start) == 0 else { throw RPCError(.internal, "pipe: errno \(errno)") }
+        let spawned: Spawned
+        do throws(RPCError) {
+            spawned = try spawn(request.process, identity: identity, joinPID: 0, rootfs: rootfs,
+                                newPIDNamespace: request.ownPidNamespace, readonlyRootfs: request.readonlyRootfs,
+                                hostname: request.hostname, startFD: start[0]) { s, process, statusFD in
+                s.containers[request.containerID] = Container(
+                    rootfs: rootfs, initProcess: process, startFD: start[1], statusFD: statusFD)
+            }
+        } catch {
+            close(start[0])
+            close(start[1])
+            throw error
+        }
+        close(start[0])
+        // The child reports once namespaces, mounts and identity are in place and it waits for Start.
+        if let failure = Self.waitStage(spawned.statusFD, "R") {
+            forget(request.containerID, killing: true)
+            throw RPCError(.invalidArgument, "cannot create container \(request.containerID): \(failure)")
+        }
+        return spawned.pid
+    }
+
+    func start(_ id: String) throws(RPCError) {
+        let fds = try state.update { s throws(RPCError) -> (start: Int32, status: Int32) in
+            guard let c = s.containers[id] else { throw RPCError(.notFound, "container \(id) not found") }
+            guard let start = c.startFD, let status = c.statusFD else {
+                throw RPCError(.failedPrecondition, "container \(id) was already started")
+            }
+            s.containers[id]?.startFD = nil
+            s.containers[id]?.statusFD = nil
+            return (start, status)
+        }
+        var go: UInt8 = 1
+        _ = write(fds.start, &go, 1)
+        close(fds.start)
+        let failure = Self.waitStage(fds.status, "X")
+        close(fds.status)
+        if let failure { throw RPCError(.failedPrecondition, "container \(id) failed to start: \(failure)") }
+    }
+
+    func exec(_ request: Podvisor_Agent_V1_ExecProcessRequest) throws(RPCError) {
+        try Self.validate(id: request.execID, what: "exec id")
+        let target = try state.update { s throws(RPCError) -> (pid: pid_t, rootfs: String) in
+            guard let c = s.containers[request.containerID] else {
+                throw RPCError(.notFound, "container \(request.containerID) not found")
+            }
+            guard c.initProcess.exit == nil, c.startFD == nil else {
+                throw RPCError(.failedPrecondition, "container \(request.containerID) is not running")
+            }
+            guard c.execs[request.execID] == nil else { throw RPCError(.alreadyExists, "exec \(request.execID) already exists") }
+            return (c.initProcess.pid, c.rootfs)
+        }
+        let identity = try UserDatabase(rootfs: target.rootfs).resolve(request.process)
+        let spawned = try spawn(request.process, identity: identity, joinPID: target.pid, rootfs: target.rootfs,
+                                newPIDNamespace: false, readonlyRootfs: false, hostname: "", startFD: -1) { s, process, _ in
+            s.containers[request.containerID]?.execs[request.execID] = process
+        }
+        let failure = Self.waitStage(spawned.statusFD, "X")
+        close(spawned.statusFD)
+        if let failure {
+            _ = state.update { $0.containers[request.containerID]?.execs.removeValue(forKey: request.execID) }
+            throw RPCError(.failedPrecondition, "exec \(request.execID) failed: \(failure)")
+        }
+    }
+
+    func signal(_ ref: Podvisor_Agent_V1_ProcessRef, _ signal: Int32) throws(RPCError) {
+        guard signal > 0 && signal < 65 else { throw RPCError(.invalidArgument, "signal \(signal) out of range") }
+        let process = try lookup(ref)
+        guard process.exit == nil else { return }
+        if kill(process.pid, signal) != 0 && errno != ESRCH {
+            throw RPCError(.internal, "kill \(process.pid): errno \(errno)")
+        }
+    }
+
+    func wait(_ ref: Podvisor_Agent_V1_ProcessRef) throws(RPCError) -> Exit {
+        _ = try lookup(ref)
+        // A removed container ends the wait too: its processes were killed.
+        return state.wait { s in
+            guard let c = s.containers[ref.containerID] else { return Exit(code: 137, signal: SIGKILL, finishedAtNs: 0) }
+            let process = ref.execID.isEmpty ? c.initProcess : c.execs[ref.execID]
+            return process?.exit ?? (process == nil ? Exit(code: 137, signal: SIGKILL, finishedAtNs: 0) : nil)
+        }
+    }
+
+    func readOutput(_ request: Podvisor_Agent_V1_ReadOutputRequest) throws(RPCError) -> (data: [UInt8], eof: Bool) {
+        let process = try lookup(request.process)
+        let fd = request.stream == .stderr ? process.stderrFD : process.stdoutFD
+        let stream = FileDescriptorStream(fd: fd)
+        do {
+            let bytes = try stream.read(upTo: Int(min(max(request.maxBytes, 1), 1 << 20)))
+            return (bytes, bytes.isEmpty)
+        } catch {
+            // Closed by RemoveContainer while we read.
+            return ([], true)
+        }
+    }
+
+    func writeStdin(_ request: Podvisor_Agent_V1_WriteStdinRequest) throws(RPCError) {
+        guard let fd = try lookup(request.process).stdinFD else {
+            throw RPCError(.failedPrecondition, "process has no open stdin")
+        }
+        do { try FileDescriptorStream(fd: fd).write(Array(request.data)) } catch {
+            throw RPCError(.failedPrecondition, "stdin closed: \(error)")
+        }
+    }
+
+    func closeStdin(_ ref: Podvisor_Agent_V1_ProcessRef) throws(RPCError) {
+        let fd = try state.update { s throws(RPCError) -> Int32? in
+            guard var c = s.containers[ref.containerID] else { throw RPCError(.notFound, "container \(ref.containerID) not found") }
+            let fd: Int32?
+            if ref.execID.isEmpty {
+                fd = c.initProcess.stdinFD
+                c.initProcess.stdinFD = nil
+            } else {
+                guard c.execs[ref.execID] != nil else { throw RPCError(.notFound, "exec \(ref.execID) not found") }
+                fd = c.execs[ref.execID]?.stdinFD
+                c.execs[ref.execID]?.stdinFD = nil
+            }
+            s.containers[ref.containerID] = c
+            return fd
+        }
+        if let fd { close(fd) }
+    }
+
+    func remove(_ id: String) throws(RPCError) {
+        guard state.update({ $0.containers[id] != nil }) else { throw RPCError(.notFound, "container \(id) not found") }
+        forget(id, killing: true)
+    }
+
+    // MARK: helpers
+
+    private struct Spawned {
+        var pid: pid_t
+        var statusFD: Int32
+    }
+
+    /// Creates the stdio pipes and the process, and registers it (through `register`) under the same lock
+    /// the reaper takes, so even a process that exits at once is never reaped unrecorded.
+    private func spawn(
+        _ spec: Podvisor_Agent_V1_ProcessSpec, identity: UserDatabase.Identity, joinPID: pid_t, rootfs: String,
+        newPIDNamespace: Bool, readonlyRootfs: Bool, hostname: String, startFD: Int32,
+        register: (inout State, Process, Int32) -> Void
+    ) throws(RPCError) -> Spawned {
+        guard !spec.args.isEmpty, !spec.args[0].isEmpty else { throw RPCError(.invalidArgument, "process args are empty") }
+        guard spec.cwd.isEmpty || spec.cwd.hasPrefix("/") else {
+            throw RPCError(.invalidArgument, "working directory must be absolute, got \"\(spec.cwd)\"")
+        }
+        var out: [Int32] = [-1, -1], err: [Int32] = [-1, -1], input: [Int32] = [-1, -1]
+        guard pv_pipe(&out) == 0, pv_pipe(&err) == 0 else { throw RPCError(.internal, "pipe: errno \(errno)") }
+        if spec.stdin {
+            guard pv_pipe(&input) == 0 else { throw RPCError(.internal, "pipe: errno \(errno)") }
+        } else {
+            input[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        }
+        defer {
+            // The child's ends: it has its own copies now (or never will).
+            close(out[1])
+            close(err[1])
+            close(input[0])
+        }
+        let result: Result<Spawned, RPCError> = withCStrings(spec.args) { argv in
+            withCStrings(spec.env) { envp in
+                var config = pv_spawn_config()
+                config.join_pid = joinPID
+                config.new_pid_namespace = newPIDNamespace ? 1 : 0
+                config.readonly_rootfs = readonlyRootfs ? 1 : 0
+                config.argv = argv
+                config.envp = envp
+                config.uid = identity.uid
+                config.gid = identity.gid
+                config.group_count = identity.additionalGIDs.count
+                config.no_new_privileges = spec.noNewPrivileges ? 1 : 0
+                config.stdio = (input[0], out[1], err[1])
+                config.start_fd = startFD
+                var error = [CChar](repeating: 0, count: 512)
+                var statusFD: Int32 = -1
+                return identity.additionalGIDs.withUnsafeBufferPointer { groups in
+                    config.groups = groups.baseAddress
+                    return rootfs.withCString { rootfsC in
+                        hostname.withCString { hostnameC in
+                            (spec.cwd.isEmpty ? "/" : spec.cwd).withCString { cwdC in
+                                config.rootfs = rootfsC
+                                config.hostname = hostname.isEmpty ? nil : hostnameC
+                                config.cwd = cwdC
+                                return state.update { s -> Result<Spawned, RPCError> in
+                                    let pid = pv_spawn(&config, &statusFD, &error, error.count)
+                                    guard pid > 0 else {
+                                        return .failure(RPCError(.internal, String(cString: error)))
+                                    }
+                                    let process = Process(
+                                        pid: pid, stdinFD: spec.stdin ? input[1] : nil, stdoutFD: out[0], stderrFD: err[0])
+                                    register(&s, process, statusFD)
+                                    return .success(Spawned(pid: pid, statusFD: statusFD))
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        switch result {
+        case .success(let spawned): return spawned
+        case .failure(let error):
+            close(out[0])
+            close(err[0])
+            if spec.stdin { close(input[1]) }
+            throw error
+        }
+    }
+
+    /// nil when the child reached `stage`, else its error message.
+    private static func waitStage(_ statusFD: Int32, _ stage: Character) -> String? {
+        var error = [CChar](repeating: 0, count: 512)
+        guard pv_spawn_wait(statusFD, CChar(stage.asciiValue!), &error, error.count) != 0 else { return nil }
+        return String(cString: error)
+    }
+
+    private func lookup(_ ref: Podvisor_Agent_V1_ProcessRef) throws(RPCError) -> Process {
+        try state.update { s throws(RPCError) -> Process in
+            guard let c = s.containers[ref.containerID] else { throw RPCError(.notFound, "container \(ref.containerID) not found") }
+            if ref.execID.isEmpty { return c.initProcess }
+            guard let p = c.execs[ref.execID] else { throw RPCError(.notFound, "exec \(ref.execID) not found") }
+            return p
+        }
+    }
+
+    /// Kills every process of the container, waits until they are reaped, closes their pipes.
+    private func forget(_ id: String, killing: Bool) {
+        guard let container = state.update({ $0.containers[id] }) else { return }
+        let processes = [container.initProcess] + Array(container.execs.values)
+        for p in processes where p.exit == nil { kill(p.pid, SIGKILL) }
+        _ = state.wait { s -> Bool? in
+            guard let c = s.containers[id] else { return true }
+            return ([c.initProcess] + Array(c.execs.values)).allSatisfy { $0.exit != nil } ? true : nil
+        }
+        _ = state.update { $0.containers.removeValue(forKey: id) }
+        for p in processes {
+            close(p.stdoutFD)
+            close(p.stderrFD)
+            if let fd = p.stdinFD { close(fd) }
+        }
+        for fd in [container.startFD, container.statusFD].compactMap({ $0 }) { close(fd) }
+    }
+
+    static func validate(id: String, what: String) throws(RPCError) {
+        let allowed = id.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x61 && $0 <= 0x7a) || $0 == 0x2d || $0 == 0x5f || $0 == 0x2e }
+        guard !id.isEmpty, id.utf8.count <= 128, allowed, id != ".", id != ".." else {
+            throw RPCError(.invalidArgument, "\(what) \"\(id)\" must be 1-128 characters of [A-Za-z0-9._-]")
+        }
+    }
+}
+
+/// A NULL-terminated C string array for the duration of `body`.
+func withCStrings<T>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> T) -> T {
+    let copies = strings.map { strdup($0) }
+    defer { copies.forEach { free($0) } }
+    var pointers = copies.map { UnsafePointer($0) } + [nil]
+    return pointers.withUnsafeMutableBufferPointer { body(UnsafePointer($0.baseAddress!)) }
+}

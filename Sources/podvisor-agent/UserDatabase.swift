@@ -1,0 +1,59 @@
+import PodvisorAgentProtocol
+
+/// Resolves user and group names against a container's own /etc/passwd and /etc/group, as runc does.
+struct UserDatabase {
+    struct Identity: Equatable {
+        var uid: UInt32
+        var gid: UInt32
+        var additionalGIDs: [UInt32]
+    }
+
+    var passwd: [(name: String, uid: UInt32, gid: UInt32)]
+    var groups: [(name: String, gid: UInt32, members: [String])]
+
+    init(passwd: String?, group: String?) {
+        self.passwd = Self.records(passwd).compactMap { f in
+            guard f.count >= 4, let uid = UInt32(f[2]), let gid = UInt32(f[3]) else { return nil }
+            return (f[0], uid, gid)
+        }
+        self.groups = Self.records(group).compactMap { f in
+            guard f.count >= 3, let gid = UInt32(f[2]) else { return nil }
+            return (f[0], gid, f.count > 3 ? f[3].split(separator: ",").map(String.init) : [])
+        }
+    }
+
+    init(rootfs: String) {
+        self.init(passwd: GuestFiles.read("\(rootfs)/etc/passwd"), group: GuestFiles.read("\(rootfs)/etc/group"))
+    }
+
+    private static func records(_ text: String?) -> [[String]] {
+        (text ?? "").split(separator: "\n").filter { !$0.hasPrefix("#") }
+            .map { $0.split(separator: ":", omittingEmptySubsequences: false).map(String.init) }
+    }
+
+    /// The identity a process runs as: names win over numbers; a user's primary group comes from passwd
+    /// when no group is given; supplementary groups are those listing the user, plus the ones asked for.
+    func resolve(_ spec: Podvisor_Agent_V1_ProcessSpec) throws(RPCError) -> Identity {
+        var uid = spec.uid
+        var gid = spec.gid
+        var userName: String?
+        if !spec.username.isEmpty {
+            guard let entry = passwd.first(where: { $0.name == spec.username }) else {
+                throw RPCError(.invalidArgument, "user \(spec.username) not found in the container's /etc/passwd")
+            }
+            (uid, userName) = (entry.uid, entry.name)
+            if spec.groupname.isEmpty && spec.gid == 0 { gid = entry.gid }
+        } else if let entry = passwd.first(where: { $0.uid == uid }) {
+            userName = entry.name
+        }
+        if !spec.groupname.isEmpty {
+            guard let entry = groups.first(where: { $0.name == spec.groupname }) else {
+                throw RPCError(.invalidArgument, "group \(spec.groupname) not found in the container's /etc/group")
+            }
+            gid = entry.gid
+        }
+        var additional = userName.map { name in groups.filter { $0.members.contains(name) }.map(\.gid) } ?? []
+        for extra in spec.additionalGids where !additional.contains(extra) { additional.append(extra) }
+        return Identity(uid: uid, gid: gid, additionalGIDs: additional)
+    }
+}

@@ -1,0 +1,50 @@
+import Foundation
+
+/// A container root filesystem made from Debian's busybox-static: every applet as a symlink, a user `app`
+/// (1000) that is also a member of group `extra` (2000), and `/bin/euid`, a static setuid-root program that
+/// prints its effective uid (busybox's own applets drop setuid privileges, so they cannot show it).
+enum BusyboxRootfs {
+    static func make(at path: String) throws -> String {
+        let fm = FileManager.default
+        if fm.fileExists(atPath: "\(path)/bin/busybox") { return path }
+        let staging = path + ".tmp"
+        try? fm.removeItem(atPath: staging)
+        for dir in ["bin", "etc", "tmp", "proc", "sys", "dev", "root", "home/app"] {
+            try fm.createDirectory(atPath: "\(staging)/\(dir)", withIntermediateDirectories: true)
+        }
+        chmod("\(staging)/tmp", 0o1777)
+        try fm.copyItem(atPath: "/bin/busybox", toPath: "\(staging)/bin/busybox")
+        let applets = try run("/bin/busybox", "--list").split(separator: "\n").map(String.init)
+        for applet in applets where applet != "busybox" {
+            try fm.createSymbolicLink(atPath: "\(staging)/bin/\(applet)", withDestinationPath: "busybox")
+        }
+        let source = "\(staging)/euid.c"
+        try "#include <stdio.h>\n#include <unistd.h>\nint main(void) { printf(\"%d\\n\", (int)geteuid()); return 0; }\n"
+            .write(toFile: source, atomically: true, encoding: .utf8)
+        try run("/usr/bin/env", "clang", "-static", "-O2", "-o", "\(staging)/bin/euid", source)
+        try fm.removeItem(atPath: source)
+        chmod("\(staging)/bin/euid", 0o4755)
+        try "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n"
+            .write(toFile: "\(staging)/etc/passwd", atomically: true, encoding: .utf8)
+        try "root:x:0:\napp:x:1000:\nextra:x:2000:app\n".write(toFile: "\(staging)/etc/group", atomically: true, encoding: .utf8)
+        chown("\(staging)/home/app", 1000, 1000)
+        try fm.moveItem(atPath: staging, toPath: path)
+        return path
+    }
+
+    @discardableResult
+    static func run(_ executable: String, _ arguments: String...) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw CocoaError(.executableLoad, userInfo: [NSLocalizedDescriptionKey: "\(executable) \(arguments) failed"])
+        }
+        return String(decoding: output, as: UTF8.self)
+    }
+}

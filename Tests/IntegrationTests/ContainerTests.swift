@@ -1,0 +1,164 @@
+import Foundation
+import PodvisorAgentClient
+import PodvisorAgentProtocol
+import PodvisorCore
+import PodvisorRuntime
+import Testing
+
+/// Boots one pod VM around a whole suite (a sandbox reused across cases) and destroys it afterwards.
+struct SharedPodVM: SuiteTrait, TestScoping {
+    @TaskLocal static var current: PodVM?
+
+    func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
+        let pod = try await TestHost.host().boot(id: TestHost.uniqueID("c"), transport: .hybridVsock)
+        defer { try? pod.destroy() }
+        try await Self.$current.withValue(pod) { try await function() }
+    }
+}
+
+/// Containers inside one real pod VM: one boot for the whole suite.
+@Suite(.serialized, SharedPodVM()) struct ContainerTests {
+    let pod: PodVM
+    let rootfs: String
+
+    init() throws {
+        rootfs = try BusyboxRootfs.make(at: "/tmp/podvisor-test/busybox-rootfs")
+        pod = try #require(SharedPodVM.current)
+        #expect(pod.version.sharedDirectory == "/run/podvisor/share")
+    }
+
+    struct Outcome {
+        var stdout: String
+        var stderr: String
+        var exitCode: Int32
+    }
+
+    /// Creates, starts and waits for a container, collecting its output; removes it afterwards.
+    func run(
+        _ args: [String], id: String = TestHost.uniqueID("ctr"), configure: (inout Podvisor_Agent_V1_CreateContainerRequest) -> Void = { _ in }
+    ) async throws -> Outcome {
+        let agent = pod.agent
+        let relative = try pod.mountRootfs(containerID: id, from: rootfs)
+        defer { try? pod.unmountRootfs(containerID: id) }
+        var request = Podvisor_Agent_V1_CreateContainerRequest.with {
+            $0.containerID = id
+            $0.rootfs = relative
+            $0.ownPidNamespace = true
+            $0.process.args = args
+            $0.process.env = ["PATH=/bin"]
+        }
+        configure(&request)
+        try await agent.createContainer(request)
+        try await agent.startContainer(id)
+        let ref = AgentClient.process(id)
+        async let out = agent.readAllOutput(ref)
+        async let err = agent.readAllOutput(ref, stderr: true)
+        let exit = try await agent.wait(ref)
+        let outcome = Outcome(
+            stdout: String(decoding: try await out, as: UTF8.self), stderr: String(decoding: try await err, as: UTF8.self),
+            exitCode: exit.exitCode)
+        try await agent.removeContainer(id)
+        return outcome
+    }
+
+    @Test func outputAndExitCode() async throws {
+        let outcome = try await run(["sh", "-c", "echo hello; echo oops >&2; exit 3"])
+        #expect(outcome.stdout == "hello\n")
+        #expect(outcome.stderr == "oops\n")
+        #expect(outcome.exitCode == 3)
+    }
+
+    @Test func environmentWorkingDirectoryUserGroupsAndHostname() async throws {
+        let outcome = try await run(["sh", "-c", "echo $GREETING; pwd; id -u; id -g; id -G; hostname"]) {
+            $0.process.env.append("GREETING=hi there")
+            $0.process.cwd = "/home/app"
+            $0.process.username = "app"
+            $0.hostname = "pod-a"
+        }
+        #expect(outcome.stdout == "hi there\n/home/app\n1000\n1000\n1000 2000\npod-a\n")
+        #expect(outcome.exitCode == 0)
+    }
+
+    @Test func ownPIDNamespaceAndContainerMounts() async throws {
+        let outcome = try await run(["sh", "-c", "echo $$; ls /proc/1/exe >/dev/null && ls -d /dev/pts /dev/shm; cat /proc/mounts | grep -c ' /sys sysfs ro'"])
+        #expect(outcome.stdout == "1\n/dev/pts\n/dev/shm\n1\n", "stderr: \(outcome.stderr)")
+    }
+
+    @Test func readOnlyRootfsRefusesWrites() async throws {
+        let outcome = try await run(["sh", "-c", "touch /newfile"]) { $0.readonlyRootfs = true }
+        #expect(outcome.exitCode != 0)
+        #expect(outcome.stderr.contains("Read-only file system"))
+    }
+
+    @Test func noNewPrivilegesDefeatsSetuid() async throws {
+        let escalate = ["/bin/euid"]
+        let allowed = try await run(escalate) { $0.process.username = "app" }
+        #expect(allowed.stdout == "0\n", "setuid should work without no_new_privs: \(allowed.stderr)")
+        let refused = try await run(escalate) {
+            $0.process.username = "app"
+            $0.process.noNewPrivileges = true
+        }
+        #expect(refused.stdout == "1000\n")
+    }
+
+    @Test func execIntoRunningContainerThenStopWithSignal() async throws {
+        let agent = pod.agent
+        let id = TestHost.uniqueID("svc")
+        let relative = try pod.mountRootfs(containerID: id, from: rootfs)
+        defer { try? pod.unmountRootfs(containerID: id) }
+        try await agent.createContainer(.with {
+            $0.containerID = id
+            $0.rootfs = relative
+            $0.hostname = "svc"
+            $0.ownPidNamespace = true
+            $0.process.args = ["sh", "-c", "trap 'exit 42' TERM; while true; do sleep 0.1; done"]
+            $0.process.env = ["PATH=/bin"]
+        })
+        try await agent.startContainer(id)
+        try await agent.exec(id, execID: "probe", .with {
+            $0.args = ["sh", "-c", "hostname; cat /proc/1/cmdline | tr '\\0' ' '"]
+            $0.env = ["PATH=/bin"]
+        })
+        let probe = AgentClient.process(id, exec: "probe")
+        let output = String(decoding: try await agent.readAllOutput(probe), as: UTF8.self)
+        #expect(output.hasPrefix("svc\nsh -c trap"))
+        #expect(try await agent.wait(probe).exitCode == 0)
+
+        try await agent.signal(AgentClient.process(id), SIGTERM)
+        #expect(try await agent.wait(AgentClient.process(id)).exitCode == 42)
+        try await agent.removeContainer(id)
+    }
+
+    @Test func badSpecsGetClearErrorsAndTheSandboxLivesOn() async throws {
+        let agent = pod.agent
+        let id = TestHost.uniqueID("bad")
+        let relative = try pod.mountRootfs(containerID: id, from: rootfs)
+        defer { try? pod.unmountRootfs(containerID: id) }
+        func create(_ configure: (inout Podvisor_Agent_V1_CreateContainerRequest) -> Void) async throws(PodvisorError) {
+            var request = Podvisor_Agent_V1_CreateContainerRequest.with {
+                $0.containerID = id
+                $0.rootfs = relative
+                $0.process.args = ["true"]
+                $0.process.env = ["PATH=/bin"]
+            }
+            configure(&request)
+            try await agent.createContainer(request)
+        }
+        await #expect { try await create { $0.process.username = "nobody-here" } } throws: {
+            ($0 as? PodvisorError)?.code == .invalidArgument && "\($0)".contains("nobody-here")
+        }
+        await #expect { try await create { $0.rootfs = "../etc" } } throws: { ($0 as? PodvisorError)?.code == .invalidArgument }
+        await #expect { try await create { $0.containerID = "a/b" } } throws: { ($0 as? PodvisorError)?.code == .invalidArgument }
+        await #expect { try await create { $0.process.args = [] } } throws: { ($0 as? PodvisorError)?.code == .invalidArgument }
+        // A missing binary is found at start, and the container can then be removed and re-created.
+        try await create { $0.process.args = ["no-such-binary"] }
+        await #expect { try await agent.startContainer(id) } throws: { "\($0)".contains("no-such-binary") }
+        try await agent.removeContainer(id)
+        await #expect { try await agent.removeContainer(id) } throws: { ($0 as? PodvisorError)?.code == .notFound }
+        try await create { _ in }
+        try await agent.startContainer(id)
+        #expect(try await agent.wait(AgentClient.process(id)).exitCode == 0)
+        try await agent.removeContainer(id)
+        #expect(try await agent.health().status == .serving)
+    }
+}
