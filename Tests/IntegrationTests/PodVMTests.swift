@@ -6,7 +6,7 @@ import PodvisorVMM
 import Testing
 
 /// Real VMs through real libvirt (TCG here, KVM where available). Serialized: two cores, and every boot
-/// is deliberate — five per run.
+/// is deliberate — six per run.
 @Suite(.serialized) struct PodVMTests {
     /// Boots, calls every agent method of the spine, and powers off through the agent.
     func bootCallAndShutDown(_ transport: AgentTransportKind, expectGuestTransport: String) async throws {
@@ -74,6 +74,31 @@ import Testing
         let noticed = killed.duration(to: clock.now)
         #expect(state == .stopped(.failed) || state == .stopped(.crashed) || state == .stopped(.shutdown), "state \(String(describing: state))")
         #expect(noticed < .seconds(1), "death noticed after \(noticed)")
+        try pod.destroy()
+        HostTraces.expectNothingLeft(domain: pod.vm.name, runDirectory: pod.vm.configuration.runDirectory, host: host)
+    }
+}
+
+extension PodVMTests {
+    /// A guest kernel panic (panic=-1 → reboot → on_reboot=destroy) ends the domain; the host must see it.
+    @Test func guestPanicIsSeenAsDeath() async throws {
+        let host = try TestHost.host()
+        let pod = try await host.boot(id: TestHost.uniqueID("p"), transport: .hybridVsock)
+        defer { try? pod.destroy() }
+        let rootfs = try BusyboxRootfs.make(at: "/tmp/podvisor-test/busybox-rootfs")
+        let relative = try pod.mountRootfs(containerID: "panic", from: rootfs)
+        try await pod.agent.createContainer(.with {
+            $0.containerID = "panic"
+            $0.rootfs = relative
+            $0.process.args = ["sh", "-c", "echo c > /proc/sysrq-trigger"]
+        })
+        let clock = ContinuousClock()
+        let started = clock.now
+        // The answer may never come: the guest dies while answering.
+        try? await pod.agent.startContainer("panic")
+        let state = await pod.vm.waitUntilStopped(timeout: .seconds(30))
+        #expect(state != nil && state != .running, "VM still running after a guest panic")
+        #expect(started.duration(to: clock.now) < .seconds(10))
         try pod.destroy()
         HostTraces.expectNothingLeft(domain: pod.vm.name, runDirectory: pod.vm.configuration.runDirectory, host: host)
     }
