@@ -84,6 +84,20 @@ public enum ImageUser: Codable, Sendable, Equatable {
         else { return nil }
         if let uid = Int64(user), uid >= 0 { self = .uid(uid) } else { self = .name(String(user)) }
     }
+
+    /// Stored as a number or a string, as in the config.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let uid = try? container.decode(Int64.self) { self = .uid(uid) } else { self = .name(try container.decode(String.self)) }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .uid(let uid): try container.encode(uid)
+        case .name(let name): try container.encode(name)
+        }
+    }
 }
 
 extension JSONDecoder {

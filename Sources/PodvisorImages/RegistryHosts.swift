@@ -29,6 +29,9 @@ public struct RegistryEndpoint: Sendable, Equatable {
 /// Plain HTTP is used for a loopback registry, one named in `insecureRegistries`, or an `http://` URL written
 /// in a hosts.toml by the administrator; everything else is HTTPS.
 public struct RegistryHosts: Sendable {
+    /// Where podvisor looks for `<registry>/hosts.toml` unless configured otherwise (containerd: certs.d too).
+    public static let defaultDirectory = "/etc/podvisor/certs.d"
+
     public var directory: String?
     /// Registries (`host` or `host:port`) reached over plain HTTP without a hosts.toml.
     public var insecureRegistries: Set<String>
