@@ -54,6 +54,20 @@ import Testing
         }
     }
 
+    @Test func oneImageFromTwoRegistriesHasBothNames() async throws {
+        let storage = try await FixtureImages.shared.storageDirectory()
+        let first = try TestRegistry(storage: storage)
+        let second = try TestRegistry(storage: storage)
+        try await withStore(first) { store in
+            let a = try await store.pull("\(first.address)/busybox:1.0")
+            let b = try await store.pull("\(second.address)/busybox:1.0")
+            #expect(a.id == b.id)
+            #expect(await store.list().count == 1)
+            #expect(Set(b.repoTags) == ["\(first.address)/busybox:1.0", "\(second.address)/busybox:1.0"])
+            #expect(b.repoDigests.count == 2)
+        }
+    }
+
     @Test func usernameFromConfig() async throws {
         let registry = try TestRegistry(storage: await FixtureImages.shared.storageDirectory())
         try await withStore(registry) { store in
