@@ -171,6 +171,38 @@ import Testing
         }
     }
 
+    /// `podvisor image pull` (built beside this test binary) is killed while its first blob is in flight; the
+    /// store it leaves opens clean and pulls the image afterwards.
+    @Test func killDuringPullLeavesAConsistentStore() async throws {
+        let registry = try TestRegistry(storage: await FixtureImages.shared.storageDirectory())
+        let proxy = try BearerProxy(upstream: registry, user: "bob", password: "pw", blobDelaySeconds: 60)
+        let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+            .appendingPathComponent("podvisor").path
+        #expect(FileManager.default.isExecutableFile(atPath: binary), "build the podvisor product first")
+        let pull = Process()
+        pull.executableURL = URL(fileURLWithPath: binary)
+        pull.arguments = ["image", "pull", "--root", root, "--username", "bob", "--password", "pw", "\(proxy.address)/busybox"]
+        pull.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        pull.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try pull.run()
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !proxy.requests.contains(where: { $0.contains("/blobs/") }) && pull.isRunning && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(pull.isRunning)
+        kill(pull.processIdentifier, SIGKILL)
+        pull.waitUntilExit()
+        #expect(!(try FileManager.default.contentsOfDirectory(atPath: "\(root)/content/ingest").isEmpty))
+
+        try await withStore(registry) { store in
+            #expect(await store.list().isEmpty)
+            let ingest = try FileManager.default.contentsOfDirectory(atPath: "\(root)/content/ingest")
+            #expect(ingest.isEmpty)
+            let image = try await store.pull("\(registry.address)/busybox")
+            #expect(image.layers.count == 2)
+        }
+    }
+
     @Test func corruptBlobIsRejected() async throws {
         let storage = try await FixtureImages.shared.copyOfStorage()
         defer { try? FileManager.default.removeItem(atPath: storage) }

@@ -113,11 +113,11 @@ final class BearerProxy: @unchecked Sendable {
     let log = "/tmp/podvisor-bearer-proxy-\(UUID().uuidString).log"
     private let process: Process
 
-    init(upstream: TestRegistry, user: String, password: String) throws {
+    init(upstream: TestRegistry, user: String, password: String, blobDelaySeconds: Int = 0) throws {
         let port = try TestRegistry.freePort()
         address = "127.0.0.1:\(port)"
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/bearer-proxy.py").path
-        process = try TestRegistry.serve("/usr/bin/python3", [script, "\(port)", upstream.address, user, password, log], port: port)
+        process = try TestRegistry.serve("/usr/bin/python3", [script, "\(port)", upstream.address, user, password, log, "\(blobDelaySeconds)"], port: port)
     }
 
     deinit {

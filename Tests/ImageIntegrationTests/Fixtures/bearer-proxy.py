@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """A registry front door with bearer-token auth, as Docker Hub has: /token trades basic credentials for a
 token; /v2/ requests without "Bearer <token>" get a 401 challenge naming /token; the rest is relayed to the
-registry behind. Every /v2/ request that reaches the registry is logged, one "METHOD path" per line.
-Usage: bearer-proxy.py PORT UPSTREAM(host:port) USER PASSWORD LOGFILE"""
-import base64, http.client, http.server, json, sys
+registry behind. Every /v2/ request that reaches the registry is logged, one "METHOD path" per line; blob
+requests are answered BLOB_DELAY seconds late (a pull slow enough to be killed half-way).
+Usage: bearer-proxy.py PORT UPSTREAM(host:port) USER PASSWORD LOGFILE [BLOB_DELAY]"""
+import base64, http.client, http.server, json, sys, time
 
 port, upstream, user, password, log = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+blob_delay = float(sys.argv[6]) if len(sys.argv) > 6 else 0
 TOKEN = "podvisor-test-token"
 
 
@@ -30,6 +32,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.reply(401, b"{}", [("WWW-Authenticate", challenge)])
         with open(log, "a") as f:
             f.write(f"GET {self.path}\n")
+        if "/blobs/" in self.path:
+            time.sleep(blob_delay)
         connection = http.client.HTTPConnection(upstream)
         connection.request("GET", self.path, headers={"Accept": self.headers.get("Accept", "*/*")})
         response = connection.getresponse()
