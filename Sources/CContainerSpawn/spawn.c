@@ -9,7 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/mount.h>
+#include <linux/capability.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -102,6 +104,32 @@ static void join_namespaces(int status, pid_t pid) {
     }
 }
 
+// Bounding set first (needs CAP_SETPCAP, still held); then, after the uid change kept them (KEEPCAPS),
+// permitted/effective/inheritable, and ambient so a non-root user keeps them across exec.
+static void drop_bounding(int status, const struct pv_spawn_config *c) {
+    if (!c->set_capabilities) return;
+    for (int cap = 0; cap <= CAP_LAST_CAP; cap++)
+        if (!(c->capabilities & (1ULL << cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
+            fail(status, "drop bounding capability");
+    if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) fail(status, "keep capabilities");
+}
+
+static void set_capabilities(int status, const struct pv_spawn_config *c) {
+    if (!c->set_capabilities) return;
+    struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    for (int i = 0; i < 2; i++) {
+        uint32_t word = (uint32_t)(c->capabilities >> (32 * i));
+        data[i].effective = data[i].permitted = data[i].inheritable = word;
+    }
+    if (syscall(SYS_capset, &header, data) != 0) fail(status, "set capabilities");
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) fail(status, "clear ambient capabilities");
+    if (c->uid == 0) return;
+    for (int cap = 0; cap <= CAP_LAST_CAP; cap++)
+        if ((c->capabilities & (1ULL << cap)) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) != 0)
+            fail(status, "raise ambient capability");
+}
+
 static const char *find_env(const char *const *envp, const char *name) {
     size_t n = strlen(name);
     for (; envp && *envp; envp++)
@@ -150,12 +178,18 @@ static void child(int status, const struct pv_spawn_config *c) {
         enter_rootfs(status, c);
         if (c->hostname && sethostname(c->hostname, strlen(c->hostname)) != 0) fail(status, "sethostname");
     }
+    for (size_t i = 0; i < c->rlimit_count; i++) {
+        struct rlimit limit = {c->rlimits[i].soft, c->rlimits[i].hard};
+        if (setrlimit(c->rlimits[i].resource, &limit) != 0) fail(status, "setrlimit");
+    }
+    drop_bounding(status, c);
     // Raw system calls: glibc's setgroups/setgid/setuid broadcast the change to every thread it believes the
     // process has, and after a raw clone() of a multithreaded agent it waits forever for threads that
     // do not exist in the child.
     if (syscall(SYS_setgroups, c->group_count, c->groups) != 0) fail(status, "setgroups");
     if (syscall(SYS_setresgid, c->gid, c->gid, c->gid) != 0) fail(status, "setgid");
     if (syscall(SYS_setresuid, c->uid, c->uid, c->uid) != 0) fail(status, "setuid");
+    set_capabilities(status, c);
     if (c->no_new_privileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(status, "no_new_privs");
     if (chdir(c->cwd ? c->cwd : "/") != 0) fail(status, "chdir to working directory");
     if (c->start_fd >= 0) {

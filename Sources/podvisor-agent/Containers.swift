@@ -239,6 +239,8 @@ final class Containers: Sendable {
         guard spec.cwd.isEmpty || spec.cwd.hasPrefix("/") else {
             throw RPCError(.invalidArgument, "working directory must be absolute, got \"\(spec.cwd)\"")
         }
+        let capabilities = spec.hasCapabilities ? try ProcessLimits.capabilityMask(spec.capabilities.names) : nil
+        let rlimits = try ProcessLimits.rlimits(spec.rlimits)
         var out: [Int32] = [-1, -1], err: [Int32] = [-1, -1], input: [Int32] = [-1, -1]
         guard pv_pipe(&out) == 0, pv_pipe(&err) == 0 else { throw RPCError(.internal, "pipe: errno \(errno)") }
         if spec.stdin {
@@ -264,12 +266,17 @@ final class Containers: Sendable {
                 config.gid = identity.gid
                 config.group_count = identity.additionalGIDs.count
                 config.no_new_privileges = spec.noNewPrivileges ? 1 : 0
+                config.set_capabilities = capabilities == nil ? 0 : 1
+                config.capabilities = capabilities ?? 0
+                config.rlimit_count = rlimits.count
                 config.stdio = (input[0], out[1], err[1])
                 config.start_fd = startFD
                 var error = [CChar](repeating: 0, count: 512)
                 var statusFD: Int32 = -1
                 return identity.additionalGIDs.withUnsafeBufferPointer { groups in
                     config.groups = groups.baseAddress
+                    return rlimits.withUnsafeBufferPointer { limits in
+                    config.rlimits = limits.baseAddress
                     return rootfs.withCString { rootfsC in
                         hostname.withCString { hostnameC in
                             (spec.cwd.isEmpty ? "/" : spec.cwd).withCString { cwdC in
@@ -288,6 +295,7 @@ final class Containers: Sendable {
                                 }
                             }
                         }
+                    }
                     }
                 }
             }

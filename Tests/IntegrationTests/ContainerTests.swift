@@ -101,6 +101,33 @@ struct SharedPodVM: SuiteTrait, TestScoping {
         #expect(refused.stdout == "1000\n")
     }
 
+    @Test func capabilitiesDroppedAndAdded() async throws {
+        // Root without CAP_SYS_ADMIN cannot rename its UTS namespace; with it, it can.
+        let withoutAdmin = try await run(["hostname", "renamed"]) {
+            $0.process.capabilities.names = ["CAP_CHOWN", "CAP_SETUID", "CAP_SETGID"]
+        }
+        #expect(withoutAdmin.exitCode != 0)
+        let withAdmin = try await run(["sh", "-c", "hostname renamed && hostname"]) {
+            $0.process.capabilities.names = ["CAP_SYS_ADMIN"]
+        }
+        #expect(withAdmin.stdout == "renamed\n")
+        // An unprivileged user gets exactly the capability it is given (ambient), here NET_ADMIN.
+        let probe = ["sh", "-c", "grep CapEff /proc/self/status; ip link set lo mtu 65536"]
+        let user = try await run(probe) { $0.process.username = "app"; $0.process.capabilities.names = [] }
+        #expect(user.stdout == "CapEff:\t0000000000000000\n")
+        #expect(user.exitCode != 0, "NET_ADMIN was not given")
+        let admin = try await run(probe) { $0.process.username = "app"; $0.process.capabilities.names = ["NET_ADMIN"] }
+        #expect(admin.stdout == "CapEff:\t0000000000001000\n")
+        #expect(admin.exitCode == 0, "stderr: \(admin.stderr)")
+    }
+
+    @Test func rlimitsApply() async throws {
+        let outcome = try await run(["sh", "-c", "ulimit -n; ulimit -Hn"]) {
+            $0.process.rlimits = [.with { $0.type = "RLIMIT_NOFILE"; $0.soft = 123; $0.hard = 456 }]
+        }
+        #expect(outcome.stdout == "123\n456\n")
+    }
+
     @Test func execIntoRunningContainerThenStopWithSignal() async throws {
         let agent = pod.agent
         let id = TestHost.uniqueID("svc")
@@ -150,6 +177,12 @@ struct SharedPodVM: SuiteTrait, TestScoping {
         await #expect { try await create { $0.rootfs = "../etc" } } throws: { ($0 as? PodvisorError)?.code == .invalidArgument }
         await #expect { try await create { $0.containerID = "a/b" } } throws: { ($0 as? PodvisorError)?.code == .invalidArgument }
         await #expect { try await create { $0.process.args = [] } } throws: { ($0 as? PodvisorError)?.code == .invalidArgument }
+        await #expect { try await create { $0.process.capabilities.names = ["CAP_FLY"] } } throws: {
+            ($0 as? PodvisorError)?.code == .invalidArgument && "\($0)".contains("CAP_FLY")
+        }
+        await #expect { try await create { $0.process.rlimits = [.with { $0.type = "RLIMIT_NOFILE"; $0.soft = 2; $0.hard = 1 }] } } throws: {
+            ($0 as? PodvisorError)?.code == .invalidArgument
+        }
         // A missing binary is found at start, and the container can then be removed and re-created.
         try await create { $0.process.args = ["no-such-binary"] }
         await #expect { try await agent.startContainer(id) } throws: { "\($0)".contains("no-such-binary") }

@@ -5,7 +5,13 @@
 #define CCONTAINERSPAWN_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
+
+struct pv_rlimit {
+    int resource;
+    uint64_t soft, hard;
+};
 
 struct pv_spawn_config {
     // New container: rootfs is an absolute guest path; it is bind-mounted, pivoted into and given /proc,
@@ -24,6 +30,11 @@ struct pv_spawn_config {
     const gid_t *groups;
     size_t group_count;
     int no_new_privileges;
+    // Capability bit mask (bit n = capability n) applied to every set; ignored unless set_capabilities.
+    int set_capabilities;
+    uint64_t capabilities;
+    const struct pv_rlimit *rlimits;
+    size_t rlimit_count;
     int stdio[3];                  // become the child's fds 0, 1, 2
     int start_fd;                  // the child reads one byte from it before exec; -1: exec at once
 };

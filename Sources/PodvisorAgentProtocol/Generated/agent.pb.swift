@@ -65,42 +65,101 @@ public nonisolated struct Podvisor_Agent_V1_ProcessSpec: Sendable {
 
   public var noNewPrivileges: Bool = false
 
+  /// The process's capabilities ("CAP_CHOWN", …): its bounding, permitted, effective and inheritable sets,
+  /// and its ambient set when it does not run as root. Absent: every capability of the guest.
+  public var capabilities: Podvisor_Agent_V1_Capabilities {
+    get {_capabilities ?? Podvisor_Agent_V1_Capabilities()}
+    set {_capabilities = newValue}
+  }
+  /// Returns true if `capabilities` has been explicitly set.
+  public var hasCapabilities: Bool {self._capabilities != nil}
+  /// Clears the value of `capabilities`. Subsequent reads from it will return its default value.
+  public mutating func clearCapabilities() {self._capabilities = nil}
+
+  public var rlimits: [Podvisor_Agent_V1_Rlimit] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _capabilities: Podvisor_Agent_V1_Capabilities? = nil
+}
+
+public nonisolated struct Podvisor_Agent_V1_Capabilities: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var names: [String] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
 
-public nonisolated struct Podvisor_Agent_V1_CreateContainerRequest: Sendable {
+public nonisolated struct Podvisor_Agent_V1_Rlimit: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var containerID: String = String()
+  /// "RLIMIT_NOFILE", …
+  public var type: String = String()
+
+  public var soft: UInt64 = 0
+
+  public var hard: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Podvisor_Agent_V1_CreateContainerRequest: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var containerID: String {
+    get {_storage._containerID}
+    set {_uniqueStorage()._containerID = newValue}
+  }
 
   /// Path of the root filesystem relative to the VM's shared directory.
-  public var rootfs: String = String()
+  public var rootfs: String {
+    get {_storage._rootfs}
+    set {_uniqueStorage()._rootfs = newValue}
+  }
 
-  public var readonlyRootfs: Bool = false
+  public var readonlyRootfs: Bool {
+    get {_storage._readonlyRootfs}
+    set {_uniqueStorage()._readonlyRootfs = newValue}
+  }
 
-  public var hostname: String = String()
+  public var hostname: String {
+    get {_storage._hostname}
+    set {_uniqueStorage()._hostname = newValue}
+  }
 
   public var process: Podvisor_Agent_V1_ProcessSpec {
-    get {_process ?? Podvisor_Agent_V1_ProcessSpec()}
-    set {_process = newValue}
+    get {_storage._process ?? Podvisor_Agent_V1_ProcessSpec()}
+    set {_uniqueStorage()._process = newValue}
   }
   /// Returns true if `process` has been explicitly set.
-  public var hasProcess: Bool {self._process != nil}
+  public var hasProcess: Bool {_storage._process != nil}
   /// Clears the value of `process`. Subsequent reads from it will return its default value.
-  public mutating func clearProcess() {self._process = nil}
+  public mutating func clearProcess() {_uniqueStorage()._process = nil}
 
   /// A PID namespace of its own (CRI's CONTAINER); false shares the sandbox's (POD).
-  public var ownPidNamespace: Bool = false
+  public var ownPidNamespace: Bool {
+    get {_storage._ownPidNamespace}
+    set {_uniqueStorage()._ownPidNamespace = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _process: Podvisor_Agent_V1_ProcessSpec? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Podvisor_Agent_V1_CreateContainerResponse: Sendable {
@@ -479,7 +538,7 @@ nonisolated extension Podvisor_Agent_V1_Empty: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Podvisor_Agent_V1_ProcessSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ProcessSpec"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}args\0\u{1}env\0\u{1}cwd\0\u{1}uid\0\u{1}gid\0\u{3}additional_gids\0\u{1}username\0\u{1}groupname\0\u{1}stdin\0\u{3}no_new_privileges\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}args\0\u{1}env\0\u{1}cwd\0\u{1}uid\0\u{1}gid\0\u{3}additional_gids\0\u{1}username\0\u{1}groupname\0\u{1}stdin\0\u{3}no_new_privileges\0\u{1}capabilities\0\u{1}rlimits\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -497,12 +556,18 @@ nonisolated extension Podvisor_Agent_V1_ProcessSpec: SwiftProtobuf.Message, Swif
       case 8: try { try decoder.decodeSingularStringField(value: &self.groupname) }()
       case 9: try { try decoder.decodeSingularBoolField(value: &self.stdin) }()
       case 10: try { try decoder.decodeSingularBoolField(value: &self.noNewPrivileges) }()
+      case 11: try { try decoder.decodeSingularMessageField(value: &self._capabilities) }()
+      case 12: try { try decoder.decodeRepeatedMessageField(value: &self.rlimits) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.args.isEmpty {
       try visitor.visitRepeatedStringField(value: self.args, fieldNumber: 1)
     }
@@ -533,6 +598,12 @@ nonisolated extension Podvisor_Agent_V1_ProcessSpec: SwiftProtobuf.Message, Swif
     if self.noNewPrivileges != false {
       try visitor.visitSingularBoolField(value: self.noNewPrivileges, fieldNumber: 10)
     }
+    try { if let v = self._capabilities {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+    } }()
+    if !self.rlimits.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.rlimits, fieldNumber: 12)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -547,6 +618,78 @@ nonisolated extension Podvisor_Agent_V1_ProcessSpec: SwiftProtobuf.Message, Swif
     if lhs.groupname != rhs.groupname {return false}
     if lhs.stdin != rhs.stdin {return false}
     if lhs.noNewPrivileges != rhs.noNewPrivileges {return false}
+    if lhs._capabilities != rhs._capabilities {return false}
+    if lhs.rlimits != rhs.rlimits {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Podvisor_Agent_V1_Capabilities: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Capabilities"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}names\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedStringField(value: &self.names) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.names.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.names, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Podvisor_Agent_V1_Capabilities, rhs: Podvisor_Agent_V1_Capabilities) -> Bool {
+    if lhs.names != rhs.names {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Podvisor_Agent_V1_Rlimit: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Rlimit"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}type\0\u{1}soft\0\u{1}hard\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.type) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.soft) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.hard) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.type.isEmpty {
+      try visitor.visitSingularStringField(value: self.type, fieldNumber: 1)
+    }
+    if self.soft != 0 {
+      try visitor.visitSingularUInt64Field(value: self.soft, fieldNumber: 2)
+    }
+    if self.hard != 0 {
+      try visitor.visitSingularUInt64Field(value: self.hard, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Podvisor_Agent_V1_Rlimit, rhs: Podvisor_Agent_V1_Rlimit) -> Bool {
+    if lhs.type != rhs.type {return false}
+    if lhs.soft != rhs.soft {return false}
+    if lhs.hard != rhs.hard {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -556,56 +699,102 @@ nonisolated extension Podvisor_Agent_V1_CreateContainerRequest: SwiftProtobuf.Me
   public static let protoMessageName: String = _protobuf_package + ".CreateContainerRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{1}rootfs\0\u{3}readonly_rootfs\0\u{1}hostname\0\u{1}process\0\u{3}own_pid_namespace\0")
 
+  fileprivate class _StorageClass {
+    var _containerID: String = String()
+    var _rootfs: String = String()
+    var _readonlyRootfs: Bool = false
+    var _hostname: String = String()
+    var _process: Podvisor_Agent_V1_ProcessSpec? = nil
+    var _ownPidNamespace: Bool = false
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _containerID = source._containerID
+      _rootfs = source._rootfs
+      _readonlyRootfs = source._readonlyRootfs
+      _hostname = source._hostname
+      _process = source._process
+      _ownPidNamespace = source._ownPidNamespace
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.containerID) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.rootfs) }()
-      case 3: try { try decoder.decodeSingularBoolField(value: &self.readonlyRootfs) }()
-      case 4: try { try decoder.decodeSingularStringField(value: &self.hostname) }()
-      case 5: try { try decoder.decodeSingularMessageField(value: &self._process) }()
-      case 6: try { try decoder.decodeSingularBoolField(value: &self.ownPidNamespace) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._containerID) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._rootfs) }()
+        case 3: try { try decoder.decodeSingularBoolField(value: &_storage._readonlyRootfs) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._hostname) }()
+        case 5: try { try decoder.decodeSingularMessageField(value: &_storage._process) }()
+        case 6: try { try decoder.decodeSingularBoolField(value: &_storage._ownPidNamespace) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.containerID.isEmpty {
-      try visitor.visitSingularStringField(value: self.containerID, fieldNumber: 1)
-    }
-    if !self.rootfs.isEmpty {
-      try visitor.visitSingularStringField(value: self.rootfs, fieldNumber: 2)
-    }
-    if self.readonlyRootfs != false {
-      try visitor.visitSingularBoolField(value: self.readonlyRootfs, fieldNumber: 3)
-    }
-    if !self.hostname.isEmpty {
-      try visitor.visitSingularStringField(value: self.hostname, fieldNumber: 4)
-    }
-    try { if let v = self._process {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
-    } }()
-    if self.ownPidNamespace != false {
-      try visitor.visitSingularBoolField(value: self.ownPidNamespace, fieldNumber: 6)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._containerID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._containerID, fieldNumber: 1)
+      }
+      if !_storage._rootfs.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._rootfs, fieldNumber: 2)
+      }
+      if _storage._readonlyRootfs != false {
+        try visitor.visitSingularBoolField(value: _storage._readonlyRootfs, fieldNumber: 3)
+      }
+      if !_storage._hostname.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._hostname, fieldNumber: 4)
+      }
+      try { if let v = _storage._process {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+      } }()
+      if _storage._ownPidNamespace != false {
+        try visitor.visitSingularBoolField(value: _storage._ownPidNamespace, fieldNumber: 6)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Podvisor_Agent_V1_CreateContainerRequest, rhs: Podvisor_Agent_V1_CreateContainerRequest) -> Bool {
-    if lhs.containerID != rhs.containerID {return false}
-    if lhs.rootfs != rhs.rootfs {return false}
-    if lhs.readonlyRootfs != rhs.readonlyRootfs {return false}
-    if lhs.hostname != rhs.hostname {return false}
-    if lhs._process != rhs._process {return false}
-    if lhs.ownPidNamespace != rhs.ownPidNamespace {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._containerID != rhs_storage._containerID {return false}
+        if _storage._rootfs != rhs_storage._rootfs {return false}
+        if _storage._readonlyRootfs != rhs_storage._readonlyRootfs {return false}
+        if _storage._hostname != rhs_storage._hostname {return false}
+        if _storage._process != rhs_storage._process {return false}
+        if _storage._ownPidNamespace != rhs_storage._ownPidNamespace {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
