@@ -63,18 +63,6 @@ public struct PodvisorConfig: Sendable, Equatable {
 }
 
 extension TOMLValue {
-    func string(_ key: String) throws(PodvisorError) -> String {
-        guard case .string(let s) = self else { throw PodvisorError(.invalidArgument, "\(key) must be a string") }
-        return s
-    }
-
-    func integer(_ key: String, in range: ClosedRange<Int>) throws(PodvisorError) -> Int {
-        guard case .integer(let n) = self, range.contains(n) else {
-            throw PodvisorError(.invalidArgument, "\(key) must be an integer in \(range.lowerBound)...\(range.upperBound)")
-        }
-        return n
-    }
-
     /// "auto" is nil: the runtime decides from what the host offers.
     func choiceOrAuto<T: RawRepresentable & CaseIterable>(_ key: String, of: T.Type) throws(PodvisorError) -> T?
     where T.RawValue == String {

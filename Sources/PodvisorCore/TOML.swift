@@ -181,3 +181,28 @@ extension Substring {
         String(self.filter { $0 != target })
     }
 }
+
+/// Typed reads of a value for a configuration key; the error names the key and what it must be.
+extension TOMLValue {
+    public func string(_ key: String) throws(PodvisorError) -> String {
+        guard case .string(let s) = self else { throw PodvisorError(.invalidArgument, "\(key) must be a string") }
+        return s
+    }
+
+    public func boolean(_ key: String) throws(PodvisorError) -> Bool {
+        guard case .boolean(let b) = self else { throw PodvisorError(.invalidArgument, "\(key) must be true or false") }
+        return b
+    }
+
+    public func strings(_ key: String) throws(PodvisorError) -> [String] {
+        guard case .array(let items) = self else { throw PodvisorError(.invalidArgument, "\(key) must be an array") }
+        return try items.map { (item) throws(PodvisorError) in try item.string(key) }
+    }
+
+    public func integer(_ key: String, in range: ClosedRange<Int>) throws(PodvisorError) -> Int {
+        guard case .integer(let n) = self, range.contains(n) else {
+            throw PodvisorError(.invalidArgument, "\(key) must be an integer in \(range.lowerBound)...\(range.upperBound)")
+        }
+        return n
+    }
+}

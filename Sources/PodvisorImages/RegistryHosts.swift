@@ -130,20 +130,3 @@ public struct RegistryHosts: Sendable {
         return base + "/v2"
     }
 }
-
-extension TOMLValue {
-    fileprivate func string(_ key: String) throws(PodvisorError) -> String {
-        guard case .string(let s) = self else { throw PodvisorError(.invalidArgument, "\(key) must be a string") }
-        return s
-    }
-
-    fileprivate func boolean(_ key: String) throws(PodvisorError) -> Bool {
-        guard case .boolean(let b) = self else { throw PodvisorError(.invalidArgument, "\(key) must be true or false") }
-        return b
-    }
-
-    fileprivate func strings(_ key: String) throws(PodvisorError) -> [String] {
-        guard case .array(let items) = self else { throw PodvisorError(.invalidArgument, "\(key) must be an array") }
-        return try items.map { (item) throws(PodvisorError) in try item.string(key) }
-    }
-}
