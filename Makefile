@@ -49,9 +49,12 @@ test: build image
 unit-test: deps
 	$(SWIFT) test --skip IntegrationTests
 
+# Boot-to-ready against a bare boot, and image pull against skopeo copy; each rewrites its section of
+# Docs/performance.md.
 bench: build image $(BASELINE)
 	$(PODVISOR) bench boot --state-dir $(DEMO_STATE) $(IMAGE_FLAGS) --baseline-initrd $(abspath $(BASELINE)) \
 		--runs 5 --report Docs/performance.md
+	Tests/ImageIntegrationTests/Fixtures/bench-pull.sh $(PODVISOR) 5 Docs/performance.md
 
 clean:
 	rm -rf .build .build-guest $(BUILD)
