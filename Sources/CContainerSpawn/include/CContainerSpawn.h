@@ -35,6 +35,9 @@ struct pv_spawn_config {
     uint64_t capabilities;
     const struct pv_rlimit *rlimits;
     size_t rlimit_count;
+    // A compiled seccomp BPF program (struct sock_filter[]), loaded just before exec; NULL: unconfined.
+    const void *seccomp_filter;
+    unsigned short seccomp_instructions;
     int stdio[3];                  // become the child's fds 0, 1, 2
     int start_fd;                  // the child reads one byte from it before exec; -1: exec at once
 };
