@@ -27,6 +27,29 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
+/// cgroup v2 limits; 0 means unlimited.
+public nonisolated struct Podvisor_Agent_V1_Resources: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var memoryLimitBytes: Int64 = 0
+
+  /// CPU bandwidth: quota per period, in microseconds (cpu.max).
+  public var cpuQuotaUs: Int64 = 0
+
+  public var cpuPeriodUs: Int64 = 0
+
+  /// cpu.weight, 1-10000 (0: the kernel's default, 100).
+  public var cpuWeight: UInt64 = 0
+
+  public var pidsLimit: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Podvisor_Agent_V1_Empty: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -154,6 +177,33 @@ public nonisolated struct Podvisor_Agent_V1_CreateContainerRequest: @unchecked S
     get {_storage._ownPidNamespace}
     set {_uniqueStorage()._ownPidNamespace = newValue}
   }
+
+  /// Paths made unreadable (an empty read-only tmpfs over a directory, /dev/null over a file).
+  public var maskedPaths: [String] {
+    get {_storage._maskedPaths}
+    set {_uniqueStorage()._maskedPaths = newValue}
+  }
+
+  /// Paths bind-mounted read-only onto themselves.
+  public var readonlyPaths: [String] {
+    get {_storage._readonlyPaths}
+    set {_uniqueStorage()._readonlyPaths = newValue}
+  }
+
+  /// Namespaced sysctls (kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*, kernel.hostname/domainname).
+  public var sysctls: Dictionary<String,String> {
+    get {_storage._sysctls}
+    set {_uniqueStorage()._sysctls = newValue}
+  }
+
+  public var resources: Podvisor_Agent_V1_Resources {
+    get {_storage._resources ?? Podvisor_Agent_V1_Resources()}
+    set {_uniqueStorage()._resources = newValue}
+  }
+  /// Returns true if `resources` has been explicitly set.
+  public var hasResources: Bool {_storage._resources != nil}
+  /// Clears the value of `resources`. Subsequent reads from it will return its default value.
+  public mutating func clearResources() {_uniqueStorage()._resources = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -283,9 +333,71 @@ public nonisolated struct Podvisor_Agent_V1_WaitProcessResponse: Sendable {
   /// CLOCK_REALTIME nanoseconds.
   public var finishedAtNs: Int64 = 0
 
+  /// The container's cgroup saw an OOM kill (its init's exit: CRI reason OOMKilled).
+  public var oomKilled: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+}
+
+public nonisolated struct Podvisor_Agent_V1_ContainerStatsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var containerID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Podvisor_Agent_V1_ContainerStatsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// cpu.stat usage_usec, in nanoseconds.
+  public var cpuUsageNs: UInt64 = 0
+
+  public var memoryUsageBytes: UInt64 = 0
+
+  /// memory.current minus inactive file pages: what kubelet calls the working set.
+  public var memoryWorkingSetBytes: UInt64 = 0
+
+  public var pids: UInt64 = 0
+
+  public var timestampNs: Int64 = 0
+
+  public var oomKills: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Podvisor_Agent_V1_UpdateResourcesRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var containerID: String = String()
+
+  public var resources: Podvisor_Agent_V1_Resources {
+    get {_resources ?? Podvisor_Agent_V1_Resources()}
+    set {_resources = newValue}
+  }
+  /// Returns true if `resources` has been explicitly set.
+  public var hasResources: Bool {self._resources != nil}
+  /// Clears the value of `resources`. Subsequent reads from it will return its default value.
+  public mutating func clearResources() {self._resources = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _resources: Podvisor_Agent_V1_Resources? = nil
 }
 
 public nonisolated struct Podvisor_Agent_V1_ReadOutputRequest: Sendable {
@@ -517,6 +629,56 @@ public nonisolated struct Podvisor_Agent_V1_ShutdownResponse: Sendable {
 
 fileprivate nonisolated let _protobuf_package = "podvisor.agent.v1"
 
+nonisolated extension Podvisor_Agent_V1_Resources: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Resources"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}memory_limit_bytes\0\u{3}cpu_quota_us\0\u{3}cpu_period_us\0\u{3}cpu_weight\0\u{3}pids_limit\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.memoryLimitBytes) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.cpuQuotaUs) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.cpuPeriodUs) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.cpuWeight) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.pidsLimit) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.memoryLimitBytes != 0 {
+      try visitor.visitSingularInt64Field(value: self.memoryLimitBytes, fieldNumber: 1)
+    }
+    if self.cpuQuotaUs != 0 {
+      try visitor.visitSingularInt64Field(value: self.cpuQuotaUs, fieldNumber: 2)
+    }
+    if self.cpuPeriodUs != 0 {
+      try visitor.visitSingularInt64Field(value: self.cpuPeriodUs, fieldNumber: 3)
+    }
+    if self.cpuWeight != 0 {
+      try visitor.visitSingularUInt64Field(value: self.cpuWeight, fieldNumber: 4)
+    }
+    if self.pidsLimit != 0 {
+      try visitor.visitSingularInt64Field(value: self.pidsLimit, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Podvisor_Agent_V1_Resources, rhs: Podvisor_Agent_V1_Resources) -> Bool {
+    if lhs.memoryLimitBytes != rhs.memoryLimitBytes {return false}
+    if lhs.cpuQuotaUs != rhs.cpuQuotaUs {return false}
+    if lhs.cpuPeriodUs != rhs.cpuPeriodUs {return false}
+    if lhs.cpuWeight != rhs.cpuWeight {return false}
+    if lhs.pidsLimit != rhs.pidsLimit {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Podvisor_Agent_V1_Empty: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Empty"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
@@ -697,7 +859,7 @@ nonisolated extension Podvisor_Agent_V1_Rlimit: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Podvisor_Agent_V1_CreateContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateContainerRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{1}rootfs\0\u{3}readonly_rootfs\0\u{1}hostname\0\u{1}process\0\u{3}own_pid_namespace\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{1}rootfs\0\u{3}readonly_rootfs\0\u{1}hostname\0\u{1}process\0\u{3}own_pid_namespace\0\u{3}masked_paths\0\u{3}readonly_paths\0\u{1}sysctls\0\u{1}resources\0")
 
   fileprivate class _StorageClass {
     var _containerID: String = String()
@@ -706,6 +868,10 @@ nonisolated extension Podvisor_Agent_V1_CreateContainerRequest: SwiftProtobuf.Me
     var _hostname: String = String()
     var _process: Podvisor_Agent_V1_ProcessSpec? = nil
     var _ownPidNamespace: Bool = false
+    var _maskedPaths: [String] = []
+    var _readonlyPaths: [String] = []
+    var _sysctls: Dictionary<String,String> = [:]
+    var _resources: Podvisor_Agent_V1_Resources? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -722,6 +888,10 @@ nonisolated extension Podvisor_Agent_V1_CreateContainerRequest: SwiftProtobuf.Me
       _hostname = source._hostname
       _process = source._process
       _ownPidNamespace = source._ownPidNamespace
+      _maskedPaths = source._maskedPaths
+      _readonlyPaths = source._readonlyPaths
+      _sysctls = source._sysctls
+      _resources = source._resources
     }
   }
 
@@ -746,6 +916,10 @@ nonisolated extension Podvisor_Agent_V1_CreateContainerRequest: SwiftProtobuf.Me
         case 4: try { try decoder.decodeSingularStringField(value: &_storage._hostname) }()
         case 5: try { try decoder.decodeSingularMessageField(value: &_storage._process) }()
         case 6: try { try decoder.decodeSingularBoolField(value: &_storage._ownPidNamespace) }()
+        case 7: try { try decoder.decodeRepeatedStringField(value: &_storage._maskedPaths) }()
+        case 8: try { try decoder.decodeRepeatedStringField(value: &_storage._readonlyPaths) }()
+        case 9: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &_storage._sysctls) }()
+        case 10: try { try decoder.decodeSingularMessageField(value: &_storage._resources) }()
         default: break
         }
       }
@@ -776,6 +950,18 @@ nonisolated extension Podvisor_Agent_V1_CreateContainerRequest: SwiftProtobuf.Me
       if _storage._ownPidNamespace != false {
         try visitor.visitSingularBoolField(value: _storage._ownPidNamespace, fieldNumber: 6)
       }
+      if !_storage._maskedPaths.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._maskedPaths, fieldNumber: 7)
+      }
+      if !_storage._readonlyPaths.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._readonlyPaths, fieldNumber: 8)
+      }
+      if !_storage._sysctls.isEmpty {
+        try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: _storage._sysctls, fieldNumber: 9)
+      }
+      try { if let v = _storage._resources {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -791,6 +977,10 @@ nonisolated extension Podvisor_Agent_V1_CreateContainerRequest: SwiftProtobuf.Me
         if _storage._hostname != rhs_storage._hostname {return false}
         if _storage._process != rhs_storage._process {return false}
         if _storage._ownPidNamespace != rhs_storage._ownPidNamespace {return false}
+        if _storage._maskedPaths != rhs_storage._maskedPaths {return false}
+        if _storage._readonlyPaths != rhs_storage._readonlyPaths {return false}
+        if _storage._sysctls != rhs_storage._sysctls {return false}
+        if _storage._resources != rhs_storage._resources {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -1014,7 +1204,7 @@ nonisolated extension Podvisor_Agent_V1_WaitProcessRequest: SwiftProtobuf.Messag
 
 nonisolated extension Podvisor_Agent_V1_WaitProcessResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".WaitProcessResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}exit_code\0\u{1}signal\0\u{3}finished_at_ns\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}exit_code\0\u{1}signal\0\u{3}finished_at_ns\0\u{3}oom_killed\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1025,6 +1215,7 @@ nonisolated extension Podvisor_Agent_V1_WaitProcessResponse: SwiftProtobuf.Messa
       case 1: try { try decoder.decodeSingularInt32Field(value: &self.exitCode) }()
       case 2: try { try decoder.decodeSingularInt32Field(value: &self.signal) }()
       case 3: try { try decoder.decodeSingularInt64Field(value: &self.finishedAtNs) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.oomKilled) }()
       default: break
       }
     }
@@ -1040,6 +1231,9 @@ nonisolated extension Podvisor_Agent_V1_WaitProcessResponse: SwiftProtobuf.Messa
     if self.finishedAtNs != 0 {
       try visitor.visitSingularInt64Field(value: self.finishedAtNs, fieldNumber: 3)
     }
+    if self.oomKilled != false {
+      try visitor.visitSingularBoolField(value: self.oomKilled, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1047,6 +1241,131 @@ nonisolated extension Podvisor_Agent_V1_WaitProcessResponse: SwiftProtobuf.Messa
     if lhs.exitCode != rhs.exitCode {return false}
     if lhs.signal != rhs.signal {return false}
     if lhs.finishedAtNs != rhs.finishedAtNs {return false}
+    if lhs.oomKilled != rhs.oomKilled {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Podvisor_Agent_V1_ContainerStatsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ContainerStatsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.containerID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.containerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.containerID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Podvisor_Agent_V1_ContainerStatsRequest, rhs: Podvisor_Agent_V1_ContainerStatsRequest) -> Bool {
+    if lhs.containerID != rhs.containerID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Podvisor_Agent_V1_ContainerStatsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ContainerStatsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}cpu_usage_ns\0\u{3}memory_usage_bytes\0\u{3}memory_working_set_bytes\0\u{1}pids\0\u{3}timestamp_ns\0\u{3}oom_kills\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.cpuUsageNs) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.memoryUsageBytes) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.memoryWorkingSetBytes) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.pids) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.timestampNs) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.oomKills) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.cpuUsageNs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.cpuUsageNs, fieldNumber: 1)
+    }
+    if self.memoryUsageBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.memoryUsageBytes, fieldNumber: 2)
+    }
+    if self.memoryWorkingSetBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.memoryWorkingSetBytes, fieldNumber: 3)
+    }
+    if self.pids != 0 {
+      try visitor.visitSingularUInt64Field(value: self.pids, fieldNumber: 4)
+    }
+    if self.timestampNs != 0 {
+      try visitor.visitSingularInt64Field(value: self.timestampNs, fieldNumber: 5)
+    }
+    if self.oomKills != 0 {
+      try visitor.visitSingularUInt64Field(value: self.oomKills, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Podvisor_Agent_V1_ContainerStatsResponse, rhs: Podvisor_Agent_V1_ContainerStatsResponse) -> Bool {
+    if lhs.cpuUsageNs != rhs.cpuUsageNs {return false}
+    if lhs.memoryUsageBytes != rhs.memoryUsageBytes {return false}
+    if lhs.memoryWorkingSetBytes != rhs.memoryWorkingSetBytes {return false}
+    if lhs.pids != rhs.pids {return false}
+    if lhs.timestampNs != rhs.timestampNs {return false}
+    if lhs.oomKills != rhs.oomKills {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Podvisor_Agent_V1_UpdateResourcesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UpdateResourcesRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{1}resources\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.containerID) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._resources) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.containerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.containerID, fieldNumber: 1)
+    }
+    try { if let v = self._resources {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Podvisor_Agent_V1_UpdateResourcesRequest, rhs: Podvisor_Agent_V1_UpdateResourcesRequest) -> Bool {
+    if lhs.containerID != rhs.containerID {return false}
+    if lhs._resources != rhs._resources {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
