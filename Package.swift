@@ -23,9 +23,10 @@ let package = Package(
         // C APIs used from Swift.
         .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
         .target(name: "CLinuxSupport"),
-        // Guest: the clone → pivot_root → exec path of container processes; libcap (static in the agent).
+        // Guest: the clone → pivot_root → exec path of container processes; libcap and libseccomp (static in the agent).
         .target(name: "CContainerSpawn"),
         .systemLibrary(name: "CCap", providers: [.apt(["libcap-dev"])]),
+        .systemLibrary(name: "CSeccomp", providers: [.apt(["libseccomp-dev"])]),
         .systemLibrary(name: "CArchive", providers: [.apt(["libarchive-dev"])]),
 
         // Shared by host and guest: ttrpc framing and the podvisor.agent.v1 messages.
@@ -58,7 +59,7 @@ let package = Package(
 
         // Guest PID 1.
         .executableTarget(
-            name: "podvisor-agent", dependencies: ["PodvisorAgentProtocol", "CLinuxSupport", "CContainerSpawn", "CCap"]),
+            name: "podvisor-agent", dependencies: ["PodvisorAgentProtocol", "CLinuxSupport", "CContainerSpawn", "CCap", "CSeccomp"]),
         // Command line.
         .executableTarget(
             name: "podvisor",

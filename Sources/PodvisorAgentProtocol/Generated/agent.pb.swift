@@ -101,11 +101,79 @@ public nonisolated struct Podvisor_Agent_V1_ProcessSpec: Sendable {
 
   public var rlimits: [Podvisor_Agent_V1_Rlimit] = []
 
+  /// Absent: unconfined.
+  public var seccomp: Podvisor_Agent_V1_Seccomp {
+    get {_seccomp ?? Podvisor_Agent_V1_Seccomp()}
+    set {_seccomp = newValue}
+  }
+  /// Returns true if `seccomp` has been explicitly set.
+  public var hasSeccomp: Bool {self._seccomp != nil}
+  /// Clears the value of `seccomp`. Subsequent reads from it will return its default value.
+  public mutating func clearSeccomp() {self._seccomp = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _capabilities: Podvisor_Agent_V1_Capabilities? = nil
+  fileprivate var _seccomp: Podvisor_Agent_V1_Seccomp? = nil
+}
+
+public nonisolated struct Podvisor_Agent_V1_Seccomp: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kind: Podvisor_Agent_V1_Seccomp.Kind = .unconfined
+
+  /// The profile file's content: the host reads it, the guest cannot see host paths.
+  public var localhostProfileJson: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum Kind: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+    case unconfined // = 0
+
+    /// containerd's default profile, its capability-gated parts following `capabilities`.
+    case runtimeDefault // = 1
+
+    /// An OCI seccomp profile (runtime-spec LinuxSeccomp JSON) in localhost_profile_json.
+    case localhost // = 2
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .unconfined
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .unconfined
+      case 1: self = .runtimeDefault
+      case 2: self = .localhost
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .unconfined: return 0
+      case .runtimeDefault: return 1
+      case .localhost: return 2
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [Podvisor_Agent_V1_Seccomp.Kind] = [
+      .unconfined,
+      .runtimeDefault,
+      .localhost,
+    ]
+
+  }
+
+  public init() {}
 }
 
 public nonisolated struct Podvisor_Agent_V1_Capabilities: Sendable {
@@ -700,7 +768,7 @@ nonisolated extension Podvisor_Agent_V1_Empty: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Podvisor_Agent_V1_ProcessSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ProcessSpec"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}args\0\u{1}env\0\u{1}cwd\0\u{1}uid\0\u{1}gid\0\u{3}additional_gids\0\u{1}username\0\u{1}groupname\0\u{1}stdin\0\u{3}no_new_privileges\0\u{1}capabilities\0\u{1}rlimits\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}args\0\u{1}env\0\u{1}cwd\0\u{1}uid\0\u{1}gid\0\u{3}additional_gids\0\u{1}username\0\u{1}groupname\0\u{1}stdin\0\u{3}no_new_privileges\0\u{1}capabilities\0\u{1}rlimits\0\u{1}seccomp\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -720,6 +788,7 @@ nonisolated extension Podvisor_Agent_V1_ProcessSpec: SwiftProtobuf.Message, Swif
       case 10: try { try decoder.decodeSingularBoolField(value: &self.noNewPrivileges) }()
       case 11: try { try decoder.decodeSingularMessageField(value: &self._capabilities) }()
       case 12: try { try decoder.decodeRepeatedMessageField(value: &self.rlimits) }()
+      case 13: try { try decoder.decodeSingularMessageField(value: &self._seccomp) }()
       default: break
       }
     }
@@ -766,6 +835,9 @@ nonisolated extension Podvisor_Agent_V1_ProcessSpec: SwiftProtobuf.Message, Swif
     if !self.rlimits.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.rlimits, fieldNumber: 12)
     }
+    try { if let v = self._seccomp {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -782,9 +854,49 @@ nonisolated extension Podvisor_Agent_V1_ProcessSpec: SwiftProtobuf.Message, Swif
     if lhs.noNewPrivileges != rhs.noNewPrivileges {return false}
     if lhs._capabilities != rhs._capabilities {return false}
     if lhs.rlimits != rhs.rlimits {return false}
+    if lhs._seccomp != rhs._seccomp {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
+}
+
+nonisolated extension Podvisor_Agent_V1_Seccomp: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Seccomp"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}kind\0\u{3}localhost_profile_json\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularEnumField(value: &self.kind) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.localhostProfileJson) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.kind != .unconfined {
+      try visitor.visitSingularEnumField(value: self.kind, fieldNumber: 1)
+    }
+    if !self.localhostProfileJson.isEmpty {
+      try visitor.visitSingularStringField(value: self.localhostProfileJson, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Podvisor_Agent_V1_Seccomp, rhs: Podvisor_Agent_V1_Seccomp) -> Bool {
+    if lhs.kind != rhs.kind {return false}
+    if lhs.localhostProfileJson != rhs.localhostProfileJson {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Podvisor_Agent_V1_Seccomp.Kind: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0UNCONFINED\0\u{1}RUNTIME_DEFAULT\0\u{1}LOCALHOST\0")
 }
 
 nonisolated extension Podvisor_Agent_V1_Capabilities: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
