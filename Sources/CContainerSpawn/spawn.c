@@ -79,6 +79,40 @@ static void populate_dev(int status, const char *root) {
     }
 }
 
+static void write_sysctls(int status, const struct pv_spawn_config *c) {
+    for (size_t i = 0; c->sysctl_files && c->sysctl_files[i]; i++) {
+        int fd = open(c->sysctl_files[i], O_WRONLY | O_CLOEXEC);
+        if (fd < 0) fail(status, c->sysctl_files[i]);
+        size_t length = strlen(c->sysctl_values[i]);
+        if (write(fd, c->sysctl_values[i], length) != (ssize_t)length) fail(status, c->sysctl_files[i]);
+        close(fd);
+    }
+}
+
+// Masked: an empty read-only tmpfs over a directory, /dev/null over anything else. Paths the image lacks
+// need no masking.
+static void mask_paths(int status, const struct pv_spawn_config *c) {
+    for (size_t i = 0; c->masked_paths && c->masked_paths[i]; i++) {
+        const char *path = c->masked_paths[i];
+        struct stat st;
+        if (stat(path, &st) != 0) {
+            if (errno == ENOENT) continue;
+            fail(status, path);
+        }
+        int rc = S_ISDIR(st.st_mode) ? mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0")
+                                     : mount("/dev/null", path, NULL, MS_BIND, NULL);
+        if (rc != 0) fail(status, path);
+    }
+    for (size_t i = 0; c->readonly_paths && c->readonly_paths[i]; i++) {
+        const char *path = c->readonly_paths[i];
+        if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) != 0) {
+            if (errno == ENOENT) continue;
+            fail(status, path);
+        }
+        if (mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC, NULL) != 0) fail(status, path);
+    }
+}
+
 static void enter_rootfs(int status, const struct pv_spawn_config *c) {
     // Nothing done here may propagate back into the agent's mount namespace.
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) fail(status, "make / private");
@@ -91,6 +125,9 @@ static void enter_rootfs(int status, const struct pv_spawn_config *c) {
     if (syscall(SYS_pivot_root, ".", ".") != 0) fail(status, "pivot_root");
     if (umount2(".", MNT_DETACH) != 0) fail(status, "detach old root");
     if (chdir("/") != 0) fail(status, "chdir /");
+    // Sysctls before read-only paths: /proc/sys is usually one of them.
+    write_sysctls(status, c);
+    mask_paths(status, c);
     if (c->readonly_rootfs && mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) != 0)
         fail(status, "remount rootfs read-only");
 }

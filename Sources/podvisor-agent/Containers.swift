@@ -87,6 +87,11 @@ final class Containers: Sendable {
         let rootfs = "\(sharedDirectory)/\(relative)"
         guard GuestFiles.exists(rootfs) else { throw RPCError(.notFound, "rootfs \(relative) does not exist in the guest") }
         let identity = try UserDatabase(rootfs: rootfs).resolve(request.process)
+        let setup = RootfsSetup(
+            rootfs: rootfs, newPIDNamespace: request.ownPidNamespace, readonlyRootfs: request.readonlyRootfs,
+            hostname: request.hostname, maskedPaths: try Self.containerPaths(request.maskedPaths, "masked path"),
+            readonlyPaths: try Self.containerPaths(request.readonlyPaths, "read-only path"),
+            sysctls: try Self.sysctls(request.sysctls))
         let exists = state.update { $0.containers[request.containerID] != nil }
         guard !exists else { throw RPCError(.alreadyExists, "container \(request.containerID) already exists") }
 
@@ -94,9 +99,7 @@ final class Containers: Sendable {
         guard pv_pipe(&start) == 0 else { throw RPCError(.internal, "pipe: errno \(errno)") }
         let spawned: Spawned
         do throws(RPCError) {
-            spawned = try spawn(request.process, identity: identity, joinPID: 0, rootfs: rootfs,
-                                newPIDNamespace: request.ownPidNamespace, readonlyRootfs: request.readonlyRootfs,
-                                hostname: request.hostname, startFD: start[0]) { s, process, statusFD in
+            spawned = try spawn(request.process, identity: identity, joinPID: 0, setup: setup, startFD: start[0]) { s, process, statusFD in
                 s.containers[request.containerID] = Container(
                     rootfs: rootfs, initProcess: process, startFD: start[1], statusFD: statusFD)
             }
@@ -145,8 +148,9 @@ final class Containers: Sendable {
             return (c.initProcess.pid, c.rootfs)
         }
         let identity = try UserDatabase(rootfs: target.rootfs).resolve(request.process)
-        let spawned = try spawn(request.process, identity: identity, joinPID: target.pid, rootfs: target.rootfs,
-                                newPIDNamespace: false, readonlyRootfs: false, hostname: "", startFD: -1) { s, process, _ in
+        let spawned = try spawn(
+            request.process, identity: identity, joinPID: target.pid, setup: RootfsSetup(rootfs: target.rootfs), startFD: -1
+        ) { s, process, _ in
             s.containers[request.containerID]?.execs[request.execID] = process
         }
         let failure = Self.waitStage(spawned.statusFD, "X")
@@ -228,12 +232,24 @@ final class Containers: Sendable {
         var statusFD: Int32
     }
 
+    /// What only a container's init gets: its root filesystem and what is mounted and set inside it.
+    struct RootfsSetup {
+        var rootfs: String
+        var newPIDNamespace = false
+        var readonlyRootfs = false
+        var hostname = ""
+        var maskedPaths: [String] = []
+        var readonlyPaths: [String] = []
+        /// /proc/sys/… file → value.
+        var sysctls: [(file: String, value: String)] = []
+    }
+
     /// Creates the stdio pipes and the process, and registers it (through `register`) under the same lock
     /// the reaper takes, so even a process that exits at once is never reaped unrecorded.
+    /// `joinPID` 0 creates a container from `setup`; otherwise the process joins that one's namespaces.
     private func spawn(
-        _ spec: Podvisor_Agent_V1_ProcessSpec, identity: UserDatabase.Identity, joinPID: pid_t, rootfs: String,
-        newPIDNamespace: Bool, readonlyRootfs: Bool, hostname: String, startFD: Int32,
-        register: (inout State, Process, Int32) -> Void
+        _ spec: Podvisor_Agent_V1_ProcessSpec, identity: UserDatabase.Identity, joinPID: pid_t, setup: RootfsSetup,
+        startFD: Int32, register: (inout State, Process, Int32) -> Void
     ) throws(RPCError) -> Spawned {
         guard !spec.args.isEmpty, !spec.args[0].isEmpty else { throw RPCError(.invalidArgument, "process args are empty") }
         guard spec.cwd.isEmpty || spec.cwd.hasPrefix("/") else {
@@ -254,51 +270,40 @@ final class Containers: Sendable {
             close(err[1])
             close(input[0])
         }
-        let result: Result<Spawned, RPCError> = withCStrings(spec.args) { argv in
-            withCStrings(spec.env) { envp in
-                var config = pv_spawn_config()
-                config.join_pid = joinPID
-                config.new_pid_namespace = newPIDNamespace ? 1 : 0
-                config.readonly_rootfs = readonlyRootfs ? 1 : 0
-                config.argv = argv
-                config.envp = envp
-                config.uid = identity.uid
-                config.gid = identity.gid
-                config.group_count = identity.additionalGIDs.count
-                config.no_new_privileges = spec.noNewPrivileges ? 1 : 0
-                config.set_capabilities = capabilities == nil ? 0 : 1
-                config.capabilities = capabilities ?? 0
-                config.rlimit_count = rlimits.count
-                config.stdio = (input[0], out[1], err[1])
-                config.start_fd = startFD
-                var error = [CChar](repeating: 0, count: 512)
-                var statusFD: Int32 = -1
-                return identity.additionalGIDs.withUnsafeBufferPointer { groups in
-                    config.groups = groups.baseAddress
-                    return rlimits.withUnsafeBufferPointer { limits in
-                    config.rlimits = limits.baseAddress
-                    return rootfs.withCString { rootfsC in
-                        hostname.withCString { hostnameC in
-                            (spec.cwd.isEmpty ? "/" : spec.cwd).withCString { cwdC in
-                                config.rootfs = rootfsC
-                                config.hostname = hostname.isEmpty ? nil : hostnameC
-                                config.cwd = cwdC
-                                return state.update { s -> Result<Spawned, RPCError> in
-                                    let pid = pv_spawn(&config, &statusFD, &error, error.count)
-                                    guard pid > 0 else {
-                                        return .failure(RPCError(.internal, String(cString: error)))
-                                    }
-                                    let process = Process(
-                                        pid: pid, stdinFD: spec.stdin ? input[1] : nil, stdoutFD: out[0], stderrFD: err[0])
-                                    register(&s, process, statusFD)
-                                    return .success(Spawned(pid: pid, statusFD: statusFD))
-                                }
-                            }
-                        }
-                    }
-                    }
-                }
-            }
+        // Everything the child reads lives in C memory owned by `arena` until pv_spawn has returned.
+        let arena = CArena()
+        var config = pv_spawn_config()
+        config.join_pid = joinPID
+        config.rootfs = arena.string(setup.rootfs)
+        config.new_pid_namespace = setup.newPIDNamespace ? 1 : 0
+        config.readonly_rootfs = setup.readonlyRootfs ? 1 : 0
+        config.hostname = setup.hostname.isEmpty ? nil : arena.string(setup.hostname)
+        config.masked_paths = arena.strings(setup.maskedPaths)
+        config.readonly_paths = arena.strings(setup.readonlyPaths)
+        config.sysctl_files = arena.strings(setup.sysctls.map(\.file))
+        config.sysctl_values = arena.strings(setup.sysctls.map(\.value))
+        config.cwd = arena.string(spec.cwd.isEmpty ? "/" : spec.cwd)
+        config.argv = arena.strings(spec.args)
+        config.envp = arena.strings(spec.env)
+        config.uid = identity.uid
+        config.gid = identity.gid
+        config.groups = arena.array(identity.additionalGIDs)
+        config.group_count = identity.additionalGIDs.count
+        config.no_new_privileges = spec.noNewPrivileges ? 1 : 0
+        config.set_capabilities = capabilities == nil ? 0 : 1
+        config.capabilities = capabilities ?? 0
+        config.rlimits = arena.array(rlimits)
+        config.rlimit_count = rlimits.count
+        config.stdio = (input[0], out[1], err[1])
+        config.start_fd = startFD
+        var error = [CChar](repeating: 0, count: 512)
+        var statusFD: Int32 = -1
+        let result = state.update { s -> Result<Spawned, RPCError> in
+            let pid = pv_spawn(&config, &statusFD, &error, error.count)
+            guard pid > 0 else { return .failure(RPCError(.internal, Self.string(error))) }
+            let process = Process(pid: pid, stdinFD: spec.stdin ? input[1] : nil, stdoutFD: out[0], stderrFD: err[0])
+            register(&s, process, statusFD)
+            return .success(Spawned(pid: pid, statusFD: statusFD))
         }
         switch result {
         case .success(let spawned): return spawned
@@ -310,11 +315,16 @@ final class Containers: Sendable {
         }
     }
 
+    /// A NUL-terminated C buffer as a String.
+    static func string(_ buffer: [CChar]) -> String {
+        String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     /// nil when the child reached `stage`, else its error message.
     private static func waitStage(_ statusFD: Int32, _ stage: Character) -> String? {
         var error = [CChar](repeating: 0, count: 512)
         guard pv_spawn_wait(statusFD, CChar(stage.asciiValue!), &error, error.count) != 0 else { return nil }
-        return String(cString: error)
+        return string(error)
     }
 
     private func lookup(_ ref: Podvisor_Agent_V1_ProcessRef) throws(RPCError) -> Process {
@@ -344,6 +354,26 @@ final class Containers: Sendable {
         for fd in [container.startFD, container.statusFD].compactMap({ $0 }) { close(fd) }
     }
 
+    static func containerPaths(_ paths: [String], _ what: String) throws(RPCError) -> [String] {
+        for path in paths where !path.hasPrefix("/") || path.split(separator: "/").contains("..") {
+            throw RPCError(.invalidArgument, "\(what) \"\(path)\" must be absolute and stay inside the container")
+        }
+        return paths
+    }
+
+    /// Only sysctls that belong to the container's namespaces (IPC, UTS) or the pod's network namespace:
+    /// anything else would change the whole VM.
+    static func sysctls(_ requested: [String: String]) throws(RPCError) -> [(file: String, value: String)] {
+        let namespaced = ["kernel.shm", "kernel.msg", "kernel.sem", "fs.mqueue.", "net.", "kernel.hostname", "kernel.domainname"]
+        return try requested.sorted { $0.key < $1.key }.map { key, value throws(RPCError) in
+            let wellFormed = !key.isEmpty && key.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2e || $0 == 0x5f || $0 == 0x2d }
+            guard wellFormed, !key.contains(".."), namespaced.contains(where: { key.hasPrefix($0) }) else {
+                throw RPCError(.invalidArgument, "sysctl \(key) is not a namespaced sysctl")
+            }
+            return ("/proc/sys/" + key.replacingDots(), value)
+        }
+    }
+
     static func validate(id: String, what: String) throws(RPCError) {
         let allowed = id.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x61 && $0 <= 0x7a) || $0 == 0x2d || $0 == 0x5f || $0 == 0x2e }
         guard !id.isEmpty, id.utf8.count <= 128, allowed, id != ".", id != ".." else {
@@ -352,10 +382,35 @@ final class Containers: Sendable {
     }
 }
 
-/// A NULL-terminated C string array for the duration of `body`.
-func withCStrings<T>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> T) -> T {
-    let copies = strings.map { strdup($0) }
-    defer { copies.forEach { free($0) } }
-    var pointers = copies.map { UnsafePointer($0) } + [nil]
-    return pointers.withUnsafeMutableBufferPointer { body(UnsafePointer($0.baseAddress!)) }
+/// C memory for one spawn: strings, NULL-terminated string arrays and plain arrays, freed together.
+final class CArena {
+    private var allocations: [UnsafeMutableRawPointer] = []
+
+    deinit { allocations.forEach { free($0) } }
+
+    func string(_ s: String) -> UnsafePointer<CChar> {
+        let copy = strdup(s)!
+        allocations.append(copy)
+        return UnsafePointer(copy)
+    }
+
+    func strings(_ list: [String]) -> UnsafePointer<UnsafePointer<CChar>?> {
+        let pointers: [UnsafePointer<CChar>?] = list.map { string($0) } + [nil]
+        return array(pointers)
+    }
+
+    func array<T>(_ values: [T]) -> UnsafePointer<T> {
+        let memory = malloc(max(1, values.count * MemoryLayout<T>.stride))!
+        allocations.append(memory)
+        let typed = memory.bindMemory(to: T.self, capacity: max(1, values.count))
+        for (i, value) in values.enumerated() { (typed + i).initialize(to: value) }
+        return UnsafePointer(typed)
+    }
+}
+
+extension String {
+    /// `net.ipv4.ip_forward` → `net/ipv4/ip_forward`.
+    fileprivate func replacingDots() -> String {
+        String(map { $0 == "." ? "/" : $0 })
+    }
 }

@@ -121,6 +121,18 @@ struct SharedPodVM: SuiteTrait, TestScoping {
         #expect(admin.exitCode == 0, "stderr: \(admin.stderr)")
     }
 
+    @Test func maskedAndReadOnlyPathsAndSysctls() async throws {
+        let outcome = try await run(["sh", "-c", "cat /etc/passwd; ls /home; touch /tmp/x || echo ro; cat /proc/sys/kernel/shmmax"]) {
+            $0.maskedPaths = ["/etc/passwd", "/home", "/no/such/path"]
+            $0.readonlyPaths = ["/tmp"]
+            $0.sysctls = ["kernel.shmmax": "123456"]
+        }
+        #expect(outcome.stdout == "ro\n123456\n", "stderr: \(outcome.stderr)")
+        // The sysctl belonged to that container's IPC namespace only.
+        let other = try await run(["cat", "/proc/sys/kernel/shmmax"])
+        #expect(other.stdout != "123456\n")
+    }
+
     @Test func rlimitsApply() async throws {
         let outcome = try await run(["sh", "-c", "ulimit -n; ulimit -Hn"]) {
             $0.process.rlimits = [.with { $0.type = "RLIMIT_NOFILE"; $0.soft = 123; $0.hard = 456 }]
@@ -177,6 +189,10 @@ struct SharedPodVM: SuiteTrait, TestScoping {
         await #expect { try await create { $0.rootfs = "../etc" } } throws: { ($0 as? PodvisorError)?.code == .invalidArgument }
         await #expect { try await create { $0.containerID = "a/b" } } throws: { ($0 as? PodvisorError)?.code == .invalidArgument }
         await #expect { try await create { $0.process.args = [] } } throws: { ($0 as? PodvisorError)?.code == .invalidArgument }
+        await #expect { try await create { $0.sysctls = ["kernel.panic": "1"] } } throws: {
+            ($0 as? PodvisorError)?.code == .invalidArgument && "\($0)".contains("kernel.panic")
+        }
+        await #expect { try await create { $0.maskedPaths = ["relative"] } } throws: { ($0 as? PodvisorError)?.code == .invalidArgument }
         await #expect { try await create { $0.process.capabilities.names = ["CAP_FLY"] } } throws: {
             ($0 as? PodvisorError)?.code == .invalidArgument && "\($0)".contains("CAP_FLY")
         }

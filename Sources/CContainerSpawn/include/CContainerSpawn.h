@@ -21,6 +21,10 @@ struct pv_spawn_config {
     pid_t join_pid;
     int new_pid_namespace;
     int readonly_rootfs;
+    const char *const *masked_paths;     // NULL-terminated; inside the container
+    const char *const *readonly_paths;   // NULL-terminated; inside the container
+    const char *const *sysctl_files;     // NULL-terminated /proc/sys/… paths, written with sysctl_values
+    const char *const *sysctl_values;
     const char *hostname;          // NULL: inherit
     const char *cwd;               // NULL: "/"
     const char *const *argv;       // NULL-terminated; argv[0] is looked up in envp's PATH when it has no '/'
