@@ -118,11 +118,16 @@ public final class AgentClient: Sendable {
             return c.nextStreamID
         }
         frame.streamID = streamID
-        let timer = Task { [calls] in
-            try await Task.sleep(for: timeout)
+        // A Dispatch timer, not a Task: the cooperative pool (two threads here) may be busy with blocking work,
+        // and a timeout must fire regardless.
+        let timer = DispatchWorkItem { [calls] in
             calls.take(streamID)?
                 .resume(throwing: PodvisorError(.timeout, "\(what): no answer within \(timeout)"))
         }
+        let (seconds, attoseconds) = timeout.components
+        DispatchQueue.global().asyncAfter(
+            deadline: .now() + .nanoseconds(Int(min(seconds, 1 << 31) * 1_000_000_000 + attoseconds / 1_000_000_000)),
+            execute: timer)
         defer { timer.cancel() }
         return try await withCheckedThrowingContinuation { (waiter: Waiter) in
             let closed = calls.state.withLock { c -> String? in

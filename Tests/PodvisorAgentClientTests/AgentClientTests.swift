@@ -11,7 +11,7 @@ import Testing
 @Suite struct AgentClientTests {
     typealias VersionResponse = Podvisor_Agent_V1_VersionResponse
 
-    static let slowMs: UInt32 = 400
+    static let slowMs: UInt32 = 1500
 
     static func makeServer() -> TTRPCServer {
         var builder = TTRPCServer.Builder()
