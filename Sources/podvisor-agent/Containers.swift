@@ -257,6 +257,7 @@ final class Containers: Sendable {
         }
         let capabilities = spec.hasCapabilities ? try ProcessLimits.capabilityMask(spec.capabilities.names) : nil
         let rlimits = try ProcessLimits.rlimits(spec.rlimits)
+        let seccomp = try SeccompProfile.program(for: spec.seccomp, capabilities: capabilities)
         var out: [Int32] = [-1, -1], err: [Int32] = [-1, -1], input: [Int32] = [-1, -1]
         guard pv_pipe(&out) == 0, pv_pipe(&err) == 0 else { throw RPCError(.internal, "pipe: errno \(errno)") }
         if spec.stdin {
@@ -294,6 +295,8 @@ final class Containers: Sendable {
         config.capabilities = capabilities ?? 0
         config.rlimits = arena.array(rlimits)
         config.rlimit_count = rlimits.count
+        config.seccomp_filter = seccomp.isEmpty ? nil : UnsafeRawPointer(arena.array(seccomp))
+        config.seccomp_instructions = UInt16(seccomp.count / 8)
         config.stdio = (input[0], out[1], err[1])
         config.start_fd = startFD
         var error = [CChar](repeating: 0, count: 512)
