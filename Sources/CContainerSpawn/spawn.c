@@ -217,6 +217,8 @@ static void child(int status, const struct pv_spawn_config *c) {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);  // the agent blocks signals for sigwait; containers must not inherit that
+    // The cgroup first, so that everything the container does from here on is accounted and limited.
+    if (c->cgroup_procs_fd >= 0 && write(c->cgroup_procs_fd, "0", 1) != 1) fail(status, "join the container's cgroup");
     for (int i = 0; i < 3; i++)
         if (dup2(c->stdio[i], i) < 0) fail(status, "dup2 stdio");
     if (setsid() < 0) fail(status, "setsid");

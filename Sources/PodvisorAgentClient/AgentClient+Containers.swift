@@ -82,6 +82,18 @@ extension AgentClient {
         let _: Podvisor_Agent_V1_Empty = try await call("CloseStdin", process)
     }
 
+    public func containerStats(_ id: String) async throws(PodvisorError) -> Podvisor_Agent_V1_ContainerStatsResponse {
+        try await call("ContainerStats", Podvisor_Agent_V1_ContainerStatsRequest.with { $0.containerID = id })
+    }
+
+    public func updateResources(_ id: String, _ resources: Podvisor_Agent_V1_Resources) async throws(PodvisorError) {
+        let request = Podvisor_Agent_V1_UpdateResourcesRequest.with {
+            $0.containerID = id
+            $0.resources = resources
+        }
+        let _: Podvisor_Agent_V1_Empty = try await call("UpdateResources", request)
+    }
+
     public func removeContainer(_ id: String) async throws(PodvisorError) {
         let _: Podvisor_Agent_V1_Empty = try await call("RemoveContainer", Podvisor_Agent_V1_RemoveContainerRequest.with { $0.containerID = id })
     }

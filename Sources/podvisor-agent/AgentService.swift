@@ -67,6 +67,8 @@ enum AgentService {
                 $0.exitCode = exit.code
                 $0.signal = exit.signal
                 $0.finishedAtNs = exit.finishedAtNs
+                // The init's exit is the container's: an OOM kill anywhere in its cgroup is its reason.
+                $0.oomKilled = r.process.execID.isEmpty && Cgroups.oomKills(r.process.containerID) > 0
             }
         }
         builder.add(service, "ReadOutput") { (r: Podvisor_Agent_V1_ReadOutputRequest) in
@@ -82,6 +84,13 @@ enum AgentService {
         }
         builder.add(service, "CloseStdin") { (r: Podvisor_Agent_V1_ProcessRef) in
             try containers.closeStdin(r)
+            return Empty()
+        }
+        builder.add(service, "ContainerStats") { (r: Podvisor_Agent_V1_ContainerStatsRequest) in
+            try containers.stats(r.containerID)
+        }
+        builder.add(service, "UpdateResources") { (r: Podvisor_Agent_V1_UpdateResourcesRequest) in
+            try containers.update(r.containerID, r.resources)
             return Empty()
         }
         builder.add(service, "RemoveContainer") { (r: Podvisor_Agent_V1_RemoveContainerRequest) in

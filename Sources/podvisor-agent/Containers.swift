@@ -28,6 +28,8 @@ final class Containers: Sendable {
         /// Write end the created (not yet started) init waits on; nil once started.
         var startFD: Int32?
         var statusFD: Int32?
+        /// The container cgroup's cgroup.procs, which every process of the container joins.
+        var cgroupProcsFD: Int32
         var execs: [String: Process] = [:]
     }
 
@@ -95,17 +97,26 @@ final class Containers: Sendable {
         let exists = state.update { $0.containers[request.containerID] != nil }
         guard !exists else { throw RPCError(.alreadyExists, "container \(request.containerID) already exists") }
 
+        let cgroupFD = try Cgroups.create(request.containerID, request.resources)
         var start: [Int32] = [-1, -1]
-        guard pv_pipe(&start) == 0 else { throw RPCError(.internal, "pipe: errno \(errno)") }
+        guard pv_pipe(&start) == 0 else {
+            close(cgroupFD)
+            Cgroups.remove(request.containerID)
+            throw RPCError(.internal, "pipe: errno \(errno)")
+        }
         let spawned: Spawned
         do throws(RPCError) {
-            spawned = try spawn(request.process, identity: identity, joinPID: 0, setup: setup, startFD: start[0]) { s, process, statusFD in
+            spawned = try spawn(
+                request.process, identity: identity, joinPID: 0, setup: setup, cgroupFD: cgroupFD, startFD: start[0]
+            ) { s, process, statusFD in
                 s.containers[request.containerID] = Container(
-                    rootfs: rootfs, initProcess: process, startFD: start[1], statusFD: statusFD)
+                    rootfs: rootfs, initProcess: process, startFD: start[1], statusFD: statusFD, cgroupProcsFD: cgroupFD)
             }
         } catch {
             close(start[0])
             close(start[1])
+            close(cgroupFD)
+            Cgroups.remove(request.containerID)
             throw error
         }
         close(start[0])
@@ -137,7 +148,7 @@ final class Containers: Sendable {
 
     func exec(_ request: Podvisor_Agent_V1_ExecProcessRequest) throws(RPCError) {
         try Self.validate(id: request.execID, what: "exec id")
-        let target = try state.update { s throws(RPCError) -> (pid: pid_t, rootfs: String) in
+        let target = try state.update { s throws(RPCError) -> (pid: pid_t, rootfs: String, cgroupFD: Int32) in
             guard let c = s.containers[request.containerID] else {
                 throw RPCError(.notFound, "container \(request.containerID) not found")
             }
@@ -145,11 +156,12 @@ final class Containers: Sendable {
                 throw RPCError(.failedPrecondition, "container \(request.containerID) is not running")
             }
             guard c.execs[request.execID] == nil else { throw RPCError(.alreadyExists, "exec \(request.execID) already exists") }
-            return (c.initProcess.pid, c.rootfs)
+            return (c.initProcess.pid, c.rootfs, c.cgroupProcsFD)
         }
         let identity = try UserDatabase(rootfs: target.rootfs).resolve(request.process)
         let spawned = try spawn(
-            request.process, identity: identity, joinPID: target.pid, setup: RootfsSetup(rootfs: target.rootfs), startFD: -1
+            request.process, identity: identity, joinPID: target.pid, setup: RootfsSetup(rootfs: target.rootfs),
+            cgroupFD: target.cgroupFD, startFD: -1
         ) { s, process, _ in
             s.containers[request.containerID]?.execs[request.execID] = process
         }
@@ -220,6 +232,16 @@ final class Containers: Sendable {
         if let fd { close(fd) }
     }
 
+    func stats(_ id: String) throws(RPCError) -> Podvisor_Agent_V1_ContainerStatsResponse {
+        guard state.update({ $0.containers[id] != nil }) else { throw RPCError(.notFound, "container \(id) not found") }
+        return Cgroups.stats(id)
+    }
+
+    func update(_ id: String, _ resources: Podvisor_Agent_V1_Resources) throws(RPCError) {
+        guard state.update({ $0.containers[id] != nil }) else { throw RPCError(.notFound, "container \(id) not found") }
+        try Cgroups.apply(resources, to: id)
+    }
+
     func remove(_ id: String) throws(RPCError) {
         guard state.update({ $0.containers[id] != nil }) else { throw RPCError(.notFound, "container \(id) not found") }
         forget(id, killing: true)
@@ -249,7 +271,7 @@ final class Containers: Sendable {
     /// `joinPID` 0 creates a container from `setup`; otherwise the process joins that one's namespaces.
     private func spawn(
         _ spec: Podvisor_Agent_V1_ProcessSpec, identity: UserDatabase.Identity, joinPID: pid_t, setup: RootfsSetup,
-        startFD: Int32, register: (inout State, Process, Int32) -> Void
+        cgroupFD: Int32, startFD: Int32, register: (inout State, Process, Int32) -> Void
     ) throws(RPCError) -> Spawned {
         guard !spec.args.isEmpty, !spec.args[0].isEmpty else { throw RPCError(.invalidArgument, "process args are empty") }
         guard spec.cwd.isEmpty || spec.cwd.hasPrefix("/") else {
@@ -299,6 +321,7 @@ final class Containers: Sendable {
         config.seccomp_instructions = UInt16(seccomp.count / 8)
         config.stdio = (input[0], out[1], err[1])
         config.start_fd = startFD
+        config.cgroup_procs_fd = cgroupFD
         var error = [CChar](repeating: 0, count: 512)
         var statusFD: Int32 = -1
         let result = state.update { s -> Result<Spawned, RPCError> in
@@ -355,6 +378,8 @@ final class Containers: Sendable {
             if let fd = p.stdinFD { close(fd) }
         }
         for fd in [container.startFD, container.statusFD].compactMap({ $0 }) { close(fd) }
+        close(container.cgroupProcsFD)
+        Cgroups.remove(id)
     }
 
     static func containerPaths(_ paths: [String], _ what: String) throws(RPCError) -> [String] {

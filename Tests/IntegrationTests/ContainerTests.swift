@@ -31,6 +31,7 @@ struct SharedPodVM: SuiteTrait, TestScoping {
         var stdout: String
         var stderr: String
         var exitCode: Int32
+        var oomKilled: Bool
     }
 
     /// Creates, starts and waits for a container, collecting its output; removes it afterwards.
@@ -56,7 +57,7 @@ struct SharedPodVM: SuiteTrait, TestScoping {
         let exit = try await agent.wait(ref)
         let outcome = Outcome(
             stdout: String(decoding: try await out, as: UTF8.self), stderr: String(decoding: try await err, as: UTF8.self),
-            exitCode: exit.exitCode)
+            exitCode: exit.exitCode, oomKilled: exit.oomKilled)
         try await agent.removeContainer(id)
         return outcome
     }
@@ -131,6 +132,43 @@ struct SharedPodVM: SuiteTrait, TestScoping {
         // The sysctl belonged to that container's IPC namespace only.
         let other = try await run(["cat", "/proc/sys/kernel/shmmax"])
         #expect(other.stdout != "123456\n")
+    }
+
+    @Test func memoryLimitEndsInOOMKilled() async throws {
+        let hog = ["sh", "-c", "x=$(head -c 40000000 /dev/zero | tr '\\0' a); echo survived"]
+        let limited = try await run(hog) { $0.resources.memoryLimitBytes = 16 << 20 }
+        #expect(limited.exitCode == 137)
+        #expect(limited.oomKilled)
+        #expect(!limited.stdout.contains("survived"))
+    }
+
+    @Test func statsAndResourceUpdates() async throws {
+        let agent = pod.agent
+        let id = TestHost.uniqueID("stats")
+        let relative = try pod.mountRootfs(containerID: id, from: rootfs)
+        defer { try? pod.unmountRootfs(containerID: id) }
+        try await agent.createContainer(.with {
+            $0.containerID = id
+            $0.rootfs = relative
+            $0.process.args = ["sh", "-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 60"]
+            $0.process.env = ["PATH=/bin"]
+        })
+        try await agent.startContainer(id)
+        try await Task.sleep(for: .milliseconds(500))
+        let stats = try await agent.containerStats(id)
+        #expect(stats.pids >= 1)
+        #expect(stats.memoryUsageBytes > 0 && stats.memoryWorkingSetBytes <= stats.memoryUsageBytes)
+        #expect(stats.cpuUsageNs > 0)
+        // pids.max at what runs, plus the exec's own shell (joining a cgroup is not limited, forking in it is):
+        // the shell cannot fork (the last command it would exec in place); with the limit lifted it can.
+        try await agent.updateResources(id, .with { $0.pidsLimit = Int64(stats.pids) + 1 })
+        try await agent.exec(id, execID: "limited", .with { $0.args = ["sh", "-c", "/bin/true; /bin/true"]; $0.env = ["PATH=/bin"] })
+        #expect(try await agent.wait(AgentClient.process(id, exec: "limited")).exitCode != 0)
+        try await agent.updateResources(id, .with { $0.pidsLimit = 0 })
+        try await agent.exec(id, execID: "again", .with { $0.args = ["sh", "-c", "/bin/true; /bin/true"]; $0.env = ["PATH=/bin"] })
+        #expect(try await agent.wait(AgentClient.process(id, exec: "again")).exitCode == 0)
+        await #expect { try await agent.containerStats("no-such") } throws: { ($0 as? PodvisorError)?.code == .notFound }
+        try await agent.removeContainer(id)
     }
 
     @Test func rlimitsApply() async throws {
