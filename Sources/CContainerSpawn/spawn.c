@@ -113,13 +113,44 @@ static void mask_paths(int status, const struct pv_spawn_config *c) {
     }
 }
 
+// Creates the mount point (a directory, or an empty file for a file volume), then binds. Read-only is applied
+// here too, but the guarantee comes from the host: a read-only volume is already read-only on the host side
+// of virtio-fs, so not even a remount inside the guest can write to it.
+static void bind_volumes(int status, const struct pv_spawn_config *c) {
+    for (size_t i = 0; i < c->mount_count; i++) {
+        const struct pv_mount *m = &c->mounts[i];
+        char target[4096];
+        join(target, sizeof(target), c->rootfs, m->destination);
+        struct stat st;
+        if (stat(m->source, &st) != 0) fail(status, m->source);
+        // mkdir -p of the parents, then the mount point itself.
+        for (char *slash = target + strlen(c->rootfs) + 1; (slash = strchr(slash, '/')); slash++) {
+            *slash = 0;
+            mkdir(target, 0755);
+            *slash = '/';
+        }
+        if (S_ISDIR(st.st_mode)) {
+            mkdir(target, 0755);
+        } else {
+            int fd = open(target, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+            if (fd >= 0) close(fd);
+        }
+        if (mount(m->source, target, NULL, MS_BIND | MS_REC, NULL) != 0) fail(status, m->destination);
+        if (m->readonly && mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC, NULL) != 0)
+            fail(status, m->destination);
+        if (mount(NULL, target, NULL, m->propagation | MS_REC, NULL) != 0) fail(status, m->destination);
+    }
+}
+
 static void enter_rootfs(int status, const struct pv_spawn_config *c) {
-    // Nothing done here may propagate back into the agent's mount namespace.
-    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) fail(status, "make / private");
+    // Slave: nothing done here propagates back into the agent's namespace, while mounts the agent makes
+    // in the (shared) VM share still reach volumes that ask for rslave or rshared.
+    if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) != 0) fail(status, "make / a slave");
     if (mount(c->rootfs, c->rootfs, NULL, MS_BIND | MS_REC, NULL) != 0) fail(status, "bind rootfs");
     mount_or_fail(status, c->rootfs, "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, "mount /proc");
     mount_or_fail(status, c->rootfs, "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL, "mount /sys");
     populate_dev(status, c->rootfs);
+    bind_volumes(status, c);
     if (chdir(c->rootfs) != 0) fail(status, "chdir rootfs");
     // pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only the new root.
     if (syscall(SYS_pivot_root, ".", ".") != 0) fail(status, "pivot_root");

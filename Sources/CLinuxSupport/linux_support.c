@@ -124,12 +124,18 @@ int pv_mount(const char *source, const char *target, const char *fstype, unsigne
 
 int pv_make_shared_mountpoint(const char *path) {
     if (mount(path, path, NULL, MS_BIND, NULL) != 0) return -1;
+    return pv_make_shared(path);
+}
+
+int pv_make_shared(const char *path) {
     return mount(NULL, path, NULL, MS_SHARED | MS_REC, NULL);
 }
 
 int pv_bind_mount(const char *source, const char *target, int readonly) {
     if (mount(source, target, NULL, MS_BIND | MS_REC, NULL) != 0) return -1;
     if (!readonly) return 0;
+    // Private first: the read-only remount must not travel to the source's peers.
+    if (mount(NULL, target, NULL, MS_PRIVATE | MS_REC, NULL) != 0) return -1;
     return mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC, NULL);
 }
 
@@ -142,6 +148,9 @@ int pv_umount_detach(const char *path) {
 }
 
 unsigned long pv_ms_nosuid(void) { return MS_NOSUID; }
+unsigned long pv_ms_private(void) { return MS_PRIVATE; }
+unsigned long pv_ms_slave(void) { return MS_SLAVE; }
+unsigned long pv_ms_shared(void) { return MS_SHARED; }
 unsigned long pv_ms_nodev(void) { return MS_NODEV; }
 unsigned long pv_ms_noexec(void) { return MS_NOEXEC; }
 

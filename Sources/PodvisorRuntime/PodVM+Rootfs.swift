@@ -3,42 +3,79 @@ import Foundation
 import PodvisorCore
 import PodvisorVMM
 
-/// Placing container root filesystems into the VM's shared directory. The seam where the image service
-/// will hand over an overlay of unpacked layers; for now the rootfs is any host directory.
+/// Placing a container's root filesystem and volumes into the VM's shared directory, below
+/// `<share>/<container id>/`. The seam where the image service will hand over an overlay of unpacked layers;
+/// for now the rootfs is any host directory. Mounts made here reach the running guest through virtio-fs.
 extension PodVM {
     /// Bind-mounts `directory` at `<share>/<containerID>/rootfs`; returns that path relative to the share,
-    /// which is what CreateContainer takes. The mount reaches the running guest through virtio-fs.
+    /// which is what CreateContainer takes.
     public func mountRootfs(containerID: String, from directory: String) throws(PodvisorError) -> String {
-        let share = try sharedDirectory()
-        let relative = "\(containerID)/rootfs"
-        let target = "\(share)/\(relative)"
-        guard !containerID.isEmpty, !containerID.contains("/"), containerID != "..", containerID != "." else {
-            throw PodvisorError(.invalidArgument, "container id \"\(containerID)\" cannot name a directory")
+        try place(directory, at: "\(try Self.component(containerID, "container id"))/rootfs", readonly: false)
+    }
+
+    /// Bind-mounts a volume (directory or file) at `<share>/<containerID>/volumes/<name>`. A read-only volume
+    /// is made read-only in a private staging mount *before* it appears under the share: a read-only remount
+    /// made after that does not propagate to virtiofsd, and the guest could still write (measured here).
+    public func mountVolume(containerID: String, name: String, from source: String, readonly: Bool) throws(PodvisorError) -> String {
+        let relative = "\(try Self.component(containerID, "container id"))/volumes/\(try Self.component(name, "volume name"))"
+        guard readonly else { return try place(source, at: relative, readonly: false) }
+        let staging = "\(vm.configuration.runDirectory)/staging-\(containerID)-\(name)"
+        try Self.makeMountPoint(staging, like: source)
+        defer {
+            _ = pv_umount_detach(staging)
+            try? removeUnmountedDirectory(staging)
         }
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw PodvisorError(.notFound, "rootfs directory \(directory) does not exist")
+        guard pv_bind_mount(source, staging, 1) == 0 else {
+            throw PodvisorError(.internalError, "cannot bind \(source) read-only: errno \(errno)")
         }
-        do {
-            try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
-        } catch {
-            throw PodvisorError(.internalError, "cannot create \(target)", cause: error)
-        }
-        guard pv_bind_mount(directory, target, 0) == 0 else {
-            let code = errno
-            try? FileManager.default.removeItem(atPath: "\(share)/\(containerID)")
-            throw PodvisorError(.internalError, "cannot bind \(directory) on \(target): errno \(code)")
+        return try place(staging, at: relative, readonly: false)
+    }
+
+    /// Detaches everything mounted for the container and removes its directory. Detached, not unmounted:
+    /// virtiofsd may still hold handles the guest used.
+    public func unmountContainer(containerID: String) throws(PodvisorError) {
+        let directory = "\(try sharedDirectory())/\(try Self.component(containerID, "container id"))"
+        for mountPoint in mountPoints(under: directory) { _ = pv_umount_detach(mountPoint) }
+        try removeUnmountedDirectory(directory)
+    }
+
+    private func place(_ source: String, at relative: String, readonly: Bool) throws(PodvisorError) -> String {
+        let target = "\(try sharedDirectory())/\(relative)"
+        try Self.makeMountPoint(target, like: source)
+        guard pv_bind_mount(source, target, readonly ? 1 : 0) == 0 else {
+            throw PodvisorError(.internalError, "cannot bind \(source) on \(target): errno \(errno)")
         }
         return relative
     }
 
-    /// Detaches the container's rootfs from the share and removes its directory. Detached, not unmounted:
-    /// virtiofsd may still hold handles the guest used.
-    public func unmountRootfs(containerID: String) throws(PodvisorError) {
-        let share = try sharedDirectory()
-        let directory = "\(share)/\(containerID)"
-        _ = pv_umount_detach("\(directory)/rootfs")
-        try removeUnmountedDirectory(directory)
+    /// An empty directory, or an empty file when `source` is a file (a bind needs the same kind).
+    private static func makeMountPoint(_ path: String, like source: String) throws(PodvisorError) {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: source, isDirectory: &isDirectory) else {
+            throw PodvisorError(.notFound, "\(source) does not exist")
+        }
+        do {
+            if isDirectory.boolValue {
+                try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            } else {
+                try FileManager.default.createDirectory(
+                    atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                guard FileManager.default.createFile(atPath: path, contents: nil) else {
+                    throw PodvisorError(.internalError, "cannot create \(path)")
+                }
+            }
+        } catch let error as PodvisorError {
+            throw error
+        } catch {
+            throw PodvisorError(.internalError, "cannot create \(path)", cause: error)
+        }
+    }
+
+    private static func component(_ value: String, _ what: String) throws(PodvisorError) -> String {
+        guard !value.isEmpty, !value.contains("/"), value != ".", value != ".." else {
+            throw PodvisorError(.invalidArgument, "\(what) \"\(value)\" cannot name a directory")
+        }
+        return value
     }
 
     private func sharedDirectory() throws(PodvisorError) -> String {

@@ -203,15 +203,20 @@ public final class VirtualMachine: Sendable {
     }
 }
 
+/// Mount points at or below `path` in this process's mount namespace, deepest first.
+public func mountPoints(under path: String) -> [String] {
+    let mountinfo = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+    return mountinfo.split(separator: "\n").compactMap { line -> String? in
+        let fields = line.split(separator: " ")
+        return fields.count > 4 ? String(fields[4]) : nil
+    }.filter { $0 == path || $0.hasPrefix(path + "/") }.sorted { $0.count > $1.count }
+}
+
 /// Deletes a directory tree, but never through a mount: a rootfs or volume still mounted below it would
 /// have its host files deleted.
 public func removeUnmountedDirectory(_ path: String) throws(PodvisorError) {
     guard FileManager.default.fileExists(atPath: path) else { return }
-    let mountinfo = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
-    let mounted = mountinfo.split(separator: "\n").compactMap { line -> String? in
-        let fields = line.split(separator: " ")
-        return fields.count > 4 ? String(fields[4]) : nil
-    }.filter { $0 == path || $0.hasPrefix(path + "/") }
+    let mounted = mountPoints(under: path)
     guard mounted.isEmpty else {
         throw PodvisorError(.internalError, "\(path) still has mounts (\(mounted.joined(separator: ", "))); not removing it")
     }

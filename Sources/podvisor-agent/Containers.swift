@@ -93,7 +93,7 @@ final class Containers: Sendable {
             rootfs: rootfs, newPIDNamespace: request.ownPidNamespace, readonlyRootfs: request.readonlyRootfs,
             hostname: request.hostname, maskedPaths: try Self.containerPaths(request.maskedPaths, "masked path"),
             readonlyPaths: try Self.containerPaths(request.readonlyPaths, "read-only path"),
-            sysctls: try Self.sysctls(request.sysctls))
+            sysctls: try Self.sysctls(request.sysctls), mounts: try volumes(request.mounts))
         let exists = state.update { $0.containers[request.containerID] != nil }
         guard !exists else { throw RPCError(.alreadyExists, "container \(request.containerID) already exists") }
 
@@ -264,6 +264,7 @@ final class Containers: Sendable {
         var readonlyPaths: [String] = []
         /// /proc/sys/… file → value.
         var sysctls: [(file: String, value: String)] = []
+        var mounts: [(source: String, destination: String, readonly: Bool, propagation: UInt)] = []
     }
 
     /// Creates the stdio pipes and the process, and registers it (through `register`) under the same lock
@@ -301,6 +302,11 @@ final class Containers: Sendable {
         config.new_pid_namespace = setup.newPIDNamespace ? 1 : 0
         config.readonly_rootfs = setup.readonlyRootfs ? 1 : 0
         config.hostname = setup.hostname.isEmpty ? nil : arena.string(setup.hostname)
+        config.mounts = arena.array(setup.mounts.map {
+            pv_mount(source: arena.string($0.source), destination: arena.string($0.destination),
+                     readonly: $0.readonly ? 1 : 0, propagation: $0.propagation)
+        })
+        config.mount_count = setup.mounts.count
         config.masked_paths = arena.strings(setup.maskedPaths)
         config.readonly_paths = arena.strings(setup.readonlyPaths)
         config.sysctl_files = arena.strings(setup.sysctls.map(\.file))
@@ -325,7 +331,8 @@ final class Containers: Sendable {
         var error = [CChar](repeating: 0, count: 512)
         var statusFD: Int32 = -1
         let result = state.update { s -> Result<Spawned, RPCError> in
-            let pid = pv_spawn(&config, &statusFD, &error, error.count)
+            // The arena's memory must outlive the call, whatever ARC decides about its last use.
+            let pid = withExtendedLifetime(arena) { pv_spawn(&config, &statusFD, &error, error.count) }
             guard pid > 0 else { return .failure(RPCError(.internal, Self.string(error))) }
             let process = Process(pid: pid, stdinFD: spec.stdin ? input[1] : nil, stdoutFD: out[0], stderrFD: err[0])
             register(&s, process, statusFD)
@@ -380,6 +387,24 @@ final class Containers: Sendable {
         for fd in [container.startFD, container.statusFD].compactMap({ $0 }) { close(fd) }
         close(container.cgroupProcsFD)
         Cgroups.remove(id)
+    }
+
+    /// Volume sources must lie inside the shared directory and exist; destinations inside the container.
+    private func volumes(_ mounts: [Podvisor_Agent_V1_Mount]) throws(RPCError) -> [(source: String, destination: String, readonly: Bool, propagation: UInt)] {
+        try mounts.map { m throws(RPCError) in
+            guard !m.source.isEmpty, !m.source.hasPrefix("/"), !m.source.split(separator: "/").contains("..") else {
+                throw RPCError(.invalidArgument, "volume source \"\(m.source)\" must be a relative path inside the shared directory")
+            }
+            let destination = try Self.containerPaths([m.destination], "volume destination")[0]
+            let source = "\(sharedDirectory)/\(m.source)"
+            guard GuestFiles.exists(source) else { throw RPCError(.notFound, "volume source \(m.source) does not exist in the guest") }
+            let propagation: UInt = switch m.propagation {
+            case .rslave: pv_ms_slave()
+            case .rshared: pv_ms_shared()
+            default: pv_ms_private()
+            }
+            return (source, destination, m.readonly, propagation)
+        }
     }
 
     static func containerPaths(_ paths: [String], _ what: String) throws(RPCError) -> [String] {

@@ -83,7 +83,10 @@ enum GuestSetup {
     static func mountSharedDirectory(at path: String = "/run/podvisor/share") -> String? {
         mkdir("/run/podvisor", 0o755)
         mkdir(path, 0o755)
-        return pv_mount("share", path, "virtiofs", 0, nil) == 0 ? path : nil
+        guard pv_mount("share", path, "virtiofs", 0, nil) == 0 else { return nil }
+        // Shared, so that containers' rslave/rshared volumes see mounts made below it later.
+        if pv_make_shared(path) != 0 { log("cannot make \(path) shared: errno \(errno)") }
+        return path
     }
 
     /// Loads the modules listed in /lib/modules/load-order (written by Images/build-image.sh with

@@ -3,6 +3,7 @@ import PodvisorAgentClient
 import PodvisorAgentProtocol
 import PodvisorCore
 import PodvisorRuntime
+import PodvisorVMM
 import Testing
 
 /// Boots one pod VM around a whole suite (a sandbox reused across cases) and destroys it afterwards.
@@ -40,7 +41,7 @@ struct SharedPodVM: SuiteTrait, TestScoping {
     ) async throws -> Outcome {
         let agent = pod.agent
         let relative = try pod.mountRootfs(containerID: id, from: rootfs)
-        defer { try? pod.unmountRootfs(containerID: id) }
+        defer { try? pod.unmountContainer(containerID: id) }
         var request = Podvisor_Agent_V1_CreateContainerRequest.with {
             $0.containerID = id
             $0.rootfs = relative
@@ -146,7 +147,7 @@ struct SharedPodVM: SuiteTrait, TestScoping {
         let agent = pod.agent
         let id = TestHost.uniqueID("stats")
         let relative = try pod.mountRootfs(containerID: id, from: rootfs)
-        defer { try? pod.unmountRootfs(containerID: id) }
+        defer { try? pod.unmountContainer(containerID: id) }
         try await agent.createContainer(.with {
             $0.containerID = id
             $0.rootfs = relative
@@ -171,6 +172,43 @@ struct SharedPodVM: SuiteTrait, TestScoping {
         try await agent.removeContainer(id)
     }
 
+    /// The three virtio-fs properties: volumes mounted after boot reach the guest, guest writes land in the
+    /// volume's host directory, and a read-only volume stays read-only even to a guest that remounts it.
+    /// Propagation: rshared volumes are shared; rslave ones are not (nothing flows back out of the container).
+    /// Host mounts below a volume reach the guest as virtio-fs submounts whatever the guest-side flags.
+    @Test func volumesAfterBootReadWriteReadOnlyAndPropagation() async throws {
+        let base = "/tmp/podvisor-test/volumes-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: "\(base)/rw", withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: "\(base)/ro", withIntermediateDirectories: true)
+        try "from host\n".write(toFile: "\(base)/rw/hello.txt", atomically: true, encoding: .utf8)
+        try "read only\n".write(toFile: "\(base)/ro/ro.txt", atomically: true, encoding: .utf8)
+        let id = TestHost.uniqueID("vol")
+        let rw = try pod.mountVolume(containerID: id, name: "rw", from: "\(base)/rw", readonly: false)
+        let ro = try pod.mountVolume(containerID: id, name: "ro", from: "\(base)/ro", readonly: true)
+        let script = """
+            cat /data/hello.txt /config/ro.txt; echo guest > /data/new.txt
+            touch /config/x 2>/dev/null && echo ro-writable || echo ro-refused
+            mount -o remount,rw /config 2>/dev/null; touch /config/y 2>/dev/null && echo remount-writable || echo remount-refused
+            grep -q ' /shared .*shared:' /proc/self/mountinfo && echo rshared
+            grep ' /slave ' /proc/self/mountinfo | grep -vq 'shared:' && echo rslave
+            """
+        let outcome = try await run(["sh", "-c", script], id: id) {
+            $0.mounts = [
+                .with { $0.source = rw; $0.destination = "/data" },
+                .with { $0.source = ro; $0.destination = "/config"; $0.readonly = true },
+                .with { $0.source = rw; $0.destination = "/shared"; $0.propagation = .rshared },
+                .with { $0.source = rw; $0.destination = "/slave"; $0.propagation = .rslave },
+            ]
+        }
+        #expect(outcome.stdout == "from host\nread only\nro-refused\nremount-refused\nrshared\nrslave\n", "stderr: \(outcome.stderr)")
+        #expect((try? String(contentsOfFile: "\(base)/rw/new.txt", encoding: .utf8)) == "guest\n")
+        #expect(try fm.contentsOfDirectory(atPath: "\(base)/ro") == ["ro.txt"])
+        try pod.unmountContainer(containerID: id)
+        #expect(mountPoints(under: pod.vm.configuration.runDirectory + "/share/" + id).isEmpty)
+    }
+
     @Test func rlimitsApply() async throws {
         let outcome = try await run(["sh", "-c", "ulimit -n; ulimit -Hn"]) {
             $0.process.rlimits = [.with { $0.type = "RLIMIT_NOFILE"; $0.soft = 123; $0.hard = 456 }]
@@ -182,7 +220,7 @@ struct SharedPodVM: SuiteTrait, TestScoping {
         let agent = pod.agent
         let id = TestHost.uniqueID("svc")
         let relative = try pod.mountRootfs(containerID: id, from: rootfs)
-        defer { try? pod.unmountRootfs(containerID: id) }
+        defer { try? pod.unmountContainer(containerID: id) }
         try await agent.createContainer(.with {
             $0.containerID = id
             $0.rootfs = relative
@@ -210,7 +248,7 @@ struct SharedPodVM: SuiteTrait, TestScoping {
         let agent = pod.agent
         let id = TestHost.uniqueID("bad")
         let relative = try pod.mountRootfs(containerID: id, from: rootfs)
-        defer { try? pod.unmountRootfs(containerID: id) }
+        defer { try? pod.unmountContainer(containerID: id) }
         func create(_ configure: (inout Podvisor_Agent_V1_CreateContainerRequest) -> Void) async throws(PodvisorError) {
             var request = Podvisor_Agent_V1_CreateContainerRequest.with {
                 $0.containerID = id

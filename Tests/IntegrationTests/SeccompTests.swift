@@ -68,7 +68,7 @@ extension ContainerTests {
         let agent = pod.agent
         let id = TestHost.uniqueID("sec")
         let relative = try pod.mountRootfs(containerID: id, from: rootfs)
-        defer { try? pod.unmountRootfs(containerID: id) }
+        defer { try? pod.unmountContainer(containerID: id) }
         func request(_ seccomp: Podvisor_Agent_V1_Seccomp) -> Podvisor_Agent_V1_CreateContainerRequest {
             .with {
                 $0.containerID = id

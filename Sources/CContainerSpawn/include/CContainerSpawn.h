@@ -8,6 +8,13 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+struct pv_mount {
+    const char *source;            // absolute guest path (inside the shared directory)
+    const char *destination;       // absolute path inside the container
+    int readonly;
+    unsigned long propagation;     // MS_PRIVATE, MS_SLAVE or MS_SHARED, applied recursively
+};
+
 struct pv_rlimit {
     int resource;
     uint64_t soft, hard;
@@ -21,6 +28,8 @@ struct pv_spawn_config {
     pid_t join_pid;
     int new_pid_namespace;
     int readonly_rootfs;
+    const struct pv_mount *mounts;
+    size_t mount_count;
     const char *const *masked_paths;     // NULL-terminated; inside the container
     const char *const *readonly_paths;   // NULL-terminated; inside the container
     const char *const *sysctl_files;     // NULL-terminated /proc/sys/… paths, written with sysctl_values

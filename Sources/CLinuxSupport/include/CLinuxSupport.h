@@ -28,6 +28,8 @@ int pv_mount(const char *source, const char *target, const char *fstype, unsigne
 // Makes `path` a mount point of its own with shared propagation, so mounts made below it later propagate
 // into the namespaces (virtiofsd's) that copied it.
 int pv_make_shared_mountpoint(const char *path);
+// mount --make-rshared on an existing mount point.
+int pv_make_shared(const char *path);
 // Bind-mounts `source` on `target`; read-only binds are made read-only before they become visible.
 int pv_bind_mount(const char *source, const char *target, int readonly);
 // mount(MS_MOVE): moves a mount (with its submounts) to another place.
@@ -35,6 +37,9 @@ int pv_move_mount(const char *source, const char *target);
 // umount2(MNT_DETACH): detaches the mount and everything below it, even while busy.
 int pv_umount_detach(const char *path);
 unsigned long pv_ms_nosuid(void);
+unsigned long pv_ms_private(void);
+unsigned long pv_ms_slave(void);
+unsigned long pv_ms_shared(void);
 unsigned long pv_ms_nodev(void);
 unsigned long pv_ms_noexec(void);
 

@@ -273,11 +273,75 @@ public nonisolated struct Podvisor_Agent_V1_CreateContainerRequest: @unchecked S
   /// Clears the value of `resources`. Subsequent reads from it will return its default value.
   public mutating func clearResources() {_uniqueStorage()._resources = nil}
 
+  /// Volumes, bound in this order after the rootfs.
+  public var mounts: [Podvisor_Agent_V1_Mount] {
+    get {_storage._mounts}
+    set {_uniqueStorage()._mounts = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Podvisor_Agent_V1_Mount: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Path relative to the VM's shared directory (the host placed the volume there).
+  public var source: String = String()
+
+  /// Absolute path inside the container; created when missing.
+  public var destination: String = String()
+
+  public var readonly: Bool = false
+
+  public var propagation: Podvisor_Agent_V1_Mount.Propagation = .private
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum Propagation: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+    case `private` // = 0
+    case rslave // = 1
+    case rshared // = 2
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .private
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .private
+      case 1: self = .rslave
+      case 2: self = .rshared
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .private: return 0
+      case .rslave: return 1
+      case .rshared: return 2
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [Podvisor_Agent_V1_Mount.Propagation] = [
+      .private,
+      .rslave,
+      .rshared,
+    ]
+
+  }
+
+  public init() {}
 }
 
 public nonisolated struct Podvisor_Agent_V1_CreateContainerResponse: Sendable {
@@ -971,7 +1035,7 @@ nonisolated extension Podvisor_Agent_V1_Rlimit: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Podvisor_Agent_V1_CreateContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateContainerRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{1}rootfs\0\u{3}readonly_rootfs\0\u{1}hostname\0\u{1}process\0\u{3}own_pid_namespace\0\u{3}masked_paths\0\u{3}readonly_paths\0\u{1}sysctls\0\u{1}resources\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{1}rootfs\0\u{3}readonly_rootfs\0\u{1}hostname\0\u{1}process\0\u{3}own_pid_namespace\0\u{3}masked_paths\0\u{3}readonly_paths\0\u{1}sysctls\0\u{1}resources\0\u{1}mounts\0")
 
   fileprivate class _StorageClass {
     var _containerID: String = String()
@@ -984,6 +1048,7 @@ nonisolated extension Podvisor_Agent_V1_CreateContainerRequest: SwiftProtobuf.Me
     var _readonlyPaths: [String] = []
     var _sysctls: Dictionary<String,String> = [:]
     var _resources: Podvisor_Agent_V1_Resources? = nil
+    var _mounts: [Podvisor_Agent_V1_Mount] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1004,6 +1069,7 @@ nonisolated extension Podvisor_Agent_V1_CreateContainerRequest: SwiftProtobuf.Me
       _readonlyPaths = source._readonlyPaths
       _sysctls = source._sysctls
       _resources = source._resources
+      _mounts = source._mounts
     }
   }
 
@@ -1032,6 +1098,7 @@ nonisolated extension Podvisor_Agent_V1_CreateContainerRequest: SwiftProtobuf.Me
         case 8: try { try decoder.decodeRepeatedStringField(value: &_storage._readonlyPaths) }()
         case 9: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &_storage._sysctls) }()
         case 10: try { try decoder.decodeSingularMessageField(value: &_storage._resources) }()
+        case 11: try { try decoder.decodeRepeatedMessageField(value: &_storage._mounts) }()
         default: break
         }
       }
@@ -1074,6 +1141,9 @@ nonisolated extension Podvisor_Agent_V1_CreateContainerRequest: SwiftProtobuf.Me
       try { if let v = _storage._resources {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
       } }()
+      if !_storage._mounts.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._mounts, fieldNumber: 11)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1093,6 +1163,7 @@ nonisolated extension Podvisor_Agent_V1_CreateContainerRequest: SwiftProtobuf.Me
         if _storage._readonlyPaths != rhs_storage._readonlyPaths {return false}
         if _storage._sysctls != rhs_storage._sysctls {return false}
         if _storage._resources != rhs_storage._resources {return false}
+        if _storage._mounts != rhs_storage._mounts {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -1100,6 +1171,55 @@ nonisolated extension Podvisor_Agent_V1_CreateContainerRequest: SwiftProtobuf.Me
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
+}
+
+nonisolated extension Podvisor_Agent_V1_Mount: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Mount"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}source\0\u{1}destination\0\u{1}readonly\0\u{1}propagation\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.source) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.destination) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.readonly) }()
+      case 4: try { try decoder.decodeSingularEnumField(value: &self.propagation) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.source.isEmpty {
+      try visitor.visitSingularStringField(value: self.source, fieldNumber: 1)
+    }
+    if !self.destination.isEmpty {
+      try visitor.visitSingularStringField(value: self.destination, fieldNumber: 2)
+    }
+    if self.readonly != false {
+      try visitor.visitSingularBoolField(value: self.readonly, fieldNumber: 3)
+    }
+    if self.propagation != .private {
+      try visitor.visitSingularEnumField(value: self.propagation, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Podvisor_Agent_V1_Mount, rhs: Podvisor_Agent_V1_Mount) -> Bool {
+    if lhs.source != rhs.source {return false}
+    if lhs.destination != rhs.destination {return false}
+    if lhs.readonly != rhs.readonly {return false}
+    if lhs.propagation != rhs.propagation {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Podvisor_Agent_V1_Mount.Propagation: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0PRIVATE\0\u{1}RSLAVE\0\u{1}RSHARED\0")
 }
 
 nonisolated extension Podvisor_Agent_V1_CreateContainerResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
