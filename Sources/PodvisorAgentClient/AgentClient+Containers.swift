@@ -82,6 +82,19 @@ extension AgentClient {
         let _: Podvisor_Agent_V1_Empty = try await call("CloseStdin", process)
     }
 
+    /// Stops a process as kubelet expects: SIGTERM, then SIGKILL when it outlives `grace`. Returns its exit.
+    public func stop(_ process: Podvisor_Agent_V1_ProcessRef, grace: Duration) async throws(PodvisorError)
+        -> Podvisor_Agent_V1_WaitProcessResponse
+    {
+        try await signal(process, SIGTERM)
+        do {
+            return try await wait(process, timeout: grace)
+        } catch where error.code == .timeout {
+            try await signal(process, SIGKILL)
+            return try await wait(process)
+        }
+    }
+
     public func containerStats(_ id: String) async throws(PodvisorError) -> Podvisor_Agent_V1_ContainerStatsResponse {
         try await call("ContainerStats", Podvisor_Agent_V1_ContainerStatsRequest.with { $0.containerID = id })
     }

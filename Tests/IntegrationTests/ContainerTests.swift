@@ -244,6 +244,31 @@ struct SharedPodVM: SuiteTrait, TestScoping {
         try await agent.removeContainer(id)
     }
 
+    @Test func stopSendsTermThenKillAfterGrace() async throws {
+        let agent = pod.agent
+        for (script, expected) in [("trap 'exit 7' TERM; while true; do sleep 0.1; done", Int32(7)),
+                                   ("trap '' TERM; while true; do sleep 0.1; done", Int32(137))] {
+            let id = TestHost.uniqueID("stop")
+            let relative = try pod.mountRootfs(containerID: id, from: rootfs)
+            defer { try? pod.unmountContainer(containerID: id) }
+            try await agent.createContainer(.with {
+                $0.containerID = id
+                $0.rootfs = relative
+                $0.process.args = ["sh", "-c", script]
+                $0.process.env = ["PATH=/bin"]
+            })
+            try await agent.startContainer(id)
+            try await Task.sleep(for: .milliseconds(300))
+            let clock = ContinuousClock()
+            let started = clock.now
+            let exit = try await agent.stop(AgentClient.process(id), grace: .seconds(1))
+            #expect(exit.exitCode == expected)
+            // Killed only after the grace period when TERM is ignored.
+            #expect((started.duration(to: clock.now) >= .seconds(1)) == (expected == 137))
+            try await agent.removeContainer(id)
+        }
+    }
+
     @Test func badSpecsGetClearErrorsAndTheSandboxLivesOn() async throws {
         let agent = pod.agent
         let id = TestHost.uniqueID("bad")
