@@ -8,6 +8,7 @@ SWIFT ?= swift
 BUILD := build
 AGENT := $(BUILD)/podvisor-agent
 BASELINE := $(BUILD)/image/baseline-initramfs.img
+BUSYBOX_ROOTFS := $(BUILD)/busybox-rootfs
 PODVISOR := .build/debug/podvisor
 # Where make demo keeps its VMs and its embedded libvirt root.
 DEMO_STATE ?= /var/lib/podvisor
@@ -38,6 +39,9 @@ include Images/Makefile.inc
 $(BASELINE): Images/build-baseline.sh | deps
 	Images/build-baseline.sh $@
 
+$(BUSYBOX_ROOTFS): Images/build-busybox-rootfs.sh | deps
+	Images/build-busybox-rootfs.sh $@
+
 demo: build image
 	$(PODVISOR) vm boot --state-dir $(DEMO_STATE) $(IMAGE_FLAGS)
 
@@ -51,9 +55,9 @@ unit-test: deps
 
 # Boot-to-ready against a bare boot, and image pull against skopeo copy; each rewrites its section of
 # Docs/performance.md.
-bench: build image $(BASELINE)
+bench: build image $(BASELINE) $(BUSYBOX_ROOTFS)
 	$(PODVISOR) bench boot --state-dir $(DEMO_STATE) $(IMAGE_FLAGS) --baseline-initrd $(abspath $(BASELINE)) \
-		--runs 5 --report Docs/performance.md
+		--container-rootfs $(abspath $(BUSYBOX_ROOTFS)) --runs 5 --report Docs/performance.md
 	Tests/ImageIntegrationTests/Fixtures/bench-pull.sh $(PODVISOR) 5 Docs/performance.md
 
 clean:

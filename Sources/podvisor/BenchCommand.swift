@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import PodvisorCore
 import PodvisorRuntime
+import PodvisorAgentClient
 import PodvisorVMM
 
 struct BenchCommand: AsyncParsableCommand {
@@ -23,17 +24,23 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "Markdown file whose boot section is replaced with the results.")
         var report: String?
 
+        @Option(help: "A container root filesystem (make bench builds one from busybox): the agent's RSS is also measured with two idle containers from it.")
+        var containerRootfs: String?
+
         func validate() throws {
             guard runs >= 1 && runs <= 100 else { throw ValidationError("--runs must be 1...100") }
         }
 
         func run() async throws {
             let host = try VMHost(config: runtime.load())
-            var pod: [Duration] = [], bare: [Duration] = [], rss: [UInt64] = []
+            var pod: [Duration] = [], bare: [Duration] = [], rss: [UInt64] = [], rssWithContainers: [UInt64] = []
             // Interleaved, so drift of the machine's load hits both series alike.
             for i in 0...runs {
                 let booted = try await host.boot(id: "bench-\(getpid())-\(i)")
                 let agentRSS = try await booted.agent.health().agentRssBytes
+                if let containerRootfs, i > 0 {
+                    rssWithContainers.append(try await Self.agentRSSWithIdleContainers(booted, rootfs: containerRootfs))
+                }
                 try await booted.shutdown()
                 let baseline = try await BaselineBoot.measure(
                     host.vmConfiguration(id: "bench-bare-\(getpid())-\(i)", initrd: baselineInitrd), on: host.connection)
@@ -45,9 +52,27 @@ struct BenchCommand: AsyncParsableCommand {
             }
             let result = BootBenchResult(
                 accelerator: host.accelerator, transport: host.transport, runs: runs, pod: pod, bare: bare, agentRSS: rss,
+                agentRSSWithTwoContainers: rssWithContainers,
                 kernel: host.config.kernelPath, initrd: host.config.initrdPath)
             print(result.markdown)
             if let report { try result.write(into: report) }
+        }
+
+        /// Starts two `sleep` containers and reads the agent's RSS (the VM's shutdown removes them).
+        static func agentRSSWithIdleContainers(_ pod: PodVM, rootfs: String) async throws -> UInt64 {
+            for n in 0..<2 {
+                let id = "idle-\(n)"
+                let relative = try pod.mountRootfs(containerID: id, from: rootfs)
+                try await pod.agent.createContainer(.with {
+                    $0.containerID = id
+                    $0.rootfs = relative
+                    $0.ownPidNamespace = true
+                    $0.process.args = ["sleep", "3600"]
+                    $0.process.env = ["PATH=/bin"]
+                })
+                try await pod.agent.startContainer(id)
+            }
+            return try await pod.agent.health().agentRssBytes
         }
     }
 }
@@ -81,6 +106,7 @@ struct BootBenchResult {
     var pod: [Duration]
     var bare: [Duration]
     var agentRSS: [UInt64]
+    var agentRSSWithTwoContainers: [UInt64]
     var kernel: String
     var initrd: String
 
@@ -93,7 +119,9 @@ struct BootBenchResult {
         let p50 = Self.percentile(pod, 0.5), p90 = Self.percentile(pod, 0.9)
         let b50 = Self.percentile(bare, 0.5), b90 = Self.percentile(bare, 0.9)
         let ratio = Double(p50.milliseconds) / Double(max(1, b50.milliseconds))
-        let rss = agentRSS.sorted()[agentRSS.count / 2]
+        let rss = Self.median(agentRSS)
+        let withContainers = agentRSSWithTwoContainers.isEmpty
+            ? "" : " With two idle containers: **\(Self.median(agentRSSWithTwoContainers) / 1024) KiB**."
         let size = { (path: String) in ((try? FileManager.default.attributesOfItem(atPath: path)[.size]) as? Int).map { "\($0 / 1024) KiB" } ?? "?" }
         let date = ISO8601DateFormatter().string(from: Date())
         return """
@@ -112,11 +140,13 @@ struct BootBenchResult {
             | **ratio pod / baseline** | **\(String(format: "%.2f", ratio))** | \
             \(String(format: "%.2f", Double(p90.milliseconds) / Double(max(1, b90.milliseconds)))) |
 
-            Agent RSS inside the guest (median VmRSS after boot): **\(rss / 1024) KiB**. \
+            Agent RSS inside the guest (median VmRSS after boot): **\(rss / 1024) KiB**.\(withContainers) \
             Guest kernel \(size(kernel)), initramfs \(size(initrd)).
             \(BootBenchResult.endMarker)
             """
     }
+
+    static func median(_ values: [UInt64]) -> UInt64 { values.sorted()[values.count / 2] }
 
     static let startMarker = "<!-- bench:boot:start -->"
     static let endMarker = "<!-- bench:boot:end -->"
