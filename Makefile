@@ -36,7 +36,7 @@ FORCE:
 
 include Images/Makefile.inc
 
-$(BASELINE): Images/build-baseline.sh | deps
+$(BASELINE): Images/build-baseline.sh Images/build-busybox-rootfs.sh | deps
 	Images/build-baseline.sh $@
 
 $(BUSYBOX_ROOTFS): Images/build-busybox-rootfs.sh | deps
