@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
@@ -253,6 +254,7 @@ static void child(int status, const struct pv_spawn_config *c) {
     for (int i = 0; i < 3; i++)
         if (dup2(c->stdio[i], i) < 0) fail(status, "dup2 stdio");
     if (setsid() < 0) fail(status, "setsid");
+    if (c->terminal && ioctl(0, TIOCSCTTY, 0) != 0) fail(status, "set controlling terminal");
     if (c->join_pid > 0) {
         join_namespaces(status, c->join_pid);
     } else {

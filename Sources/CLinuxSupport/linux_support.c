@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/reboot.h>
@@ -107,6 +109,29 @@ int pv_set_child_subreaper(void) {
 
 int pv_pipe(int fds[2]) {
     return pipe2(fds, O_CLOEXEC);
+}
+
+int pv_open_pty(int *master, int *slave) {
+    int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (m < 0) return -1;
+    char name[64];
+    if (grantpt(m) != 0 || unlockpt(m) != 0 || ptsname_r(m, name, sizeof(name)) != 0) {
+        close(m);
+        return -1;
+    }
+    int s = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (s < 0) {
+        close(m);
+        return -1;
+    }
+    *master = m;
+    *slave = s;
+    return 0;
+}
+
+int pv_set_window_size(int fd, unsigned short rows, unsigned short columns) {
+    struct winsize size = {rows, columns, 0, 0};
+    return ioctl(fd, TIOCSWINSZ, &size);
 }
 
 int pv_finit_module(int fd) {

@@ -95,6 +95,15 @@ extension AgentClient {
         }
     }
 
+    public func resizeTTY(_ process: Podvisor_Agent_V1_ProcessRef, rows: UInt32, columns: UInt32) async throws(PodvisorError) {
+        let request = Podvisor_Agent_V1_ResizeTTYRequest.with {
+            $0.process = process
+            $0.rows = rows
+            $0.columns = columns
+        }
+        let _: Podvisor_Agent_V1_Empty = try await call("ResizeTTY", request)
+    }
+
     public func containerStats(_ id: String) async throws(PodvisorError) -> Podvisor_Agent_V1_ContainerStatsResponse {
         try await call("ContainerStats", Podvisor_Agent_V1_ContainerStatsRequest.with { $0.containerID = id })
     }

@@ -93,6 +93,10 @@ enum AgentService {
             try containers.update(r.containerID, r.resources)
             return Empty()
         }
+        builder.add(service, "ResizeTTY") { (r: Podvisor_Agent_V1_ResizeTTYRequest) in
+            try containers.resize(r)
+            return Empty()
+        }
         builder.add(service, "RemoveContainer") { (r: Podvisor_Agent_V1_RemoveContainerRequest) in
             try containers.remove(r.containerID)
             return Empty()

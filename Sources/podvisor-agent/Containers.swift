@@ -232,6 +232,16 @@ final class Containers: Sendable {
         if let fd { close(fd) }
     }
 
+    func resize(_ request: Podvisor_Agent_V1_ResizeTTYRequest) throws(RPCError) {
+        let process = try lookup(request.process)
+        guard request.rows <= UInt32(UInt16.max), request.columns <= UInt32(UInt16.max) else {
+            throw RPCError(.invalidArgument, "window size \(request.rows)x\(request.columns) out of range")
+        }
+        guard pv_set_window_size(process.stdoutFD, UInt16(request.rows), UInt16(request.columns)) == 0 else {
+            throw RPCError(.failedPrecondition, "process has no terminal")
+        }
+    }
+
     func stats(_ id: String) throws(RPCError) -> Podvisor_Agent_V1_ContainerStatsResponse {
         guard state.update({ $0.containers[id] != nil }) else { throw RPCError(.notFound, "container \(id) not found") }
         return Cgroups.stats(id)
@@ -281,12 +291,22 @@ final class Containers: Sendable {
         let capabilities = spec.hasCapabilities ? try ProcessLimits.capabilityMask(spec.capabilities.names) : nil
         let rlimits = try ProcessLimits.rlimits(spec.rlimits)
         let seccomp = try SeccompProfile.program(for: spec.seccomp, capabilities: capabilities)
+        // [read end, write end] of each stream; with a terminal, the master is read and written by the agent
+        // and the slave is all three of the child's stdio (stderr then reads as empty).
         var out: [Int32] = [-1, -1], err: [Int32] = [-1, -1], input: [Int32] = [-1, -1]
-        guard pv_pipe(&out) == 0, pv_pipe(&err) == 0 else { throw RPCError(.internal, "pipe: errno \(errno)") }
-        if spec.stdin {
-            guard pv_pipe(&input) == 0 else { throw RPCError(.internal, "pipe: errno \(errno)") }
+        if spec.terminal {
+            var master: Int32 = -1, slave: Int32 = -1
+            guard pv_open_pty(&master, &slave) == 0 else { throw RPCError(.internal, "cannot open a pty: errno \(errno)") }
+            out = [master, slave]
+            err = [open("/dev/null", O_RDONLY | O_CLOEXEC), fcntl(slave, F_DUPFD_CLOEXEC, 0)]
+            input = [fcntl(slave, F_DUPFD_CLOEXEC, 0), spec.stdin ? fcntl(master, F_DUPFD_CLOEXEC, 0) : -1]
         } else {
-            input[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)
+            guard pv_pipe(&out) == 0, pv_pipe(&err) == 0 else { throw RPCError(.internal, "pipe: errno \(errno)") }
+            if spec.stdin {
+                guard pv_pipe(&input) == 0 else { throw RPCError(.internal, "pipe: errno \(errno)") }
+            } else {
+                input[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)
+            }
         }
         defer {
             // The child's ends: it has its own copies now (or never will).
@@ -326,6 +346,7 @@ final class Containers: Sendable {
         config.seccomp_filter = seccomp.isEmpty ? nil : UnsafeRawPointer(arena.array(seccomp))
         config.seccomp_instructions = UInt16(seccomp.count / 8)
         config.stdio = (input[0], out[1], err[1])
+        config.terminal = spec.terminal ? 1 : 0
         config.start_fd = startFD
         config.cgroup_procs_fd = cgroupFD
         var error = [CChar](repeating: 0, count: 512)

@@ -35,13 +35,12 @@ struct SharedPodVM: SuiteTrait, TestScoping {
         var oomKilled: Bool
     }
 
-    /// Creates, starts and waits for a container, collecting its output; removes it afterwards.
-    func run(
-        _ args: [String], id: String = TestHost.uniqueID("ctr"), configure: (inout Podvisor_Agent_V1_CreateContainerRequest) -> Void = { _ in }
-    ) async throws -> Outcome {
-        let agent = pod.agent
+    typealias Configure = (inout Podvisor_Agent_V1_CreateContainerRequest) -> Void
+
+    /// Places the rootfs, then creates and starts the container (its own PID namespace, PATH=/bin).
+    /// The caller unmounts it (`pod.unmountContainer`) when done.
+    func start(_ args: [String], id: String, configure: Configure = { _ in }) async throws {
         let relative = try pod.mountRootfs(containerID: id, from: rootfs)
-        defer { try? pod.unmountContainer(containerID: id) }
         var request = Podvisor_Agent_V1_CreateContainerRequest.with {
             $0.containerID = id
             $0.rootfs = relative
@@ -50,8 +49,15 @@ struct SharedPodVM: SuiteTrait, TestScoping {
             $0.process.env = ["PATH=/bin"]
         }
         configure(&request)
-        try await agent.createContainer(request)
-        try await agent.startContainer(id)
+        try await pod.agent.createContainer(request)
+        try await pod.agent.startContainer(id)
+    }
+
+    /// Creates, starts and waits for a container, collecting its output; removes it afterwards.
+    func run(_ args: [String], id: String = TestHost.uniqueID("ctr"), configure: Configure = { _ in }) async throws -> Outcome {
+        let agent = pod.agent
+        defer { try? pod.unmountContainer(containerID: id) }
+        try await start(args, id: id, configure: configure)
         let ref = AgentClient.process(id)
         async let out = agent.readAllOutput(ref)
         async let err = agent.readAllOutput(ref, stderr: true)
@@ -146,15 +152,8 @@ struct SharedPodVM: SuiteTrait, TestScoping {
     @Test func statsAndResourceUpdates() async throws {
         let agent = pod.agent
         let id = TestHost.uniqueID("stats")
-        let relative = try pod.mountRootfs(containerID: id, from: rootfs)
         defer { try? pod.unmountContainer(containerID: id) }
-        try await agent.createContainer(.with {
-            $0.containerID = id
-            $0.rootfs = relative
-            $0.process.args = ["sh", "-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 60"]
-            $0.process.env = ["PATH=/bin"]
-        })
-        try await agent.startContainer(id)
+        try await start(["sh", "-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 60"], id: id)
         try await Task.sleep(for: .milliseconds(500))
         let stats = try await agent.containerStats(id)
         #expect(stats.pids >= 1)
@@ -219,17 +218,8 @@ struct SharedPodVM: SuiteTrait, TestScoping {
     @Test func execIntoRunningContainerThenStopWithSignal() async throws {
         let agent = pod.agent
         let id = TestHost.uniqueID("svc")
-        let relative = try pod.mountRootfs(containerID: id, from: rootfs)
         defer { try? pod.unmountContainer(containerID: id) }
-        try await agent.createContainer(.with {
-            $0.containerID = id
-            $0.rootfs = relative
-            $0.hostname = "svc"
-            $0.ownPidNamespace = true
-            $0.process.args = ["sh", "-c", "trap 'exit 42' TERM; while true; do sleep 0.1; done"]
-            $0.process.env = ["PATH=/bin"]
-        })
-        try await agent.startContainer(id)
+        try await start(["sh", "-c", "trap 'exit 42' TERM; while true; do sleep 0.1; done"], id: id) { $0.hostname = "svc" }
         try await agent.exec(id, execID: "probe", .with {
             $0.args = ["sh", "-c", "hostname; cat /proc/1/cmdline | tr '\\0' ' '"]
             $0.env = ["PATH=/bin"]
@@ -249,15 +239,8 @@ struct SharedPodVM: SuiteTrait, TestScoping {
         for (script, expected) in [("trap 'exit 7' TERM; while true; do sleep 0.1; done", Int32(7)),
                                    ("trap '' TERM; while true; do sleep 0.1; done", Int32(137))] {
             let id = TestHost.uniqueID("stop")
-            let relative = try pod.mountRootfs(containerID: id, from: rootfs)
             defer { try? pod.unmountContainer(containerID: id) }
-            try await agent.createContainer(.with {
-                $0.containerID = id
-                $0.rootfs = relative
-                $0.process.args = ["sh", "-c", script]
-                $0.process.env = ["PATH=/bin"]
-            })
-            try await agent.startContainer(id)
+            try await start(["sh", "-c", script], id: id)
             try await Task.sleep(for: .milliseconds(300))
             let clock = ContinuousClock()
             let started = clock.now
@@ -269,8 +252,31 @@ struct SharedPodVM: SuiteTrait, TestScoping {
         }
     }
 
+    @Test func terminalSessionWithResizeAndInput() async throws {
+        let agent = pod.agent
+        let id = TestHost.uniqueID("tty")
+        defer { try? pod.unmountContainer(containerID: id) }
+        try await start(["sh", "-c", "read line; [ -t 0 ] && echo tty; stty size; echo got $line"], id: id) {
+            $0.process.terminal = true
+            $0.process.stdin = true
+        }
+        let ref = AgentClient.process(id)
+        try await agent.resizeTTY(ref, rows: 33, columns: 101)
+        try await agent.writeStdin(ref, Data("hello\n".utf8))
+        let output = String(decoding: try await agent.readAllOutput(ref), as: UTF8.self)
+        // The terminal echoes the input and turns \n into \r\n.
+        #expect(output == "hello\r\ntty\r\n33 101\r\ngot hello\r\n")
+        #expect(try await agent.readAllOutput(ref, stderr: true).isEmpty)
+        #expect(try await agent.wait(ref).exitCode == 0)
+        try await agent.removeContainer(id)
+    }
+
     @Test func badSpecsGetClearErrorsAndTheSandboxLivesOn() async throws {
         let agent = pod.agent
+        // A container running all along: no bad request may disturb it.
+        let bystander = TestHost.uniqueID("bystander")
+        defer { try? pod.unmountContainer(containerID: bystander) }
+        try await start(["sleep", "600"], id: bystander)
         let id = TestHost.uniqueID("bad")
         let relative = try pod.mountRootfs(containerID: id, from: rootfs)
         defer { try? pod.unmountContainer(containerID: id) }
@@ -310,5 +316,8 @@ struct SharedPodVM: SuiteTrait, TestScoping {
         #expect(try await agent.wait(AgentClient.process(id)).exitCode == 0)
         try await agent.removeContainer(id)
         #expect(try await agent.health().status == .serving)
+        try await agent.exec(bystander, execID: "alive", .with { $0.args = ["true"]; $0.env = ["PATH=/bin"] })
+        #expect(try await agent.wait(AgentClient.process(bystander, exec: "alive")).exitCode == 0)
+        try await agent.removeContainer(bystander)
     }
 }

@@ -52,6 +52,7 @@ struct pv_spawn_config {
     const void *seccomp_filter;
     unsigned short seccomp_instructions;
     int stdio[3];                  // become the child's fds 0, 1, 2
+    int terminal;                  // stdio is a pty slave: it becomes the controlling terminal
     int cgroup_procs_fd;           // the container cgroup's cgroup.procs, joined first; -1: stay
     int start_fd;                  // the child reads one byte from it before exec; -1: exec at once
 };

@@ -19,6 +19,10 @@ int pv_pipe(int fds[2]);
 int pv_pidfd_open(pid_t pid);
 int pv_set_child_subreaper(void);
 
+// A new pseudo-terminal pair (both close-on-exec); 0, or -1 with errno.
+int pv_open_pty(int *master, int *slave);
+int pv_set_window_size(int fd, unsigned short rows, unsigned short columns);
+
 // Kernel modules and power.
 int pv_finit_module(int fd);
 int pv_poweroff(void);

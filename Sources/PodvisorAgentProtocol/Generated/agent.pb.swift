@@ -27,6 +27,31 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
+public nonisolated struct Podvisor_Agent_V1_ResizeTTYRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var process: Podvisor_Agent_V1_ProcessRef {
+    get {_process ?? Podvisor_Agent_V1_ProcessRef()}
+    set {_process = newValue}
+  }
+  /// Returns true if `process` has been explicitly set.
+  public var hasProcess: Bool {self._process != nil}
+  /// Clears the value of `process`. Subsequent reads from it will return its default value.
+  public mutating func clearProcess() {self._process = nil}
+
+  public var rows: UInt32 = 0
+
+  public var columns: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _process: Podvisor_Agent_V1_ProcessRef? = nil
+}
+
 /// cgroup v2 limits; 0 means unlimited.
 public nonisolated struct Podvisor_Agent_V1_Resources: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -100,6 +125,9 @@ public nonisolated struct Podvisor_Agent_V1_ProcessSpec: Sendable {
   public mutating func clearCapabilities() {self._capabilities = nil}
 
   public var rlimits: [Podvisor_Agent_V1_Rlimit] = []
+
+  /// A pseudo-terminal as stdin/stdout/stderr (stdout carries everything; stderr is empty).
+  public var terminal: Bool = false
 
   /// Absent: unconfined.
   public var seccomp: Podvisor_Agent_V1_Seccomp {
@@ -369,29 +397,35 @@ public nonisolated struct Podvisor_Agent_V1_StartContainerRequest: Sendable {
   public init() {}
 }
 
-public nonisolated struct Podvisor_Agent_V1_ExecProcessRequest: Sendable {
+public nonisolated struct Podvisor_Agent_V1_ExecProcessRequest: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var containerID: String = String()
+  public var containerID: String {
+    get {_storage._containerID}
+    set {_uniqueStorage()._containerID = newValue}
+  }
 
-  public var execID: String = String()
+  public var execID: String {
+    get {_storage._execID}
+    set {_uniqueStorage()._execID = newValue}
+  }
 
   public var process: Podvisor_Agent_V1_ProcessSpec {
-    get {_process ?? Podvisor_Agent_V1_ProcessSpec()}
-    set {_process = newValue}
+    get {_storage._process ?? Podvisor_Agent_V1_ProcessSpec()}
+    set {_uniqueStorage()._process = newValue}
   }
   /// Returns true if `process` has been explicitly set.
-  public var hasProcess: Bool {self._process != nil}
+  public var hasProcess: Bool {_storage._process != nil}
   /// Clears the value of `process`. Subsequent reads from it will return its default value.
-  public mutating func clearProcess() {self._process = nil}
+  public mutating func clearProcess() {_uniqueStorage()._process = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _process: Podvisor_Agent_V1_ProcessSpec? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Podvisor_Agent_V1_ProcessRef: Sendable {
@@ -761,6 +795,50 @@ public nonisolated struct Podvisor_Agent_V1_ShutdownResponse: Sendable {
 
 fileprivate nonisolated let _protobuf_package = "podvisor.agent.v1"
 
+nonisolated extension Podvisor_Agent_V1_ResizeTTYRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ResizeTTYRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}process\0\u{1}rows\0\u{1}columns\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._process) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.rows) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.columns) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._process {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if self.rows != 0 {
+      try visitor.visitSingularUInt32Field(value: self.rows, fieldNumber: 2)
+    }
+    if self.columns != 0 {
+      try visitor.visitSingularUInt32Field(value: self.columns, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Podvisor_Agent_V1_ResizeTTYRequest, rhs: Podvisor_Agent_V1_ResizeTTYRequest) -> Bool {
+    if lhs._process != rhs._process {return false}
+    if lhs.rows != rhs.rows {return false}
+    if lhs.columns != rhs.columns {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Podvisor_Agent_V1_Resources: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Resources"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}memory_limit_bytes\0\u{3}cpu_quota_us\0\u{3}cpu_period_us\0\u{3}cpu_weight\0\u{3}pids_limit\0")
@@ -832,7 +910,7 @@ nonisolated extension Podvisor_Agent_V1_Empty: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Podvisor_Agent_V1_ProcessSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ProcessSpec"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}args\0\u{1}env\0\u{1}cwd\0\u{1}uid\0\u{1}gid\0\u{3}additional_gids\0\u{1}username\0\u{1}groupname\0\u{1}stdin\0\u{3}no_new_privileges\0\u{1}capabilities\0\u{1}rlimits\0\u{1}seccomp\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}args\0\u{1}env\0\u{1}cwd\0\u{1}uid\0\u{1}gid\0\u{3}additional_gids\0\u{1}username\0\u{1}groupname\0\u{1}stdin\0\u{3}no_new_privileges\0\u{1}capabilities\0\u{1}rlimits\0\u{1}seccomp\0\u{1}terminal\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -853,6 +931,7 @@ nonisolated extension Podvisor_Agent_V1_ProcessSpec: SwiftProtobuf.Message, Swif
       case 11: try { try decoder.decodeSingularMessageField(value: &self._capabilities) }()
       case 12: try { try decoder.decodeRepeatedMessageField(value: &self.rlimits) }()
       case 13: try { try decoder.decodeSingularMessageField(value: &self._seccomp) }()
+      case 14: try { try decoder.decodeSingularBoolField(value: &self.terminal) }()
       default: break
       }
     }
@@ -902,6 +981,9 @@ nonisolated extension Podvisor_Agent_V1_ProcessSpec: SwiftProtobuf.Message, Swif
     try { if let v = self._seccomp {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
     } }()
+    if self.terminal != false {
+      try visitor.visitSingularBoolField(value: self.terminal, fieldNumber: 14)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -918,6 +1000,7 @@ nonisolated extension Podvisor_Agent_V1_ProcessSpec: SwiftProtobuf.Message, Swif
     if lhs.noNewPrivileges != rhs.noNewPrivileges {return false}
     if lhs._capabilities != rhs._capabilities {return false}
     if lhs.rlimits != rhs.rlimits {return false}
+    if lhs.terminal != rhs.terminal {return false}
     if lhs._seccomp != rhs._seccomp {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
@@ -1286,41 +1369,81 @@ nonisolated extension Podvisor_Agent_V1_ExecProcessRequest: SwiftProtobuf.Messag
   public static let protoMessageName: String = _protobuf_package + ".ExecProcessRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{3}exec_id\0\u{1}process\0")
 
+  fileprivate class _StorageClass {
+    var _containerID: String = String()
+    var _execID: String = String()
+    var _process: Podvisor_Agent_V1_ProcessSpec? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _containerID = source._containerID
+      _execID = source._execID
+      _process = source._process
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.containerID) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.execID) }()
-      case 3: try { try decoder.decodeSingularMessageField(value: &self._process) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._containerID) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._execID) }()
+        case 3: try { try decoder.decodeSingularMessageField(value: &_storage._process) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.containerID.isEmpty {
-      try visitor.visitSingularStringField(value: self.containerID, fieldNumber: 1)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._containerID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._containerID, fieldNumber: 1)
+      }
+      if !_storage._execID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._execID, fieldNumber: 2)
+      }
+      try { if let v = _storage._process {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+      } }()
     }
-    if !self.execID.isEmpty {
-      try visitor.visitSingularStringField(value: self.execID, fieldNumber: 2)
-    }
-    try { if let v = self._process {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
-    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Podvisor_Agent_V1_ExecProcessRequest, rhs: Podvisor_Agent_V1_ExecProcessRequest) -> Bool {
-    if lhs.containerID != rhs.containerID {return false}
-    if lhs.execID != rhs.execID {return false}
-    if lhs._process != rhs._process {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._containerID != rhs_storage._containerID {return false}
+        if _storage._execID != rhs_storage._execID {return false}
+        if _storage._process != rhs_storage._process {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
