@@ -164,10 +164,11 @@ static void enter_rootfs(int status, const struct pv_spawn_config *c) {
         fail(status, "remount rootfs read-only");
 }
 
-static void join_namespaces(int status, pid_t pid) {
+static void join_namespaces(int status, pid_t pid, size_t count) {
+    // In this order, so that joining the mount namespace (which changes what /proc is) comes last.
     static const char *const kinds[] = {"ipc", "uts", "mnt"};
     char path[64];
-    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+    for (size_t i = 0; i < count; i++) {
         snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)pid, kinds[i]);
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0 || setns(fd, 0) != 0) fail(status, "join container namespaces");
@@ -245,10 +246,31 @@ static void exec_program(int status, const struct pv_spawn_config *c) {
     fail(status, file);
 }
 
+static void noop(int signal) { (void)signal; }
+
+// PID 1 of a pod: reaps orphans until the VM stops. SIGCHLD must have a handler for pause() to return.
+static void sandbox_init(int status, const struct pv_spawn_config *c) {
+    if (c->hostname && sethostname(c->hostname, strlen(c->hostname)) != 0) fail(status, "sethostname");
+    write_sysctls(status, c);
+    struct sigaction action;
+    memset(&action, 0, sizeof(action));
+    action.sa_handler = noop;
+    sigaction(SIGCHLD, &action, NULL);
+    (void)!write(status, "R", 1);
+    close(status);
+    for (int i = 0; i < 3; i++) close(i);
+    for (;;) {
+        while (waitpid(-1, NULL, WNOHANG) > 0) {
+        }
+        pause();
+    }
+}
+
 static void child(int status, const struct pv_spawn_config *c) {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);  // the agent blocks signals for sigwait; containers must not inherit that
+    if (c->sandbox_init) sandbox_init(status, c);
     // The cgroup first, so that everything the container does from here on is accounted and limited.
     if (c->cgroup_procs_fd >= 0 && write(c->cgroup_procs_fd, "0", 1) != 1) fail(status, "join the container's cgroup");
     for (int i = 0; i < 3; i++)
@@ -256,8 +278,9 @@ static void child(int status, const struct pv_spawn_config *c) {
     if (setsid() < 0) fail(status, "setsid");
     if (c->terminal && ioctl(0, TIOCSCTTY, 0) != 0) fail(status, "set controlling terminal");
     if (c->join_pid > 0) {
-        join_namespaces(status, c->join_pid);
+        join_namespaces(status, c->join_pid, 3);
     } else {
+        if (c->sandbox_pid > 0) join_namespaces(status, c->sandbox_pid, 2);
         enter_rootfs(status, c);
         if (c->hostname && sethostname(c->hostname, strlen(c->hostname)) != 0) fail(status, "sethostname");
     }
@@ -301,22 +324,28 @@ pid_t pv_spawn(const struct pv_spawn_config *c, int *status_fd, char *error, siz
     }
     unsigned long flags = SIGCHLD;
     int pidns = -1, ownns = -1;
-    if (c->join_pid > 0) {
+    // An exec joins its container's PID namespace, a pod-shared container the sandbox's.
+    pid_t pid_owner = c->join_pid > 0 ? c->join_pid : (c->sandbox_pid > 0 && !c->new_pid_namespace ? c->sandbox_pid : 0);
+    if (c->sandbox_init) {
+        flags |= CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
+    } else if (c->join_pid == 0) {
+        // With a sandbox, IPC and UTS are joined in the child; without one the container gets its own.
+        flags |= CLONE_NEWNS | (c->sandbox_pid > 0 ? 0 : CLONE_NEWIPC | CLONE_NEWUTS) | (c->new_pid_namespace ? CLONE_NEWPID : 0);
+    }
+    if (pid_owner > 0) {
         // setns(CLONE_NEWPID) changes only where this thread's next child is born; put it back afterwards.
         char path[64];
-        snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)c->join_pid);
+        snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)pid_owner);
         pidns = open(path, O_RDONLY | O_CLOEXEC);
         ownns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
         if (pidns < 0 || ownns < 0 || setns(pidns, CLONE_NEWPID) != 0) {
-            set_error(error, error_length, "enter the container's PID namespace");
+            set_error(error, error_length, "enter the PID namespace to join");
             if (pidns >= 0) close(pidns);
             if (ownns >= 0) close(ownns);
             close(pipefd[0]);
             close(pipefd[1]);
             return -1;
         }
-    } else {
-        flags |= CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | (c->new_pid_namespace ? CLONE_NEWPID : 0);
     }
     // Raw clone without a new stack behaves like fork(), with the namespaces asked for.
     pid_t pid = (pid_t)syscall(SYS_clone, flags, 0, NULL, NULL, 0);

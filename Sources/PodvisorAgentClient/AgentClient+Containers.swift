@@ -13,6 +13,15 @@ extension AgentClient {
         }
     }
 
+    /// Starts the pod's sandbox (shared PID, IPC and UTS namespaces, hostname, sysctls); once per VM.
+    public func createSandbox(hostname: String, sysctls: [String: String] = [:]) async throws(PodvisorError) {
+        let request = Podvisor_Agent_V1_CreateSandboxRequest.with {
+            $0.hostname = hostname
+            $0.sysctls = sysctls
+        }
+        let _: Podvisor_Agent_V1_Empty = try await call("CreateSandbox", request)
+    }
+
     /// Sets the container up and holds its process before exec; returns its guest pid.
     @discardableResult
     public func createContainer(_ request: Podvisor_Agent_V1_CreateContainerRequest) async throws(PodvisorError) -> UInt32 {

@@ -45,6 +45,10 @@ enum AgentService {
 
     private static func addContainerMethods(to builder: inout TTRPCServer.Builder, _ containers: Containers) {
         let service = AgentAPI.service
+        builder.add(service, "CreateSandbox") { (r: Podvisor_Agent_V1_CreateSandboxRequest) in
+            try containers.createSandbox(r)
+            return Empty()
+        }
         builder.add(service, "CreateContainer") { (r: Podvisor_Agent_V1_CreateContainerRequest) in
             let pid = try containers.create(r)
             return Podvisor_Agent_V1_CreateContainerResponse.with { $0.pid = UInt32(pid) }

@@ -35,6 +35,8 @@ final class Containers: Sendable {
 
     struct State {
         var containers: [String: Container] = [:]
+        /// The pod's sandbox process, once CreateSandbox ran.
+        var sandboxPID: pid_t?
     }
 
     private let state = Condition(State())
@@ -80,6 +82,34 @@ final class Containers: Sendable {
 
     // MARK: RPCs
 
+    func createSandbox(_ request: Podvisor_Agent_V1_CreateSandboxRequest) throws(RPCError) {
+        let sysctls = try Self.sysctls(request.sysctls)
+        let arena = CArena()
+        var config = pv_spawn_config()
+        config.sandbox_init = 1
+        config.hostname = request.hostname.isEmpty ? nil : arena.string(request.hostname)
+        config.sysctl_files = arena.strings(sysctls.map(\.file))
+        config.sysctl_values = arena.strings(sysctls.map(\.value))
+        config.cgroup_procs_fd = -1
+        config.start_fd = -1
+        var error = [CChar](repeating: 0, count: 512)
+        var statusFD: Int32 = -1
+        let spawned = try state.update { s throws(RPCError) -> pid_t in
+            guard s.sandboxPID == nil else { throw RPCError(.alreadyExists, "the sandbox already exists") }
+            let pid = withExtendedLifetime(arena) { pv_spawn(&config, &statusFD, &error, error.count) }
+            guard pid > 0 else { throw RPCError(.internal, Self.string(error)) }
+            s.sandboxPID = pid
+            return pid
+        }
+        let failure = Self.waitStage(statusFD, "R")
+        close(statusFD)
+        if let failure {
+            kill(spawned, SIGKILL)
+            state.update { $0.sandboxPID = nil }
+            throw RPCError(.invalidArgument, "cannot create the sandbox: \(failure)")
+        }
+    }
+
     func create(_ request: Podvisor_Agent_V1_CreateContainerRequest) throws(RPCError) -> pid_t {
         try Self.validate(id: request.containerID, what: "container id")
         let relative = request.rootfs
@@ -89,13 +119,16 @@ final class Containers: Sendable {
         let rootfs = "\(sharedDirectory)/\(relative)"
         guard GuestFiles.exists(rootfs) else { throw RPCError(.notFound, "rootfs \(relative) does not exist in the guest") }
         let identity = try UserDatabase(rootfs: rootfs).resolve(request.process)
+        let (exists, sandboxPID) = state.update { ($0.containers[request.containerID] != nil, $0.sandboxPID) }
+        guard !exists else { throw RPCError(.alreadyExists, "container \(request.containerID) already exists") }
+        guard sandboxPID == nil || request.hostname.isEmpty else {
+            throw RPCError(.failedPrecondition, "the hostname belongs to the sandbox; containers in it cannot set their own")
+        }
         let setup = RootfsSetup(
             rootfs: rootfs, newPIDNamespace: request.ownPidNamespace, readonlyRootfs: request.readonlyRootfs,
             hostname: request.hostname, maskedPaths: try Self.containerPaths(request.maskedPaths, "masked path"),
             readonlyPaths: try Self.containerPaths(request.readonlyPaths, "read-only path"),
-            sysctls: try Self.sysctls(request.sysctls), mounts: try volumes(request.mounts))
-        let exists = state.update { $0.containers[request.containerID] != nil }
-        guard !exists else { throw RPCError(.alreadyExists, "container \(request.containerID) already exists") }
+            sysctls: try Self.sysctls(request.sysctls), sandboxPID: sandboxPID ?? 0, mounts: try volumes(request.mounts))
 
         let cgroupFD = try Cgroups.create(request.containerID, request.resources)
         var start: [Int32] = [-1, -1]
@@ -274,6 +307,8 @@ final class Containers: Sendable {
         var readonlyPaths: [String] = []
         /// /proc/sys/… file → value.
         var sysctls: [(file: String, value: String)] = []
+        /// The pod's sandbox process whose namespaces the container shares (see CreateSandbox).
+        var sandboxPID: pid_t = 0
         var mounts: [(source: String, destination: String, readonly: Bool, propagation: UInt)] = []
     }
 
@@ -318,6 +353,7 @@ final class Containers: Sendable {
         let arena = CArena()
         var config = pv_spawn_config()
         config.join_pid = joinPID
+        config.sandbox_pid = setup.sandboxPID
         config.rootfs = arena.string(setup.rootfs)
         config.new_pid_namespace = setup.newPIDNamespace ? 1 : 0
         config.readonly_rootfs = setup.readonlyRootfs ? 1 : 0

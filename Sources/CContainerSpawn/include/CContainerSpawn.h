@@ -26,7 +26,13 @@ struct pv_spawn_config {
     // (mnt, ipc, uts, pid) the new process joins; rootfs is then ignored.
     const char *rootfs;
     pid_t join_pid;
+    // The pod's sandbox process (see sandbox_init), 0 if none: a new container joins its IPC and UTS
+    // namespaces, and its PID namespace unless new_pid_namespace.
+    pid_t sandbox_pid;
     int new_pid_namespace;
+    // Start the sandbox process itself instead: new PID, IPC and UTS namespaces, hostname and sysctls set,
+    // then it only reaps what is orphaned in its PID namespace, for the life of the pod.
+    int sandbox_init;
     int readonly_rootfs;
     const struct pv_mount *mounts;
     size_t mount_count;

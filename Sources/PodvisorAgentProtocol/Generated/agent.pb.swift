@@ -85,6 +85,21 @@ public nonisolated struct Podvisor_Agent_V1_Empty: Sendable {
   public init() {}
 }
 
+public nonisolated struct Podvisor_Agent_V1_CreateSandboxRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var hostname: String = String()
+
+  /// Namespaced sysctls of the pod, as in CreateContainerRequest.
+  public var sysctls: Dictionary<String,String> = [:]
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 /// One process's command, environment and identity.
 public nonisolated struct Podvisor_Agent_V1_ProcessSpec: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -254,6 +269,7 @@ public nonisolated struct Podvisor_Agent_V1_CreateContainerRequest: @unchecked S
     set {_uniqueStorage()._readonlyRootfs = newValue}
   }
 
+  /// Only without a sandbox (the sandbox's hostname is the pod's).
   public var hostname: String {
     get {_storage._hostname}
     set {_uniqueStorage()._hostname = newValue}
@@ -268,7 +284,8 @@ public nonisolated struct Podvisor_Agent_V1_CreateContainerRequest: @unchecked S
   /// Clears the value of `process`. Subsequent reads from it will return its default value.
   public mutating func clearProcess() {_uniqueStorage()._process = nil}
 
-  /// A PID namespace of its own (CRI's CONTAINER); false shares the sandbox's (POD).
+  /// A PID namespace of its own (CRI's CONTAINER); false shares the sandbox's (POD), or the VM's when no
+  /// sandbox was created.
   public var ownPidNamespace: Bool {
     get {_storage._ownPidNamespace}
     set {_uniqueStorage()._ownPidNamespace = newValue}
@@ -903,6 +920,41 @@ nonisolated extension Podvisor_Agent_V1_Empty: SwiftProtobuf.Message, SwiftProto
   }
 
   public static func ==(lhs: Podvisor_Agent_V1_Empty, rhs: Podvisor_Agent_V1_Empty) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Podvisor_Agent_V1_CreateSandboxRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CreateSandboxRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hostname\0\u{1}sysctls\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.hostname) }()
+      case 2: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.sysctls) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.hostname.isEmpty {
+      try visitor.visitSingularStringField(value: self.hostname, fieldNumber: 1)
+    }
+    if !self.sysctls.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.sysctls, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Podvisor_Agent_V1_CreateSandboxRequest, rhs: Podvisor_Agent_V1_CreateSandboxRequest) -> Bool {
+    if lhs.hostname != rhs.hostname {return false}
+    if lhs.sysctls != rhs.sysctls {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
