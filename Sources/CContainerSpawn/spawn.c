@@ -55,14 +55,18 @@ static void mount_or_fail(int status, const char *root, const char *target, cons
 
 struct device { const char *name; mode_t mode; unsigned major, minor; };
 
-static void populate_dev(int status, const char *root) {
+static void populate_dev(int status, const char *root, int privileged) {
     static const struct device devices[] = {
         {"/dev/null", 0666, 1, 3}, {"/dev/zero", 0666, 1, 5}, {"/dev/full", 0666, 1, 7},
         {"/dev/random", 0666, 1, 8}, {"/dev/urandom", 0666, 1, 9}, {"/dev/tty", 0666, 5, 0},
     };
     char path[4096];
-    mount_or_fail(status, root, "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k", "mount /dev");
-    for (size_t i = 0; i < sizeof(devices) / sizeof(devices[0]); i++) {
+    if (privileged) {
+        mount_or_fail(status, root, "/dev", "devtmpfs", MS_NOSUID, "mode=755", "mount /dev");
+    } else {
+        mount_or_fail(status, root, "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k", "mount /dev");
+    }
+    for (size_t i = 0; !privileged && i < sizeof(devices) / sizeof(devices[0]); i++) {
         join(path, sizeof(path), root, devices[i].name);
         if (mknod(path, S_IFCHR | devices[i].mode, makedev(devices[i].major, devices[i].minor)) != 0) fail(status, "mknod");
         chmod(path, devices[i].mode);  // umask must not narrow them
@@ -76,7 +80,7 @@ static void populate_dev(int status, const char *root) {
     };
     for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
         join(path, sizeof(path), root, links[i][1]);
-        if (symlink(links[i][0], path) != 0) fail(status, "symlink in /dev");
+        if (symlink(links[i][0], path) != 0 && errno != EEXIST) fail(status, "symlink in /dev");
     }
 }
 
@@ -149,8 +153,9 @@ static void enter_rootfs(int status, const struct pv_spawn_config *c) {
     if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) != 0) fail(status, "make / a slave");
     if (mount(c->rootfs, c->rootfs, NULL, MS_BIND | MS_REC, NULL) != 0) fail(status, "bind rootfs");
     mount_or_fail(status, c->rootfs, "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, "mount /proc");
-    mount_or_fail(status, c->rootfs, "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL, "mount /sys");
-    populate_dev(status, c->rootfs);
+    mount_or_fail(status, c->rootfs, "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | (c->privileged ? 0 : MS_RDONLY),
+                  NULL, "mount /sys");
+    populate_dev(status, c->rootfs, c->privileged);
     bind_volumes(status, c);
     if (chdir(c->rootfs) != 0) fail(status, "chdir rootfs");
     // pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only the new root.

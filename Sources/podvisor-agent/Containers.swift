@@ -126,7 +126,7 @@ final class Containers: Sendable {
         }
         let setup = RootfsSetup(
             rootfs: rootfs, newPIDNamespace: request.ownPidNamespace, readonlyRootfs: request.readonlyRootfs,
-            hostname: request.hostname, maskedPaths: try Self.containerPaths(request.maskedPaths, "masked path"),
+            privileged: request.privileged, hostname: request.hostname, maskedPaths: try Self.containerPaths(request.maskedPaths, "masked path"),
             readonlyPaths: try Self.containerPaths(request.readonlyPaths, "read-only path"),
             sysctls: try Self.sysctls(request.sysctls), sandboxPID: sandboxPID ?? 0, mounts: try volumes(request.mounts))
 
@@ -302,6 +302,7 @@ final class Containers: Sendable {
         var rootfs: String
         var newPIDNamespace = false
         var readonlyRootfs = false
+        var privileged = false
         var hostname = ""
         var maskedPaths: [String] = []
         var readonlyPaths: [String] = []
@@ -357,6 +358,7 @@ final class Containers: Sendable {
         config.rootfs = arena.string(setup.rootfs)
         config.new_pid_namespace = setup.newPIDNamespace ? 1 : 0
         config.readonly_rootfs = setup.readonlyRootfs ? 1 : 0
+        config.privileged = setup.privileged ? 1 : 0
         config.hostname = setup.hostname.isEmpty ? nil : arena.string(setup.hostname)
         config.mounts = arena.array(setup.mounts.map {
             pv_mount(source: arena.string($0.source), destination: arena.string($0.destination),

@@ -34,6 +34,8 @@ struct pv_spawn_config {
     // then it only reaps what is orphaned in its PID namespace, for the life of the pod.
     int sandbox_init;
     int readonly_rootfs;
+    // The guest's devtmpfs as /dev and a writable /sys: every device *of the guest* (never of the host).
+    int privileged;
     const struct pv_mount *mounts;
     size_t mount_count;
     const char *const *masked_paths;     // NULL-terminated; inside the container

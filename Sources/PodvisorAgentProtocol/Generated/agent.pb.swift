@@ -324,6 +324,13 @@ public nonisolated struct Podvisor_Agent_V1_CreateContainerRequest: @unchecked S
     set {_uniqueStorage()._mounts = newValue}
   }
 
+  /// Every device of the guest (its devtmpfs) and a writable /sys; never anything of the host. Combine with
+  /// no capability list (all of the guest's) and no masked paths for CRI's privileged.
+  public var privileged: Bool {
+    get {_storage._privileged}
+    set {_uniqueStorage()._privileged = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1170,7 +1177,7 @@ nonisolated extension Podvisor_Agent_V1_Rlimit: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Podvisor_Agent_V1_CreateContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateContainerRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{1}rootfs\0\u{3}readonly_rootfs\0\u{1}hostname\0\u{1}process\0\u{3}own_pid_namespace\0\u{3}masked_paths\0\u{3}readonly_paths\0\u{1}sysctls\0\u{1}resources\0\u{1}mounts\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{1}rootfs\0\u{3}readonly_rootfs\0\u{1}hostname\0\u{1}process\0\u{3}own_pid_namespace\0\u{3}masked_paths\0\u{3}readonly_paths\0\u{1}sysctls\0\u{1}resources\0\u{1}mounts\0\u{1}privileged\0")
 
   fileprivate class _StorageClass {
     var _containerID: String = String()
@@ -1184,6 +1191,7 @@ nonisolated extension Podvisor_Agent_V1_CreateContainerRequest: SwiftProtobuf.Me
     var _sysctls: Dictionary<String,String> = [:]
     var _resources: Podvisor_Agent_V1_Resources? = nil
     var _mounts: [Podvisor_Agent_V1_Mount] = []
+    var _privileged: Bool = false
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1205,6 +1213,7 @@ nonisolated extension Podvisor_Agent_V1_CreateContainerRequest: SwiftProtobuf.Me
       _sysctls = source._sysctls
       _resources = source._resources
       _mounts = source._mounts
+      _privileged = source._privileged
     }
   }
 
@@ -1234,6 +1243,7 @@ nonisolated extension Podvisor_Agent_V1_CreateContainerRequest: SwiftProtobuf.Me
         case 9: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &_storage._sysctls) }()
         case 10: try { try decoder.decodeSingularMessageField(value: &_storage._resources) }()
         case 11: try { try decoder.decodeRepeatedMessageField(value: &_storage._mounts) }()
+        case 12: try { try decoder.decodeSingularBoolField(value: &_storage._privileged) }()
         default: break
         }
       }
@@ -1279,6 +1289,9 @@ nonisolated extension Podvisor_Agent_V1_CreateContainerRequest: SwiftProtobuf.Me
       if !_storage._mounts.isEmpty {
         try visitor.visitRepeatedMessageField(value: _storage._mounts, fieldNumber: 11)
       }
+      if _storage._privileged != false {
+        try visitor.visitSingularBoolField(value: _storage._privileged, fieldNumber: 12)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1299,6 +1312,7 @@ nonisolated extension Podvisor_Agent_V1_CreateContainerRequest: SwiftProtobuf.Me
         if _storage._sysctls != rhs_storage._sysctls {return false}
         if _storage._resources != rhs_storage._resources {return false}
         if _storage._mounts != rhs_storage._mounts {return false}
+        if _storage._privileged != rhs_storage._privileged {return false}
         return true
       }
       if !storagesAreEqual {return false}
