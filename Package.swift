@@ -24,7 +24,7 @@ let package = Package(
         .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
         .target(name: "CLinuxSupport"),
         // Guest: the clone → pivot_root → exec path of container processes; libcap and libseccomp (static in the agent).
-        .target(name: "CContainerSpawn"),
+        .target(name: "CContainerSpawn", dependencies: ["CLinuxSupport"]),
         .systemLibrary(name: "CCap", providers: [.apt(["libcap-dev"])]),
         .systemLibrary(name: "CSeccomp", providers: [.apt(["libseccomp-dev"])]),
         .systemLibrary(name: "CArchive", providers: [.apt(["libarchive-dev"])]),

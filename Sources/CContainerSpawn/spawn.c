@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "CContainerSpawn.h"
+#include "CLinuxSupport.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -141,8 +142,7 @@ static void bind_volumes(int status, const struct pv_spawn_config *c) {
             if (fd >= 0) close(fd);
         }
         if (mount(m->source, target, NULL, MS_BIND | MS_REC, NULL) != 0) fail(status, m->destination);
-        if (m->readonly && mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC, NULL) != 0)
-            fail(status, m->destination);
+        if (m->readonly && pv_make_readonly_recursive(target) != 0) fail(status, m->destination);
         if (mount(NULL, target, NULL, m->propagation | MS_REC, NULL) != 0) fail(status, m->destination);
     }
 }

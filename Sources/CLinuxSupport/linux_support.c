@@ -156,12 +156,26 @@ int pv_make_shared(const char *path) {
     return mount(NULL, path, NULL, MS_SHARED | MS_REC, NULL);
 }
 
+// <linux/mount.h> clashes with glibc 2.36's <sys/mount.h>; the few definitions needed are spelled here.
+struct pv_mount_attr {
+    uint64_t attr_set, attr_clr, propagation, userns_fd;
+};
+#define PV_MOUNT_ATTR_RDONLY 0x1
+#define PV_AT_RECURSIVE 0x8000
+
+int pv_make_readonly_recursive(const char *path) {
+    struct pv_mount_attr attr = {PV_MOUNT_ATTR_RDONLY, 0, 0, 0};
+    if (syscall(SYS_mount_setattr, AT_FDCWD, path, PV_AT_RECURSIVE, &attr, sizeof(attr)) == 0) return 0;
+    if (errno != ENOSYS) return -1;
+    return mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL);
+}
+
 int pv_bind_mount(const char *source, const char *target, int readonly) {
     if (mount(source, target, NULL, MS_BIND | MS_REC, NULL) != 0) return -1;
     if (!readonly) return 0;
-    // Private first: the read-only remount must not travel to the source's peers.
+    // Private first: the read-only change must not travel to the source's peers.
     if (mount(NULL, target, NULL, MS_PRIVATE | MS_REC, NULL) != 0) return -1;
-    return mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC, NULL);
+    return pv_make_readonly_recursive(target);
 }
 
 int pv_move_mount(const char *source, const char *target) {

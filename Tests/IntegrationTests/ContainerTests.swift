@@ -183,12 +183,17 @@ struct SharedPodVM: SuiteTrait, TestScoping {
         try fm.createDirectory(atPath: "\(base)/ro", withIntermediateDirectories: true)
         try "from host\n".write(toFile: "\(base)/rw/hello.txt", atomically: true, encoding: .utf8)
         try "read only\n".write(toFile: "\(base)/ro/ro.txt", atomically: true, encoding: .utf8)
+        // A mount inside the read-only volume must be read-only too (recursive read-only).
+        try fm.createDirectory(atPath: "\(base)/ro/sub", withIntermediateDirectories: true)
+        try BusyboxRootfs.run("/bin/mount", "-t", "tmpfs", "tmpfs", "\(base)/ro/sub")
+        defer { _ = try? BusyboxRootfs.run("/bin/umount", "-l", "\(base)/ro/sub") }
         let id = TestHost.uniqueID("vol")
         let rw = try pod.mountVolume(containerID: id, name: "rw", from: "\(base)/rw", readonly: false)
         let ro = try pod.mountVolume(containerID: id, name: "ro", from: "\(base)/ro", readonly: true)
         let script = """
             cat /data/hello.txt /config/ro.txt; echo guest > /data/new.txt
             touch /config/x 2>/dev/null && echo ro-writable || echo ro-refused
+            touch /config/sub/x 2>/dev/null && echo sub-writable || echo sub-refused
             mount -o remount,rw /config 2>/dev/null; touch /config/y 2>/dev/null && echo remount-writable || echo remount-refused
             grep -q ' /shared .*shared:' /proc/self/mountinfo && echo rshared
             grep ' /slave ' /proc/self/mountinfo | grep -vq 'shared:' && echo rslave
@@ -201,9 +206,10 @@ struct SharedPodVM: SuiteTrait, TestScoping {
                 .with { $0.source = rw; $0.destination = "/slave"; $0.propagation = .rslave },
             ]
         }
-        #expect(outcome.stdout == "from host\nread only\nro-refused\nremount-refused\nrshared\nrslave\n", "stderr: \(outcome.stderr)")
+        #expect(outcome.stdout == "from host\nread only\nro-refused\nsub-refused\nremount-refused\nrshared\nrslave\n", "stderr: \(outcome.stderr)")
         #expect((try? String(contentsOfFile: "\(base)/rw/new.txt", encoding: .utf8)) == "guest\n")
-        #expect(try fm.contentsOfDirectory(atPath: "\(base)/ro") == ["ro.txt"])
+        #expect(try fm.contentsOfDirectory(atPath: "\(base)/ro").sorted() == ["ro.txt", "sub"])
+        #expect(try fm.contentsOfDirectory(atPath: "\(base)/ro/sub").isEmpty)
         try pod.unmountContainer(containerID: id)
         #expect(mountPoints(under: pod.vm.configuration.runDirectory + "/share/" + id).isEmpty)
     }
@@ -256,6 +262,19 @@ struct SharedPodVM: SuiteTrait, TestScoping {
             #expect((started.duration(to: clock.now) >= .seconds(1)) == (expected == 137))
             try await agent.removeContainer(id)
         }
+    }
+
+    @Test func stdinIsWrittenAndClosed() async throws {
+        let agent = pod.agent
+        let id = TestHost.uniqueID("cat")
+        defer { try? pod.unmountContainer(containerID: id) }
+        try await start(["cat"], id: id) { $0.process.stdin = true }
+        let ref = AgentClient.process(id)
+        try await agent.writeStdin(ref, Data("abc\n".utf8))
+        try await agent.closeStdin(ref)
+        #expect(String(decoding: try await agent.readAllOutput(ref), as: UTF8.self) == "abc\n")
+        #expect(try await agent.wait(ref).exitCode == 0)
+        try await agent.removeContainer(id)
     }
 
     @Test func terminalSessionWithResizeAndInput() async throws {

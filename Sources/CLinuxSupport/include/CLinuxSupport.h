@@ -34,6 +34,9 @@ int pv_mount(const char *source, const char *target, const char *fstype, unsigne
 int pv_make_shared_mountpoint(const char *path);
 // mount --make-rshared on an existing mount point.
 int pv_make_shared(const char *path);
+// Makes a mount and every mount below it read-only (mount_setattr with AT_RECURSIVE; a plain read-only
+// remount, which leaves submounts writable, only where the kernel lacks it). Async-signal-safe.
+int pv_make_readonly_recursive(const char *path);
 // Bind-mounts `source` on `target`; read-only binds are made read-only before they become visible.
 int pv_bind_mount(const char *source, const char *target, int readonly);
 // mount(MS_MOVE): moves a mount (with its submounts) to another place.
