@@ -258,8 +258,8 @@ struct SharedPodVM: SuiteTrait, TestScoping {
             let started = clock.now
             let exit = try await agent.stop(AgentClient.process(id), grace: .seconds(1))
             #expect(exit.exitCode == expected)
-            // Killed only after the grace period when TERM is ignored.
-            #expect((started.duration(to: clock.now) >= .seconds(1)) == (expected == 137))
+            // Exit 7 proves TERM was handled; when TERM is ignored, KILL comes only after the grace period.
+            if expected == 137 { #expect(started.duration(to: clock.now) >= .seconds(1)) }
             try await agent.removeContainer(id)
         }
     }

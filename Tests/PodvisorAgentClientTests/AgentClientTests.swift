@@ -120,13 +120,11 @@ import Testing
     @Test func timeoutFailsOnlyThatCall() async throws {
         let client = try Self.connect()
         defer { client.close() }
-        let clock = ContinuousClock()
-        let start = clock.now
         let error = await #expect(throws: PodvisorError.self) {
             let _: VersionResponse = try await client.call("Slow", Podvisor_Agent_V1_VersionRequest(), timeout: .milliseconds(50))
         }
+        // A timeout, not the slow answer: the timer fired first (no wall-clock bound: CI machines stall).
         #expect(error?.code == .timeout)
-        #expect(clock.now - start < .milliseconds(Int(Self.slowMs)))
         // While the slow answer is still on its way, and after it arrived (and was dropped).
         #expect(try await client.version().agentVersion == "0.0.test")
         try await Task.sleep(for: .milliseconds(Int(Self.slowMs) + 200))
