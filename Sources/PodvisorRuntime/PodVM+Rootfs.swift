@@ -10,7 +10,7 @@ extension PodVM {
     /// Bind-mounts `directory` at `<share>/<containerID>/rootfs`; returns that path relative to the share,
     /// which is what CreateContainer takes.
     public func mountRootfs(containerID: String, from directory: String) throws(PodvisorError) -> String {
-        try place(directory, at: "\(try Self.component(containerID, "container id"))/rootfs", readonly: false)
+        try place(directory, at: "\(try Self.component(containerID, "container id"))/rootfs")
     }
 
     /// Bind-mounts a volume (directory or file) at `<share>/<containerID>/volumes/<name>`. A read-only volume
@@ -18,7 +18,7 @@ extension PodVM {
     /// made after that does not propagate to virtiofsd, and the guest could still write (measured here).
     public func mountVolume(containerID: String, name: String, from source: String, readonly: Bool) throws(PodvisorError) -> String {
         let relative = "\(try Self.component(containerID, "container id"))/volumes/\(try Self.component(name, "volume name"))"
-        guard readonly else { return try place(source, at: relative, readonly: false) }
+        guard readonly else { return try place(source, at: relative) }
         let staging = "\(vm.configuration.runDirectory)/staging-\(containerID)-\(name)"
         try Self.makeMountPoint(staging, like: source)
         defer {
@@ -28,7 +28,7 @@ extension PodVM {
         guard pv_bind_mount(source, staging, 1) == 0 else {
             throw PodvisorError(.internalError, "cannot bind \(source) read-only: errno \(errno)")
         }
-        return try place(staging, at: relative, readonly: false)
+        return try place(staging, at: relative)
     }
 
     /// Detaches everything mounted for the container and removes its directory. Detached, not unmounted:
@@ -39,10 +39,11 @@ extension PodVM {
         try removeUnmountedDirectory(directory)
     }
 
-    private func place(_ source: String, at relative: String, readonly: Bool) throws(PodvisorError) -> String {
+    /// Read-write bind under the share (read-only sources arrive already read-only from a staging mount).
+    private func place(_ source: String, at relative: String) throws(PodvisorError) -> String {
         let target = "\(try sharedDirectory())/\(relative)"
         try Self.makeMountPoint(target, like: source)
-        guard pv_bind_mount(source, target, readonly ? 1 : 0) == 0 else {
+        guard pv_bind_mount(source, target, 0) == 0 else {
             throw PodvisorError(.internalError, "cannot bind \(source) on \(target): errno \(errno)")
         }
         return relative

@@ -36,11 +36,11 @@ enum ProcessExitWatch {
         }
     }
 
-    /// Calls `onExit` (on a watcher thread) as soon as `pid` exits, before anyone reaps it.
-    /// False if the process is already gone.
-    static func watch(pid: pid_t, onExit: @escaping @Sendable () -> Void) -> Bool {
+    /// Calls `onExit` (on a watcher thread) as soon as `pid` exits, before anyone reaps it. A process already
+    /// gone is left to libvirt's lifecycle events.
+    static func watch(pid: pid_t, onExit: @escaping @Sendable () -> Void) {
         let pidfd = pv_pidfd_open(pid)
-        guard pidfd >= 0 else { return false }
+        guard pidfd >= 0 else { return }
         let thread = Thread {
             var pfd = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
             while poll(&pfd, 1, -1) < 0 && errno == EINTR {}
@@ -49,7 +49,6 @@ enum ProcessExitWatch {
         }
         thread.name = "exit-watch-\(pid)"
         thread.start()
-        return true
     }
 
     /// The QEMU process of a domain: libvirt starts it with `-name guest=<name>,…`.

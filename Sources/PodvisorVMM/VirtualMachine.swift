@@ -107,7 +107,7 @@ public final class VirtualMachine: Sendable {
                 configuration: configuration, domain: domain, endpoint: endpoint, backend: backend, share: share)
             connection.observeLifecycle(domain: configuration.name) { [weak vm] event in vm?.handle(event) }
             if let pid = ProcessExitWatch.qemuPID(domain: configuration.name) {
-                _ = ProcessExitWatch.watch(pid: pid) { [weak vm] in vm?.qemuExited() }
+                ProcessExitWatch.watch(pid: pid) { [weak vm] in vm?.qemuExited() }
             }
             // The domain may have died between creation and subscription.
             if !domain.isActive { vm.handle(.stopped(.failed)) }

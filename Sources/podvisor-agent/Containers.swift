@@ -155,7 +155,7 @@ final class Containers: Sendable {
         close(start[0])
         // The child reports once namespaces, mounts and identity are in place and it waits for Start.
         if let failure = Self.waitStage(spawned.statusFD, "R") {
-            forget(request.containerID, killing: true)
+            forget(request.containerID)
             throw RPCError(.invalidArgument, "cannot create container \(request.containerID): \(failure)")
         }
         return spawned.pid
@@ -287,7 +287,7 @@ final class Containers: Sendable {
 
     func remove(_ id: String) throws(RPCError) {
         guard state.update({ $0.containers[id] != nil }) else { throw RPCError(.notFound, "container \(id) not found") }
-        forget(id, killing: true)
+        forget(id)
     }
 
     // MARK: helpers
@@ -429,7 +429,7 @@ final class Containers: Sendable {
     }
 
     /// Kills every process of the container, waits until they are reaped, closes their pipes.
-    private func forget(_ id: String, killing: Bool) {
+    private func forget(_ id: String) {
         guard let container = state.update({ $0.containers[id] }) else { return }
         let processes = [container.initProcess] + Array(container.execs.values)
         for p in processes where p.exit == nil { kill(p.pid, SIGKILL) }
