@@ -44,6 +44,16 @@ public final class PodVM: Sendable {
         }
     }
 
+    /// Takes over a VM an earlier runtime process started (see VirtualMachine.reattach) and dials its agent.
+    /// Its timings are zero: the boot was not observed by this process.
+    static func reattach(_ configuration: VirtualMachine.Configuration, on connection: LibvirtConnection, timeout: Duration)
+        async throws(PodvisorError) -> PodVM
+    {
+        let vm = try VirtualMachine.reattach(configuration, on: connection)
+        let (agent, version) = try await dial(vm, deadline: .now + timeout)
+        return PodVM(vm: vm, agent: agent, version: version, timings: BootTimings(domainStart: .zero, ready: .zero))
+    }
+
     /// Retries until the agent answers Version, the VM dies, or the deadline passes.
     private static func dial(_ vm: VirtualMachine, deadline: ContinuousClock.Instant) async throws(PodvisorError)
         -> (AgentClient, Podvisor_Agent_V1_VersionResponse)

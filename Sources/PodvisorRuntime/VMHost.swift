@@ -1,3 +1,4 @@
+import CLinuxSupport
 import Foundation
 import PodvisorCore
 import PodvisorVMM
@@ -63,13 +64,39 @@ public final class VMHost: Sendable {
     /// Domain names of pod VMs carry this prefix, so a restart can tell ours from anything else on the host.
     public static let domainPrefix = "podvisor-"
 
-    public func boot(id: String, transport: AgentTransportKind? = nil) async throws(PodvisorError) -> PodVM {
+    /// Boots a pod VM; `size` overrides the configured memory and vCPUs.
+    public func boot(id: String, transport: AgentTransportKind? = nil, size: VMSize? = nil) async throws(PodvisorError) -> PodVM {
         try await PodVM.boot(
-            try vmConfiguration(id: id, transport: transport), on: connection, timeout: .seconds(config.bootTimeoutSeconds))
+            try vmConfiguration(id: id, transport: transport, size: size), on: connection,
+            timeout: .seconds(config.bootTimeoutSeconds))
     }
 
-    /// The VM a pod with this id gets; `transport` and `initrd` override the host's choice (tests, benchmarks).
-    public func vmConfiguration(id: String, transport override: AgentTransportKind? = nil, initrd: String? = nil)
+    /// Takes over the running VM of pod `id` after a restart of this process; `transport` and `size` must be
+    /// those it booted with.
+    public func reattach(id: String, transport: AgentTransportKind, size: VMSize) async throws(PodvisorError) -> PodVM {
+        try await PodVM.reattach(
+            try vmConfiguration(id: id, transport: transport, size: size), on: connection, timeout: .seconds(10))
+    }
+
+    /// Names of the pod VM domains on this host (see domainPrefix), running or not, as pod ids.
+    public func podVMIDs() throws(PodvisorError) -> [String] {
+        try connection.domains().map(\.name).filter { $0.hasPrefix(Self.domainPrefix) }.map { String($0.dropFirst(Self.domainPrefix.count)) }
+    }
+
+    /// Destroys the domain of pod `id` and removes its run directory, without a VM object (orphans after a restart).
+    public func destroyOrphan(id: String) throws(PodvisorError) {
+        let configuration = try vmConfiguration(id: id)
+        if let vm = try? VirtualMachine.reattach(configuration, on: connection) {
+            try vm.destroy()
+        } else {
+            if let domain = connection.lookupDomain(name: configuration.name), domain.isActive { try domain.destroy() }
+            for mountPoint in mountPoints(under: configuration.runDirectory) { _ = pv_umount_detach(mountPoint) }
+            try removeUnmountedDirectory(configuration.runDirectory)
+        }
+    }
+
+    /// The VM a pod with this id gets; `transport`, `size` and `initrd` override the host's choice.
+    public func vmConfiguration(id: String, transport override: AgentTransportKind? = nil, size: VMSize? = nil, initrd: String? = nil)
         throws(PodvisorError) -> VirtualMachine.Configuration
     {
         if let override {
@@ -77,9 +104,21 @@ public final class VMHost: Sendable {
         }
         return VirtualMachine.Configuration(
             name: Self.domainPrefix + id, runDirectory: "\(config.stateDirectory)/vm/\(id)",
-            accelerator: accelerator, transport: override ?? transport, memoryMiB: config.memoryMiB, vcpus: config.vcpus,
+            accelerator: accelerator, transport: override ?? transport, memoryMiB: size?.memoryMiB ?? config.memoryMiB,
+            vcpus: size?.vcpus ?? config.vcpus,
             kernel: config.kernelPath, initrd: initrd ?? config.initrdPath, emulator: config.emulatorPath,
             extraKernelParameters: config.kernelParameters, vsockBackendExecutable: config.vsockBackendPath,
             virtiofsdExecutable: config.virtiofsdPath)
+    }
+}
+
+/// Memory and vCPUs of one pod VM.
+public struct VMSize: Sendable, Equatable, Codable {
+    public var memoryMiB: Int
+    public var vcpus: Int
+
+    public init(memoryMiB: Int, vcpus: Int) {
+        self.memoryMiB = memoryMiB
+        self.vcpus = vcpus
     }
 }

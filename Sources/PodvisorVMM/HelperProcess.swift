@@ -4,10 +4,12 @@ import PodvisorCore
 /// A per-VM helper daemon (vsock backend, virtiofsd) that serves QEMU on a unix socket.
 /// QEMU runs as libvirt-qemu, so the helper's directory is setgid `2770 root:libvirt-qemu` and the helper runs
 /// with umask 007: every socket it creates, now or later, is reachable by QEMU and by nobody else.
+/// Its pid is written beside its log, so that a restarted runtime can adopt a VM whose helpers outlived it.
 final class HelperProcess: @unchecked Sendable {
     let name: String
-    let process: Process
-    let logPath: String
+    let pid: pid_t
+    /// nil for a helper adopted from an earlier runtime process (not our child: we cannot wait for it).
+    let process: Process?
 
     /// Starts `executable` and waits until `socket` exists; QEMU must find it listening.
     static func start(
@@ -32,7 +34,8 @@ final class HelperProcess: @unchecked Sendable {
         do { try process.run() } catch {
             throw PodvisorError(.unavailable, "cannot start \(name) (\(executable))", cause: error)
         }
-        let helper = HelperProcess(name: name, process: process, logPath: logPath)
+        let helper = HelperProcess(name: name, pid: process.processIdentifier, process: process)
+        try? "\(helper.pid)".write(toFile: pidPath(name, directory), atomically: true, encoding: .utf8)
         let deadline = Date().addingTimeInterval(5)
         while access(socket, F_OK) != 0 {
             guard process.isRunning, Date() < deadline else {
@@ -45,19 +48,39 @@ final class HelperProcess: @unchecked Sendable {
         return helper
     }
 
-    private init(name: String, process: Process, logPath: String) {
-        self.name = name
-        self.process = process
-        self.logPath = logPath
+    /// The helper an earlier runtime process started in `directory`, if it still runs.
+    static func adopt(_ name: String, directory: String) throws(PodvisorError) -> HelperProcess {
+        guard let text = try? String(contentsOfFile: pidPath(name, directory), encoding: .utf8),
+              let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)),
+              let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"),
+              String(decoding: cmdline, as: UTF8.self).contains(directory)
+        else { throw PodvisorError(.unavailable, "\(name) of \(directory) no longer runs") }
+        return HelperProcess(name: name, pid: pid, process: nil)
     }
 
-    /// TERM, then KILL if it lingers; returns once the process is reaped.
+    private static func pidPath(_ name: String, _ directory: String) -> String { "\(directory)/\(name).pid" }
+
+    private init(name: String, pid: pid_t, process: Process?) {
+        self.name = name
+        self.pid = pid
+        self.process = process
+    }
+
+    private var isRunning: Bool {
+        if let process { return process.isRunning }
+        // An adopted helper is reaped by init; until then it is a zombie, which is no longer running.
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        return !stat[close...].hasPrefix(") Z")
+    }
+
+    /// TERM, then KILL if it lingers; returns once the process is gone (reaped, when it is our child).
     func stop() {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGTERM)
+        guard isRunning else { return }
+        kill(pid, SIGTERM)
         let deadline = Date().addingTimeInterval(1)
-        while process.isRunning && Date() < deadline { usleep(5_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
+        while isRunning && Date() < deadline { usleep(5_000) }
+        if isRunning { kill(pid, SIGKILL) }
+        process?.waitUntilExit()
     }
 }

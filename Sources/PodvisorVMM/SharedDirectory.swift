@@ -39,6 +39,13 @@ struct SharedDirectory {
         }
     }
 
+    /// The share of a VM started by an earlier runtime process; its mount and virtiofsd outlived that process.
+    static func adopt(runDirectory: String) throws(PodvisorError) -> SharedDirectory {
+        SharedDirectory(
+            path: "\(runDirectory)/share", socket: "\(runDirectory)/fs/virtiofsd.sock",
+            virtiofsd: try HelperProcess.adopt("virtiofsd", directory: "\(runDirectory)/fs"))
+    }
+
     /// Stops virtiofsd and detaches the share with everything mounted below it. The guest may still hold
     /// handles, so a plain umount would fail with EBUSY; a detached mount goes once the last user does.
     func stop() {

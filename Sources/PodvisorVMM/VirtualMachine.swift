@@ -97,21 +97,7 @@ public final class VirtualMachine: Sendable {
                 consoleLog: "\(run)/console.log", agentChannel: channel, sharedDirectorySocket: share?.socket)
             _ = ProcessExitWatch.adoptOrphans
             let domain = try connection.createDomain(xml: spec.xml)
-            let endpoint: AgentEndpoint
-            switch channel {
-            case .vsock: endpoint = .vsock(cid: try Self.guestCID(in: domain.liveXML()))
-            case .virtioSerial(let socket): endpoint = .virtioSerial(socket: socket)
-            case .hybridVsock: endpoint = .hybridVsock(hostSocket: backend!.hostSocket)
-            }
-            let vm = VirtualMachine(
-                configuration: configuration, domain: domain, endpoint: endpoint, backend: backend, share: share)
-            connection.observeLifecycle(domain: configuration.name) { [weak vm] event in vm?.handle(event) }
-            if let pid = ProcessExitWatch.qemuPID(domain: configuration.name) {
-                ProcessExitWatch.watch(pid: pid) { [weak vm] in vm?.qemuExited() }
-            }
-            // The domain may have died between creation and subscription.
-            if !domain.isActive { vm.handle(.stopped(.failed)) }
-            return vm
+            return try observed(configuration, domain: domain, backend: backend, share: share)
         } catch {
             if let domain = connection.lookupDomain(name: configuration.name) { try? domain.destroy() }
             backend?.helper.stop()
@@ -119,6 +105,38 @@ public final class VirtualMachine: Sendable {
             try? removeUnmountedDirectory(run)
             throw error
         }
+    }
+
+    /// Takes over a VM that an earlier runtime process started and that still runs (after a crash or restart
+    /// of the runtime): its domain, helpers and share outlive that process.
+    public static func reattach(_ configuration: Configuration, on connection: LibvirtConnection) throws(PodvisorError) -> VirtualMachine {
+        guard let domain = connection.lookupDomain(name: configuration.name), domain.isActive else {
+            throw PodvisorError(.notFound, "VM \(configuration.name) is not running")
+        }
+        let run = configuration.runDirectory
+        let share = configuration.virtiofsdExecutable == nil ? nil : try SharedDirectory.adopt(runDirectory: run)
+        let backend = configuration.transport == .hybridVsock ? try VsockBackend.adopt(directory: "\(run)/vsock") : nil
+        return try observed(configuration, domain: domain, backend: backend, share: share)
+    }
+
+    /// The VM object of a running domain, with its death observed through libvirt events and QEMU's pidfd.
+    private static func observed(
+        _ configuration: Configuration, domain: LibvirtDomain, backend: VsockBackend?, share: SharedDirectory?
+    ) throws(PodvisorError) -> VirtualMachine {
+        let endpoint: AgentEndpoint
+        switch configuration.transport {
+        case .vsock: endpoint = .vsock(cid: try Self.guestCID(in: domain.liveXML()))
+        case .virtioSerial: endpoint = .virtioSerial(socket: "\(configuration.runDirectory)/agent.sock")
+        case .hybridVsock: endpoint = .hybridVsock(hostSocket: backend!.hostSocket)
+        }
+        let vm = VirtualMachine(configuration: configuration, domain: domain, endpoint: endpoint, backend: backend, share: share)
+        domain.connection.observeLifecycle(domain: configuration.name) { [weak vm] event in vm?.handle(event) }
+        if let pid = ProcessExitWatch.qemuPID(domain: configuration.name) {
+            ProcessExitWatch.watch(pid: pid) { [weak vm] in vm?.qemuExited() }
+        }
+        // The domain may have died between creation and subscription.
+        if !domain.isActive { vm.handle(.stopped(.failed)) }
+        return vm
     }
 
     private init(

@@ -10,12 +10,20 @@ struct VsockBackend {
     let hostSocket: String
 
     static func start(executable: String, directory: String, qemuGroup: gid_t?) throws(PodvisorError) -> VsockBackend {
-        let vhostSocket = "\(directory)/vhost.socket"
-        let hostSocket = "\(directory)/vm.vsock"
         let helper = try HelperProcess.start(
             "vhost-device-vsock", executable: executable,
-            arguments: ["--vm", "guest-cid=3,socket=\(vhostSocket),uds-path=\(hostSocket)"],
-            directory: directory, socket: vhostSocket, qemuGroup: qemuGroup)
-        return VsockBackend(helper: helper, vhostSocket: vhostSocket, hostSocket: hostSocket)
+            arguments: ["--vm", "guest-cid=3,socket=\(vhostSocket(directory)),uds-path=\(hostSocket(directory))"],
+            directory: directory, socket: vhostSocket(directory), qemuGroup: qemuGroup)
+        return VsockBackend(helper: helper, vhostSocket: vhostSocket(directory), hostSocket: hostSocket(directory))
     }
+
+    /// The backend of a VM started by an earlier runtime process.
+    static func adopt(directory: String) throws(PodvisorError) -> VsockBackend {
+        VsockBackend(
+            helper: try HelperProcess.adopt("vhost-device-vsock", directory: directory),
+            vhostSocket: vhostSocket(directory), hostSocket: hostSocket(directory))
+    }
+
+    private static func vhostSocket(_ directory: String) -> String { "\(directory)/vhost.socket" }
+    private static func hostSocket(_ directory: String) -> String { "\(directory)/vm.vsock" }
 }
