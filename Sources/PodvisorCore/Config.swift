@@ -1,3 +1,5 @@
+import Foundation
+
 /// podvisor's configuration (`/etc/podvisor/config.toml`; `Configs/podvisor.toml` documents every key).
 public struct PodvisorConfig: Sendable, Equatable {
     public static let defaultPath = "/etc/podvisor/config.toml"
@@ -19,11 +21,52 @@ public struct PodvisorConfig: Sendable, Equatable {
     public var bootTimeoutSeconds = 60
     /// Extra guest kernel parameters.
     public var kernelParameters = ""
+    /// Added to the memory a pod's resources ask for: the guest kernel, agent and page cache.
+    public var overheadMiB = 128
+
+    /// The CRI socket podvisord serves (RuntimeService and ImageService).
+    public var socketPath = "/run/podvisor/podvisor.sock"
+    /// The runtime handler name kubelet may pass in RunPodSandbox (a RuntimeClass's handler); "" always works.
+    public var runtimeHandler = "podvisor"
+    /// Seconds StopPodSandbox waits for the guest to power off before destroying the VM.
+    public var shutdownTimeoutSeconds = 10
+    public var logLevel = LogLevel.info
+
+    /// Empty: `<state_dir>/images`.
+    public var imageRoot = ""
+    /// containerd-style `hosts.toml` directories (mirrors, CAs) per registry.
+    public var registryHostsDirectory = "/etc/podvisor/certs.d"
+    /// Registries reached over plain HTTP (loopback ones always may).
+    public var insecureRegistries: [String] = []
+
+    public enum LogLevel: String, Sendable, CaseIterable, Comparable {
+        case debug, info, warning, error
+
+        public static func < (a: LogLevel, b: LogLevel) -> Bool {
+            allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
+        }
+    }
 
     public init() {}
 
     public var effectiveLibvirtURI: String {
         libvirtURI.isEmpty ? "qemu:///embed?root=\(stateDirectory)/libvirt" : libvirtURI
+    }
+
+    public var effectiveImageRoot: String { imageRoot.isEmpty ? "\(stateDirectory)/images" : imageRoot }
+
+    /// Reads `path`, or the default file when there is one (defaults otherwise).
+    public static func load(path: String?) throws(PodvisorError) -> PodvisorConfig {
+        guard let path = path ?? (access(defaultPath, F_OK) == 0 ? defaultPath : nil) else { return PodvisorConfig() }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw PodvisorError(.invalidArgument, "cannot read configuration \(path)")
+        }
+        return try PodvisorConfig(toml: text)
+    }
+
+    /// A string as a TOML basic string, for overrides given on a command line.
+    public static func quote(_ s: String) -> String {
+        "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
     }
 
     /// Reads a TOML document; keys it does not set keep their defaults, unknown keys are an error.
@@ -56,6 +99,18 @@ public struct PodvisorConfig: Sendable, Equatable {
             case "vm.vcpus": vcpus = try value.integer(key, in: 1...256)
             case "vm.boot_timeout_s": bootTimeoutSeconds = try value.integer(key, in: 1...3600)
             case "vm.kernel_params": kernelParameters = try value.string(key)
+            case "vm.overhead_mib": overheadMiB = try value.integer(key, in: 0...65536)
+            case "vm.shutdown_timeout_s": shutdownTimeoutSeconds = try value.integer(key, in: 0...3600)
+            case "cri.socket": socketPath = try value.string(key)
+            case "cri.runtime_handler": runtimeHandler = try value.string(key)
+            case "log_level":
+                guard let level = try value.choiceOrAuto(key, of: LogLevel.self) else {
+                    throw PodvisorError(.invalidArgument, "log_level must be one of: debug, info, warning, error")
+                }
+                logLevel = level
+            case "images.root": imageRoot = try value.string(key)
+            case "images.hosts_dir": registryHostsDirectory = try value.string(key)
+            case "images.insecure_registries": insecureRegistries = try value.strings(key)
             default: throw PodvisorError(.invalidArgument, "unknown configuration key \(key)")
             }
         }

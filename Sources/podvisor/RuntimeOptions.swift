@@ -26,29 +26,18 @@ struct RuntimeOptions: ParsableArguments {
     var libvirtURI: String?
 
     func load() throws -> PodvisorConfig {
-        var config = PodvisorConfig()
-        let path = self.config ?? (FileManager.default.fileExists(atPath: PodvisorConfig.defaultPath) ? PodvisorConfig.defaultPath : nil)
-        if let path {
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-                throw ValidationError("cannot read configuration \(path)")
-            }
-            config = try PodvisorConfig(toml: text)
-        }
+        var config = try PodvisorConfig.load(path: self.config)
         // Overrides go through the same parser, so they are validated exactly like the file.
         var overrides: [String] = []
-        if let stateDir { overrides.append("state_dir = \(Self.quote(stateDir))") }
+        if let stateDir { overrides.append("state_dir = \(PodvisorConfig.quote(stateDir))") }
         if !overrides.isEmpty { config = try config.merging(toml: overrides.joined(separator: "\n")) }
         overrides = []
-        if let kernel { overrides.append("kernel = \(Self.quote(kernel))") }
-        if let initrd { overrides.append("initrd = \(Self.quote(initrd))") }
-        if let hypervisor { overrides.append("hypervisor = \(Self.quote(hypervisor))") }
-        if let transport { overrides.append("transport = \(Self.quote(transport))") }
-        if let libvirtURI { overrides.append("libvirt_uri = \(Self.quote(libvirtURI))") }
+        if let kernel { overrides.append("kernel = \(PodvisorConfig.quote(kernel))") }
+        if let initrd { overrides.append("initrd = \(PodvisorConfig.quote(initrd))") }
+        if let hypervisor { overrides.append("hypervisor = \(PodvisorConfig.quote(hypervisor))") }
+        if let transport { overrides.append("transport = \(PodvisorConfig.quote(transport))") }
+        if let libvirtURI { overrides.append("libvirt_uri = \(PodvisorConfig.quote(libvirtURI))") }
         if !overrides.isEmpty { config = try config.merging(toml: "[vm]\n" + overrides.joined(separator: "\n")) }
         return config
-    }
-
-    private static func quote(_ s: String) -> String {
-        "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
     }
 }
