@@ -9,6 +9,7 @@ let package = Package(
     products: [
         .executable(name: "podvisor", targets: ["podvisor"]),
         .executable(name: "podvisor-agent", targets: ["podvisor-agent"]),
+        .executable(name: "podvisord", targets: ["podvisord"]),
     ],
     dependencies: [
         // traits: [] keeps full Foundation out of the static guest agent.
@@ -18,6 +19,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
     ],
     targets: [
         // C APIs used from Swift.
@@ -54,6 +58,35 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
+
+        // Kubernetes CRI v1 (runtime.v1): generated messages and grpc-swift-2 service code (generate.sh).
+        .target(
+            name: "PodvisorCRI",
+            dependencies: [
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            exclude: ["generate.sh"]
+        ),
+        // Host: the CRI RuntimeService and ImageService over pod VMs and the image store.
+        .target(
+            name: "PodvisorCRIServer",
+            dependencies: [
+                "PodvisorCRI", "PodvisorRuntime", "PodvisorVMM", "PodvisorAgentClient", "PodvisorAgentProtocol", "PodvisorImages",
+                "PodvisorCore", "CLinuxSupport",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+            ]
+        ),
+        // The CRI daemon kubelet talks to.
+        .executableTarget(
+            name: "podvisord",
+            dependencies: [
+                "PodvisorCRIServer", "PodvisorCore",
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
 

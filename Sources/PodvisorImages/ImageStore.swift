@@ -206,6 +206,11 @@ public actor ImageStore {
         }
     }
 
+    /// The image's config (entrypoint, cmd, env, working directory, user), read from its blob.
+    public nonisolated func configuration(_ id: Digest) throws(PodvisorError) -> ImageConfiguration {
+        try JSONDecoder.registryDocument(ImageConfiguration.self, from: try content.data(of: id), what: "image config \(id)")
+    }
+
     /// Layer directories of an image, top layer first: overlayfs `lowerdir` order.
     public func lowerDirectories(_ id: Digest) throws(PodvisorError) -> [String] {
         guard let image = images[id] else { throw PodvisorError(.notFound, "image \(id) not found") }

@@ -1,0 +1,104 @@
+import Foundation
+import PodvisorAgentClient
+import PodvisorCRI
+import PodvisorCore
+import PodvisorImages
+import PodvisorRuntime
+import Synchronization
+
+/// The state behind both CRI services: the VM host, the image store, one record store per object kind,
+/// the live pod VMs and container logs, and the event fan-out. Records under `<state_dir>/cri/` survive a
+/// crash; `open` takes the pod VMs that outlived the previous process back (see Recovery.swift).
+public final class CRIServer: Sendable {
+    public static let runtimeName = "podvisor"
+    public static let runtimeVersion = "0.1.0"
+
+    public let config: PodvisorConfig
+    let host: VMHost
+    let images: ImageStore
+    let sandboxes: RecordStore<SandboxRecord>
+    let containers: RecordStore<ContainerRecord>
+    let locks = OperationLocks()
+    let events = ContainerEvents()
+    /// Pod VMs by sandbox id, while the sandbox is ready.
+    let pods = Mutex<[String: PodVM]>([:])
+    /// Log files of containers that run, by container id.
+    let logs = Mutex<[String: ContainerLog]>([:])
+    /// Name keys taken by objects being created (records hold the rest): two concurrent requests for the
+    /// same name must not both succeed.
+    let reservedNames = Mutex<Set<String>>([])
+    /// UpdateRuntimeConfig's pod CIDR, reported back by Status (no pod networking uses it yet).
+    let podCIDR = Mutex<String>("")
+    let log: Logger
+
+    public static func open(config: PodvisorConfig) async throws(PodvisorError) -> CRIServer {
+        let server = try CRIServer(config: config)
+        await server.recover()
+        return server
+    }
+
+    private init(config: PodvisorConfig) throws(PodvisorError) {
+        self.config = config
+        log = Logger(level: config.logLevel)
+        host = try VMHost(config: config)
+        if let warning = host.warning { log.warning(warning) }
+        var options = RegistryClient.Options()
+        options.hosts = RegistryHosts(directory: config.registryHostsDirectory, insecureRegistries: Set(config.insecureRegistries))
+        images = try ImageStore(root: config.effectiveImageRoot, registry: RegistryClient(options: options))
+        sandboxes = try RecordStore(directory: "\(config.stateDirectory)/cri/records/sandboxes", what: "pod sandbox")
+        containers = try RecordStore(directory: "\(config.stateDirectory)/cri/records/containers", what: "container")
+    }
+
+    public var runtimeService: RuntimeService { RuntimeService(server: self) }
+    public var imageService: ImageService { ImageService(server: self) }
+
+    /// Directory of a container's host-side files: overlay upper and work directories, its rootfs mount point.
+    func containerDirectory(_ id: String) -> String { "\(config.stateDirectory)/cri/containers/\(id)" }
+    /// Directory of a sandbox's generated files (hostname, resolv.conf, hosts).
+    func sandboxDirectory(_ id: String) -> String { "\(config.stateDirectory)/cri/sandboxes/\(id)" }
+
+    func pod(_ sandboxID: String) -> PodVM? { pods.withLock { $0[sandboxID] } }
+
+    /// The live VM of a sandbox that must be ready for the request.
+    func readyPod(_ sandbox: SandboxRecord) throws(PodvisorError) -> PodVM {
+        guard sandbox.state == .ready, let pod = pod(sandbox.id) else {
+            throw PodvisorError(.failedPrecondition, "pod sandbox \(sandbox.id) is not ready\(sandbox.notReadyReason.map { " (\($0))" } ?? "")")
+        }
+        return pod
+    }
+
+    func reserve(_ key: String, what: String) throws(PodvisorError) {
+        let taken = reservedNames.withLock { !$0.insert(key).inserted }
+        guard !taken else { throw PodvisorError(.alreadyExists, "\(what) name \(key) is already reserved") }
+    }
+
+    func release(_ key: String) {
+        _ = reservedNames.withLock { $0.remove(key) }
+    }
+
+    func publish(_ type: Runtime_V1_ContainerEventType, container: ContainerRecord) {
+        let sandbox = sandboxes.get(container.sandboxID)
+        events.publish(.with {
+            $0.containerID = container.id
+            $0.containerEventType = type
+            $0.createdAt = Clock.nowNanoseconds()
+            if let sandbox { $0.podSandboxStatus = sandboxStatus(sandbox) }
+            $0.containersStatuses = [containerStatus(container)]
+        })
+    }
+}
+
+/// A minimal leveled logger to stderr (journald adds the timestamps under systemd).
+struct Logger: Sendable {
+    let level: PodvisorConfig.LogLevel
+
+    func debug(_ message: @autoclosure () -> String) { emit(.debug, message) }
+    func info(_ message: @autoclosure () -> String) { emit(.info, message) }
+    func warning(_ message: @autoclosure () -> String) { emit(.warning, message) }
+    func error(_ message: @autoclosure () -> String) { emit(.error, message) }
+
+    private func emit(_ at: PodvisorConfig.LogLevel, _ message: () -> String) {
+        guard at >= level else { return }
+        FileHandle.standardError.write(Data("podvisord \(at.rawValue): \(message())\n".utf8))
+    }
+}

@@ -1,0 +1,99 @@
+import Foundation
+import PodvisorAgentClient
+import PodvisorAgentProtocol
+import PodvisorCRI
+import PodvisorRuntime
+
+/// What happens to a container after StartContainer, on tasks of its own: its output goes to its CRI log,
+/// its exit into its record.
+extension CRIServer {
+    /// Follows a running container (after StartContainer, or after a restart of podvisord: output the
+    /// guest buffered meanwhile is read then).
+    func follow(_ record: ContainerRecord, on pod: PodVM) {
+        let log: ContainerLog?
+        do { log = record.logPath.isEmpty ? nil : try ContainerLog(path: record.logPath) } catch {
+            self.log.error("container \(record.id): \(error)")
+            log = nil
+        }
+        if let log { logs.withLock { $0[record.id] = log } }
+        let agent = pod.agent
+        let id = record.id
+        let process = AgentClient.process(id)
+        Task.detached { [self] in
+            // Read even without a log: a container whose pipe fills up would block.
+            let pumps = Task {
+                await withTaskGroup(of: Void.self) { group in
+                    for stream in [ContainerLog.Stream.stdout, .stderr] {
+                        group.addTask { await Self.pump(agent, process, stream, into: log) }
+                    }
+                }
+            }
+            let exit: Podvisor_Agent_V1_WaitProcessResponse
+            do { exit = try await agent.wait(process) } catch {
+                // The agent is gone: the VM died (the sandbox's watcher records it) or the container was removed.
+                pumps.cancel()
+                return
+            }
+            // Output written just before the exit may still be in flight; a background process that keeps the
+            // pipe open must not hold the exit back for long.
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await pumps.value }
+                group.addTask { try? await Task.sleep(for: .seconds(2)) }
+                await group.next()
+                group.cancelAll()
+            }
+            let reason = exit.oomKilled ? "OOMKilled" : exit.exitCode == 0 ? "Completed" : "Error"
+            containerExited(id, code: exit.exitCode, at: exit.finishedAtNs, reason: reason)
+        }
+    }
+
+    private static func pump(
+        _ agent: AgentClient, _ process: Podvisor_Agent_V1_ProcessRef, _ stream: ContainerLog.Stream, into log: ContainerLog?
+    ) async {
+        while !Task.isCancelled {
+            guard let chunk = try? await agent.readOutput(process, stderr: stream == .stderr), !chunk.eof else { break }
+            log?.write(chunk.data, stream: stream)
+        }
+        log?.finish(stream)
+    }
+
+    /// Records an exit (the first report wins), closes the log and tells event subscribers.
+    func containerExited(_ id: String, code: Int32, at finishedAt: Int64, reason: String, message: String = "") {
+        let before = containers.get(id)?.state
+        let record = try? containers.update(id) { $0.exited(code: code, at: finishedAt, reason: reason, message: message) }
+        logs.withLock { $0.removeValue(forKey: id) }?.close()
+        if let record, before != .exited { publish(.containerStoppedEvent, container: record) }
+    }
+
+    /// Watches a ready sandbox's VM: if it stops without StopPodSandbox asking, the sandbox becomes NOTREADY
+    /// and its containers EXITED, and the VM's host-side traces are removed.
+    func watch(sandboxID: String, pod: PodVM) {
+        Task.detached { [self] in
+            let state = await pod.vm.waitUntilStopped()
+            // StopPodSandbox takes the pod out of `pods` before it stops the VM: that stop was asked for.
+            let unexpected = pods.withLock { pods -> Bool in
+                guard pods[sandboxID] === pod else { return false }
+                pods[sandboxID] = nil
+                return true
+            }
+            guard unexpected else { return }
+            let why: String
+            if case .stopped(let reason) = state { why = "pod VM stopped (\(reason.rawValue))" } else { why = "pod VM stopped" }
+            log.warning("sandbox \(sandboxID): \(why)")
+            sandboxLost(sandboxID, reason: why)
+            do { try pod.destroy() } catch { log.error("sandbox \(sandboxID): \(error)") }
+        }
+    }
+
+    /// The sandbox's VM is gone: NOTREADY, and every container that had not exited did now.
+    func sandboxLost(_ sandboxID: String, reason: String) {
+        _ = try? sandboxes.update(sandboxID) {
+            $0.state = .notReady
+            $0.notReadyReason = reason
+        }
+        let now = Clock.nowNanoseconds()
+        for container in containers.all where container.sandboxID == sandboxID && container.state != .exited {
+            containerExited(container.id, code: 255, at: now, reason: "Error", message: reason)
+        }
+    }
+}

@@ -1,0 +1,168 @@
+import Foundation
+import PodvisorAgentProtocol
+import PodvisorCRI
+import PodvisorCore
+import PodvisorImages
+
+/// Translation of a CRI ContainerConfig (plus the image's config) into what the agent runs. Pure: every
+/// rule kubelet relies on (command/args over entrypoint/cmd, env override, user forms, capability
+/// arithmetic, default masked paths, seccomp profile kinds) is unit-tested without a VM.
+enum ContainerSpec {
+    /// containerd's default capability set for non-privileged containers.
+    static let defaultCapabilities = [
+        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
+        "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+    ]
+    /// Every capability the guest kernel (6.1) knows: what "ALL" adds.
+    static let allCapabilities = [
+        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
+        "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN",
+        "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
+        "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
+        "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP",
+        "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+        "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+    ]
+    /// containerd's defaults when kubelet sends none.
+    static let defaultMaskedPaths = [
+        "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+        "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+    ]
+    static let defaultReadonlyPaths = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+    static let defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+    /// The container's process. `readFile` reads a Localhost seccomp profile on the host.
+    static func process(
+        _ config: Runtime_V1_ContainerConfig, image: ImageConfiguration.Config?,
+        readFile: (String) throws(PodvisorError) -> String
+    ) throws(PodvisorError) -> Podvisor_Agent_V1_ProcessSpec {
+        let security = config.linux.securityContext
+        var process = Podvisor_Agent_V1_ProcessSpec()
+        process.args = try arguments(config, image: image)
+        process.env = environment(config, image: image)
+        process.cwd = config.workingDir.isEmpty ? (image?.WorkingDir.flatMap { $0.isEmpty ? nil : $0 } ?? "/") : config.workingDir
+        try Validate.absolutePath(process.cwd, "working_dir")
+        try user(security, image: image, into: &process)
+        process.terminal = config.tty
+        process.stdin = config.stdin
+        process.noNewPrivileges = security.noNewPrivs
+        if !security.privileged {
+            process.capabilities = .with { $0.names = capabilities(security.capabilities) }
+        }
+        process.seccomp = try seccomp(security, readFile: readFile)
+        return process
+    }
+
+    /// kubelet's rule: `command` replaces the image's entrypoint (and drops its cmd), `args` replaces cmd.
+    static func arguments(_ config: Runtime_V1_ContainerConfig, image: ImageConfiguration.Config?) throws(PodvisorError) -> [String] {
+        let args: [String]
+        if !config.command.isEmpty {
+            args = config.command + config.args
+        } else {
+            args = (image?.Entrypoint ?? []) + (config.args.isEmpty ? (image?.Cmd ?? []) : config.args)
+        }
+        guard let first = args.first, !first.isEmpty else {
+            throw PodvisorError(.invalidArgument, "no command: neither the container config nor the image names one")
+        }
+        return args
+    }
+
+    /// The image's environment, then the config's; a later KEY replaces an earlier one in place.
+    static func environment(_ config: Runtime_V1_ContainerConfig, image: ImageConfiguration.Config?) -> [String] {
+        var order: [String] = []
+        var values: [String: String] = [:]
+        func set(_ entry: String) {
+            let key = String(entry.prefix { $0 != "=" })
+            if values[key] == nil { order.append(key) }
+            values[key] = entry
+        }
+        (image?.Env ?? []).forEach(set)
+        config.envs.forEach { set("\($0.key)=\($0.value)") }
+        if values["PATH"] == nil { set(defaultPath) }
+        return order.map { values[$0]! }
+    }
+
+    /// run_as_user / run_as_username / run_as_group win over the image's `User` (`uid`, `name`, `uid:gid`, `name:group`).
+    static func user(
+        _ security: Runtime_V1_LinuxContainerSecurityContext, image: ImageConfiguration.Config?,
+        into process: inout Podvisor_Agent_V1_ProcessSpec
+    ) throws(PodvisorError) {
+        let parts = (image?.User ?? "").split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        let imageUser = parts.first ?? ""
+        let imageGroup = parts.count > 1 ? parts[1] : ""
+        if security.hasRunAsUser {
+            try Validate.nonNegative(security.runAsUser.value, "run_as_user")
+            process.uid = UInt32(clamping: security.runAsUser.value)
+        } else if !security.runAsUsername.isEmpty {
+            process.username = security.runAsUsername
+        } else if let uid = UInt32(imageUser) {
+            process.uid = uid
+        } else {
+            process.username = imageUser
+        }
+        if security.hasRunAsGroup {
+            try Validate.nonNegative(security.runAsGroup.value, "run_as_group")
+            process.gid = UInt32(clamping: security.runAsGroup.value)
+        } else if let gid = UInt32(imageGroup) {
+            process.gid = gid
+        } else {
+            process.groupname = imageGroup
+        }
+        for group in security.supplementalGroups {
+            try Validate.nonNegative(group, "supplemental_groups")
+            process.additionalGids.append(UInt32(clamping: group))
+        }
+    }
+
+    /// Defaults, minus drops, plus adds; "ALL" in either list means every capability.
+    static func capabilities(_ request: Runtime_V1_Capability) -> [String] {
+        func normalized(_ names: [String]) -> [String] {
+            names.map { $0.uppercased() }.map { $0 == "ALL" || $0.hasPrefix("CAP_") ? $0 : "CAP_" + $0 }
+        }
+        let add = normalized(request.addCapabilities)
+        let drop = normalized(request.dropCapabilities)
+        var result = drop.contains("ALL") ? [] : defaultCapabilities.filter { !drop.contains($0) }
+        for name in add.contains("ALL") ? allCapabilities : add where !result.contains(name) {
+            result.append(name)
+        }
+        if add.contains("ALL") { result.removeAll { drop.contains($0) } }
+        return result
+    }
+
+    static func seccomp(
+        _ security: Runtime_V1_LinuxContainerSecurityContext, readFile: (String) throws(PodvisorError) -> String
+    ) throws(PodvisorError) -> Podvisor_Agent_V1_Seccomp {
+        guard security.hasSeccomp, !security.privileged else { return .with { $0.kind = .unconfined } }
+        switch security.seccomp.profileType {
+        case .runtimeDefault: return .with { $0.kind = .runtimeDefault }
+        case .unconfined: return .with { $0.kind = .unconfined }
+        case .localhost:
+            let path = security.seccomp.localhostRef
+            try Validate.absolutePath(path, "seccomp localhost_ref")
+            let json = try readFile(path)
+            return .with {
+                $0.kind = .localhost
+                $0.localhostProfileJson = json
+            }
+        case .UNRECOGNIZED(let value):
+            throw PodvisorError(.invalidArgument, "seccomp profile_type has an unknown value \(value)")
+        }
+    }
+
+    /// cgroup v2 limits from CRI's resources (cpu_shares become cpu.weight as runc converts them).
+    static func resources(_ r: Runtime_V1_LinuxContainerResources) throws(PodvisorError) -> Podvisor_Agent_V1_Resources {
+        try Validate.nonNegative(r.memoryLimitInBytes, "memory_limit_in_bytes")
+        try Validate.nonNegative(r.cpuQuota < 0 ? 0 : r.cpuQuota, "cpu_quota")
+        try Validate.nonNegative(r.cpuPeriod, "cpu_period")
+        try Validate.nonNegative(r.cpuShares, "cpu_shares")
+        return .with {
+            $0.memoryLimitBytes = r.memoryLimitInBytes
+            $0.cpuQuotaUs = max(r.cpuQuota, 0)
+            $0.cpuPeriodUs = r.cpuPeriod
+            if r.cpuShares > 0 {
+                let shares: Int64 = min(max(r.cpuShares, 2), 262_144)
+                $0.cpuWeight = UInt64(1 + (shares - 2) * 9999 / 262_142)
+            }
+        }
+    }
+}

@@ -1,0 +1,59 @@
+import Foundation
+import GRPCCore
+import PodvisorAgentClient
+import PodvisorAgentProtocol
+import PodvisorCRI
+import PodvisorCore
+
+extension RuntimeService {
+    /// Runs a command in a running container with the container's identity and environment and returns
+    /// its output and exit code. Past `timeout` seconds (0: none) the command is killed and the call fails
+    /// with DeadlineExceeded.
+    public func execSync(request: Runtime_V1_ExecSyncRequest, context: ServerContext) async throws -> Runtime_V1_ExecSyncResponse {
+        try await handle {
+            try Validate.nonNegative(request.timeout, "timeout")
+            guard let command = request.cmd.first, !command.isEmpty else {
+                throw PodvisorError(.invalidArgument, "cmd must not be empty")
+            }
+            let container = try server.containers.find(request.containerID)
+            guard container.state == .running else {
+                throw PodvisorError(.failedPrecondition, "container \(container.id) is \(container.state.rawValue), not running")
+            }
+            let agent = try server.readyPod(try server.sandboxes.find(container.sandboxID)).agent
+            var process = container.process
+            process.args = request.cmd
+            process.terminal = false
+            process.stdin = false
+            let ref = AgentClient.process(container.id, exec: String(newObjectID().prefix(16)))
+            try await agent.exec(container.id, execID: ref.execID, process)
+
+            let run = Task { () throws -> Runtime_V1_ExecSyncResponse in
+                async let stdout = agent.readAllOutput(ref)
+                async let stderr = agent.readAllOutput(ref, stderr: true)
+                let exit = try await agent.wait(ref)
+                let (out, err) = try await (stdout, stderr)
+                return .with {
+                    $0.stdout = out
+                    $0.stderr = err
+                    $0.exitCode = exit.exitCode
+                }
+            }
+            guard request.timeout > 0 else { return try await run.value }
+            let finished = await withTaskGroup(of: Bool.self) { group in
+                group.addTask { _ = await run.result; return true }
+                group.addTask {
+                    do { try await Task.sleep(for: .seconds(request.timeout)) } catch { return true }
+                    return false
+                }
+                let first = await group.next()!
+                group.cancelAll()
+                return first
+            }
+            guard finished else {
+                try? await agent.signal(ref, SIGKILL)
+                throw PodvisorError(.timeout, "command \(request.cmd) timed out after \(request.timeout) s")
+            }
+            return try await run.value
+        }
+    }
+}

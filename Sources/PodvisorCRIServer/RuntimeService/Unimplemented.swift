@@ -1,0 +1,33 @@
+import GRPCCore
+import PodvisorCRI
+
+/// Streaming (Exec, Attach, PortForward) and checkpoints come with their own issue; until then kubelet
+/// gets Unimplemented with the reason, never a half-working stream.
+extension RuntimeService {
+    public func exec(request: Runtime_V1_ExecRequest, context: ServerContext) async throws -> Runtime_V1_ExecResponse {
+        throw RPCError(code: .unimplemented, message: "Exec streaming is not implemented yet; ExecSync is")
+    }
+
+    public func attach(request: Runtime_V1_AttachRequest, context: ServerContext) async throws -> Runtime_V1_AttachResponse {
+        throw RPCError(code: .unimplemented, message: "Attach is not implemented yet; container output is in its log")
+    }
+
+    public func portForward(request: Runtime_V1_PortForwardRequest, context: ServerContext) async throws -> Runtime_V1_PortForwardResponse {
+        throw RPCError(code: .unimplemented, message: "PortForward is not implemented: pods have no network yet")
+    }
+
+    public func checkpointContainer(request: Runtime_V1_CheckpointContainerRequest, context: ServerContext) async throws
+        -> Runtime_V1_CheckpointContainerResponse
+    {
+        throw RPCError(code: .unimplemented, message: "CheckpointContainer is not implemented")
+    }
+}
+
+extension RuntimeService {
+    /// kubelet tolerates Unimplemented here (in-place pod resize then relies on container-level updates).
+    public func updatePodSandboxResources(request: Runtime_V1_UpdatePodSandboxResourcesRequest, context: ServerContext) async throws
+        -> Runtime_V1_UpdatePodSandboxResourcesResponse
+    {
+        throw RPCError(code: .unimplemented, message: "a pod VM's memory and vCPUs are fixed at boot; UpdateContainerResources works")
+    }
+}

@@ -1,0 +1,108 @@
+import Foundation
+import PodvisorCore
+import Synchronization
+
+/// A record the CRI server persists, one JSON file per object.
+protocol StoredRecord: Codable, Sendable {
+    var id: String { get }
+}
+
+/// One store per object kind (sandboxes, containers), as in containerd's CRI plugin: the records in memory,
+/// each also written to `<directory>/<id>.json` before a change is visible. Writes are atomic (temporary
+/// file, fsync, rename, fsync of the directory), so a crash leaves either the old or the new record.
+final class RecordStore<Record: StoredRecord>: Sendable {
+    let directory: String
+    private let what: String
+    private let records = Mutex<[String: Record]>([:])
+
+    /// Loads every record under `directory`; leftovers of interrupted writes are removed.
+    init(directory: String, what: String) throws(PodvisorError) {
+        self.directory = directory
+        self.what = what
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            var loaded: [String: Record] = [:]
+            for file in try FileManager.default.contentsOfDirectory(atPath: directory) {
+                let path = "\(directory)/\(file)"
+                guard file.hasSuffix(".json") else {
+                    try? FileManager.default.removeItem(atPath: path)
+                    continue
+                }
+                let record = try JSONDecoder().decode(Record.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+                loaded[record.id] = record
+            }
+            records.withLock { $0 = loaded }
+        } catch {
+            throw PodvisorError(.internalError, "cannot load \(what) records from \(directory)", cause: error)
+        }
+    }
+
+    var all: [Record] { records.withLock { Array($0.values) } }
+
+    func get(_ id: String) -> Record? { records.withLock { $0[id] } }
+
+    /// The record that `idOrPrefix` names: its full id or a prefix that only one id starts with.
+    func find(_ idOrPrefix: String) throws(PodvisorError) -> Record {
+        guard !idOrPrefix.isEmpty else { throw PodvisorError(.invalidArgument, "\(what) id must not be empty") }
+        let matches = records.withLock { all in
+            all[idOrPrefix].map { [$0] } ?? all.values.filter { $0.id.hasPrefix(idOrPrefix) }
+        }
+        switch matches.count {
+        case 1: return matches[0]
+        case 0: throw PodvisorError(.notFound, "\(what) \(idOrPrefix) not found")
+        default: throw PodvisorError(.invalidArgument, "\(what) id prefix \(idOrPrefix) is ambiguous")
+        }
+    }
+
+    /// Persists `record` (new or replacing) and makes it visible.
+    func put(_ record: Record) throws(PodvisorError) {
+        try write(record)
+        records.withLock { $0[record.id] = record }
+    }
+
+    /// Changes a record in place and persists it; returns the new value, or nil when it no longer exists.
+    @discardableResult
+    func update(_ id: String, _ change: (inout Record) -> Void) throws(PodvisorError) -> Record? {
+        // One writer at a time per store keeps file and memory in the same order.
+        try records.withLock { all throws(PodvisorError) -> Record? in
+            guard var record = all[id] else { return nil }
+            change(&record)
+            try write(record)
+            all[id] = record
+            return record
+        }
+    }
+
+    func remove(_ id: String) throws(PodvisorError) {
+        guard unlink(path(id)) == 0 || errno == ENOENT else {
+            throw PodvisorError(.internalError, "cannot remove \(what) record \(path(id)): errno \(errno)")
+        }
+        records.withLock { _ = $0.removeValue(forKey: id) }
+    }
+
+    private func path(_ id: String) -> String { "\(directory)/\(id).json" }
+
+    private func write(_ record: Record) throws(PodvisorError) {
+        let final = path(record.id)
+        let temporary = "\(final).tmp"
+        do {
+            let data = try JSONEncoder().encode(record)
+            let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw PodvisorError(.internalError, "cannot create \(temporary): errno \(errno)") }
+            defer { close(fd) }
+            let written = data.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            guard written == data.count, fsync(fd) == 0, rename(temporary, final) == 0 else {
+                throw PodvisorError(.internalError, "cannot write \(final): errno \(errno)")
+            }
+            let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            if directoryFD >= 0 {
+                fsync(directoryFD)
+                close(directoryFD)
+            }
+        } catch let error as PodvisorError {
+            throw error
+        } catch {
+            throw PodvisorError(.internalError, "cannot encode \(what) record \(record.id)", cause: error)
+        }
+    }
+}

@@ -1,0 +1,54 @@
+import ArgumentParser
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import PodvisorCRIServer
+import PodvisorCore
+
+/// kubelet's container runtime: CRI RuntimeService and ImageService on one unix socket. Stopping it
+/// (SIGTERM) leaves pods running; the next start takes them back.
+@main
+struct Podvisord: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "podvisord", abstract: "Serve the Kubernetes CRI with one VM per pod sandbox.")
+
+    @Option(help: "Configuration file (default: \(PodvisorConfig.defaultPath) when present).")
+    var config: String?
+
+    @Option(help: "CRI socket (overrides cri.socket).")
+    var socket: String?
+
+    @Option(help: "State directory (overrides state_dir).")
+    var stateDir: String?
+
+    func run() async throws {
+        var config = try PodvisorConfig.load(path: self.config)
+        if let stateDir { config = try config.merging(toml: "state_dir = \(PodvisorConfig.quote(stateDir))") }
+        if let socket { config = try config.merging(toml: "[cri]\nsocket = \(PodvisorConfig.quote(socket))") }
+
+        let server = try await CRIServer.open(config: config)
+        let path = config.socketPath
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        unlink(path)  // a socket left by a previous process
+        let transport = HTTP2ServerTransport.Posix(
+            address: .unixDomainSocket(path: path), transportSecurity: .plaintext,
+            // kubelet's own limit: large List answers on busy nodes.
+            config: .defaults { $0.rpc.maxRequestPayloadSize = 16 << 20 })
+        let grpc = GRPCServer(transport: transport, services: [server.runtimeService, server.imageService])
+
+        let signals = [SIGTERM, SIGINT].map { signalNumber in
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+            source.setEventHandler { grpc.beginGracefulShutdown() }
+            source.resume()
+            return source
+        }
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await grpc.serve() }
+            _ = try await transport.listeningAddress
+            chmod(path, 0o660)
+            FileHandle.standardError.write(Data("podvisord: serving CRI on unix://\(path)\n".utf8))
+        }
+        signals.forEach { $0.cancel() }
+    }
+}
