@@ -22,6 +22,7 @@ deps:
 
 build: deps
 	$(SWIFT) build --product podvisor
+	$(SWIFT) build --product podvisord
 
 # The guest agent: fully static, stripped, separate scratch path so host and guest builds never
 # invalidate each other. swift build decides whether anything changed; the copy keeps the image rule's
@@ -58,7 +59,7 @@ unit-test: deps
 bench: build image $(BASELINE) $(BUSYBOX_ROOTFS)
 	$(PODVISOR) bench boot --state-dir $(DEMO_STATE) $(IMAGE_FLAGS) --baseline-initrd $(abspath $(BASELINE)) \
 		--container-rootfs $(abspath $(BUSYBOX_ROOTFS)) --runs 5 --report Docs/performance.md
-	Tests/ImageIntegrationTests/Fixtures/bench-pull.sh $(PODVISOR) 5 Docs/performance.md
+	Tests/TestSupport/Fixtures/bench-pull.sh $(PODVISOR) 5 Docs/performance.md
 
 clean:
 	rm -rf .build .build-guest $(BUILD)

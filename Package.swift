@@ -105,7 +105,18 @@ let package = Package(
         .testTarget(name: "PodvisorAgentClientTests", dependencies: ["PodvisorAgentClient", "PodvisorAgentProtocol"]),
         .testTarget(name: "IntegrationTests", dependencies: ["PodvisorRuntime"]),
         .testTarget(name: "PodvisorImagesTests", dependencies: ["PodvisorImages", "CArchive"]),
-        .testTarget(name: "ImageIntegrationTests", dependencies: ["PodvisorImages"], exclude: ["Fixtures"]),
+        // Test helpers shared by the integration suites: a real docker-registry with the fixture images.
+        .target(name: "TestSupport", path: "Tests/TestSupport", exclude: ["Fixtures"]),
+        .testTarget(name: "ImageIntegrationTests", dependencies: ["PodvisorImages", "TestSupport"]),
+        .testTarget(
+            name: "CRIIntegrationTests",
+            dependencies: [
+                "PodvisorCRI", "TestSupport",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+            ]
+        ),
+        .testTarget(name: "PodvisorCRIServerTests", dependencies: ["PodvisorCRIServer", "PodvisorCRI", "PodvisorAgentProtocol", "PodvisorImages", "PodvisorRuntime"]),
     ],
     swiftLanguageModes: [.v6]
 )

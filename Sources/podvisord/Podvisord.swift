@@ -22,6 +22,10 @@ struct Podvisord: AsyncParsableCommand {
     var stateDir: String?
 
     func run() async throws {
+        // A parent may have blocked signals (test runners do): the daemon needs SIGTERM and SIGCHLD.
+        var none = sigset_t()
+        sigemptyset(&none)
+        pthread_sigmask(SIG_SETMASK, &none, nil)
         var config = try PodvisorConfig.load(path: self.config)
         if let stateDir { config = try config.merging(toml: "state_dir = \(PodvisorConfig.quote(stateDir))") }
         if let socket { config = try config.merging(toml: "[cri]\nsocket = \(PodvisorConfig.quote(socket))") }

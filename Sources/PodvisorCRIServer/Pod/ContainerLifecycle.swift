@@ -43,7 +43,8 @@ extension CRIServer {
                 group.cancelAll()
             }
             let reason = exit.oomKilled ? "OOMKilled" : exit.exitCode == 0 ? "Completed" : "Error"
-            containerExited(id, code: exit.exitCode, at: exit.finishedAtNs, reason: reason)
+            // The host's clock, not the guest's: CRI times are compared with the host-made ones.
+            containerExited(id, code: exit.exitCode, at: Clock.nowNanoseconds(), reason: reason)
         }
     }
 
@@ -80,8 +81,11 @@ extension CRIServer {
             let why: String
             if case .stopped(let reason) = state { why = "pod VM stopped (\(reason.rawValue))" } else { why = "pod VM stopped" }
             log.warning("sandbox \(sandboxID): \(why)")
-            sandboxLost(sandboxID, reason: why)
-            do { try pod.destroy() } catch { log.error("sandbox \(sandboxID): \(error)") }
+            // Under the sandbox's lock: a Stop or Remove that follows finds the VM's traces gone.
+            try? await locks.withLock(sandboxID) {
+                sandboxLost(sandboxID, reason: why)
+                do { try pod.destroy() } catch { log.error("sandbox \(sandboxID): \(error)") }
+            }
         }
     }
 

@@ -39,6 +39,9 @@ enum ContainerSpec {
         let security = config.linux.securityContext
         var process = Podvisor_Agent_V1_ProcessSpec()
         process.args = try arguments(config, image: image)
+        for variable in config.envs where variable.key.isEmpty || variable.key.contains("=") {
+            throw PodvisorError(.invalidArgument, "environment variable name \"\(variable.key)\" must be non-empty and without '='")
+        }
         process.env = environment(config, image: image)
         process.cwd = config.workingDir.isEmpty ? (image?.WorkingDir.flatMap { $0.isEmpty ? nil : $0 } ?? "/") : config.workingDir
         try Validate.absolutePath(process.cwd, "working_dir")
@@ -77,7 +80,8 @@ enum ContainerSpec {
             values[key] = entry
         }
         (image?.Env ?? []).forEach(set)
-        config.envs.forEach { set("\($0.key)=\($0.value)") }
+        // CRI carries values as bytes; the environment is text.
+        config.envs.forEach { set("\($0.key)=\(String(decoding: $0.value, as: UTF8.self))") }
         if values["PATH"] == nil { set(defaultPath) }
         return order.map { values[$0]! }
     }

@@ -98,7 +98,7 @@ extension CRIServer {
 
     /// The `info` map of verbose status answers: one JSON document under "info", as containerd does.
     static func verboseInfo(_ object: [String: Any]) -> [String: String] {
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return [:] }
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else { return [:] }
         return ["info": String(decoding: data, as: UTF8.self)]
     }
 }

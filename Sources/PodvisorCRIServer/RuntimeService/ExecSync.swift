@@ -39,21 +39,17 @@ extension RuntimeService {
                 }
             }
             guard request.timeout > 0 else { return try await run.value }
-            let finished = await withTaskGroup(of: Bool.self) { group in
-                group.addTask { _ = await run.result; return true }
-                group.addTask {
-                    do { try await Task.sleep(for: .seconds(request.timeout)) } catch { return true }
-                    return false
-                }
-                let first = await group.next()!
-                group.cancelAll()
-                return first
-            }
-            guard finished else {
+            let killer = Task {
+                try await Task.sleep(for: .seconds(request.timeout))
                 try? await agent.signal(ref, SIGKILL)
+            }
+            let result = await run.result
+            killer.cancel()
+            // The killer finished its sleep: the command ran out of time (whatever it answered since).
+            if case .success = await killer.result {
                 throw PodvisorError(.timeout, "command \(request.cmd) timed out after \(request.timeout) s")
             }
-            return try await run.value
+            return try result.get()
         }
     }
 }

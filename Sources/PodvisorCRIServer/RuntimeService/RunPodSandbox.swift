@@ -25,7 +25,7 @@ extension RuntimeService {
 
             var record = SandboxRecord(
                 id: newObjectID(), configData: try config.serializedBytes(), runtimeHandler: request.runtimeHandler,
-                createdAt: Clock.nowNanoseconds(), state: .ready, vmSize: server.vmSize(config.linux),
+                createdAt: Clock.nowNanoseconds(), state: .ready, vmSize: CRIServer.vmSize(config.linux, config: server.config),
                 transport: server.host.transport.rawValue)
             while server.sandboxes.all.contains(where: { $0.vmID == record.vmID }) { record.id = newObjectID() }
             try server.writeSandboxFiles(record)
@@ -85,7 +85,7 @@ extension CRIServer {
     /// Memory: the pod's limit (sum of its containers', as kubelet passes it) plus the pod overhead (the
     /// RuntimeClass's, else the configured one); without a limit the configured default size. vCPUs: the
     /// CPU limit rounded up, at most the host's cores.
-    func vmSize(_ linux: Runtime_V1_LinuxPodSandboxConfig) -> VMSize {
+    static func vmSize(_ linux: Runtime_V1_LinuxPodSandboxConfig, config: PodvisorConfig) -> VMSize {
         let mib: Int64 = 1 << 20
         var size = VMSize(memoryMiB: config.memoryMiB, vcpus: config.vcpus)
         let r = linux.resources

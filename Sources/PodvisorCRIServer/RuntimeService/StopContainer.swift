@@ -22,7 +22,7 @@ extension RuntimeService {
                 let exit = try await pod.agent.stop(AgentClient.process(container.id), grace: .seconds(request.timeout))
                 // A started container's follower records the exit once its output is drained; a created one has none.
                 if container.state == .running { await server.waitForExitRecord(container.id) }
-                server.containerExited(container.id, code: exit.exitCode, at: exit.finishedAtNs, reason: exit.oomKilled ? "OOMKilled" : "Error")
+                server.containerExited(container.id, code: exit.exitCode, at: Clock.nowNanoseconds(), reason: exit.oomKilled ? "OOMKilled" : "Error")
             }
             return Runtime_V1_StopContainerResponse()
         }

@@ -60,7 +60,7 @@ binary = sys.argv[4]
 ours = statistics.median(int(t) for t in sys.argv[2].split()) / 1e9
 theirs = statistics.median(int(t) for t in sys.argv[3].split()) / 1e9
 runs = len(sys.argv[2].split())
-print(f"`Tests/ImageIntegrationTests/Fixtures/bench-pull.sh` ({runs} runs each, medians), a {size:.1f} MiB image of three "
+print(f"`Tests/TestSupport/Fixtures/bench-pull.sh` ({runs} runs each, medians), a {size:.1f} MiB image of three "
       f"incompressible layers from a local docker-registry:\n\n"
       f"| | median | throughput |\n|---|---|---|\n"
       f"| `podvisor image pull` (fetch, verify, unpack; `{binary}`) | {ours:.2f} s | {size / ours:.0f} MiB/s |\n"

@@ -2,13 +2,13 @@ import Foundation
 
 /// A real `docker-registry` (Debian's distribution 2.8) on a free loopback port, serving a storage directory;
 /// optionally with htpasswd (bcrypt) basic auth. Stopped when released.
-final class TestRegistry: @unchecked Sendable {
-    let address: String
-    let storage: String
+public final class TestRegistry: @unchecked Sendable {
+    public let address: String
+    public let storage: String
     private let process: Process
     private let directory: String
 
-    init(storage: String, user: (name: String, password: String)? = nil) throws {
+    public init(storage: String, user: (name: String, password: String)? = nil) throws {
         self.storage = storage
         directory = "/tmp/podvisor-registry-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -40,7 +40,7 @@ final class TestRegistry: @unchecked Sendable {
     }
 
     /// Starts a server and waits until it accepts connections on `port`.
-    static func serve(_ executable: String, _ arguments: [String], port: UInt16) throws -> Process {
+    public static func serve(_ executable: String, _ arguments: [String], port: UInt16) throws -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -64,7 +64,7 @@ final class TestRegistry: @unchecked Sendable {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
-    static func freePort() throws -> UInt16 {
+    public static func freePort() throws -> UInt16 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_in()
@@ -80,7 +80,7 @@ final class TestRegistry: @unchecked Sendable {
         return UInt16(bigEndian: address.sin_port)
     }
 
-    static func accepts(port: UInt16) -> Bool {
+    public static func accepts(port: UInt16) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_in()
@@ -92,7 +92,7 @@ final class TestRegistry: @unchecked Sendable {
         }
     }
 
-    static func run(_ executable: String, _ arguments: [String]) throws {
+    public static func run(_ executable: String, _ arguments: [String]) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -108,12 +108,12 @@ final class TestRegistry: @unchecked Sendable {
 
 /// Fixtures/bearer-proxy.py in front of a registry: bearer-token auth the way Docker Hub does it, and a log of
 /// the requests that got through.
-final class BearerProxy: @unchecked Sendable {
-    let address: String
-    let log = "/tmp/podvisor-bearer-proxy-\(UUID().uuidString).log"
+public final class BearerProxy: @unchecked Sendable {
+    public let address: String
+    public let log = "/tmp/podvisor-bearer-proxy-\(UUID().uuidString).log"
     private let process: Process
 
-    init(upstream: TestRegistry, user: String, password: String, blobDelaySeconds: Int = 0) throws {
+    public init(upstream: TestRegistry, user: String, password: String, blobDelaySeconds: Int = 0) throws {
         let port = try TestRegistry.freePort()
         address = "127.0.0.1:\(port)"
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/bearer-proxy.py").path
@@ -128,23 +128,23 @@ final class BearerProxy: @unchecked Sendable {
     }
 
     /// Requests relayed to the registry so far, "GET /v2/…" each.
-    var requests: [String] {
+    public var requests: [String] {
         ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
     }
 }
 
-struct TestError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
+public struct TestError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// The registry storage with the fixture images (Fixtures/make-images.sh), built once per test process. Tests
 /// serve it read-only through registries of their own; one that damages content copies it first.
-actor FixtureImages {
-    static let shared = FixtureImages()
+public actor FixtureImages {
+    public static let shared = FixtureImages()
     private var storage: String?
 
-    func storageDirectory() throws -> String {
+    public func storageDirectory() throws -> String {
         if let storage { return storage }
         // Fixtures of test processes that are gone.
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []
@@ -162,7 +162,7 @@ actor FixtureImages {
     }
 
     /// A private copy of the storage, for a test that corrupts it.
-    func copyOfStorage() throws -> String {
+    public func copyOfStorage() throws -> String {
         let copy = "/tmp/podvisor-image-fixtures-copy-\(UUID().uuidString)"
         try TestRegistry.run("/bin/cp", ["-a", try storageDirectory(), copy])
         return copy

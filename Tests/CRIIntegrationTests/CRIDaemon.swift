@@ -1,0 +1,243 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import PodvisorCRI
+import Testing
+import TestSupport
+
+typealias Transport = HTTP2ClientTransport.Posix
+
+/// A real podvisord process (the binary `make build` made) on a state directory of its own, and gRPC
+/// clients of its two services over its unix socket: what kubelet sees.
+final class CRIDaemon: @unchecked Sendable {
+    static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().path
+
+    let stateDirectory: String
+    let socket: String
+    let logFile: String
+    private var process: Process?
+    nonisolated(unsafe) static var running: pid_t = 0
+    private var client: GRPCClient<Transport>?
+
+    var runtime: Runtime_V1_RuntimeService.Client<Transport> { .init(wrapping: client!) }
+    var images: Runtime_V1_ImageService.Client<Transport> { .init(wrapping: client!) }
+    var pid: Int32 { process?.processIdentifier ?? 0 }
+
+    /// One daemon for the whole test process; tests that restart it leave it running again. It is killed
+    /// when the test process exits (its pods are all removed by then).
+    static let shared = Task { () throws -> CRIDaemon in
+        atexit { if CRIDaemon.running > 0 { kill(CRIDaemon.running, SIGKILL) } }
+        let daemon = try CRIDaemon(name: "pvcri")
+        try await daemon.start()
+        return daemon
+    }
+
+    init(name: String) throws {
+        // Short: unix socket paths below it must stay under 108 bytes.
+        stateDirectory = "/tmp/\(name)"
+        socket = "\(stateDirectory)/cri.sock"
+        logFile = "/tmp/\(name)-podvisord.log"
+        try Self.clean(stateDirectory)
+        let env = ProcessInfo.processInfo.environment
+        let config = """
+            state_dir = "\(stateDirectory)"
+            log_level = "debug"
+            [vm]
+            kernel = "\(env["PODVISOR_TEST_KERNEL"] ?? "\(Self.repositoryRoot)/build/image/vmlinuz")"
+            initrd = "\(env["PODVISOR_TEST_INITRD"] ?? "\(Self.repositoryRoot)/build/image/initramfs.img")"
+            boot_timeout_s = 180
+            shutdown_timeout_s = 5
+            [cri]
+            socket = "\(socket)"
+
+            """
+        try config.write(toFile: "\(stateDirectory)/config.toml", atomically: true, encoding: .utf8)
+        FileManager.default.createFile(atPath: logFile, contents: nil)
+    }
+
+    /// What a killed earlier run left: its mounts are detached and its files removed. The embedded libvirt
+    /// root stays: the daemon's recovery then destroys that run's VMs (no record owns them), and QEMU's
+    /// capability cache survives.
+    static func clean(_ directory: String) throws {
+        for pid in PodTraces.processes(matching: "\(directory)/config.toml") { kill(pid, SIGKILL) }
+        // Stacked mounts (a bind over a bind) need one pass each.
+        for _ in 0..<5 {
+            let mounts = PodTraces.mounts(under: directory)
+            if mounts.isEmpty { break }
+            for mount in mounts.sorted(by: { $0.count > $1.count }) { umount2(mount, Int32(MNT_DETACH)) }
+        }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        for entry in try FileManager.default.contentsOfDirectory(atPath: directory) where entry != "libvirt" {
+            try FileManager.default.removeItem(atPath: "\(directory)/\(entry)")
+        }
+    }
+
+    /// Starts podvisord and waits until it answers Version (recovery of earlier pods comes first).
+    func start() async throws {
+        unlink(socket)  // left by a killed daemon: its presence says nothing
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: ProcessInfo.processInfo.environment["PODVISORD"] ?? "\(Self.repositoryRoot)/.build/debug/podvisord")
+        process.arguments = ["--config", "\(stateDirectory)/config.toml"]
+        let log = FileHandle(forWritingAtPath: logFile)!
+        log.seekToEndOfFile()
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        self.process = process
+        Self.running = process.processIdentifier
+        let deadline = ContinuousClock.now + .seconds(120)
+        while access(socket, F_OK) != 0 {
+            guard process.isRunning, ContinuousClock.now < deadline else { throw TestError("podvisord did not start: \(tail())") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let client = GRPCClient(transport: try .http2NIOPosix(target: .unixDomainSocket(path: socket), transportSecurity: .plaintext))
+        Task { try? await client.runConnections() }
+        self.client = client
+        while true {
+            do {
+                _ = try await runtime.version(Runtime_V1_VersionRequest())
+                return
+            } catch where ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+    }
+
+    /// kill -9, as a crash would.
+    func kill9() {
+        client?.beginGracefulShutdown()
+        client = nil
+        guard let process else { return }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        self.process = nil
+    }
+
+    func tail() -> String { String(((try? String(contentsOfFile: logFile, encoding: .utf8)) ?? "").suffix(2000)) }
+}
+
+/// Fixture images served by a real docker-registry on loopback (plain HTTP is allowed there).
+enum TestImages {
+    static let registry = Task { () throws -> TestRegistry in
+        try TestRegistry(storage: try await FixtureImages.shared.storageDirectory())
+    }
+
+    /// busybox (User 1002, Cmd /bin/sh), pulled through the CRI.
+    static func busybox(_ daemon: CRIDaemon) async throws -> String {
+        let name = "\(try await registry.value.address)/busybox:latest"
+        _ = try await daemon.images.pullImage(.with { $0.image = .with { $0.image = name } })
+        return name
+    }
+}
+
+func podConfig(_ name: String, labels: [String: String] = [:], logDirectory: String = "") -> Runtime_V1_PodSandboxConfig {
+    .with {
+        $0.metadata = .with {
+            $0.name = name
+            $0.namespace = "test"
+            $0.uid = UUID().uuidString
+        }
+        $0.hostname = name
+        $0.labels = labels
+        $0.logDirectory = logDirectory
+    }
+}
+
+func containerConfig(_ name: String, image: String, _ command: [String], attempt: UInt32 = 0, log: String = "", labels: [String: String] = [:])
+    -> Runtime_V1_ContainerConfig
+{
+    .with {
+        $0.metadata = .with {
+            $0.name = name
+            $0.attempt = attempt
+        }
+        $0.image = .with { $0.image = image }
+        $0.command = command
+        $0.logPath = log
+        $0.labels = labels
+    }
+}
+
+/// The call must fail with `code`; its message is shown when it does not.
+func expectStatus<T>(_ code: RPCError.Code, _ what: String, sourceLocation: SourceLocation = #_sourceLocation, _ body: () async throws -> T) async {
+    do {
+        _ = try await body()
+        Issue.record("\(what): expected \(code), got success", sourceLocation: sourceLocation)
+    } catch let error as RPCError {
+        #expect(error.code == code, "\(what): \(error.message)", sourceLocation: sourceLocation)
+        #expect(!error.message.isEmpty, sourceLocation: sourceLocation)
+    } catch {
+        Issue.record("\(what): \(error)", sourceLocation: sourceLocation)
+    }
+}
+
+extension CRIDaemon {
+    func status(_ id: String) async throws -> Runtime_V1_ContainerStatus {
+        try await runtime.containerStatus(.with { $0.containerID = id }).status
+    }
+
+    /// Polls ContainerStatus until the container reaches `state`.
+    func wait(_ id: String, until state: Runtime_V1_ContainerState, seconds: Int = 60) async throws -> Runtime_V1_ContainerStatus {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while true {
+            let status = try await status(id)
+            if status.state == state || ContinuousClock.now > deadline { return status }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
+    func sandboxState(_ id: String) async throws -> Runtime_V1_PodSandboxState {
+        try await runtime.podSandboxStatus(.with { $0.podSandboxID = id }).status.state
+    }
+
+    func run(_ config: Runtime_V1_PodSandboxConfig) async throws -> String {
+        try await runtime.runPodSandbox(.with { $0.config = config }).podSandboxID
+    }
+
+    func create(_ sandbox: String, _ pod: Runtime_V1_PodSandboxConfig, _ config: Runtime_V1_ContainerConfig) async throws -> String {
+        try await runtime.createContainer(.with {
+            $0.podSandboxID = sandbox
+            $0.config = config
+            $0.sandboxConfig = pod
+        }).containerID
+    }
+
+    func start(_ id: String) async throws {
+        _ = try await runtime.startContainer(.with { $0.containerID = id })
+    }
+
+    func removePod(_ id: String) async throws {
+        _ = try await runtime.stopPodSandbox(.with { $0.podSandboxID = id })
+        _ = try await runtime.removePodSandbox(.with { $0.podSandboxID = id })
+    }
+}
+
+/// What the host says about a pod VM: QEMU runs with `-name guest=podvisor-<first 16 of the sandbox id>,`.
+enum PodTraces {
+    static func qemu(sandbox id: String) -> [Int32] { processes(matching: "guest=podvisor-\(id.prefix(16)),") }
+
+    static func processes(matching needle: String) -> [Int32] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry in
+            guard let pid = Int32(entry), pid != getpid(), let raw = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline")
+            else { return nil }
+            return String(decoding: raw.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self).contains(needle) ? pid : nil
+        }
+    }
+
+    static func mounts(under path: String) -> [String] {
+        let mountinfo = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        return mountinfo.split(separator: "\n").compactMap { $0.split(separator: " ").dropFirst(4).first.map(String.init) }
+            .filter { $0.hasPrefix(path + "/") }
+    }
+
+    /// No QEMU, run directory, mount or container directory of the sandbox is left.
+    static func expectNothingLeft(_ daemon: CRIDaemon, sandbox id: String, containers: [String], sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(qemu(sandbox: id).isEmpty, "QEMU still runs", sourceLocation: sourceLocation)
+        #expect(!FileManager.default.fileExists(atPath: "\(daemon.stateDirectory)/vm/\(id.prefix(16))"), "run directory left", sourceLocation: sourceLocation)
+        for container in containers {
+            #expect(mounts(under: "\(daemon.stateDirectory)/cri/containers/\(container)").isEmpty, "mounts left", sourceLocation: sourceLocation)
+            #expect(!FileManager.default.fileExists(atPath: "\(daemon.stateDirectory)/cri/containers/\(container)"), sourceLocation: sourceLocation)
+        }
+    }
+}

@@ -1,0 +1,224 @@
+import Foundation
+import GRPCCore
+import PodvisorCRI
+import Synchronization
+import Testing
+
+extension CRITests {
+/// Pods in real VMs through podvisord's socket: 7 VM boots in all.
+@Suite struct Pods {
+    /// One sandbox, two containers, logs, ExecSync, stats, filters, events, re-creation, log reopening,
+    /// resource updates, then kill -9 of podvisord and recovery, then idempotent teardown leaving nothing.
+    @Test func podLifecycle() async throws {
+        let d = try await CRIDaemon.shared.value
+        let r = d.runtime
+        let image = try await TestImages.busybox(d)
+        let logs = "/tmp/pvcri-logs-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: logs) }
+        var pod = podConfig("web", labels: ["app": "web"], logDirectory: logs)
+        pod.dnsConfig = .with {
+            $0.servers = ["10.0.0.10"]
+            $0.searches = ["svc.cluster.local"]
+        }
+        let events = EventLog()
+        let subscription = Task { try await r.getContainerEvents(Runtime_V1_GetEventsRequest()) { response in
+            for try await event in response.messages { events.append(event) }
+        } }
+        defer { subscription.cancel() }
+
+        let sandbox = try await d.run(pod)
+        #expect(try await d.sandboxState(sandbox) == .sandboxReady)
+        let c1 = try await d.create(sandbox, pod, containerConfig(
+            "server", image: image,
+            ["/bin/sh", "-c", "echo out1; echo err1 >&2; hostname; cat /etc/resolv.conf; while true; do echo tick; sleep 1; done"],
+            log: "server.log", labels: ["role": "server"]))
+        let c2 = try await d.create(sandbox, pod, containerConfig("job", image: image, ["/bin/sh", "-c", "echo bye; exit 3"], log: "job.log"))
+        #expect(try await d.status(c1).state == .containerCreated)
+        try await d.start(c1)
+        try await d.start(c2)
+
+        let job = try await d.wait(c2, until: .containerExited)
+        #expect(job.state == .containerExited && job.exitCode == 3 && job.reason == "Error")
+        #expect(job.startedAt > 0 && job.finishedAt >= job.startedAt && job.createdAt <= job.startedAt)
+        #expect(job.image.image == image && job.imageRef.contains("@sha256:") && job.imageID.hasPrefix("sha256:"))
+        #expect(job.logPath == "\(logs)/job.log")
+        await expectStatus(.failedPrecondition, "start of an exited container") { try await d.start(c2) }
+
+        // Logs in the CRI format, both streams.
+        let serverLog = try await waitForFile("\(logs)/server.log", containing: "svc.cluster.local")
+        #expect(serverLog.contains(" stdout F out1\n") && serverLog.contains(" stderr F err1\n") && serverLog.contains(" stdout F web\n"))
+        #expect(serverLog.contains(" stdout F nameserver 10.0.0.10\n"))
+        let criLine = #/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (stdout|stderr) [FP] .*$/#
+        #expect(serverLog.split(separator: "\n").allSatisfy { (try? criLine.wholeMatch(in: String($0))) != nil })
+        #expect(try await waitForFile("\(logs)/job.log", containing: "bye").contains(" stdout F bye\n"))
+
+        // ExecSync: output, exit code, timeout.
+        let exec = try await r.execSync(.with {
+            $0.containerID = c1
+            $0.cmd = ["/bin/sh", "-c", "echo o; echo e >&2; id -u; exit 7"]
+            $0.timeout = 60
+        })
+        #expect(String(decoding: exec.stdout, as: UTF8.self) == "o\n1002\n" && String(decoding: exec.stderr, as: UTF8.self) == "e\n")
+        #expect(exec.exitCode == 7)
+        await expectStatus(.deadlineExceeded, "exec past its timeout") {
+            try await r.execSync(.with { $0.containerID = c1; $0.cmd = ["/bin/sh", "-c", "sleep 100"]; $0.timeout = 1 })
+        }
+        await expectStatus(.failedPrecondition, "exec in an exited container") {
+            try await r.execSync(.with { $0.containerID = c2; $0.cmd = ["/bin/sh"] })
+        }
+
+        // Stats and metrics.
+        let stats = try await r.containerStats(.with { $0.containerID = c1 }).stats
+        #expect(stats.cpu.usageCoreNanoSeconds.value > 0 && stats.memory.workingSetBytes.value > 0 && stats.writableLayer.hasFsID)
+        #expect(try await r.listContainerStats(.with { $0.filter.podSandboxID = sandbox }).stats.map(\.attributes.id) == [c1])
+        let podStats = try await r.podSandboxStats(.with { $0.podSandboxID = sandbox }).stats
+        #expect(podStats.linux.containers.count == 1 && podStats.linux.process.processCount.value >= 2)
+        #expect(try await r.listPodSandboxStats(Runtime_V1_ListPodSandboxStatsRequest()).stats.map(\.attributes.id) == [sandbox])
+        #expect(try await r.listMetricDescriptors(Runtime_V1_ListMetricDescriptorsRequest()).descriptors.count == 3)
+        let metrics = try await r.listPodSandboxMetrics(Runtime_V1_ListPodSandboxMetricsRequest()).podMetrics
+        #expect(metrics.first?.containerMetrics.first?.metrics.first?.labelValues == ["server", "web", "test"])
+
+        // Filters and id prefixes.
+        func listed(_ filter: Runtime_V1_ContainerFilter) async throws -> [String] {
+            try await r.listContainers(.with { $0.filter = filter }).containers.map(\.id)
+        }
+        #expect(try await listed(.with { $0.state.state = .containerRunning }) == [c1])
+        #expect(try await listed(.with { $0.state.state = .containerExited }) == [c2])
+        #expect(try await listed(.with { $0.labelSelector = ["role": "server"] }) == [c1])
+        #expect(try await listed(.with { $0.podSandboxID = String(sandbox.prefix(12)) }) == [c1, c2])
+        #expect(try await listed(.with { $0.id = String(c2.prefix(12)) }) == [c2])
+        #expect(try await r.listPodSandbox(.with { $0.filter.labelSelector = ["app": "web"] }).items.map(\.id) == [sandbox])
+        #expect(try await r.listPodSandbox(.with { $0.filter.state.state = .sandboxNotready }).items.isEmpty)
+        let verbose = try await r.containerStatus(.with { $0.containerID = String(c1.prefix(12)); $0.verbose = true })
+        #expect(verbose.status.id == c1 && verbose.info["info"]?.contains("while true") == true)
+        #expect(try await r.podSandboxStatus(.with { $0.podSandboxID = sandbox; $0.verbose = true }).info["info"]?.contains("memoryMiB") == true)
+
+        // Names are unique per sandbox and attempt; a container is re-created in the live sandbox.
+        await expectStatus(.alreadyExists, "same name and attempt") {
+            try await d.create(sandbox, pod, containerConfig("job", image: image, ["/bin/sh"]))
+        }
+        await expectStatus(.invalidArgument, "log path escaping the log directory") {
+            try await d.create(sandbox, pod, containerConfig("escape", image: image, ["/bin/sh"], log: "../escape.log"))
+        }
+        var inState = containerConfig("state", image: image, ["/bin/sh"])
+        inState.mounts = [.with { $0.hostPath = "\(d.stateDirectory)/cri"; $0.containerPath = "/x" }]
+        await expectStatus(.invalidArgument, "mount of podvisor's state") { try await d.create(sandbox, pod, inState) }
+        await expectStatus(.notFound, "image not pulled") {
+            try await d.create(sandbox, pod, containerConfig("nope", image: "127.0.0.1:1/absent:1", ["/bin/sh"]))
+        }
+        _ = try await r.removeContainer(.with { $0.containerID = c2 })
+        let c2b = try await d.create(sandbox, pod, containerConfig("job", image: image, ["/bin/sh", "-c", "echo again"], attempt: 1, log: "job-1.log"))
+        try await d.start(c2b)
+        let again = try await d.wait(c2b, until: .containerExited)
+        #expect(again.exitCode == 0 && again.reason == "Completed")
+
+        // Events seen by a GetContainerEvents subscriber.
+        let seen = events.snapshot()
+        #expect(seen.contains { $0.containerID == c1 && $0.containerEventType == .containerStartedEvent })
+        #expect(seen.contains { $0.containerID == c2 && $0.containerEventType == .containerStoppedEvent })
+        #expect(seen.contains { $0.containerID == c2 && $0.containerEventType == .containerDeletedEvent })
+        #expect(seen.first { $0.containerID == c1 }?.podSandboxStatus.id == sandbox)
+
+        // Log rotation: kubelet renames the file, then asks for a new one.
+        try FileManager.default.moveItem(atPath: "\(logs)/server.log", toPath: "\(logs)/server.log.1")
+        _ = try await r.reopenContainerLog(.with { $0.containerID = c1 })
+        #expect(try await waitForFile("\(logs)/server.log", containing: "tick").contains(" stdout F tick\n"))
+        await expectStatus(.failedPrecondition, "reopen of an exited container's log") {
+            try await r.reopenContainerLog(.with { $0.containerID = c2b })
+        }
+
+        _ = try await r.updateContainerResources(.with {
+            $0.containerID = c1
+            $0.linux = .with { $0.memoryLimitInBytes = 96 << 20 }
+        })
+        #expect(try await d.status(c1).resources.linux.memoryLimitInBytes == 96 << 20)
+
+        // kill -9 of podvisord: the pod, its running and its exited containers are all there afterwards.
+        d.kill9()
+        try await d.start()
+        #expect(try await d.sandboxState(sandbox) == .sandboxReady)
+        #expect(try await d.status(c1).state == .containerRunning)
+        let exited = try await d.status(c2b)
+        #expect(exited.state == .containerExited && exited.exitCode == 0 && exited.reason == "Completed")
+        let alive = try await d.runtime.execSync(.with { $0.containerID = c1; $0.cmd = ["/bin/sh", "-c", "echo alive"]; $0.timeout = 60 })
+        #expect(String(decoding: alive.stdout, as: UTF8.self) == "alive\n")
+
+        // StopContainer: SIGTERM ends sh (not its PID namespace's init: the pod shares one).
+        _ = try await d.runtime.stopContainer(.with { $0.containerID = c1; $0.timeout = 10 })
+        let stopped = try await d.status(c1)
+        #expect(stopped.state == .containerExited && stopped.exitCode == 143 && stopped.reason == "Error")
+        _ = try await d.runtime.stopContainer(.with { $0.containerID = c1; $0.timeout = 1 })
+
+        try await d.removePod(sandbox)
+        try await d.removePod(sandbox)
+        await expectStatus(.notFound, "status of a removed sandbox") { try await d.runtime.podSandboxStatus(.with { $0.podSandboxID = sandbox }) }
+        #expect(try await d.runtime.listContainers(Runtime_V1_ListContainersRequest()).containers.isEmpty)
+        PodTraces.expectNothingLeft(d, sandbox: sandbox, containers: [c1, c2, c2b])
+    }
+
+    /// QEMU killed behind podvisord's back: the sandbox turns NOTREADY and its container EXITED, with reasons.
+    @Test func vmKilledFromOutside() async throws {
+        let d = try await CRIDaemon.shared.value
+        let image = try await TestImages.busybox(d)
+        let pod = podConfig("doomed")
+        let sandbox = try await d.run(pod)
+        let container = try await d.create(sandbox, pod, containerConfig("sleeper", image: image, ["/bin/sh", "-c", "sleep 1000"]))
+        try await d.start(container)
+        let qemu = PodTraces.qemu(sandbox: sandbox)
+        #expect(qemu.count == 1)
+        qemu.forEach { kill($0, SIGKILL) }
+
+        let status = try await d.wait(container, until: .containerExited, seconds: 20)
+        #expect(status.state == .containerExited && status.reason == "Error" && status.message.contains("pod VM stopped"))
+        let sandboxStatus = try await d.runtime.podSandboxStatus(.with { $0.podSandboxID = sandbox; $0.verbose = true })
+        #expect(sandboxStatus.status.state == .sandboxNotready && sandboxStatus.info["info"]?.contains("pod VM stopped") == true)
+        await expectStatus(.failedPrecondition, "container in a NOTREADY sandbox") {
+            try await d.create(sandbox, pod, containerConfig("late", image: image, ["/bin/sh"]))
+        }
+        try await d.removePod(sandbox)
+        PodTraces.expectNothingLeft(d, sandbox: sandbox, containers: [container])
+    }
+
+    /// Five RunPodSandbox at once; then a restart that finds one VM without its record destroys that VM.
+    @Test func concurrentSandboxesAndOrphanAfterRestart() async throws {
+        let d = try await CRIDaemon.shared.value
+        let ids = try await withThrowingTaskGroup(of: String.self) { group in
+            for i in 0..<5 { group.addTask { try await d.run(podConfig("many-\(i)")) } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(Set(ids).count == 5)
+        for id in ids { #expect(try await d.sandboxState(id) == .sandboxReady) }
+
+        d.kill9()
+        let orphan = ids[0]
+        try FileManager.default.removeItem(atPath: "\(d.stateDirectory)/cri/records/sandboxes/\(orphan).json")
+        try await d.start()
+        #expect(PodTraces.qemu(sandbox: orphan).isEmpty)
+        let listed = Set(try await d.runtime.listPodSandbox(Runtime_V1_ListPodSandboxRequest()).items.map(\.id))
+        #expect(listed == Set(ids.dropFirst()))
+
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for id in ids.dropFirst() { group.addTask { try await d.removePod(id) } }
+            try await group.waitForAll()
+        }
+        for id in ids { PodTraces.expectNothingLeft(d, sandbox: id, containers: []) }
+    }
+}
+}
+
+/// GetContainerEvents messages as they arrive.
+final class EventLog: Sendable {
+    private let events = Mutex<[Runtime_V1_ContainerEventResponse]>([])
+    func append(_ event: Runtime_V1_ContainerEventResponse) { events.withLock { $0.append(event) } }
+    func snapshot() -> [Runtime_V1_ContainerEventResponse] { events.withLock { $0 } }
+}
+
+/// Polls a file until it contains `text` (container output reaches its log asynchronously).
+func waitForFile(_ path: String, containing text: String, seconds: Int = 30) async throws -> String {
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    while true {
+        let content = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        if content.contains(text) || ContinuousClock.now > deadline { return content }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+}
