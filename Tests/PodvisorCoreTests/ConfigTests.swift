@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import PodvisorCore
@@ -45,6 +46,15 @@ import Testing
             vcpus = 4
             boot_timeout_s = 120
             kernel_params = "loglevel=7 foo=bar"
+            overhead_mib = 64
+            shutdown_timeout_s = 3
+            [cri]
+            socket = "/run/x.sock"
+            runtime_handler = "vm"
+            [images]
+            root = "/srv/images"
+            hosts_dir = "/srv/certs.d"
+            insecure_registries = ["r.local:5000"]
             """)
         var expected = PodvisorConfig()
         expected.stateDirectory = "/srv/pv"
@@ -60,7 +70,21 @@ import Testing
         expected.vcpus = 4
         expected.bootTimeoutSeconds = 120
         expected.kernelParameters = "loglevel=7 foo=bar"
+        expected.overheadMiB = 64
+        expected.shutdownTimeoutSeconds = 3
+        expected.socketPath = "/run/x.sock"
+        expected.runtimeHandler = "vm"
+        expected.imageRoot = "/srv/images"
+        expected.registryHostsDirectory = "/srv/certs.d"
+        expected.insecureRegistries = ["r.local:5000"]
         #expect(config == expected)
+        #expect(try PodvisorConfig(toml: "log_level = \"debug\"").logLevel == .debug)
+    }
+
+    /// The documented file is the defaults, key for key.
+    @Test func documentedConfigurationIsTheDefaults() throws {
+        let path = #filePath.replacingOccurrences(of: "Tests/PodvisorCoreTests/ConfigTests.swift", with: "Configs/podvisor.toml")
+        #expect(try PodvisorConfig.load(path: path) == PodvisorConfig())
     }
 
     @Test(arguments: AgentTransportKind.allCases)
