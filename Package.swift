@@ -22,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // C APIs used from Swift.
@@ -94,9 +95,19 @@ let package = Package(
         .executableTarget(
             name: "podvisor-agent", dependencies: ["PodvisorAgentProtocol", "CLinuxSupport", "CContainerSpawn", "CCap", "CSeccomp"]),
         // Command line.
+        // Command line: standalone (the runtime in-process over an in-process gRPC transport) or a client of
+        // podvisord's socket; either way it speaks the CRI.
         .executableTarget(
             name: "podvisor",
-            dependencies: ["PodvisorRuntime", "PodvisorImages", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: [
+                "PodvisorRuntime", "PodvisorImages", "PodvisorCRI", "PodvisorCRIServer", "PodvisorCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
         ),
 
         .testTarget(name: "PodvisorAgentProtocolTests", dependencies: ["PodvisorAgentProtocol"]),

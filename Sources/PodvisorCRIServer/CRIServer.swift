@@ -31,15 +31,16 @@ public final class CRIServer: Sendable {
     let podCIDR = Mutex<String>("")
     let log: Logger
 
-    public static func open(config: PodvisorConfig) async throws(PodvisorError) -> CRIServer {
-        let server = try CRIServer(config: config)
+    /// `program` names the process in log lines (podvisord, or podvisor running the runtime in-process).
+    public static func open(config: PodvisorConfig, program: String = "podvisord") async throws(PodvisorError) -> CRIServer {
+        let server = try CRIServer(config: config, program: program)
         await server.recover()
         return server
     }
 
-    private init(config: PodvisorConfig) throws(PodvisorError) {
+    private init(config: PodvisorConfig, program: String) throws(PodvisorError) {
         self.config = config
-        log = Logger(level: config.logLevel)
+        log = Logger(program: program, level: config.logLevel)
         host = try VMHost(config: config)
         if let warning = host.warning { log.warning(warning) }
         var options = RegistryClient.Options()
@@ -90,6 +91,7 @@ public final class CRIServer: Sendable {
 
 /// A minimal leveled logger to stderr (journald adds the timestamps under systemd).
 struct Logger: Sendable {
+    let program: String
     let level: PodvisorConfig.LogLevel
 
     func debug(_ message: @autoclosure () -> String) { emit(.debug, message) }
@@ -99,6 +101,6 @@ struct Logger: Sendable {
 
     private func emit(_ at: PodvisorConfig.LogLevel, _ message: () -> String) {
         guard at >= level else { return }
-        FileHandle.standardError.write(Data("podvisord \(at.rawValue): \(message())\n".utf8))
+        FileHandle.standardError.write(Data("\(program) \(at.rawValue): \(message())\n".utf8))
     }
 }

@@ -70,7 +70,29 @@ public actor ImageStore {
         _ text: String, credentials: RegistryCredentials? = nil, progress: (@Sendable (PullProgress) -> Void)? = nil
     ) async throws -> ImageRecord {
         let reference = try ImageReference(parsing: text)
-        let top = try await registry.manifest(reference, reference: reference.manifestReference, credentials: credentials)
+        let source = ImageSource(
+            manifest: { [registry] in try await registry.manifest(reference, reference: $0, credentials: credentials) },
+            blob: { [registry] descriptor, writer, progress in
+                try await registry.blob(reference, descriptor, credentials: credentials, into: writer, progress: progress)
+            })
+        return try await ingest(reference, from: source, progress: progress)
+    }
+
+    /// Imports the image tagged `tag` in an OCI image layout directory (what `umoci` and `skopeo copy
+    /// oci:` write) under the name `name`: no registry involved. Blobs are verified like pulled ones.
+    @discardableResult
+    public func importLayout(_ layout: String, tag: String, as name: String) async throws -> ImageRecord {
+        let reference = try ImageReference(parsing: name)
+        let source = try ImageSource.layout(layout, tag: tag)
+        return try await ingest(reference, from: source, progress: nil)
+    }
+
+    /// Fetches what is missing of an image from `source` (manifest, linux/amd64 from an index, config and
+    /// layers, unpacked), then records it under `reference`.
+    private func ingest(
+        _ reference: ImageReference, from source: ImageSource, progress: (@Sendable (PullProgress) -> Void)?
+    ) async throws -> ImageRecord {
+        let top = try await source.manifest(reference.manifestReference)
         var held = [top.digest]
         hold(top.digest)
         defer { for digest in held { release(digest) } }
@@ -87,7 +109,7 @@ public actor ImageStore {
             if content.contains(chosen.digest) {
                 manifestData = try content.data(of: chosen.digest)
             } else {
-                let child = try await registry.manifest(reference, reference: chosen.digest.description, credentials: credentials)
+                let child = try await source.manifest(chosen.digest.description)
                 try await content.write(child.data, digest: chosen.digest)
                 manifestData = child.data
             }
@@ -107,7 +129,7 @@ public actor ImageStore {
         held.append(contentsOf: [configDescriptor.digest] + layers.map(\.digest))
         for digest in [configDescriptor.digest] + layers.map(\.digest) { hold(digest) }
 
-        try await fetch(configDescriptor, of: reference, credentials: credentials, progress: nil)
+        try await fetch(configDescriptor, from: source, progress: nil)
         let config = try JSONDecoder.registryDocument(
             ImageConfiguration.self, from: try content.data(of: configDescriptor.digest), what: "config of \(reference)")
         guard config.rootfs.diff_ids.count == layers.count else {
@@ -117,7 +139,7 @@ public actor ImageStore {
             for layer in layers {
                 group.addTask {
                     if self.layerStore.contains(layer.digest) { return }
-                    try await self.fetch(layer, of: reference, credentials: credentials, progress: progress)
+                    try await self.fetch(layer, from: source, progress: progress)
                     try await self.layerStore.unpack(layer.digest, archive: self.content.path(of: layer.digest))
                 }
             }
@@ -132,11 +154,10 @@ public actor ImageStore {
     }
 
     private nonisolated func fetch(
-        _ descriptor: Descriptor, of reference: ImageReference, credentials: RegistryCredentials?,
-        progress: (@Sendable (PullProgress) -> Void)?
+        _ descriptor: Descriptor, from source: ImageSource, progress: (@Sendable (PullProgress) -> Void)?
     ) async throws {
-        try await content.fetch(descriptor.digest, size: descriptor.size) { [registry] writer in
-            try await registry.blob(reference, descriptor, credentials: credentials, into: writer) { done in
+        try await content.fetch(descriptor.digest, size: descriptor.size) { writer in
+            try await source.blob(descriptor, writer) { done in
                 progress?(PullProgress(digest: descriptor.digest, done: done, total: descriptor.size))
             }
         }

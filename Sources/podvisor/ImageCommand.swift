@@ -7,11 +7,7 @@ import Synchronization
 struct ImageCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "image", abstract: "Pull, list, inspect and remove OCI images.",
-        subcommands: [Pull.self, List.self, Inspect.self, Remove.self])
-
-    enum Output: String, ExpressibleByArgument, CaseIterable {
-        case table, json
-    }
+        subcommands: [Pull.self, Import.self, List.self, Inspect.self, Remove.self])
 
     /// Where the images live and how registries are reached.
     struct StoreOptions: ParsableArguments {
@@ -27,7 +23,7 @@ struct ImageCommand: AsyncParsableCommand {
         var insecureRegistry: [String] = []
 
         @Option(help: "table, or json (machine readable).")
-        var output: Output = .table
+        var output: OutputFormat = .table
 
         func open() throws -> ImageStore {
             var options = RegistryClient.Options()
@@ -54,6 +50,31 @@ struct ImageCommand: AsyncParsableCommand {
                 bars?.update(progress)
             }
             bars?.finish()
+            switch store.output {
+            case .json: try printJSON(record)
+            case .table: print(record.id)
+            }
+        }
+    }
+
+    struct Import: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Import an image from an OCI image layout directory (umoci, skopeo copy oci:…): no registry needed.")
+
+        @OptionGroup var store: StoreOptions
+        @Argument(help: "LAYOUT[:TAG]: the layout directory and the tag in its index.json (default: latest).")
+        var layout: String
+        @Argument(help: "Name to record the image under, e.g. demo or registry.local/app:1.0.")
+        var name: String
+
+        func run() async throws {
+            var directory = layout
+            var tag = "latest"
+            if let colon = layout.lastIndex(of: ":"), !layout[colon...].contains("/") {
+                directory = String(layout[..<colon])
+                tag = String(layout[layout.index(after: colon)...])
+            }
+            let record = try await store.open().importLayout(directory, tag: tag, as: name)
             switch store.output {
             case .json: try printJSON(record)
             case .table: print(record.id)
@@ -104,12 +125,6 @@ struct ImageCommand: AsyncParsableCommand {
             try await store.open().remove(image)
         }
     }
-}
-
-private func printJSON(_ value: some Encodable) throws {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-    print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
 
 private func formatBytes(_ bytes: Int64) -> String {

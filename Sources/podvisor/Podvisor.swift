@@ -5,5 +5,8 @@ struct Podvisor: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "podvisor",
         abstract: "Run Kubernetes pods in their own virtual machines.",
-        subcommands: [VMCommand.self, ImageCommand.self, BenchCommand.self])
+        subcommands: [
+            RunCommand.self, PsCommand.self, PodsCommand.self, LogsCommand.self, ExecCommand.self, StopCommand.self,
+            RemoveCommand.self, InspectCommand.self, ImageCommand.self, VMCommand.self, BenchCommand.self,
+        ])
 }

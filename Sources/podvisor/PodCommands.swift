@@ -1,0 +1,253 @@
+import ArgumentParser
+import Foundation
+import PodvisorCRI
+import PodvisorCore
+import SwiftProtobuf
+
+/// What a name on the command line refers to: a container or a pod, by id, unique id prefix or name.
+enum Target {
+    case container(Runtime_V1_Container)
+    case pod(Runtime_V1_PodSandbox)
+
+    static func resolve(_ reference: String, _ runtime: RuntimeClient) async throws -> Target {
+        let containers = try await runtime.listContainers(Runtime_V1_ListContainersRequest()).containers
+        let pods = try await runtime.listPodSandbox(Runtime_V1_ListPodSandboxRequest()).items
+        let byContainer = containers.filter { $0.id == reference || $0.metadata.name == reference }
+        let byPod = pods.filter { $0.id == reference || $0.metadata.name == reference }
+        // A `podvisor run` pod and its container share the name: the container is meant.
+        if byContainer.count == 1 { return .container(byContainer[0]) }
+        if byPod.count == 1 { return .pod(byPod[0]) }
+        let prefixed = containers.filter { $0.id.hasPrefix(reference) }.map(Target.container)
+            + pods.filter { $0.id.hasPrefix(reference) }.map(Target.pod)
+        guard prefixed.count == 1 else {
+            throw PodvisorError(
+                prefixed.isEmpty && byContainer.isEmpty && byPod.isEmpty ? .notFound : .invalidArgument,
+                prefixed.isEmpty && byContainer.isEmpty && byPod.isEmpty
+                    ? "no container or pod \(reference)" : "\(reference) names more than one container or pod")
+        }
+        return prefixed[0]
+    }
+}
+
+/// Runs a pod command; runtime errors exit 125 with their message (as `run` does).
+func runtimeCommand(_ connection: ConnectionOptions, _ body: @Sendable (RuntimeClient, ImageClient) async throws -> Int32) async throws {
+    let code: Int32
+    do { code = try await connection.withRuntime(body) } catch {
+        FileHandle.standardError.write(Data("podvisor: \(describe(error))\n".utf8))
+        throw ExitCode(ExitCodes.runtimeFailure)
+    }
+    if code != 0 { throw ExitCode(code) }
+}
+
+private func age(_ nanoseconds: Int64) -> String {
+    let seconds = max(0, Int(Date().timeIntervalSince1970) - Int(nanoseconds / 1_000_000_000))
+    switch seconds {
+    case ..<60: return "\(seconds)s ago"
+    case ..<3600: return "\(seconds / 60)m ago"
+    case ..<86_400: return "\(seconds / 3600)h ago"
+    default: return "\(seconds / 86_400)d ago"
+    }
+}
+
+private func stateName(_ state: Runtime_V1_ContainerState) -> String {
+    switch state {
+    case .containerCreated: "created"
+    case .containerRunning: "running"
+    case .containerExited: "exited"
+    default: "unknown"
+    }
+}
+
+/// The JSON the CLI prints: the CRI message as protobuf JSON (field names as crictl shows them).
+private func printMessages(_ messages: [some SwiftProtobuf.Message]) throws {
+    let objects = try messages.map { try JSONSerialization.jsonObject(with: $0.jsonUTF8Data()) }
+    let data = try JSONSerialization.data(withJSONObject: objects, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+    print(String(decoding: data, as: UTF8.self))
+}
+
+struct PsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ps", abstract: "List containers (running ones unless -a).")
+    @OptionGroup var connection: ConnectionOptions
+    @Flag(name: .shortAndLong, help: "Also created and exited containers.") var all = false
+
+    func run() async throws {
+        try await runtimeCommand(connection) { runtime, _ in
+            var request = Runtime_V1_ListContainersRequest()
+            if !all { request.filter.state.state = .containerRunning }
+            let containers = try await runtime.listContainers(request).containers
+            let pods = Dictionary(uniqueKeysWithValues: try await runtime.listPodSandbox(Runtime_V1_ListPodSandboxRequest()).items.map { ($0.id, $0) })
+            switch connection.output {
+            case .json: try printMessages(containers)
+            case .table:
+                printTable(["CONTAINER ID", "IMAGE", "STATE", "CREATED", "NAME", "POD"], containers.map {
+                    [String($0.id.prefix(12)), $0.image.image, stateName($0.state), age($0.createdAt), $0.metadata.name,
+                     pods[$0.podSandboxID]?.metadata.name ?? String($0.podSandboxID.prefix(12))]
+                })
+            }
+            return 0
+        }
+    }
+}
+
+struct PodsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "pods", abstract: "List pods (each one VM).")
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws {
+        try await runtimeCommand(connection) { runtime, _ in
+            let pods = try await runtime.listPodSandbox(Runtime_V1_ListPodSandboxRequest()).items
+            switch connection.output {
+            case .json: try printMessages(pods)
+            case .table:
+                printTable(["POD ID", "STATE", "CREATED", "NAME", "NAMESPACE"], pods.map {
+                    [String($0.id.prefix(12)), $0.state == .sandboxReady ? "ready" : "notready", age($0.createdAt), $0.metadata.name, $0.metadata.namespace]
+                })
+            }
+            return 0
+        }
+    }
+}
+
+struct LogsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "logs", abstract: "Print a container's output.")
+    @OptionGroup var connection: ConnectionOptions
+    @Flag(name: .shortAndLong, help: "Keep following while the container runs.") var follow = false
+    @Argument(help: "Container id, id prefix or name.") var container: String
+
+    func run() async throws {
+        try await runtimeCommand(connection) { runtime, _ in
+            guard case .container(let found) = try await Target.resolve(container, runtime) else {
+                throw PodvisorError(.invalidArgument, "\(container) is a pod; logs are per container")
+            }
+            let status = try await runtime.containerStatus(.with { $0.containerID = found.id }).status
+            guard !status.logPath.isEmpty else { throw PodvisorError(.notFound, "container \(found.id) has no log") }
+            let reader = ContainerLogReader(path: status.logPath)
+            // Standalone, output only flows into logs while a podvisor process runs: this one has just
+            // started following the container again; let it catch up with what the guest held meanwhile.
+            if connection.endpoint == nil && status.state == .containerRunning { try await Task.sleep(for: .milliseconds(500)) }
+            reader.drain()
+            while follow, try await runtime.containerStatus(.with { $0.containerID = found.id }).status.state == .containerRunning {
+                try await Task.sleep(for: .milliseconds(100))
+                reader.drain()
+            }
+            reader.drain()
+            return 0
+        }
+    }
+}
+
+struct ExecCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "exec", abstract: "Run a command in a running container; exits with the command's status.")
+    @OptionGroup var connection: ConnectionOptions
+    @Flag(name: .short, help: "Interactive (needs the CRI Exec stream, not served yet).") var interactive = false
+    @Flag(name: .short, help: "Terminal (needs the CRI Exec stream, not served yet).") var tty = false
+    @Option(help: "Seconds before the command is killed (0: none).") var timeout: Int64 = 0
+    @Argument(help: "Container id, id prefix or name.") var container: String
+    @Argument(parsing: .postTerminator, help: "The command, after --.") var command: [String] = []
+
+    func validate() throws {
+        if interactive || tty {
+            throw ValidationError("-i/-t need the CRI Exec stream, which podvisor does not serve yet; without them exec runs to completion")
+        }
+        if command.isEmpty { throw ValidationError("give the command after --") }
+    }
+
+    func run() async throws {
+        try await runtimeCommand(connection) { runtime, _ in
+            guard case .container(let found) = try await Target.resolve(container, runtime) else {
+                throw PodvisorError(.invalidArgument, "\(container) is a pod; exec runs in a container")
+            }
+            let result = try await runtime.execSync(.with {
+                $0.containerID = found.id
+                $0.cmd = command
+                $0.timeout = timeout
+            })
+            FileHandle.standardOutput.write(result.stdout)
+            FileHandle.standardError.write(result.stderr)
+            return result.exitCode
+        }
+    }
+}
+
+struct StopCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stop", abstract: "Stop containers or pods (a `run` container's pod VM stops with it).")
+    @OptionGroup var connection: ConnectionOptions
+    @Option(name: .shortAndLong, help: "Seconds between SIGTERM and SIGKILL.") var time: Int64 = 10
+    @Argument(help: "Container or pod ids, id prefixes or names.") var targets: [String]
+
+    func run() async throws {
+        try await runtimeCommand(connection) { runtime, _ in
+            for reference in targets {
+                switch try await Target.resolve(reference, runtime) {
+                case .container(let container):
+                    _ = try await runtime.stopContainer(.with { $0.containerID = container.id; $0.timeout = time })
+                    if try await isRunPod(container.podSandboxID, runtime) {
+                        _ = try await runtime.stopPodSandbox(.with { $0.podSandboxID = container.podSandboxID })
+                    }
+                case .pod(let pod):
+                    _ = try await runtime.stopPodSandbox(.with { $0.podSandboxID = pod.id })
+                }
+                print(reference)
+            }
+            return 0
+        }
+    }
+}
+
+struct RemoveCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rm", abstract: "Remove containers or pods (a `run` container's pod goes with it).")
+    @OptionGroup var connection: ConnectionOptions
+    @Flag(name: .shortAndLong, help: "Also when running.") var force = false
+    @Argument(help: "Container or pod ids, id prefixes or names.") var targets: [String]
+
+    func run() async throws {
+        try await runtimeCommand(connection) { runtime, _ in
+            for reference in targets {
+                switch try await Target.resolve(reference, runtime) {
+                case .container(let container):
+                    guard force || container.state != .containerRunning else {
+                        throw PodvisorError(.failedPrecondition, "container \(reference) is running: stop it first or use --force")
+                    }
+                    if try await isRunPod(container.podSandboxID, runtime) {
+                        _ = try await runtime.removePodSandbox(.with { $0.podSandboxID = container.podSandboxID })
+                    } else {
+                        _ = try await runtime.removeContainer(.with { $0.containerID = container.id })
+                    }
+                case .pod(let pod):
+                    guard force || pod.state != .sandboxReady else {
+                        throw PodvisorError(.failedPrecondition, "pod \(reference) is ready: stop it first or use --force")
+                    }
+                    _ = try await runtime.removePodSandbox(.with { $0.podSandboxID = pod.id })
+                }
+                print(reference)
+            }
+            return 0
+        }
+    }
+}
+
+struct InspectCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "inspect", abstract: "Show a container's or pod's status as JSON.")
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "Container or pod id, id prefix or name.") var target: String
+
+    func run() async throws {
+        try await runtimeCommand(connection) { runtime, _ in
+            switch try await Target.resolve(target, runtime) {
+            case .container(let container):
+                try printMessages([try await runtime.containerStatus(.with { $0.containerID = container.id; $0.verbose = true })])
+            case .pod(let pod):
+                try printMessages([try await runtime.podSandboxStatus(.with { $0.podSandboxID = pod.id; $0.verbose = true })])
+            }
+            return 0
+        }
+    }
+}
+
+/// Pods that `podvisor run` made exist for their one container: they stop and go with it.
+private func isRunPod(_ id: String, _ runtime: RuntimeClient) async throws -> Bool {
+    try await runtime.listPodSandbox(.with { $0.filter.id = id }).items.first?.labels["podvisor.io/run"] == "true"
+}
