@@ -127,6 +127,7 @@ let package = Package(
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
             ]
         ),
+        .testTarget(name: "CLIIntegrationTests", dependencies: ["TestSupport"]),
         .testTarget(name: "PodvisorCRIServerTests", dependencies: ["PodvisorCRIServer", "PodvisorCRI", "PodvisorAgentProtocol", "PodvisorImages", "PodvisorRuntime"]),
     ],
     swiftLanguageModes: [.v6]

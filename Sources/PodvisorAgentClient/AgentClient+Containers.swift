@@ -57,26 +57,38 @@ extension AgentClient {
         try await call("WaitProcess", Podvisor_Agent_V1_WaitProcessRequest.with { $0.process = process }, timeout: timeout)
     }
 
-    /// One chunk of output; empty with `eof` at the end of the stream.
-    public func readOutput(_ process: Podvisor_Agent_V1_ProcessRef, stderr: Bool = false, maxBytes: UInt32 = 65536)
-        async throws(PodvisorError) -> Podvisor_Agent_V1_ReadOutputResponse
-    {
+    /// One chunk of output from stream position `offset` (which acknowledges everything before it; nil: the
+    /// oldest output not acknowledged yet); empty with `eof` at the end of the stream.
+    public func readOutput(
+        _ process: Podvisor_Agent_V1_ProcessRef, stderr: Bool = false, from offset: UInt64? = nil, maxBytes: UInt32 = 65536
+    ) async throws(PodvisorError) -> Podvisor_Agent_V1_ReadOutputResponse {
         let request = Podvisor_Agent_V1_ReadOutputRequest.with {
             $0.process = process
             $0.stream = stderr ? .stderr : .stdout
             $0.maxBytes = maxBytes
+            if let offset { $0.offset = offset }
         }
         return try await call("ReadOutput", request, timeout: .seconds(365 * 24 * 3600))
+    }
+
+    /// Reads one stream to its end, handing each chunk to `consume` before acknowledging it.
+    public func readOutput(
+        _ process: Podvisor_Agent_V1_ProcessRef, stderr: Bool = false, _ consume: (Data) -> Void
+    ) async throws(PodvisorError) {
+        var next: UInt64?
+        while true {
+            let chunk = try await readOutput(process, stderr: stderr, from: next)
+            if chunk.eof { return }
+            consume(chunk.data)
+            next = chunk.offset + UInt64(chunk.data.count)
+        }
     }
 
     /// Everything the process writes to one stream, until it closes.
     public func readAllOutput(_ process: Podvisor_Agent_V1_ProcessRef, stderr: Bool = false) async throws(PodvisorError) -> Data {
         var all = Data()
-        while true {
-            let chunk = try await readOutput(process, stderr: stderr)
-            if chunk.eof { return all }
-            all.append(chunk.data)
-        }
+        try await readOutput(process, stderr: stderr) { all.append($0) }
+        return all
     }
 
     public func writeStdin(_ process: Podvisor_Agent_V1_ProcessRef, _ data: Data) async throws(PodvisorError) {

@@ -15,6 +15,10 @@ public final class VMHost: Sendable {
     public init(config: PodvisorConfig) throws(PodvisorError) {
         // A peer (agent, vsock backend) closing mid-write must fail that write, not end the process.
         signal(SIGPIPE, SIG_IGN)
+        // libvirt logs warnings to stderr, which belongs to the CLI's user or the daemon's journal: they go to
+        // a file in the state directory instead (unless the environment chose otherwise). Read by libvirt's
+        // initialisation, so before any libvirt call.
+        setenv("LIBVIRT_LOG_OUTPUTS", "3:file:\(config.stateDirectory)/libvirt.log", 0)
         self.config = config
         let (accelerator, warning) = try HostVirtualization.probe().choose(config.hypervisor)
         self.accelerator = accelerator
@@ -34,9 +38,6 @@ public final class VMHost: Sendable {
         // QEMU (libvirt-qemu) must traverse into per-VM directories below.
         chmod(config.stateDirectory, 0o711)
         chmod("\(config.stateDirectory)/vm", 0o711)
-        // libvirt logs warnings to stderr, which belongs to the CLI's user or the daemon's journal: they go to
-        // a file in the state directory instead (unless the environment chose otherwise).
-        setenv("LIBVIRT_LOG_OUTPUTS", "3:file:\(config.stateDirectory)/libvirt.log", 0)
         if config.libvirtURI.isEmpty { try Self.prepareEmbeddedDriver(root: "\(config.stateDirectory)/libvirt") }
         connection = try LibvirtConnection(uri: config.effectiveLibvirtURI)
     }

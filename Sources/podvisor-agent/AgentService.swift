@@ -76,10 +76,11 @@ enum AgentService {
             }
         }
         builder.add(service, "ReadOutput") { (r: Podvisor_Agent_V1_ReadOutputRequest) in
-            let (data, eof) = try containers.readOutput(r)
+            let (data, eof, offset) = try containers.readOutput(r)
             return Podvisor_Agent_V1_ReadOutputResponse.with {
                 $0.data = Data(data)
                 $0.eof = eof
+                $0.offset = offset
             }
         }
         builder.add(service, "WriteStdin") { (r: Podvisor_Agent_V1_WriteStdinRequest) in

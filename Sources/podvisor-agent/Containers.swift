@@ -40,6 +40,8 @@ final class Containers: Sendable {
     }
 
     private let state = Condition(State())
+    /// Output read from the pipes but not yet acknowledged by the host.
+    private let outputs = OutputBuffers()
     /// Where the VM's shared directory is mounted; container rootfs paths are relative to it.
     let sharedDirectory: String
 
@@ -225,16 +227,14 @@ final class Containers: Sendable {
         }
     }
 
-    func readOutput(_ request: Podvisor_Agent_V1_ReadOutputRequest) throws(RPCError) -> (data: [UInt8], eof: Bool) {
+    func readOutput(_ request: Podvisor_Agent_V1_ReadOutputRequest) throws(RPCError) -> (data: [UInt8], eof: Bool, offset: UInt64) {
         let process = try lookup(request.process)
         let fd = request.stream == .stderr ? process.stderrFD : process.stdoutFD
-        let stream = FileDescriptorStream(fd: fd)
-        do {
-            let bytes = try stream.read(upTo: Int(min(max(request.maxBytes, 1), 1 << 20)))
-            return (bytes, bytes.isEmpty)
-        } catch {
-            // Closed by RemoveContainer while we read.
-            return ([], true)
+        let key = OutputBuffers.Key(containerID: request.process.containerID, execID: request.process.execID, stderr: request.stream == .stderr)
+        return outputs.next(key, offset: request.hasOffset ? request.offset : nil, max: Int(min(max(request.maxBytes, 1), 1 << 20))) { max in
+            // Closed by RemoveContainer while we read: the end of the stream.
+            let bytes = try? FileDescriptorStream(fd: fd).read(upTo: max)
+            return bytes?.isEmpty == false ? bytes : nil
         }
     }
 
@@ -288,6 +288,7 @@ final class Containers: Sendable {
     func remove(_ id: String) throws(RPCError) {
         guard state.update({ $0.containers[id] != nil }) else { throw RPCError(.notFound, "container \(id) not found") }
         forget(id)
+        outputs.forget(containerID: id)
     }
 
     // MARK: helpers

@@ -89,13 +89,17 @@ struct PodFile: Decodable {
     private static func describe(_ error: any Error) -> String {
         switch error as? DecodingError {
         case .keyNotFound(let key, let context)?:
-            return "missing \((context.codingPath + [key]).map(\.stringValue).joined(separator: "."))"
+            return "missing \(path(context.codingPath + [key]))"
         case .typeMismatch(_, let context)?, .valueNotFound(_, let context)?, .dataCorrupted(let context)?:
-            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
-            return "\(path.isEmpty ? "document" : path): \(context.debugDescription)"
+            return "\(context.codingPath.isEmpty ? "document" : path(context.codingPath)): \(context.debugDescription)"
         default:
             return "\(error)"
         }
+    }
+
+    /// `spec.containers[0].image`, as kubectl names fields.
+    private static func path(_ keys: [any CodingKey]) -> String {
+        keys.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined().trimmingCharacters(in: CharacterSet(charactersIn: "."))
     }
 
     /// CRI configs: the containers in order; volumes resolved to host paths (emptyDir under `emptyDirRoot`).
@@ -105,7 +109,13 @@ struct PodFile: Decodable {
             if let hostPath = volume.hostPath {
                 volumes[volume.name] = hostPath.path
             } else if volume.emptyDir != nil {
-                volumes[volume.name] = "\(emptyDirRoot)/\(volume.name)"
+                // World-writable like Kubernetes' emptyDir: the containers may run as any user.
+                let path = "\(emptyDirRoot)/\(volume.name)"
+                do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
+                    throw PodvisorError(.internalError, "cannot create emptyDir \(path)", cause: error)
+                }
+                chmod(path, 0o777)
+                volumes[volume.name] = path
             } else {
                 throw PodvisorError(.invalidArgument, "volume \(volume.name): only hostPath and emptyDir are supported")
             }

@@ -31,6 +31,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Seconds before the pod is torn down and podvisor exits \(ExitCodes.timeout).") var timeout: Int?
     @Option(name: .customShort("f"), help: "Pod file: a subset of a Kubernetes Pod (README, \"Pod files\").") var file: String?
     @Option(help: "Where container logs go; each pod gets a directory below.") var logRoot = "/var/log/podvisor"
+    @Option(help: "Where pod files' emptyDir volumes go; each pod gets a directory below.") var volumeRoot = "/var/lib/podvisor-volumes"
     @Flag(help: "Report the pod start time (RunPodSandbox to the first output line) on stderr.")
     var timing = false
     @Argument(help: "Image, then the command after --.") var arguments: [String] = []
@@ -59,6 +60,9 @@ struct RunCommand: AsyncParsableCommand {
         if code != 0 { throw ExitCode(code) }
     }
 
+    /// Where a pod file's emptyDir volumes live (outside the state directory, which mounts may not reach).
+    func emptyDirRoot(_ uid: String) -> String { "\(volumeRoot)/\(uid)" }
+
     /// The pod and containers to run, from the arguments or the pod file.
     func plan() throws -> (pod: Runtime_V1_PodSandboxConfig, containers: [Runtime_V1_ContainerConfig]) {
         let uid = UUID().uuidString.lowercased()
@@ -70,7 +74,7 @@ struct RunCommand: AsyncParsableCommand {
             pod.labels = podFile.metadata.labels ?? [:]
             pod.annotations = podFile.metadata.annotations ?? [:]
             pod.hostname = podFile.spec.hostname ?? podFile.metadata.name
-            containers = try podFile.containers(emptyDirRoot: "/var/lib/podvisor-volumes/\(uid)")
+            containers = try podFile.containers(emptyDirRoot: emptyDirRoot(uid))
         } else {
             let name = self.name ?? "run-\(uid.prefix(8))"
             pod.metadata = .with { $0.name = name }
@@ -210,7 +214,10 @@ struct PodRun {
     /// --rm removes the pod; otherwise its VM stops and its containers stay listed (ps -a, logs, rm).
     private func finish(_ sandbox: String) async throws {
         _ = try await runtime.stopPodSandbox(.with { $0.podSandboxID = sandbox })
-        if options.rm { _ = try await runtime.removePodSandbox(.with { $0.podSandboxID = sandbox }) }
+        guard options.rm else { return }
+        _ = try await runtime.removePodSandbox(.with { $0.podSandboxID = sandbox })
+        try? FileManager.default.removeItem(atPath: plan.pod.logDirectory)
+        try? FileManager.default.removeItem(atPath: options.emptyDirRoot(plan.pod.metadata.uid))
     }
 }
 

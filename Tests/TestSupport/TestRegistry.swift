@@ -161,6 +161,12 @@ public actor FixtureImages {
         return "\(root)/registry"
     }
 
+    /// The OCI image layout the fixture images were built in (tags busybox, 1.0, named-user, pause, multi).
+    public func layoutDirectory() throws -> String {
+        let storage = try storageDirectory()
+        return URL(fileURLWithPath: storage).deletingLastPathComponent().appendingPathComponent("work/layout").path
+    }
+
     /// A private copy of the storage, for a test that corrupts it.
     public func copyOfStorage() throws -> String {
         let copy = "/tmp/podvisor-image-fixtures-copy-\(UUID().uuidString)"

@@ -590,6 +590,9 @@ public nonisolated struct Podvisor_Agent_V1_UpdateResourcesRequest: Sendable {
   fileprivate var _resources: Podvisor_Agent_V1_Resources? = nil
 }
 
+/// Output is kept in the agent until the host acknowledges it, so a host that dies between the agent's
+/// answer and its own write (a crash, a restart, a CLI command ending) loses nothing: the next reader
+/// gets it again.
 public nonisolated struct Podvisor_Agent_V1_ReadOutputRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -607,6 +610,17 @@ public nonisolated struct Podvisor_Agent_V1_ReadOutputRequest: Sendable {
   public var stream: Podvisor_Agent_V1_ReadOutputRequest.Stream = .stdout
 
   public var maxBytes: UInt32 = 0
+
+  /// The stream position the host wants next: everything before it is acknowledged and dropped. Absent
+  /// (a new reader): from the oldest output not yet acknowledged.
+  public var offset: UInt64 {
+    get {_offset ?? 0}
+    set {_offset = newValue}
+  }
+  /// Returns true if `offset` has been explicitly set.
+  public var hasOffset: Bool {self._offset != nil}
+  /// Clears the value of `offset`. Subsequent reads from it will return its default value.
+  public mutating func clearOffset() {self._offset = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -647,6 +661,7 @@ public nonisolated struct Podvisor_Agent_V1_ReadOutputRequest: Sendable {
   public init() {}
 
   fileprivate var _process: Podvisor_Agent_V1_ProcessRef? = nil
+  fileprivate var _offset: UInt64? = nil
 }
 
 public nonisolated struct Podvisor_Agent_V1_ReadOutputResponse: Sendable {
@@ -657,6 +672,9 @@ public nonisolated struct Podvisor_Agent_V1_ReadOutputResponse: Sendable {
   public var data: Data = Data()
 
   public var eof: Bool = false
+
+  /// Stream position of data's first byte.
+  public var offset: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1794,7 +1812,7 @@ nonisolated extension Podvisor_Agent_V1_UpdateResourcesRequest: SwiftProtobuf.Me
 
 nonisolated extension Podvisor_Agent_V1_ReadOutputRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ReadOutputRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}process\0\u{1}stream\0\u{3}max_bytes\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}process\0\u{1}stream\0\u{3}max_bytes\0\u{1}offset\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1805,6 +1823,7 @@ nonisolated extension Podvisor_Agent_V1_ReadOutputRequest: SwiftProtobuf.Message
       case 1: try { try decoder.decodeSingularMessageField(value: &self._process) }()
       case 2: try { try decoder.decodeSingularEnumField(value: &self.stream) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.maxBytes) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self._offset) }()
       default: break
       }
     }
@@ -1824,6 +1843,9 @@ nonisolated extension Podvisor_Agent_V1_ReadOutputRequest: SwiftProtobuf.Message
     if self.maxBytes != 0 {
       try visitor.visitSingularUInt32Field(value: self.maxBytes, fieldNumber: 3)
     }
+    try { if let v = self._offset {
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 4)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1831,6 +1853,7 @@ nonisolated extension Podvisor_Agent_V1_ReadOutputRequest: SwiftProtobuf.Message
     if lhs._process != rhs._process {return false}
     if lhs.stream != rhs.stream {return false}
     if lhs.maxBytes != rhs.maxBytes {return false}
+    if lhs._offset != rhs._offset {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1842,7 +1865,7 @@ nonisolated extension Podvisor_Agent_V1_ReadOutputRequest.Stream: SwiftProtobuf.
 
 nonisolated extension Podvisor_Agent_V1_ReadOutputResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ReadOutputResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}data\0\u{1}eof\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}data\0\u{1}eof\0\u{1}offset\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1852,6 +1875,7 @@ nonisolated extension Podvisor_Agent_V1_ReadOutputResponse: SwiftProtobuf.Messag
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularBytesField(value: &self.data) }()
       case 2: try { try decoder.decodeSingularBoolField(value: &self.eof) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.offset) }()
       default: break
       }
     }
@@ -1864,12 +1888,16 @@ nonisolated extension Podvisor_Agent_V1_ReadOutputResponse: SwiftProtobuf.Messag
     if self.eof != false {
       try visitor.visitSingularBoolField(value: self.eof, fieldNumber: 2)
     }
+    if self.offset != 0 {
+      try visitor.visitSingularUInt64Field(value: self.offset, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Podvisor_Agent_V1_ReadOutputResponse, rhs: Podvisor_Agent_V1_ReadOutputResponse) -> Bool {
     if lhs.data != rhs.data {return false}
     if lhs.eof != rhs.eof {return false}
+    if lhs.offset != rhs.offset {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -51,10 +51,8 @@ extension CRIServer {
     private static func pump(
         _ agent: AgentClient, _ process: Podvisor_Agent_V1_ProcessRef, _ stream: ContainerLog.Stream, into log: ContainerLog?
     ) async {
-        while !Task.isCancelled {
-            guard let chunk = try? await agent.readOutput(process, stderr: stream == .stderr), !chunk.eof else { break }
-            log?.write(chunk.data, stream: stream)
-        }
+        // Each chunk is acknowledged (by asking for the next) only once it is in the log.
+        try? await agent.readOutput(process, stderr: stream == .stderr) { log?.write($0, stream: stream) }
         log?.finish(stream)
     }
 

@@ -1,0 +1,114 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// The `podvisor` binary as users and CI run it, on a state directory of its own, with the fixture busybox
+/// imported as `demo` (no registry).
+enum CLI {
+    static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().path
+    static let binary = ProcessInfo.processInfo.environment["PODVISOR"] ?? "\(repositoryRoot)/.build/debug/podvisor"
+    static let state = "/tmp/pvcli-test"
+    static let logs = "/tmp/pvcli-test-logs"
+
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    /// Config file (state directory, guest image) and the demo image, once per test process.
+    static let prepared = Task { () throws -> String in
+        let env = ProcessInfo.processInfo.environment
+        for pid in processes(matching: state) { kill(pid, SIGKILL) }
+        cleanMounts(under: state)
+        try? FileManager.default.removeItem(atPath: state)
+        try? FileManager.default.removeItem(atPath: logs)
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        let config = "/tmp/pvcli-test.toml"
+        try """
+            state_dir = "\(state)"
+            [vm]
+            kernel = "\(env["PODVISOR_TEST_KERNEL"] ?? "\(repositoryRoot)/build/image/vmlinuz")"
+            initrd = "\(env["PODVISOR_TEST_INITRD"] ?? "\(repositoryRoot)/build/image/initramfs.img")"
+            boot_timeout_s = 180
+
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let layout = try await FixtureImages.shared.layoutDirectory()
+        let imported = try run(["image", "import", "--config", config, "\(layout):busybox", "demo"])
+        guard imported.status == 0 else { throw TestError("import failed: \(imported.stderr)") }
+        return config
+    }
+
+    /// Runs `podvisor <arguments>` (pod commands get the test config) and collects its output.
+    static func podvisor(_ arguments: [String]) async throws -> Result {
+        let config = try await prepared.value
+        return try run(withConfig(arguments, config))
+    }
+
+    private static func withConfig(_ arguments: [String], _ config: String) -> [String] {
+        // Options go before `--` (what follows is the container's command).
+        let split = arguments.firstIndex(of: "--") ?? arguments.endIndex
+        var extra = ["--config", config]
+        if arguments.first == "run" { extra += ["--log-root", logs] }
+        return Array(arguments[..<split]) + extra + Array(arguments[split...])
+    }
+
+    static func run(_ arguments: [String]) throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        // Read both pipes while it runs: a full pipe would stall it.
+        let stderrData = Task.detached { err.fileHandleForReading.readDataToEndOfFile() }
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let stderr = try awaitBlocking(stderrData)
+        return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+                      stderr: String(decoding: stderr, as: UTF8.self))
+    }
+
+    private static func awaitBlocking(_ task: Task<Data, Never>) throws -> Data {
+        let box = DataBox()
+        let done = DispatchSemaphore(value: 0)
+        Task {
+            box.data = await task.value
+            done.signal()
+        }
+        done.wait()
+        return box.data
+    }
+
+    private final class DataBox: @unchecked Sendable { var data = Data() }
+
+    static func processes(matching needle: String) -> [Int32] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry in
+            guard let pid = Int32(entry), pid != getpid(), let raw = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline")
+            else { return nil }
+            return String(decoding: raw.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self).contains(needle) ? pid : nil
+        }
+    }
+
+    static func cleanMounts(under path: String) {
+        let mountinfo = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        let mounts = mountinfo.split(separator: "\n").compactMap { $0.split(separator: " ").dropFirst(4).first.map(String.init) }
+        for mount in mounts.filter({ $0.hasPrefix(path + "/") }).sorted(by: { $0.count > $1.count }) {
+            umount2(mount, Int32(MNT_DETACH))
+        }
+    }
+
+    /// Nothing of the test's pods runs or stays mounted: no QEMU or helper from the state directory.
+    static func expectNothingRunning(sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(processes(matching: "\(state)/").isEmpty, "processes of \(state) still run", sourceLocation: sourceLocation)
+        let mountinfo = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        #expect(!mountinfo.contains("\(state)/vm/"), "VM mounts left", sourceLocation: sourceLocation)
+        let vms = (try? FileManager.default.contentsOfDirectory(atPath: "\(state)/vm")) ?? []
+        #expect(vms.isEmpty, "VM run directories left: \(vms)", sourceLocation: sourceLocation)
+    }
+
+    static func json(_ text: String) -> Any? { try? JSONSerialization.jsonObject(with: Data(text.utf8)) }
+}

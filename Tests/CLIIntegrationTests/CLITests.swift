@@ -1,0 +1,123 @@
+import Foundation
+import Testing
+
+/// `podvisor` end to end, standalone (the runtime inside each command): 6 VM boots.
+@Suite(.serialized) struct CLITests {
+    @Test func exitCodesLogsPsInspectAndRemove() async throws {
+        let ok = try await CLI.podvisor(["run", "--rm", "demo", "--", "sh", "-c", "echo out; echo warn >&2"])
+        #expect(ok.status == 0 && ok.stdout == "out\n" && ok.stderr.contains("warn"), "\(ok)")
+
+        let failing = try await CLI.podvisor(["run", "--name", "failing", "-e", "GREETING=hi there", "demo", "--", "sh", "-c", "echo $GREETING; exit 3"])
+        #expect(failing.status == 3 && failing.stdout == "hi there\n", "\(failing)")
+        let listed = try await CLI.podvisor(["ps", "-a", "--output", "json"])
+        let containers = CLI.json(listed.stdout) as? [[String: Any]]
+        #expect(containers?.count == 1 && (containers?.first?["metadata"] as? [String: Any])?["name"] as? String == "failing", "\(listed)")
+        #expect(containers?.first?["state"] as? String == "CONTAINER_EXITED")
+        let logs = try await CLI.podvisor(["logs", "failing"])
+        #expect(logs.status == 0 && logs.stdout == "hi there\n", "\(logs)")
+        let inspect = try await CLI.podvisor(["inspect", "failing"])
+        let status = ((CLI.json(inspect.stdout) as? [[String: Any]])?.first?["status"]) as? [String: Any]
+        #expect(status?["exitCode"] as? Int == 3 && status?["reason"] as? String == "Error", "\(inspect)")
+        let pods = try await CLI.podvisor(["pods"])
+        #expect(pods.stdout.contains("failing") && pods.stdout.contains("notready"), "\(pods)")
+
+        #expect(try await CLI.podvisor(["rm", "failing"]).status == 0)
+        let empty = try await CLI.podvisor(["ps", "-a", "--output", "json"])
+        #expect((CLI.json(empty.stdout) as? [Any])?.isEmpty == true, "\(empty)")
+        CLI.expectNothingRunning()
+    }
+
+    @Test func podFileWithTwoContainersSharingAVolume() async throws {
+        let file = "/tmp/pvcli-test-pod.yaml"
+        try """
+            apiVersion: v1
+            kind: Pod
+            metadata:
+              name: duo
+            spec:
+              containers:
+              - name: writer
+                image: demo
+                command: ["sh", "-c", "echo shared > /data/new && mv /data/new /data/msg; echo wrote"]
+                volumeMounts: [{name: data, mountPath: /data}]
+                resources: {limits: {memory: 64Mi, cpu: 500m}}
+              - name: reader
+                image: demo
+                command: ["sh", "-c", "while [ ! -e /data/msg ]; do sleep 0.2; done; cat /data/msg; echo $ROLE"]
+                env: [{name: ROLE, value: reader}]
+                volumeMounts: [{name: data, mountPath: /data, readOnly: true}]
+                resources: {limits: {memory: 64Mi}}
+              volumes:
+              - name: data
+                emptyDir: {}
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+        let result = try await CLI.podvisor(["run", "--rm", "-f", file])
+        #expect(result.status == 0 && result.stderr.isEmpty, "\(result)")
+        let lines = Set(result.stdout.split(separator: "\n").map(String.init))
+        #expect(lines == ["writer | wrote", "reader | shared", "reader | reader"], "\(result)")
+        #expect(try await CLI.podvisor(["pods", "--output", "json"]).stdout.contains("duo") == false)
+        CLI.expectNothingRunning()
+    }
+
+    @Test func detachedContainerExecLogsStop() async throws {
+        let started = try await CLI.podvisor(["run", "-d", "--name", "svc", "demo", "--", "sh", "-c", "echo started; while true; do sleep 1; done"])
+        #expect(started.status == 0 && started.stdout.count == 65, "\(started)")  // the container id and a newline
+        let exec = try await CLI.podvisor(["exec", "svc", "--", "sh", "-c", "echo inside; exit 4"])
+        #expect(exec.status == 4 && exec.stdout == "inside\n", "\(exec)")
+        let logs = try await CLI.podvisor(["logs", "svc"])
+        #expect(logs.stdout.hasPrefix("started\n"), "\(logs)")
+        let running = try await CLI.podvisor(["rm", "svc"])
+        #expect(running.status == 125 && running.stderr.contains("running"), "\(running)")
+        #expect(try await CLI.podvisor(["stop", "--time", "2", "svc"]).status == 0)
+        let ps = try await CLI.podvisor(["ps", "-a"])
+        #expect(ps.stdout.contains("exited"), "\(ps)")
+        #expect(try await CLI.podvisor(["rm", "svc"]).status == 0)
+        CLI.expectNothingRunning()
+    }
+
+    @Test func sigintTearsThePodDown() async throws {
+        let config = try await CLI.prepared.value
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CLI.binary)
+        process.arguments = ["run", "--rm", "--config", config, "--log-root", CLI.logs, "--name", "interrupted", "demo", "--",
+                             "sh", "-c", "echo ready; sleep 1000"]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        var seen = Data()
+        while !String(decoding: seen, as: UTF8.self).contains("ready") {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            seen += chunk
+        }
+        #expect(String(decoding: seen, as: UTF8.self).contains("ready"))
+        kill(process.processIdentifier, SIGINT)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 130)
+        #expect(try await CLI.podvisor(["pods"]).stdout.contains("interrupted") == false)
+        CLI.expectNothingRunning()
+    }
+
+    @Test func timeoutTearsThePodDown() async throws {
+        let result = try await CLI.podvisor(["run", "--rm", "--timeout", "2", "demo", "--", "sh", "-c", "sleep 1000"])
+        #expect(result.status == 124 && result.stderr.contains("--timeout"), "\(result)")
+        CLI.expectNothingRunning()
+    }
+
+    @Test func badInputIsAClearRuntimeFailure() async throws {
+        let image = try await CLI.podvisor(["run", "--rm", "UPPER/case::bad", "--", "true"])
+        #expect(image.status == 125 && image.stderr.contains("UPPER/case::bad"), "\(image)")
+        let yaml = "/tmp/pvcli-test-bad.yaml"
+        try "kind: Pod\nmetadata: {name: x}\nspec: {containers: [{name: a}]}\n".write(toFile: yaml, atomically: true, encoding: .utf8)
+        let bad = try await CLI.podvisor(["run", "-f", yaml])
+        #expect(bad.status == 125 && bad.stderr.contains("missing spec.containers[0].image"), "\(bad)")
+        let notYAML = try await CLI.podvisor(["run", "-f", "/nonexistent.yaml"])
+        #expect(notYAML.status == 125 && notYAML.stderr.contains("/nonexistent.yaml"), "\(notYAML)")
+        let unknown = try await CLI.podvisor(["logs", "nosuchcontainer"])
+        #expect(unknown.status == 125 && unknown.stderr.contains("nosuchcontainer"), "\(unknown)")
+        let interactive = try await CLI.podvisor(["run", "-i", "demo"])
+        #expect(interactive.status == 64 && interactive.stderr.contains("Attach"), "\(interactive)")
+        CLI.expectNothingRunning()
+    }
+}
