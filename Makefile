@@ -1,5 +1,6 @@
 # podvisor — the two commands a fresh Debian 12 machine needs (run as root):
-#   make demo   installs dependencies, builds, builds the guest image, boots a pod VM and reports
+#   make demo   installs dependencies, builds, builds the guest image and a demo image, runs a container
+#               in its own pod VM with `podvisor run` and reports the pod start time
 #   make test   the same set-up, then every unit and real-VM integration test
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -9,6 +10,7 @@ BUILD := build
 AGENT := $(BUILD)/podvisor-agent
 BASELINE := $(BUILD)/image/baseline-initramfs.img
 BUSYBOX_ROOTFS := $(BUILD)/busybox-rootfs
+DEMO_IMAGE := $(BUILD)/demo-image
 PODVISOR := .build/debug/podvisor
 # Where make demo keeps its VMs and its embedded libvirt root.
 DEMO_STATE ?= /var/lib/podvisor
@@ -43,8 +45,14 @@ $(BASELINE): Images/build-baseline.sh Images/build-busybox-rootfs.sh | deps
 $(BUSYBOX_ROOTFS): Images/build-busybox-rootfs.sh | deps
 	Images/build-busybox-rootfs.sh $@
 
-demo: build image
-	$(PODVISOR) vm boot --state-dir $(DEMO_STATE) $(IMAGE_FLAGS)
+$(DEMO_IMAGE)/index.json: Images/build-demo-image.sh $(BUSYBOX_ROOTFS) | deps
+	Images/build-demo-image.sh $(BUSYBOX_ROOTFS) $(DEMO_IMAGE)
+
+# The demo image is imported into the store (no registry or internet), then run once in a pod VM.
+demo: build image $(DEMO_IMAGE)/index.json
+	$(PODVISOR) image import --state-dir $(DEMO_STATE) $(DEMO_IMAGE):latest demo
+	$(PODVISOR) run --rm --timing --state-dir $(DEMO_STATE) $(IMAGE_FLAGS) demo -- \
+		sh -c 'echo "hello from $$(hostname), a container in its own VM"; echo "guest kernel $$(uname -r), $$(nproc) vCPU"; free -m | head -2'
 
 # Integration tests find the image through these variables and boot real VMs through libvirt.
 test: build image
@@ -54,11 +62,14 @@ test: build image
 unit-test: deps
 	$(SWIFT) test --skip IntegrationTests
 
-# Boot-to-ready against a bare boot, and image pull against skopeo copy; each rewrites its section of
-# Docs/performance.md.
-bench: build image $(BASELINE) $(BUSYBOX_ROOTFS)
+# Boot-to-ready and CRI pod start against a bare boot, CRI latency and memory with 20 pods, image pull
+# against skopeo copy; each rewrites its section of Docs/performance.md.
+bench: build image $(BASELINE) $(BUSYBOX_ROOTFS) $(DEMO_IMAGE)/index.json
 	$(PODVISOR) bench boot --state-dir $(DEMO_STATE) $(IMAGE_FLAGS) --baseline-initrd $(abspath $(BASELINE)) \
 		--container-rootfs $(abspath $(BUSYBOX_ROOTFS)) --runs 5 --report Docs/performance.md
+	$(PODVISOR) image import --state-dir $(DEMO_STATE) $(DEMO_IMAGE):latest demo
+	$(PODVISOR) bench cri --state-dir $(DEMO_STATE) $(IMAGE_FLAGS) --baseline-initrd $(abspath $(BASELINE)) \
+		--runs 5 --pods 20 --report Docs/performance.md
 	Tests/TestSupport/Fixtures/bench-pull.sh $(PODVISOR) 5 Docs/performance.md
 
 clean:

@@ -51,6 +51,8 @@ public final class CRIServer: Sendable {
     }
 
     public var runtimeService: RuntimeService { RuntimeService(server: self) }
+    /// The VM host the sandboxes boot on (benchmarks boot baseline VMs on it too).
+    public var vmHost: VMHost { host }
     public var imageService: ImageService { ImageService(server: self) }
 
     /// Directory of a container's host-side files: overlay upper and work directories, its rootfs mount point.

@@ -72,6 +72,9 @@ public final class VMHost: Sendable {
             stdio_handler = "file"
             user = "libvirt-qemu"
             group = "libvirt-qemu"
+            # No xattrs remembering the kernel's and logs' owners: podvisor does not need them restored, and
+            # stale ones (another boot, another host) make libvirt print warnings on every start.
+            remember_owner = 0
 
             """
         do {

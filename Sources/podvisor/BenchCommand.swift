@@ -7,7 +7,7 @@ import PodvisorVMM
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench", abstract: "Benchmarks whose results go into Docs/performance.md.", subcommands: [Boot.self])
+        commandName: "bench", abstract: "Benchmarks whose results go into Docs/performance.md.", subcommands: [Boot.self, CRIBench.self])
 
     struct Boot: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -151,14 +151,18 @@ struct BootBenchResult {
     static let startMarker = "<!-- bench:boot:start -->"
     static let endMarker = "<!-- bench:boot:end -->"
 
-    /// Replaces the section between the markers (or appends it), leaving the rest of the file alone.
     func write(into path: String) throws {
-        var text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? "# Performance\n"
-        if let start = text.range(of: Self.startMarker), let end = text.range(of: Self.endMarker), start.lowerBound < end.upperBound {
-            text.replaceSubrange(start.lowerBound..<end.upperBound, with: markdown)
-        } else {
-            text += "\n" + markdown + "\n"
-        }
-        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        try replaceSection(of: path, between: Self.startMarker, and: Self.endMarker, with: markdown)
     }
+}
+
+/// Replaces the section between the markers (or appends it), leaving the rest of the file alone.
+func replaceSection(of path: String, between startMarker: String, and endMarker: String, with markdown: String) throws {
+    var text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? "# Performance\n"
+    if let start = text.range(of: startMarker), let end = text.range(of: endMarker), start.lowerBound < end.upperBound {
+        text.replaceSubrange(start.lowerBound..<end.upperBound, with: markdown)
+    } else {
+        text += "\n" + markdown + "\n"
+    }
+    try text.write(toFile: path, atomically: true, encoding: .utf8)
 }

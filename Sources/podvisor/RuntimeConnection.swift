@@ -42,12 +42,19 @@ struct ConnectionOptions: ParsableArguments {
         // The runtime's own log is for daemons; a command reports errors (and --debug shows the rest).
         var config = try runtime.load()
         if !debug { config.logLevel = .error }
-        let server = try await CRIServer.open(config: config, program: "podvisor")
-        let transport = InProcessTransport()
-        return try await withGRPCServer(transport: transport.server, services: [server.runtimeService, server.imageService]) { _ in
-            try await withGRPCClient(transport: transport.client) { client in
-                try await body(Runtime_V1_RuntimeService.Client(wrapping: client), Runtime_V1_ImageService.Client(wrapping: client))
-            }
+        return try await withInProcessRuntime(config) { _, runtime, images in try await body(runtime, images) }
+    }
+}
+
+/// podvisor's CRI server in this process, reached through an in-process gRPC transport.
+func withInProcessRuntime<T: Sendable>(
+    _ config: PodvisorConfig, _ body: @Sendable (CRIServer, RuntimeClient, ImageClient) async throws -> T
+) async throws -> T {
+    let server = try await CRIServer.open(config: config, program: "podvisor")
+    let transport = InProcessTransport()
+    return try await withGRPCServer(transport: transport.server, services: [server.runtimeService, server.imageService]) { _ in
+        try await withGRPCClient(transport: transport.client) { client in
+            try await body(server, Runtime_V1_RuntimeService.Client(wrapping: client), Runtime_V1_ImageService.Client(wrapping: client))
         }
     }
 }
