@@ -27,6 +27,14 @@ enum Target {
         }
         return prefixed[0]
     }
+
+    /// A reference that must name a container; `why` says so when it names a pod.
+    static func container(_ reference: String, _ runtime: RuntimeClient, for why: String) async throws -> Runtime_V1_Container {
+        guard case .container(let found) = try await resolve(reference, runtime) else {
+            throw PodvisorError(.invalidArgument, "\(reference) is a pod; \(why)")
+        }
+        return found
+    }
 }
 
 /// Runs a pod command; runtime errors exit 125 with their message (as `run` does).
@@ -116,9 +124,7 @@ struct LogsCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await runtimeCommand(connection) { runtime, _ in
-            guard case .container(let found) = try await Target.resolve(container, runtime) else {
-                throw PodvisorError(.invalidArgument, "\(container) is a pod; logs are per container")
-            }
+            let found = try await Target.container(container, runtime, for: "logs are per container")
             let status = try await runtime.containerStatus(.with { $0.containerID = found.id }).status
             guard !status.logPath.isEmpty else { throw PodvisorError(.notFound, "container \(found.id) has no log") }
             let reader = ContainerLogReader(path: status.logPath)
@@ -155,9 +161,7 @@ struct ExecCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await runtimeCommand(connection) { runtime, _ in
-            guard case .container(let found) = try await Target.resolve(container, runtime) else {
-                throw PodvisorError(.invalidArgument, "\(container) is a pod; exec runs in a container")
-            }
+            let found = try await Target.container(container, runtime, for: "exec runs in a container")
             let result = try await runtime.execSync(.with {
                 $0.containerID = found.id
                 $0.cmd = command

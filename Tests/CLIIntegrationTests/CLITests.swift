@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// `podvisor` end to end, standalone (the runtime inside each command): 6 VM boots.
 @Suite(.serialized) struct CLITests {
@@ -119,5 +120,39 @@ import Testing
         let interactive = try await CLI.podvisor(["run", "-i", "demo"])
         #expect(interactive.status == 64 && interactive.stderr.contains("Attach"), "\(interactive)")
         CLI.expectNothingRunning()
+    }
+}
+
+/// The same CLI as a client of podvisord (`--endpoint`): 1 VM boot.
+@Suite(.serialized) struct CLIEndpointTests {
+    @Test func runThroughPodvisord() async throws {
+        let config = try await CLI.prepared.value
+        let state = "/tmp/pvcli-daemon"
+        for pid in CLI.processes(matching: state) { kill(pid, SIGKILL) }
+        CLI.cleanMounts(under: state)
+        try? FileManager.default.removeItem(atPath: state)
+        let socket = "\(state)/cri.sock"
+        // The daemon's own store gets the image before it starts (it then holds the state directory).
+        let layout = try await TestSupport.FixtureImages.shared.layoutDirectory()
+        let imported = try CLI.run(["image", "import", "--config", config, "--state-dir", state, "\(layout):busybox", "demo"])
+        #expect(imported.status == 0, "\(imported)")
+        let daemon = Process()
+        daemon.executableURL = URL(fileURLWithPath: CLI.binary.replacingOccurrences(of: "/podvisor", with: "/podvisord", options: .backwards))
+        daemon.arguments = ["--config", config, "--state-dir", state, "--socket", socket]
+        daemon.standardError = FileHandle.nullDevice
+        try daemon.run()
+        defer {
+            kill(daemon.processIdentifier, SIGKILL)
+            daemon.waitUntilExit()
+        }
+        for _ in 0..<600 where access(socket, F_OK) != 0 { try await Task.sleep(for: .milliseconds(100)) }
+
+        let endpoint = ["--endpoint", "unix://\(socket)"]
+        let result = try CLI.run(["run", "--rm", "--log-root", CLI.logs] + endpoint + ["demo", "--", "sh", "-c", "echo via podvisord; exit 5"])
+        #expect(result.status == 5 && result.stdout == "via podvisord\n", "\(result)")
+        let pods = try CLI.run(["pods", "--output", "json"] + endpoint)
+        #expect(pods.status == 0 && (CLI.json(pods.stdout) as? [Any])?.isEmpty == true, "\(pods)")
+        let missing = try CLI.run(["ps", "--endpoint", "unix:///nonexistent.sock"])
+        #expect(missing.status == 125 && missing.stderr.contains("podvisord"), "\(missing)")
     }
 }
