@@ -122,12 +122,12 @@ let package = Package(
         .testTarget(
             name: "CRIIntegrationTests",
             dependencies: [
-                "PodvisorCRI", "TestSupport",
+                "PodvisorCRI", "TestSupport", "PodvisorVMM",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
             ]
         ),
-        .testTarget(name: "CLIIntegrationTests", dependencies: ["TestSupport"]),
+        .testTarget(name: "CLIIntegrationTests", dependencies: ["TestSupport", "PodvisorVMM"]),
         .testTarget(name: "PodvisorCRIServerTests", dependencies: ["PodvisorCRIServer", "PodvisorCRI", "PodvisorAgentProtocol", "PodvisorImages", "PodvisorRuntime"]),
     ],
     swiftLanguageModes: [.v6]

@@ -19,7 +19,7 @@ public struct HostVirtualization: Sendable, Equatable {
     public static func probe() -> HostVirtualization {
         let fd = open("/dev/kvm", O_RDWR | O_CLOEXEC)
         if fd >= 0 { close(fd) }
-        let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
+        let flags = readProcFile("/proc/cpuinfo")
             .split(separator: "\n").first { $0.hasPrefix("flags") }?
             .split(separator: " ") ?? []
         return HostVirtualization(

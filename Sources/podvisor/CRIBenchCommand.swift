@@ -3,6 +3,7 @@ import Foundation
 import PodvisorCRI
 import PodvisorCore
 import PodvisorRuntime
+import PodvisorVMM
 
 /// `podvisor bench cri`: pod start through the CRI against a bare VM boot in the same run, CRI call
 /// latency with many pods, and host memory per idle pod.
@@ -152,7 +153,7 @@ struct CRIBench: AsyncParsableCommand {
     }
 
     private static func pss(_ pid: String) -> UInt64 {
-        let rollup = (try? String(contentsOfFile: "/proc/\(pid)/smaps_rollup", encoding: .utf8)) ?? ""
+        let rollup = readProcFile("/proc/\(pid)/smaps_rollup")
         guard let line = rollup.split(separator: "\n").first(where: { $0.hasPrefix("Pss:") }) else { return 0 }
         return UInt64(line.split(separator: " ").dropFirst().first ?? "") ?? 0
     }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TestSupport
+import PodvisorVMM
 
 /// The `podvisor` binary as users and CI run it, on a state directory of its own, with the fixture busybox
 /// imported as `demo` (no registry).
@@ -35,7 +36,7 @@ enum CLI {
 
             """.write(toFile: config, atomically: true, encoding: .utf8)
         let layout = try await FixtureImages.shared.layoutDirectory()
-        let imported = try run(["image", "import", "--config", config, "\(layout):busybox", "demo"])
+        let imported = try await run(["image", "import", "--config", config, "\(layout):busybox", "demo"])
         guard imported.status == 0 else { throw TestError("import failed: \(imported.stderr)") }
         return config
     }
@@ -43,7 +44,7 @@ enum CLI {
     /// Runs `podvisor <arguments>` (pod commands get the test config) and collects its output.
     static func podvisor(_ arguments: [String]) async throws -> Result {
         let config = try await prepared.value
-        return try run(withConfig(arguments, config))
+        return try await run(withConfig(arguments, config))
     }
 
     private static func withConfig(_ arguments: [String], _ config: String) -> [String] {
@@ -54,7 +55,17 @@ enum CLI {
         return Array(arguments[..<split]) + extra + Array(arguments[split...])
     }
 
-    static func run(_ arguments: [String]) throws -> Result {
+    /// Runs the binary on a thread of its own: waiting for a child must not hold one of the few threads that
+    /// every test's async work shares (on 2 cores, two blocked waits stall the whole test process).
+    static func run(_ arguments: [String]) async throws -> Result {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                continuation.resume(with: Swift.Result { try runBlocking(arguments) })
+            }
+        }
+    }
+
+    private static func runBlocking(_ arguments: [String]) throws -> Result {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
@@ -63,27 +74,29 @@ enum CLI {
         process.standardOutput = out
         process.standardError = err
         try process.run()
-        // Read both pipes while it runs: a full pipe would stall it.
-        let stderrData = Task.detached { err.fileHandleForReading.readDataToEndOfFile() }
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let stderr = try awaitBlocking(stderrData)
-        return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
-                      stderr: String(decoding: stderr, as: UTF8.self))
-    }
-
-    private static func awaitBlocking(_ task: Task<Data, Never>) throws -> Data {
-        let box = DataBox()
+        // Both pipes are read while it runs: a full pipe would stall it.
+        let stderrData = DataBox()
         let done = DispatchSemaphore(value: 0)
-        Task {
-            box.data = await task.value
+        let reader = Thread {
+            stderrData.data = err.fileHandleForReading.readDataToEndOfFile()
             done.signal()
         }
+        reader.start()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
         done.wait()
-        return box.data
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+                      stderr: String(decoding: stderrData.data, as: UTF8.self))
     }
 
     private final class DataBox: @unchecked Sendable { var data = Data() }
+
+    /// Blocking work (reading a child's pipe, waiting for it) off the shared threads, as `run` does.
+    static func offThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(with: Swift.Result { try body() }) }
+        }
+    }
 
     static func processes(matching needle: String) -> [Int32] {
         ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry in
@@ -94,18 +107,14 @@ enum CLI {
     }
 
     static func cleanMounts(under path: String) {
-        let mountinfo = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
-        let mounts = mountinfo.split(separator: "\n").compactMap { $0.split(separator: " ").dropFirst(4).first.map(String.init) }
-        for mount in mounts.filter({ $0.hasPrefix(path + "/") }).sorted(by: { $0.count > $1.count }) {
-            umount2(mount, Int32(MNT_DETACH))
-        }
+        // Stacked mounts need one pass each.
+        for _ in 0..<5 { mountPoints(under: path).forEach { umount2($0, Int32(MNT_DETACH)) } }
     }
 
     /// Nothing of the test's pods runs or stays mounted: no QEMU or helper from the state directory.
     static func expectNothingRunning(sourceLocation: SourceLocation = #_sourceLocation) {
         #expect(processes(matching: "\(state)/").isEmpty, "processes of \(state) still run", sourceLocation: sourceLocation)
-        let mountinfo = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
-        #expect(!mountinfo.contains("\(state)/vm/"), "VM mounts left", sourceLocation: sourceLocation)
+        #expect(mountPoints(under: "\(state)/vm").isEmpty, "VM mounts left", sourceLocation: sourceLocation)
         let vms = (try? FileManager.default.contentsOfDirectory(atPath: "\(state)/vm")) ?? []
         #expect(vms.isEmpty, "VM run directories left: \(vms)", sourceLocation: sourceLocation)
     }

@@ -86,16 +86,22 @@ import TestSupport
         process.standardOutput = out
         process.standardError = FileHandle.nullDevice
         try process.run()
-        var seen = Data()
-        while !String(decoding: seen, as: UTF8.self).contains("ready") {
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            seen += chunk
+        let ready = try await CLI.offThread { () -> Bool in
+            var seen = Data()
+            while !String(decoding: seen, as: UTF8.self).contains("ready") {
+                let chunk = out.fileHandleForReading.availableData
+                if chunk.isEmpty { return false }
+                seen += chunk
+            }
+            return true
         }
-        #expect(String(decoding: seen, as: UTF8.self).contains("ready"))
+        #expect(ready)
         kill(process.processIdentifier, SIGINT)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 130)
+        let status = try await CLI.offThread { () -> Int32 in
+            process.waitUntilExit()
+            return process.terminationStatus
+        }
+        #expect(status == 130)
         #expect(try await CLI.podvisor(["pods"]).stdout.contains("interrupted") == false)
         CLI.expectNothingRunning()
     }
@@ -134,25 +140,22 @@ import TestSupport
         let socket = "\(state)/cri.sock"
         // The daemon's own store gets the image before it starts (it then holds the state directory).
         let layout = try await TestSupport.FixtureImages.shared.layoutDirectory()
-        let imported = try CLI.run(["image", "import", "--config", config, "--state-dir", state, "\(layout):busybox", "demo"])
+        let imported = try await CLI.run(["image", "import", "--config", config, "--state-dir", state, "\(layout):busybox", "demo"])
         #expect(imported.status == 0, "\(imported)")
         let daemon = Process()
         daemon.executableURL = URL(fileURLWithPath: CLI.binary.replacingOccurrences(of: "/podvisor", with: "/podvisord", options: .backwards))
         daemon.arguments = ["--config", config, "--state-dir", state, "--socket", socket]
         daemon.standardError = FileHandle.nullDevice
         try daemon.run()
-        defer {
-            kill(daemon.processIdentifier, SIGKILL)
-            daemon.waitUntilExit()
-        }
+        defer { kill(daemon.processIdentifier, SIGKILL) }
         for _ in 0..<600 where access(socket, F_OK) != 0 { try await Task.sleep(for: .milliseconds(100)) }
 
         let endpoint = ["--endpoint", "unix://\(socket)"]
-        let result = try CLI.run(["run", "--rm", "--log-root", CLI.logs] + endpoint + ["demo", "--", "sh", "-c", "echo via podvisord; exit 5"])
+        let result = try await CLI.run(["run", "--rm", "--log-root", CLI.logs] + endpoint + ["demo", "--", "sh", "-c", "echo via podvisord; exit 5"])
         #expect(result.status == 5 && result.stdout == "via podvisord\n", "\(result)")
-        let pods = try CLI.run(["pods", "--output", "json"] + endpoint)
+        let pods = try await CLI.run(["pods", "--output", "json"] + endpoint)
         #expect(pods.status == 0 && (CLI.json(pods.stdout) as? [Any])?.isEmpty == true, "\(pods)")
-        let missing = try CLI.run(["ps", "--endpoint", "unix:///nonexistent.sock"])
+        let missing = try await CLI.run(["ps", "--endpoint", "unix:///nonexistent.sock"])
         #expect(missing.status == 125 && missing.stderr.contains("podvisord"), "\(missing)")
     }
 }

@@ -4,6 +4,7 @@ import GRPCNIOTransportHTTP2Posix
 import PodvisorCRI
 import Testing
 import TestSupport
+import PodvisorVMM
 
 typealias Transport = HTTP2ClientTransport.Posix
 
@@ -225,11 +226,7 @@ enum PodTraces {
         }
     }
 
-    static func mounts(under path: String) -> [String] {
-        let mountinfo = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
-        return mountinfo.split(separator: "\n").compactMap { $0.split(separator: " ").dropFirst(4).first.map(String.init) }
-            .filter { $0.hasPrefix(path + "/") }
-    }
+    static func mounts(under path: String) -> [String] { mountPoints(under: path) }
 
     /// No QEMU, run directory, mount or container directory of the sandbox is left.
     static func expectNothingLeft(_ daemon: CRIDaemon, sandbox id: String, containers: [String], sourceLocation: SourceLocation = #_sourceLocation) {

@@ -127,8 +127,9 @@ import Testing
         let error = await #expect(throws: PodvisorError.self) { try await store.pull("127.0.0.1:\(port)/busybox") }
         #expect(error?.code == .unavailable, "\(String(describing: error))")
         #expect(error?.message.contains("unreachable") == true)
-        // Three attempts with short waits between them: a refused connection is not retried for long.
-        #expect(ContinuousClock.now - started < .seconds(5))
+        // Three attempts with short waits between them, not the 60 s request timeout: a refused connection
+        // fails fast. (A loose bound: the machine may be busy with VMs.)
+        #expect(ContinuousClock.now - started < .seconds(30))
     }
 
     @Test func basicAuthRequiredRefusedAndAccepted() async throws {

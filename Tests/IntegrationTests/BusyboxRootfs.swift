@@ -4,9 +4,16 @@ import Foundation
 /// (1000) that is also a member of group `extra` (2000), and `/bin/euid`, a static setuid-root program that
 /// prints its effective uid (busybox's own applets drop setuid privileges, so they cannot show it).
 enum BusyboxRootfs {
+    /// Suites build it concurrently: one at a time, and the first one's is everybody's.
+    private static let lock = NSLock()
+
     static func make(at path: String) throws -> String {
+        lock.lock()
+        defer { lock.unlock() }
         let fm = FileManager.default
         if fm.fileExists(atPath: "\(path)/bin/busybox") { return path }
+        // What a killed run left half made.
+        try? fm.removeItem(atPath: path)
         let staging = path + ".tmp"
         try? fm.removeItem(atPath: staging)
         for dir in ["bin", "etc", "tmp", "proc", "sys", "dev", "root", "home/app"] {
