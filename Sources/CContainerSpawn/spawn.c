@@ -142,7 +142,9 @@ static void bind_volumes(int status, const struct pv_spawn_config *c) {
             if (fd >= 0) close(fd);
         }
         if (mount(m->source, target, NULL, MS_BIND | MS_REC, NULL) != 0) fail(status, m->destination);
-        if (m->readonly && pv_make_readonly_recursive(target) != 0) fail(status, m->destination);
+        if (m->readonly == PV_READONLY_RECURSIVE && pv_make_readonly_recursive(target) != 0) fail(status, m->destination);
+        if (m->readonly == PV_READONLY_TOP && mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) != 0)
+            fail(status, m->destination);
         if (mount(NULL, target, NULL, m->propagation | MS_REC, NULL) != 0) fail(status, m->destination);
     }
 }

@@ -172,9 +172,10 @@ int pv_make_readonly_recursive(const char *path) {
 
 int pv_bind_mount(const char *source, const char *target, int readonly) {
     if (mount(source, target, NULL, MS_BIND | MS_REC, NULL) != 0) return -1;
-    if (!readonly) return 0;
+    if (readonly == PV_READWRITE) return 0;
     // Private first: the read-only change must not travel to the source's peers.
     if (mount(NULL, target, NULL, MS_PRIVATE | MS_REC, NULL) != 0) return -1;
+    if (readonly == PV_READONLY_TOP) return mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL);
     return pv_make_readonly_recursive(target);
 }
 

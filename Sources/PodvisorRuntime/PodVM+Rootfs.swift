@@ -16,7 +16,10 @@ extension PodVM {
     /// Bind-mounts a volume (directory or file) at `<share>/<containerID>/volumes/<name>`. A read-only volume
     /// is made read-only in a private staging mount *before* it appears under the share: a read-only remount
     /// made after that does not propagate to virtiofsd, and the guest could still write (measured here).
-    public func mountVolume(containerID: String, name: String, from source: String, readonly: Bool) throws(PodvisorError) -> String {
+    /// `recursive`: mounts below the source are read-only too; otherwise they stay writable.
+    public func mountVolume(containerID: String, name: String, from source: String, readonly: Bool, recursive: Bool = true)
+        throws(PodvisorError) -> String
+    {
         let relative = "\(try Self.component(containerID, "container id"))/volumes/\(try Self.component(name, "volume name"))"
         guard readonly else { return try place(source, at: relative) }
         let staging = "\(vm.configuration.runDirectory)/staging-\(containerID)-\(name)"
@@ -25,7 +28,7 @@ extension PodVM {
             _ = pv_umount_detach(staging)
             try? removeUnmountedDirectory(staging)
         }
-        guard pv_bind_mount(source, staging, 1) == 0 else {
+        guard pv_bind_mount(source, staging, Int32(recursive ? PV_READONLY_RECURSIVE : PV_READONLY_TOP)) == 0 else {
             throw PodvisorError(.internalError, "cannot bind \(source) read-only: errno \(errno)")
         }
         return try place(staging, at: relative)
@@ -43,7 +46,7 @@ extension PodVM {
     private func place(_ source: String, at relative: String) throws(PodvisorError) -> String {
         let target = "\(try sharedDirectory())/\(relative)"
         try Self.makeMountPoint(target, like: source)
-        guard pv_bind_mount(source, target, 0) == 0 else {
+        guard pv_bind_mount(source, target, Int32(PV_READWRITE)) == 0 else {
             throw PodvisorError(.internalError, "cannot bind \(source) on \(target): errno \(errno)")
         }
         return relative

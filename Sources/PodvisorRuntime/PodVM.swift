@@ -59,10 +59,19 @@ public final class PodVM: Sendable {
         -> (AgentClient, Podvisor_Agent_V1_VersionResponse)
     {
         var lastError = PodvisorError(.timeout, "agent did not answer")
+        var lastAttempt = ContinuousClock.now - .seconds(1)
         while ContinuousClock.now < deadline {
             if case .stopped(let reason) = vm.currentState {
                 throw PodvisorError(.unavailable, "VM stopped (\(reason.rawValue)) before its agent answered")
             }
+            // Each attempt before the guest listens is a connection request the vsock backend queues for the
+            // guest; hundreds of them during a slow (loaded, TCG) boot wedged vhost-device-vsock for good. The
+            // agent announces itself on the console: dial once it has, and otherwise once a second.
+            if ContinuousClock.now - lastAttempt < .seconds(1) && !Self.consoleAnnouncesAgent(vm) {
+                try? await Task.sleep(for: .milliseconds(10))
+                continue
+            }
+            lastAttempt = .now
             do throws(PodvisorError) {
                 let fd = try vm.endpoint.connect(port: AgentAPI.vsockPort)
                 let agent = AgentClient(fd: fd)
@@ -81,6 +90,13 @@ public final class PodVM: Sendable {
             }
         }
         throw PodvisorError(.timeout, "agent did not answer before the boot timeout: \(lastError.message)")
+    }
+
+    /// The agent's "ready on <transport>" line on the VM's console.
+    private static func consoleAnnouncesAgent(_ vm: VirtualMachine) -> Bool {
+        guard let handle = FileHandle(forReadingAtPath: vm.consoleLog) else { return false }
+        defer { try? handle.close() }
+        return handle.readDataToEndOfFile().range(of: Data("podvisor-agent: ready on".utf8)) != nil
     }
 
     /// Asks the agent to power off and waits for the domain to stop; destroys it if that takes too long.

@@ -311,7 +311,7 @@ final class Containers: Sendable {
         var sysctls: [(file: String, value: String)] = []
         /// The pod's sandbox process whose namespaces the container shares (see CreateSandbox).
         var sandboxPID: pid_t = 0
-        var mounts: [(source: String, destination: String, readonly: Bool, propagation: UInt)] = []
+        var mounts: [(source: String, destination: String, readonly: Int32, propagation: UInt)] = []
     }
 
     /// Creates the stdio pipes and the process, and registers it (through `register`) under the same lock
@@ -363,7 +363,7 @@ final class Containers: Sendable {
         config.hostname = setup.hostname.isEmpty ? nil : arena.string(setup.hostname)
         config.mounts = arena.array(setup.mounts.map {
             pv_mount(source: arena.string($0.source), destination: arena.string($0.destination),
-                     readonly: $0.readonly ? 1 : 0, propagation: $0.propagation)
+                     readonly: $0.readonly, propagation: $0.propagation)
         })
         config.mount_count = setup.mounts.count
         config.masked_paths = arena.strings(setup.maskedPaths)
@@ -450,7 +450,7 @@ final class Containers: Sendable {
     }
 
     /// Volume sources must lie inside the shared directory and exist; destinations inside the container.
-    private func volumes(_ mounts: [Podvisor_Agent_V1_Mount]) throws(RPCError) -> [(source: String, destination: String, readonly: Bool, propagation: UInt)] {
+    private func volumes(_ mounts: [Podvisor_Agent_V1_Mount]) throws(RPCError) -> [(source: String, destination: String, readonly: Int32, propagation: UInt)] {
         try mounts.map { m throws(RPCError) in
             guard !m.source.isEmpty, !m.source.hasPrefix("/"), !m.source.split(separator: "/").contains("..") else {
                 throw RPCError(.invalidArgument, "volume source \"\(m.source)\" must be a relative path inside the shared directory")
@@ -463,7 +463,13 @@ final class Containers: Sendable {
             case .rshared: pv_ms_shared()
             default: pv_ms_private()
             }
-            return (source, destination, m.readonly, propagation)
+            let readonly = !m.readonly ? PV_READWRITE : m.recursiveReadonly ? PV_READONLY_RECURSIVE : PV_READONLY_TOP
+            if readonly == PV_READONLY_TOP {
+                for submount in m.submounts where !submount.hasPrefix("/") && !submount.split(separator: "/").contains("..") {
+                    _ = GuestFiles.exists("\(source)/\(submount)/.")  // the lookup mounts it
+                }
+            }
+            return (source, destination, Int32(readonly), propagation)
         }
     }
 

@@ -103,6 +103,12 @@ extension CRITests {
         var inState = containerConfig("state", image: image, ["/bin/sh"])
         inState.mounts = [.with { $0.hostPath = "\(d.stateDirectory)/cri"; $0.containerPath = "/x" }]
         await expectStatus(.invalidArgument, "mount of podvisor's state") { try await d.create(sandbox, pod, inState) }
+        var recursiveRW = containerConfig("rro", image: image, ["/bin/sh"])
+        recursiveRW.mounts = [.with { $0.hostPath = logs; $0.containerPath = "/x"; $0.recursiveReadOnly = true }]
+        await expectStatus(.invalidArgument, "recursive read-only without readonly") { try await d.create(sandbox, pod, recursiveRW) }
+        var groupOnly = containerConfig("group", image: image, ["/bin/sh"])
+        groupOnly.linux.securityContext.runAsGroup = .with { $0.value = 1000 }
+        await expectStatus(.invalidArgument, "run_as_group without a user") { try await d.create(sandbox, pod, groupOnly) }
         await expectStatus(.notFound, "image not pulled") {
             try await d.create(sandbox, pod, containerConfig("nope", image: "127.0.0.1:1/absent:1", ["/bin/sh"]))
         }

@@ -53,6 +53,10 @@ import Testing
         try ContainerSpec.user(security, image: image(user: "www-data"), into: &process)
         #expect(process.uid == 1000 && process.username.isEmpty && process.gid == 3000 && process.additionalGids == [4000])
 
+        var groupOnly = Runtime_V1_LinuxContainerSecurityContext()
+        groupOnly.runAsGroup = .with { $0.value = 3000 }
+        #expect(throws: PodvisorError.self) { try ContainerSpec.user(groupOnly, image: nil, into: &process) }
+
         security.runAsUser = .with { $0.value = -1 }
         #expect(throws: PodvisorError.self) { try ContainerSpec.user(security, image: nil, into: &process) }
     }

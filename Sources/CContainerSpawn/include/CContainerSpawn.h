@@ -11,7 +11,7 @@
 struct pv_mount {
     const char *source;            // absolute guest path (inside the shared directory)
     const char *destination;       // absolute path inside the container
-    int readonly;
+    int readonly;                  // PV_READWRITE, PV_READONLY_RECURSIVE or PV_READONLY_TOP
     unsigned long propagation;     // MS_PRIVATE, MS_SLAVE or MS_SHARED, applied recursively
 };
 

@@ -37,7 +37,11 @@ int pv_make_shared(const char *path);
 // Makes a mount and every mount below it read-only (mount_setattr with AT_RECURSIVE; a plain read-only
 // remount, which leaves submounts writable, only where the kernel lacks it). Async-signal-safe.
 int pv_make_readonly_recursive(const char *path);
-// Bind-mounts `source` on `target`; read-only binds are made read-only before they become visible.
+// Read-only modes of pv_bind_mount and of container volumes: everything below too, or the top mount only
+// (its submounts stay writable, as CRI's plain readonly).
+enum { PV_READWRITE = 0, PV_READONLY_RECURSIVE = 1, PV_READONLY_TOP = 2 };
+// Bind-mounts `source` (recursively) on `target`; read-only binds (a PV_* mode) are made read-only before
+// they become visible.
 int pv_bind_mount(const char *source, const char *target, int readonly);
 // mount(MS_MOVE): moves a mount (with its submounts) to another place.
 int pv_move_mount(const char *source, const char *target);

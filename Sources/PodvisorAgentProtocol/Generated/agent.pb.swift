@@ -351,6 +351,15 @@ public nonisolated struct Podvisor_Agent_V1_Mount: Sendable {
 
   public var readonly: Bool = false
 
+  /// With readonly: mounts below the volume are read-only too (CRI's recursive_read_only). Without it
+  /// only the volume's own mount is (CRI's plain readonly).
+  public var recursiveReadonly: Bool = false
+
+  /// Paths below the volume where the host has mounts. The guest sees them as virtio-fs submounts, which
+  /// are mounted on first access with the flags of the mount they are under: for a volume that is
+  /// read-only but not recursively, the agent visits them before making it read-only, so they stay writable.
+  public var submounts: [String] = []
+
   public var propagation: Podvisor_Agent_V1_Mount.Propagation = .private
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -1342,7 +1351,7 @@ nonisolated extension Podvisor_Agent_V1_CreateContainerRequest: SwiftProtobuf.Me
 
 nonisolated extension Podvisor_Agent_V1_Mount: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Mount"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}source\0\u{1}destination\0\u{1}readonly\0\u{1}propagation\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}source\0\u{1}destination\0\u{1}readonly\0\u{1}propagation\0\u{3}recursive_readonly\0\u{1}submounts\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1354,6 +1363,8 @@ nonisolated extension Podvisor_Agent_V1_Mount: SwiftProtobuf.Message, SwiftProto
       case 2: try { try decoder.decodeSingularStringField(value: &self.destination) }()
       case 3: try { try decoder.decodeSingularBoolField(value: &self.readonly) }()
       case 4: try { try decoder.decodeSingularEnumField(value: &self.propagation) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.recursiveReadonly) }()
+      case 6: try { try decoder.decodeRepeatedStringField(value: &self.submounts) }()
       default: break
       }
     }
@@ -1372,6 +1383,12 @@ nonisolated extension Podvisor_Agent_V1_Mount: SwiftProtobuf.Message, SwiftProto
     if self.propagation != .private {
       try visitor.visitSingularEnumField(value: self.propagation, fieldNumber: 4)
     }
+    if self.recursiveReadonly != false {
+      try visitor.visitSingularBoolField(value: self.recursiveReadonly, fieldNumber: 5)
+    }
+    if !self.submounts.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.submounts, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1379,6 +1396,8 @@ nonisolated extension Podvisor_Agent_V1_Mount: SwiftProtobuf.Message, SwiftProto
     if lhs.source != rhs.source {return false}
     if lhs.destination != rhs.destination {return false}
     if lhs.readonly != rhs.readonly {return false}
+    if lhs.recursiveReadonly != rhs.recursiveReadonly {return false}
+    if lhs.submounts != rhs.submounts {return false}
     if lhs.propagation != rhs.propagation {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true

@@ -105,6 +105,10 @@ enum ContainerSpec {
             process.username = imageUser
         }
         if security.hasRunAsGroup {
+            // As containerd: a group without a user would pair with whatever user the image names.
+            guard security.hasRunAsUser || !security.runAsUsername.isEmpty else {
+                throw PodvisorError(.invalidArgument, "run_as_group needs run_as_user or run_as_username")
+            }
             try Validate.nonNegative(security.runAsGroup.value, "run_as_group")
             process.gid = UInt32(clamping: security.runAsGroup.value)
         } else if let gid = UInt32(imageGroup) {

@@ -110,6 +110,15 @@ extension CRIServer {
             throw PodvisorError(.invalidArgument, "mount host_path \(mount.hostPath) is inside podvisor's state directory")
         }
         try Validate.known(mount.propagation, Runtime_V1_MountPropagation.allCases, "mount propagation")
+        // As containerd: recursive read-only only makes sense read-only and private.
+        if mount.recursiveReadOnly {
+            guard mount.readonly else {
+                throw PodvisorError(.invalidArgument, "mount \(mount.containerPath): recursive_read_only needs readonly")
+            }
+            guard mount.propagation == .propagationPrivate else {
+                throw PodvisorError(.invalidArgument, "mount \(mount.containerPath): recursive_read_only needs private propagation")
+            }
+        }
     }
 
     /// `<sandbox log_directory>/<log_path>`; the log path must stay inside that directory.
@@ -149,11 +158,17 @@ extension CRIServer {
             if !FileManager.default.fileExists(atPath: mount.hostPath) {
                 try FileManager.default.createDirectory(atPath: mount.hostPath, withIntermediateDirectories: true)
             }
-            let source = try pod.mountVolume(containerID: containerID, name: "v\(index)", from: mount.hostPath, readonly: mount.readonly)
+            let source = try pod.mountVolume(
+                containerID: containerID, name: "v\(index)", from: mount.hostPath, readonly: mount.readonly,
+                recursive: mount.recursiveReadOnly)
             result.append(.with {
                 $0.source = source
                 $0.destination = mount.containerPath
                 $0.readonly = mount.readonly
+                $0.recursiveReadonly = mount.recursiveReadOnly
+                if mount.readonly && !mount.recursiveReadOnly {
+                    $0.submounts = mountPoints(under: mount.hostPath).map { String($0.dropFirst(mount.hostPath.count + 1)) }
+                }
                 switch mount.propagation {
                 case .propagationHostToContainer: $0.propagation = .rslave
                 case .propagationBidirectional: $0.propagation = .rshared
