@@ -103,11 +103,12 @@ extension AgentClient {
         let _: Podvisor_Agent_V1_Empty = try await call("CloseStdin", process)
     }
 
-    /// Stops a process as kubelet expects: SIGTERM, then SIGKILL when it outlives `grace`. Returns its exit.
-    public func stop(_ process: Podvisor_Agent_V1_ProcessRef, grace: Duration) async throws(PodvisorError)
+    /// Stops a process as kubelet expects: `signal` (SIGTERM unless the container says otherwise), then
+    /// SIGKILL when it outlives `grace`. Returns its exit.
+    public func stop(_ process: Podvisor_Agent_V1_ProcessRef, grace: Duration, signal first: Int32 = SIGTERM) async throws(PodvisorError)
         -> Podvisor_Agent_V1_WaitProcessResponse
     {
-        try await signal(process, SIGTERM)
+        try await signal(process, first)
         do {
             return try await wait(process, timeout: grace)
         } catch where error.code == .timeout {

@@ -58,6 +58,8 @@ public struct ImageConfiguration: Codable, Sendable {
         public var Entrypoint: [String]?
         public var Cmd: [String]?
         public var WorkingDir: String?
+        /// The signal that stops a container of this image ("SIGQUIT", "3"); SIGTERM when absent.
+        public var StopSignal: String?
     }
 
     public struct RootFS: Codable, Sendable {

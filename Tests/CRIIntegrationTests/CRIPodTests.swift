@@ -139,6 +139,15 @@ extension CRITests {
         })
         #expect(try await d.status(c1).resources.linux.memoryLimitInBytes == 96 << 20)
 
+        // A container with a stop signal of its own (kept across the restart below).
+        var gracefulConfig = containerConfig(
+            "graceful", image: image, ["/bin/sh", "-c", "trap 'echo got usr1; exit 7' USR1; echo armed; while true; do sleep 1; done"],
+            log: "graceful.log")
+        gracefulConfig.stopSignal = .sigusr1
+        let graceful = try await d.create(sandbox, pod, gracefulConfig)
+        try await d.start(graceful)
+        #expect(try await waitForFile("\(logs)/graceful.log", containing: "armed").contains("armed"))
+
         // kill -9 of podvisord: the pod, its running and its exited containers are all there afterwards.
         d.kill9()
         try await d.start()
@@ -154,12 +163,15 @@ extension CRITests {
         let stopped = try await d.status(c1)
         #expect(stopped.state == .containerExited && stopped.exitCode == 143 && stopped.reason == "Error")
         _ = try await d.runtime.stopContainer(.with { $0.containerID = c1; $0.timeout = 1 })
+        _ = try await d.runtime.stopContainer(.with { $0.containerID = graceful; $0.timeout = 30 })
+        let trapped = try await d.status(graceful)
+        #expect(trapped.exitCode == 7 && trapped.stopSignal == .sigusr1, "\(trapped)")
 
         try await d.removePod(sandbox)
         try await d.removePod(sandbox)
         await expectStatus(.notFound, "status of a removed sandbox") { try await d.runtime.podSandboxStatus(.with { $0.podSandboxID = sandbox }) }
         #expect(try await d.runtime.listContainers(Runtime_V1_ListContainersRequest()).containers.isEmpty)
-        PodTraces.expectNothingLeft(d, sandbox: sandbox, containers: [c1, c2, c2b])
+        PodTraces.expectNothingLeft(d, sandbox: sandbox, containers: [c1, c2, c2b, graceful])
     }
 
     /// QEMU killed behind podvisord's back: the sandbox turns NOTREADY and its container EXITED, with reasons.

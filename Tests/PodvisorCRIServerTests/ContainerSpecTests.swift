@@ -109,4 +109,17 @@ import Testing
         linux.overhead = .with { $0.memoryLimitInBytes = 50 << 20 }
         #expect(CRIServer.vmSize(linux, config: config).memoryMiB == 250)
     }
+
+    @Test func stopSignalFromConfigImageOrDefault() throws {
+        var config = Runtime_V1_ContainerConfig()
+        #expect(try StopSignal.number(config: config, image: nil) == SIGTERM)
+        #expect(try StopSignal.number(config: config, image: "SIGQUIT") == SIGQUIT)
+        #expect(try StopSignal.number(config: config, image: "rtmin+3") == 37)
+        #expect(throws: PodvisorError.self) { try StopSignal.number(config: config, image: "SIGNOPE") }
+        config.stopSignal = .sigusr1
+        #expect(try StopSignal.number(config: config, image: "SIGQUIT") == SIGUSR1)
+        config.stopSignal = .sigrtmaxminus2
+        #expect(try StopSignal.number(config: config, image: nil) == 62)
+        #expect(StopSignal.criSignal(SIGUSR2) == .sigusr2 && StopSignal.criSignal(34) == .sigrtmin)
+    }
 }

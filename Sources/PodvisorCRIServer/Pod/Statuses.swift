@@ -76,6 +76,7 @@ extension CRIServer {
             $0.annotations = config.annotations
             $0.mounts = config.mounts
             $0.logPath = r.logPath
+            $0.stopSignal = StopSignal.criSignal(r.stopSignal)
             $0.resources = .with { $0.linux = r.resources }
             if let uid = r.uid {
                 $0.user = .with {

@@ -62,6 +62,7 @@ extension CRIServer {
             return text
         }
         let resources = try ContainerSpec.resources(config.linux.resources)
+        let stopSignal = try StopSignal.number(config: config, image: imageConfig?.StopSignal)
 
         let id = newObjectID()
         try await images.startUsing(image.id)
@@ -83,13 +84,14 @@ extension CRIServer {
             try await pod.agent.createContainer(request)
             agentCreated = true
 
-            let record = ContainerRecord(
+            var record = ContainerRecord(
                 id: id, sandboxID: sandbox.id, configData: try config.serializedBytes(), processData: try process.serializedBytes(),
                 imageName: config.image.image, imageID: image.id.description, imageRef: image.repoDigests.first ?? image.id.description,
                 logPath: logPath, state: .created, createdAt: Clock.nowNanoseconds(),
                 resourcesData: try config.linux.resources.serializedBytes(),
                 uid: process.username.isEmpty ? Int64(process.uid) : nil, gid: process.groupname.isEmpty ? Int64(process.gid) : nil,
                 supplementalGroups: process.additionalGids.map(Int64.init))
+            record.stopSignal = stopSignal
             try containers.put(record)
             publish(.containerCreatedEvent, container: record)
             return id

@@ -5,7 +5,8 @@ import PodvisorCRI
 import PodvisorCore
 
 extension RuntimeService {
-    /// SIGTERM, then SIGKILL once `timeout` seconds have passed. Idempotent: an unknown or exited
+    /// The stop signal (SIGTERM unless the config or the image names another), then SIGKILL once `timeout`
+    /// seconds have passed. Idempotent: an unknown or exited
     /// container is not an error.
     public func stopContainer(request: Runtime_V1_StopContainerRequest, context: ServerContext) async throws
         -> Runtime_V1_StopContainerResponse
@@ -19,7 +20,8 @@ extension RuntimeService {
                 guard let container = server.containers.get(found.id), container.state != .exited,
                       let sandbox = server.sandboxes.get(container.sandboxID), let pod = try? server.readyPod(sandbox)
                 else { return }
-                let exit = try await pod.agent.stop(AgentClient.process(container.id), grace: .seconds(request.timeout))
+                let exit = try await pod.agent.stop(
+                    AgentClient.process(container.id), grace: .seconds(request.timeout), signal: container.stopSignal)
                 // A started container's follower records the exit once its output is drained; a created one has none.
                 if container.state == .running { await server.waitForExitRecord(container.id) }
                 server.containerExited(container.id, code: exit.exitCode, at: Clock.nowNanoseconds(), reason: exit.oomKilled ? "OOMKilled" : "Error")

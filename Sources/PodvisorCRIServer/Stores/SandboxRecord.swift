@@ -63,6 +63,8 @@ struct ContainerRecord: StoredRecord {
     var message = ""
     /// Current limits: those of CreateContainer, then of UpdateContainerResources (protobuf-encoded).
     var resourcesData: Data
+    /// What StopContainer sends first (see StopSignal).
+    var stopSignal: Int32 = SIGTERM
     var uid: Int64?
     var gid: Int64?
     var supplementalGroups: [Int64] = []
