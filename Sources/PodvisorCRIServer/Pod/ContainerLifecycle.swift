@@ -61,7 +61,10 @@ extension CRIServer {
         let before = containers.get(id)?.state
         let record = try? containers.update(id) { $0.exited(code: code, at: finishedAt, reason: reason, message: message) }
         logs.withLock { $0.removeValue(forKey: id) }?.close()
-        if let record, before != .exited { publish(.containerStoppedEvent, container: record) }
+        if let record, before != .exited {
+            log.debug("container \(id) exited \(code) (\(reason))")
+            publish(.containerStoppedEvent, container: record)
+        }
     }
 
     /// Watches a ready sandbox's VM: if it stops without StopPodSandbox asking, the sandbox becomes NOTREADY

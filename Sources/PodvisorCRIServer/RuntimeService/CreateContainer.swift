@@ -93,6 +93,7 @@ extension CRIServer {
                 supplementalGroups: process.additionalGids.map(Int64.init))
             record.stopSignal = stopSignal
             try containers.put(record)
+            log.debug("container \(id) (\(config.metadata.name)) created in sandbox \(sandbox.id) from \(image.id)")
             publish(.containerCreatedEvent, container: record)
             return id
         } catch {

@@ -27,6 +27,7 @@ extension RuntimeService {
                     $0.startedAt = Clock.nowNanoseconds()
                 }) else { throw PodvisorError(.notFound, "container \(id) was removed") }
                 server.follow(running, on: pod)
+                server.log.debug("container \(id) started")
                 server.publish(.containerStartedEvent, container: running)
             }
             return Runtime_V1_StartContainerResponse()
