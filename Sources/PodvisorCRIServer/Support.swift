@@ -1,5 +1,6 @@
 import Foundation
 import GRPCCore
+import PodvisorCRI
 import PodvisorCore
 
 /// PodvisorError codes as gRPC statuses: the CRI edge is where the one error type becomes a status.
@@ -100,6 +101,18 @@ enum Validate {
         let allowed = value.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) && $0.isASCII || $0 == "-" || $0 == "." }
         guard !value.isEmpty, value.utf8.count <= 64, allowed else {
             throw PodvisorError(.invalidArgument, "hostname \"\(value)\" must be 1-64 letters, digits, '-' or '.'")
+        }
+    }
+
+    /// Known namespace modes, none of them the host's (NODE): a VM cannot share the host's namespaces.
+    static func noHostNamespaces(_ options: Runtime_V1_NamespaceOption, _ who: String) throws(PodvisorError) {
+        for (mode, what) in [(options.network, "network"), (options.pid, "PID"), (options.ipc, "IPC")] {
+            try known(mode, Runtime_V1_NamespaceMode.allCases, "namespace_options.\(what.lowercased())")
+            guard mode != .node else {
+                throw PodvisorError(
+                    .failedPrecondition,
+                    "host \(what) namespace requested: \(who) cannot share the host's \(what) namespace (Docs/limitations.md)")
+            }
         }
     }
 

@@ -39,12 +39,7 @@ extension CRIServer {
     func createContainer(_ config: Runtime_V1_ContainerConfig, in sandbox: SandboxRecord, pod: PodVM) async throws -> String {
         let security = config.linux.securityContext
         let namespaces = security.namespaceOptions
-        for (mode, what) in [(namespaces.network, "network"), (namespaces.pid, "PID"), (namespaces.ipc, "IPC")] {
-            try Validate.known(mode, Runtime_V1_NamespaceMode.allCases, "namespace_options.\(what.lowercased())")
-            guard mode != .node else {
-                throw PodvisorError(.failedPrecondition, "host \(what) namespace requested: a container in a pod VM cannot share the host's (Docs/limitations.md)")
-            }
-        }
+        try Validate.noHostNamespaces(namespaces, "a container in a pod VM")
         guard namespaces.pid != .target else {
             throw PodvisorError(.failedPrecondition, "PID namespace TARGET (ephemeral containers sharing another container's) is not supported yet")
         }

@@ -64,15 +64,7 @@ extension CRIServer {
         if !config.hostname.isEmpty { try Validate.hostname(config.hostname) }
         if !config.logDirectory.isEmpty { try Validate.absolutePath(config.logDirectory, "log_directory") }
         for key in config.labels.keys { try Validate.required(key, "label key") }
-        let namespaces = config.linux.securityContext.namespaceOptions
-        for (mode, what) in [(namespaces.network, "network"), (namespaces.pid, "PID"), (namespaces.ipc, "IPC")] {
-            try Validate.known(mode, Runtime_V1_NamespaceMode.allCases, "namespace_options.\(what.lowercased())")
-            if mode == .node {
-                throw PodvisorError(
-                    .failedPrecondition,
-                    "host \(what) namespace requested: a pod VM cannot share the host's \(what) namespace (Docs/limitations.md)")
-            }
-        }
+        try Validate.noHostNamespaces(config.linux.securityContext.namespaceOptions, "a pod VM")
         if config.linux.securityContext.privileged {
             // Privileged means the guest's devices and capabilities; never the host's.
             log.info("privileged sandbox \(m.name): privileges apply inside its VM only")
