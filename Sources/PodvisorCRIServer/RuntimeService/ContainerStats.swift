@@ -9,16 +9,16 @@ extension RuntimeService {
     {
         try await handle {
             let container = try server.containers.find(request.containerID)
-            let stats = await server.stats(container)
+            let stats = await server.stats(container).stats
             return .with { $0.stats = stats }
         }
     }
 }
 
 extension CRIServer {
-    /// cgroup figures from the agent for a created or running container; the writable layer's usage from
-    /// its upper directory on the host.
-    func stats(_ container: ContainerRecord) async -> Runtime_V1_ContainerStats {
+    /// cgroup figures from the agent for a created or running container (and its process count, which
+    /// ContainerStats has no field for); the writable layer's usage from its upper directory on the host.
+    func stats(_ container: ContainerRecord) async -> (stats: Runtime_V1_ContainerStats, pids: UInt64) {
         let config = container.config
         var stats = Runtime_V1_ContainerStats.with {
             $0.attributes = .with {
@@ -38,7 +38,7 @@ extension CRIServer {
         }
         guard container.state == .running || container.state == .created, let pod = pod(container.sandboxID),
               let figures = try? await pod.agent.containerStats(container.id)
-        else { return stats }
+        else { return (stats, 0) }
         stats.cpu = .with {
             $0.timestamp = figures.timestampNs
             $0.usageCoreNanoSeconds = .with { $0.value = figures.cpuUsageNs }
@@ -48,6 +48,6 @@ extension CRIServer {
             $0.workingSetBytes = .with { $0.value = figures.memoryWorkingSetBytes }
             $0.usageBytes = .with { $0.value = figures.memoryUsageBytes }
         }
-        return stats
+        return (stats, figures.pids)
     }
 }

@@ -29,7 +29,7 @@ extension CRIServer {
             && (filter.podSandboxID.isEmpty || container.sandboxID.hasPrefix(filter.podSandboxID))
             && matches(container.config.labels, selector: filter.labelSelector)
         {
-            result.append(await stats(container))
+            result.append(await stats(container).stats)
         }
         return result
     }

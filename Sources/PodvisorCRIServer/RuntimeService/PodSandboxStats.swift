@@ -21,8 +21,9 @@ extension CRIServer {
         var containerStats: [Runtime_V1_ContainerStats] = []
         var processes: UInt64 = 0
         for container in containers.all where container.sandboxID == sandbox.id && container.state == .running {
-            containerStats.append(await stats(container))
-            if let pod = pod(sandbox.id), let figures = try? await pod.agent.containerStats(container.id) { processes += figures.pids }
+            let (stats, pids) = await stats(container)
+            containerStats.append(stats)
+            processes += pids
         }
         let now = Clock.nowNanoseconds()
         return .with {
