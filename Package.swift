@@ -114,10 +114,10 @@ let package = Package(
         .testTarget(name: "PodvisorCoreTests", dependencies: ["PodvisorCore"]),
         .testTarget(name: "PodvisorVMMTests", dependencies: ["PodvisorVMM"], resources: [.copy("Golden")]),
         .testTarget(name: "PodvisorAgentClientTests", dependencies: ["PodvisorAgentClient", "PodvisorAgentProtocol"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["PodvisorRuntime"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["PodvisorRuntime", "TestSupport"]),
         .testTarget(name: "PodvisorImagesTests", dependencies: ["PodvisorImages", "CArchive"]),
         // Test helpers shared by the integration suites: a real docker-registry with the fixture images.
-        .target(name: "TestSupport", path: "Tests/TestSupport", exclude: ["Fixtures"]),
+        .target(name: "TestSupport", dependencies: ["PodvisorVMM"], path: "Tests/TestSupport", exclude: ["Fixtures"]),
         .testTarget(name: "ImageIntegrationTests", dependencies: ["PodvisorImages", "TestSupport"]),
         .testTarget(
             name: "CRIIntegrationTests",

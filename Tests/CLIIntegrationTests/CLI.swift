@@ -21,8 +21,8 @@ enum CLI {
     /// Config file (state directory, guest image) and the demo image, once per test process.
     static let prepared = Task { () throws -> String in
         let env = ProcessInfo.processInfo.environment
-        for pid in processes(matching: state) { kill(pid, SIGKILL) }
-        cleanMounts(under: state)
+        for pid in HostState.processes(matching: state) { kill(pid, SIGKILL) }
+        HostState.detachMounts(under: state)
         try? FileManager.default.removeItem(atPath: state)
         try? FileManager.default.removeItem(atPath: logs)
         try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
@@ -98,22 +98,9 @@ enum CLI {
         }
     }
 
-    static func processes(matching needle: String) -> [Int32] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry in
-            guard let pid = Int32(entry), pid != getpid(), let raw = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline")
-            else { return nil }
-            return String(decoding: raw.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self).contains(needle) ? pid : nil
-        }
-    }
-
-    static func cleanMounts(under path: String) {
-        // Stacked mounts need one pass each.
-        for _ in 0..<5 { mountPoints(under: path).forEach { umount2($0, Int32(MNT_DETACH)) } }
-    }
-
     /// Nothing of the test's pods runs or stays mounted: no QEMU or helper from the state directory.
     static func expectNothingRunning(sourceLocation: SourceLocation = #_sourceLocation) {
-        #expect(processes(matching: "\(state)/").isEmpty, "processes of \(state) still run", sourceLocation: sourceLocation)
+        #expect(HostState.processes(matching: "\(state)/").isEmpty, "processes of \(state) still run", sourceLocation: sourceLocation)
         #expect(mountPoints(under: "\(state)/vm").isEmpty, "VM mounts left", sourceLocation: sourceLocation)
         let vms = (try? FileManager.default.contentsOfDirectory(atPath: "\(state)/vm")) ?? []
         #expect(vms.isEmpty, "VM run directories left: \(vms)", sourceLocation: sourceLocation)

@@ -134,8 +134,8 @@ import TestSupport
     @Test func runThroughPodvisord() async throws {
         let config = try await CLI.prepared.value
         let state = "/tmp/pvcli-daemon"
-        for pid in CLI.processes(matching: state) { kill(pid, SIGKILL) }
-        CLI.cleanMounts(under: state)
+        for pid in HostState.processes(matching: state) { kill(pid, SIGKILL) }
+        HostState.detachMounts(under: state)
         try? FileManager.default.removeItem(atPath: state)
         let socket = "\(state)/cri.sock"
         // The daemon's own store gets the image before it starts (it then holds the state directory).

@@ -61,13 +61,8 @@ final class CRIDaemon: @unchecked Sendable {
     /// root stays: the daemon's recovery then destroys that run's VMs (no record owns them), and QEMU's
     /// capability cache survives.
     static func clean(_ directory: String) throws {
-        for pid in PodTraces.processes(matching: "\(directory)/config.toml") { kill(pid, SIGKILL) }
-        // Stacked mounts (a bind over a bind) need one pass each.
-        for _ in 0..<5 {
-            let mounts = PodTraces.mounts(under: directory)
-            if mounts.isEmpty { break }
-            for mount in mounts.sorted(by: { $0.count > $1.count }) { umount2(mount, Int32(MNT_DETACH)) }
-        }
+        for pid in HostState.processes(matching: "\(directory)/config.toml") { kill(pid, SIGKILL) }
+        HostState.detachMounts(under: directory)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         for entry in try FileManager.default.contentsOfDirectory(atPath: directory) where entry != "libvirt" {
             try FileManager.default.removeItem(atPath: "\(directory)/\(entry)")
@@ -216,24 +211,14 @@ extension CRIDaemon {
 
 /// What the host says about a pod VM: QEMU runs with `-name guest=podvisor-<first 16 of the sandbox id>,`.
 enum PodTraces {
-    static func qemu(sandbox id: String) -> [Int32] { processes(matching: "guest=podvisor-\(id.prefix(16)),") }
-
-    static func processes(matching needle: String) -> [Int32] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry in
-            guard let pid = Int32(entry), pid != getpid(), let raw = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline")
-            else { return nil }
-            return String(decoding: raw.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self).contains(needle) ? pid : nil
-        }
-    }
-
-    static func mounts(under path: String) -> [String] { mountPoints(under: path) }
+    static func qemu(sandbox id: String) -> [Int32] { HostState.processes(matching: "guest=podvisor-\(id.prefix(16)),") }
 
     /// No QEMU, run directory, mount or container directory of the sandbox is left.
     static func expectNothingLeft(_ daemon: CRIDaemon, sandbox id: String, containers: [String], sourceLocation: SourceLocation = #_sourceLocation) {
         #expect(qemu(sandbox: id).isEmpty, "QEMU still runs", sourceLocation: sourceLocation)
         #expect(!FileManager.default.fileExists(atPath: "\(daemon.stateDirectory)/vm/\(id.prefix(16))"), "run directory left", sourceLocation: sourceLocation)
         for container in containers {
-            #expect(mounts(under: "\(daemon.stateDirectory)/cri/containers/\(container)").isEmpty, "mounts left", sourceLocation: sourceLocation)
+            #expect(mountPoints(under: "\(daemon.stateDirectory)/cri/containers/\(container)").isEmpty, "mounts left", sourceLocation: sourceLocation)
             #expect(!FileManager.default.fileExists(atPath: "\(daemon.stateDirectory)/cri/containers/\(container)"), sourceLocation: sourceLocation)
         }
     }

@@ -4,6 +4,7 @@ import PodvisorCore
 import PodvisorRuntime
 import PodvisorVMM
 import Testing
+import TestSupport
 
 /// Real VMs through real libvirt (TCG here, KVM where available). Serialized: two cores, and every boot
 /// is deliberate — six per run.
@@ -43,7 +44,7 @@ import Testing
         for pod in pods {
             #expect(try await pod.agent.health().status == .serving)
             #expect(HostTraces.qemuProcesses(domain: pod.vm.name).count == 1)
-            #expect(!HostTraces.processes(matching: pod.vm.configuration.runDirectory).isEmpty, "no vsock backend")
+            #expect(!HostState.processes(matching: pod.vm.configuration.runDirectory).isEmpty, "no vsock backend")
         }
         // Destroy while running: no guest cooperation.
         for pod in pods {

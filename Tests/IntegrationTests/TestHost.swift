@@ -2,6 +2,7 @@ import Foundation
 import PodvisorCore
 import PodvisorRuntime
 import Testing
+import TestSupport
 
 /// One VMHost for the whole test process, on the guest image that `make image` built.
 /// The tests never skip: without an image or libvirt they fail and say why.
@@ -36,26 +37,16 @@ enum TestHost {
 
 /// What the host process table and filesystem say about one VM.
 enum HostTraces {
-    static func processes(matching needle: String) -> [Int32] {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return entries.compactMap { entry in
-            guard let pid = Int32(entry), pid != getpid(),
-                  let raw = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline")
-            else { return nil }
-            let cmdline = String(decoding: raw.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
-            return cmdline.contains(needle) ? pid : nil
-        }
-    }
 
     /// QEMU is started with `-name guest=<domain name>,…`.
     static func qemuProcesses(domain: String) -> [Int32] {
-        processes(matching: "guest=\(domain),")
+        HostState.processes(matching: "guest=\(domain),")
     }
 
     /// Asserts that no QEMU, helper process, socket or file of the VM is left.
     static func expectNothingLeft(domain: String, runDirectory: String, host: VMHost, sourceLocation: SourceLocation = #_sourceLocation) {
         #expect(qemuProcesses(domain: domain).isEmpty, "QEMU still running", sourceLocation: sourceLocation)
-        #expect(processes(matching: runDirectory).isEmpty, "helper process still running", sourceLocation: sourceLocation)
+        #expect(HostState.processes(matching: runDirectory).isEmpty, "helper process still running", sourceLocation: sourceLocation)
         #expect(!FileManager.default.fileExists(atPath: runDirectory), "run directory left", sourceLocation: sourceLocation)
         #expect(host.connection.lookupDomain(name: domain) == nil, "libvirt still knows the domain", sourceLocation: sourceLocation)
     }

@@ -1,0 +1,23 @@
+import Foundation
+import PodvisorVMM
+
+/// What the host's process table and mount table say, for the integration suites' checks and clean-ups.
+public enum HostState {
+    /// Processes (other than this one) whose command line contains `needle`.
+    public static func processes(matching needle: String) -> [Int32] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry in
+            guard let pid = Int32(entry), pid != getpid(), let raw = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline")
+            else { return nil }
+            return String(decoding: raw.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self).contains(needle) ? pid : nil
+        }
+    }
+
+    /// Detaches every mount below `path` that a killed run left; stacked mounts need one pass each.
+    public static func detachMounts(under path: String) {
+        for _ in 0..<5 {
+            let mounts = mountPoints(under: path)
+            if mounts.isEmpty { return }
+            mounts.forEach { umount2($0, Int32(MNT_DETACH)) }
+        }
+    }
+}
