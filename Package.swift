@@ -33,6 +33,7 @@ let package = Package(
         .systemLibrary(name: "CCap", providers: [.apt(["libcap-dev"])]),
         .systemLibrary(name: "CSeccomp", providers: [.apt(["libseccomp-dev"])]),
         .systemLibrary(name: "CArchive", providers: [.apt(["libarchive-dev"])]),
+        .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
 
         // Shared by host and guest: ttrpc framing and the podvisor.agent.v1 messages.
         .target(
@@ -72,12 +73,21 @@ let package = Package(
             ],
             exclude: ["generate.sh"]
         ),
+        // Host: the streaming server and client of CRI Exec/Attach (Kubernetes' remote command protocol over SPDY/3.1).
+        .target(
+            name: "PodvisorStreaming",
+            dependencies: [
+                "CZlib",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         // Host: the CRI RuntimeService and ImageService over pod VMs and the image store.
         .target(
             name: "PodvisorCRIServer",
             dependencies: [
                 "PodvisorCRI", "PodvisorRuntime", "PodvisorVMM", "PodvisorAgentClient", "PodvisorAgentProtocol", "PodvisorImages",
-                "PodvisorCore", "CLinuxSupport",
+                "PodvisorStreaming", "PodvisorCore", "CLinuxSupport",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
             ]
         ),
@@ -100,7 +110,7 @@ let package = Package(
         .executableTarget(
             name: "podvisor",
             dependencies: [
-                "PodvisorRuntime", "PodvisorImages", "PodvisorCRI", "PodvisorCRIServer", "PodvisorCore",
+                "PodvisorRuntime", "PodvisorImages", "PodvisorCRI", "PodvisorCRIServer", "PodvisorStreaming", "PodvisorCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
@@ -115,14 +125,15 @@ let package = Package(
         .testTarget(name: "PodvisorVMMTests", dependencies: ["PodvisorVMM"], resources: [.copy("Golden")]),
         .testTarget(name: "PodvisorAgentClientTests", dependencies: ["PodvisorAgentClient", "PodvisorAgentProtocol"]),
         .testTarget(name: "IntegrationTests", dependencies: ["PodvisorRuntime", "TestSupport"]),
+        .testTarget(name: "PodvisorStreamingTests", dependencies: ["PodvisorStreaming", "TestSupport"]),
         .testTarget(name: "PodvisorImagesTests", dependencies: ["PodvisorImages", "CArchive"]),
         // Test helpers shared by the integration suites: a real docker-registry with the fixture images.
-        .target(name: "TestSupport", dependencies: ["PodvisorVMM"], path: "Tests/TestSupport", exclude: ["Fixtures"]),
+        .target(name: "TestSupport", dependencies: ["PodvisorVMM", "PodvisorStreaming"], path: "Tests/TestSupport", exclude: ["Fixtures"]),
         .testTarget(name: "ImageIntegrationTests", dependencies: ["PodvisorImages", "TestSupport"]),
         .testTarget(
             name: "CRIIntegrationTests",
             dependencies: [
-                "PodvisorCRI", "TestSupport", "PodvisorVMM",
+                "PodvisorCRI", "PodvisorStreaming", "TestSupport", "PodvisorVMM",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
             ]

@@ -1,0 +1,186 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// The streaming server behind CRI Exec and Attach. The CRI call only validates and registers the request
+/// under a one-time token and answers with a URL; kubelet (or crictl, critest, `podvisor exec -it`) then
+/// connects to that URL, upgrades to SPDY/3.1 and runs the remote command protocol. Like containerd's, it
+/// listens on loopback by default: kubelet on the same node is its only intended client.
+public final class StreamingServer: Sendable {
+    public enum Kind: String, Sendable {
+        case exec, attach
+    }
+
+    /// Runs the command once the client's streams are there; its result is reported on the error stream.
+    public typealias Handler = @Sendable (RemoteCommandStreams) async -> RemoteCommandResult
+
+    private struct Pending {
+        let kind: Kind
+        let options: RemoteCommandOptions
+        let handler: Handler
+        let expires: ContinuousClock.Instant
+    }
+
+    /// kubelet connects right after the CRI answer; containerd's tokens live one minute too.
+    static let tokenLifetime: Duration = .seconds(60)
+    /// How long a client may take to open the streams it asked for (kubelet's value).
+    static let streamCreationTimeout: Duration = .seconds(30)
+    /// How long a client gets to read the status and close the connection before it is closed under it.
+    static let lingerTimeout: Duration = .seconds(5)
+
+    /// http://host:port, what URLs start with.
+    public let baseURL: String
+    private let listener: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
+    private let pending = Mutex<[String: Pending]>([:])
+
+    /// Binds `host:port` (port 0: any free port) and starts accepting connections.
+    public static func start(host: String, port: Int) async throws -> StreamingServer {
+        let listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .bind(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        let server = StreamingServer(listener: listener, host: host)
+        Task { await server.acceptConnections() }
+        return server
+    }
+
+    private init(listener: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>, host: String) {
+        self.listener = listener
+        let port = listener.channel.localAddress?.port ?? 0
+        baseURL = "http://\(host.contains(":") ? "[\(host)]" : host):\(port)"
+    }
+
+    /// Registers a request and returns the URL its client connects to.
+    public func register(_ kind: Kind, options: RemoteCommandOptions, handler: @escaping Handler) -> String {
+        let token = Self.newToken()
+        let now = ContinuousClock.now
+        pending.withLock { pending in
+            pending = pending.filter { $0.value.expires > now }
+            pending[token] = Pending(kind: kind, options: options, handler: handler, expires: now + Self.tokenLifetime)
+        }
+        return "\(baseURL)/\(kind.rawValue)/\(token)"
+    }
+
+    /// Stops accepting connections (sessions under way go on).
+    public func close() async {
+        try? await listener.channel.close()
+    }
+
+    private static func newToken() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<4).map { _ in String(generator.next() as UInt64, radix: 16).leftPadded(to: 16) }.joined()
+    }
+
+    private func take(_ token: String, _ kind: Kind) -> Pending? {
+        pending.withLock { pending in
+            guard let found = pending[token], found.kind == kind else { return nil }
+            pending[token] = nil
+            return found.expires > ContinuousClock.now ? found : nil
+        }
+    }
+
+    private func acceptConnections() async {
+        try? await listener.executeThenClose { inbound in
+            try await withThrowingDiscardingTaskGroup { group in
+                for try await connection in inbound {
+                    group.addTask { await self.serve(connection) }
+                }
+            }
+        }
+    }
+
+    private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
+        try? await connection.executeThenClose { inbound, outbound in
+            let reader = ByteReader(inbound)
+            func refuse(_ status: Int, _ reason: String, _ body: String, headers: [String: [String]] = [:]) async throws {
+                try await outbound.write(ByteBuffer(bytes: HTTPHead.response(status, reason, body: body, headers: headers)))
+            }
+            guard let bytes = try await reader.readHead(), let head = HTTPHead(bytes), head.startLine.count == 3 else {
+                return try await refuse(400, "Bad Request", "malformed HTTP request")
+            }
+            let path = head.startLine[1].split(separator: "?").first.map(String.init) ?? ""
+            let parts = path.split(separator: "/").map(String.init)
+            guard ["GET", "POST"].contains(head.startLine[0]), parts.count == 2, let kind = Kind(rawValue: parts[0]) else {
+                return try await refuse(404, "Not Found", "no such streaming endpoint: \(head.startLine[0]) \(path)")
+            }
+            guard head.has("connection", token: "upgrade"), head.has("upgrade", token: "SPDY/3.1") else {
+                let asked = head.values("upgrade").joined(separator: ", ")
+                return try await refuse(
+                    400, "Bad Request",
+                    "podvisor streams over SPDY/3.1 (kubelet's transport and crictl's default); this request asked for "
+                        + (asked.isEmpty ? "no upgrade" : asked))
+            }
+            guard let proto = RemoteCommandProtocol.negotiate(head.values(RemoteCommandProtocol.header)) else {
+                let served = RemoteCommandProtocol.allCases.map(\.rawValue)
+                return try await refuse(
+                    403, "Forbidden", "unable to negotiate a stream protocol: the client offers \(head.values(RemoteCommandProtocol.header)), podvisor serves \(served)",
+                    headers: [RemoteCommandProtocol.acceptedHeader: served])
+            }
+            guard let request = take(parts[1], kind) else {
+                return try await refuse(404, "Not Found", "unknown or expired \(kind.rawValue) token (tokens are valid once, for 60 s)")
+            }
+            let upgrade = HTTPHead(
+                startLine: ["HTTP/1.1", "101", "Switching Protocols"],
+                headers: ["connection": ["Upgrade"], "upgrade": ["SPDY/3.1"], RemoteCommandProtocol.header: [proto.rawValue]])
+            try await outbound.write(ByteBuffer(bytes: upgrade.serialized))
+
+            let spdy = SPDYConnection(role: .server)
+            let disconnected = Event()
+            await withDiscardingTaskGroup { group in
+                group.addTask { await spdy.runWriter(outbound) }
+                group.addTask {
+                    await spdy.run(reader)
+                    disconnected.fire()
+                }
+                await Self.runSession(spdy, proto, request, disconnected)
+                spdy.finishWriting()
+                // The client closes once it has read the status; one that does not is cut off.
+                if await !disconnected.wait(timeout: Self.lingerTimeout) {
+                    connection.channel.close(promise: nil)
+                }
+            }
+        }
+    }
+
+    private static func runSession(_ spdy: SPDYConnection, _ proto: RemoteCommandProtocol, _ request: Pending, _ disconnected: Event) async {
+        let expected = proto.expectedStreams(request.options)
+        let streams = await withTaskGroup(of: [StreamType: SPDYConnection.Stream]?.self) { group in
+            group.addTask {
+                var streams: [StreamType: SPDYConnection.Stream] = [:]
+                for await stream in spdy.incoming {
+                    guard let type = stream.headers[StreamType.header]?.first.flatMap(StreamType.init(rawValue:)) else { continue }
+                    streams[type] = stream
+                    if expected.isSubset(of: Set(streams.keys)) { return streams }
+                }
+                return nil
+            }
+            group.addTask {
+                try? await Task.sleep(for: streamCreationTimeout)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+        guard let streams else { return }
+        let result = await request.handler(
+            RemoteCommandStreams(options: request.options, connection: spdy, streams: streams, disconnected: disconnected))
+        for type in [StreamType.stdout, .stderr, .stdin, .resize] {
+            if let stream = streams[type] { await spdy.finish(stream.id) }
+        }
+        if let error = streams[.error] {
+            try? await spdy.send(proto.statusMessage(result), on: error.id)
+            await spdy.finish(error.id)
+        }
+    }
+}
+
+extension String {
+    func leftPadded(to length: Int) -> String {
+        count >= length ? self : String(repeating: "0", count: length - count) + self
+    }
+}
