@@ -73,13 +73,13 @@ extension AgentClient {
 
     /// Reads one stream to its end, handing each chunk to `consume` before acknowledging it.
     public func readOutput(
-        _ process: Podvisor_Agent_V1_ProcessRef, stderr: Bool = false, _ consume: (Data) -> Void
+        _ process: Podvisor_Agent_V1_ProcessRef, stderr: Bool = false, _ consume: (Data) async -> Void
     ) async throws(PodvisorError) {
         var next: UInt64?
         while true {
             let chunk = try await readOutput(process, stderr: stderr, from: next)
             if chunk.eof { return }
-            consume(chunk.data)
+            await consume(chunk.data)
             next = chunk.offset + UInt64(chunk.data.count)
         }
     }

@@ -4,6 +4,7 @@ import PodvisorCRI
 import PodvisorCore
 import PodvisorImages
 import PodvisorRuntime
+import PodvisorStreaming
 import Synchronization
 
 /// The state behind both CRI services: the VM host, the image store, one record store per object kind,
@@ -24,6 +25,10 @@ public final class CRIServer: Sendable {
     let pods = Mutex<[String: PodVM]>([:])
     /// Log files of containers that run, by container id.
     let logs = Mutex<[String: ContainerLog]>([:])
+    /// Attach sessions' share of containers' output.
+    let attachments = ContainerAttachments()
+    /// Serves the URLs Exec and Attach answer with.
+    let streaming: StreamingServer
     /// Name keys taken by objects being created (records hold the rest): two concurrent requests for the
     /// same name must not both succeed.
     let reservedNames = Mutex<Set<String>>([])
@@ -33,13 +38,18 @@ public final class CRIServer: Sendable {
 
     /// `program` names the process in log lines (podvisord, or podvisor running the runtime in-process).
     public static func open(config: PodvisorConfig, program: String = "podvisord") async throws(PodvisorError) -> CRIServer {
-        let server = try CRIServer(config: config, program: program)
+        let streaming: StreamingServer
+        do { streaming = try await StreamingServer.start(host: config.streamingAddress, port: config.streamingPort) } catch {
+            throw PodvisorError(.unavailable, "streaming server on \(config.streamingAddress):\(config.streamingPort): \(error)")
+        }
+        let server = try CRIServer(config: config, program: program, streaming: streaming)
         await server.recover()
         return server
     }
 
-    private init(config: PodvisorConfig, program: String) throws(PodvisorError) {
+    private init(config: PodvisorConfig, program: String, streaming: StreamingServer) throws(PodvisorError) {
         self.config = config
+        self.streaming = streaming
         log = Logger(program: program, level: config.logLevel)
         host = try VMHost(config: config)
         if let warning = host.warning { log.warning(warning) }
@@ -68,6 +78,16 @@ public final class CRIServer: Sendable {
             throw PodvisorError(.failedPrecondition, "pod sandbox \(sandbox.id) is not ready\(sandbox.notReadyReason.map { " (\($0))" } ?? "")")
         }
         return pod
+    }
+
+    /// A running container and its pod's VM, for requests that need its processes (ExecSync, Exec, Attach;
+    /// Attach takes a created one too).
+    func runningContainer(_ id: String, orCreated: Bool = false) throws(PodvisorError) -> (ContainerRecord, PodVM) {
+        let container = try containers.find(id)
+        guard container.state == .running || (orCreated && container.state == .created) else {
+            throw PodvisorError(.failedPrecondition, "container \(container.id) is \(container.state.rawValue), not running")
+        }
+        return (container, try readyPod(try sandboxes.find(container.sandboxID)))
     }
 
     func reserve(_ key: String, what: String) throws(PodvisorError) {

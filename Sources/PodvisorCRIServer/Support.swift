@@ -2,6 +2,7 @@ import Foundation
 import GRPCCore
 import PodvisorCRI
 import PodvisorCore
+import PodvisorStreaming
 
 /// PodvisorError codes as gRPC statuses: the CRI edge is where the one error type becomes a status.
 extension RPCError {
@@ -90,6 +91,13 @@ enum Validate {
         guard !value.isEmpty, !value.hasPrefix("/"), !value.split(separator: "/").contains(".."),
               !value.unicodeScalars.contains(where: { $0.value < 0x20 })
         else { throw PodvisorError(.invalidArgument, "\(field) \"\(value)\" must be a relative path that stays in its directory") }
+    }
+
+    /// Exec and Attach: something to stream, and no stderr beside a terminal (the terminal merges it into stdout).
+    static func streams(stdin: Bool, stdout: Bool, stderr: Bool, tty: Bool) throws(PodvisorError) -> RemoteCommandOptions {
+        guard stdin || stdout || stderr else { throw PodvisorError(.invalidArgument, "one of stdin, stdout or stderr must be set") }
+        guard !(tty && stderr) else { throw PodvisorError(.invalidArgument, "tty and stderr cannot both be true") }
+        return RemoteCommandOptions(stdin: stdin, stdout: stdout, stderr: stderr, tty: tty)
     }
 
     static func nonNegative(_ value: Int64, _ field: String) throws(PodvisorError) {

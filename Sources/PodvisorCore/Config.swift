@@ -28,6 +28,10 @@ public struct PodvisorConfig: Sendable, Equatable {
     public var socketPath = "/run/podvisor/podvisor.sock"
     /// The runtime handler name kubelet may pass in RunPodSandbox (a RuntimeClass's handler); "" always works.
     public var runtimeHandler = "podvisor"
+    /// Where the streaming server behind Exec and Attach listens (port 0: any free port), as containerd's
+    /// stream_server_address/port: loopback, because kubelet on the same node is its client.
+    public var streamingAddress = "127.0.0.1"
+    public var streamingPort = 0
     /// Seconds StopPodSandbox waits for the guest to power off before destroying the VM.
     public var shutdownTimeoutSeconds = 10
     public var logLevel = LogLevel.info
@@ -103,6 +107,8 @@ public struct PodvisorConfig: Sendable, Equatable {
             case "vm.shutdown_timeout_s": shutdownTimeoutSeconds = try value.integer(key, in: 0...3600)
             case "cri.socket": socketPath = try value.string(key)
             case "cri.runtime_handler": runtimeHandler = try value.string(key)
+            case "cri.streaming_address": streamingAddress = try value.string(key)
+            case "cri.streaming_port": streamingPort = try value.integer(key, in: 0...65535)
             case "log_level":
                 guard let level = try value.choiceOrAuto(key, of: LogLevel.self) else {
                     throw PodvisorError(.invalidArgument, "log_level must be one of: debug, info, warning, error")

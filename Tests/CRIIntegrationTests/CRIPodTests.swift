@@ -1,6 +1,8 @@
 import Foundation
 import GRPCCore
 import PodvisorCRI
+import PodvisorStreaming
+import TestSupport
 import Synchronization
 import Testing
 
@@ -118,6 +120,42 @@ extension CRITests {
         let again = try await d.wait(c2b, until: .containerExited)
         #expect(again.exitCode == 0 && again.reason == "Completed")
 
+        // Exec and Attach over the streaming server, with the protocol kubelet and crictl speak.
+        let execURL = try await r.exec(.with {
+            $0.containerID = c1
+            $0.cmd = ["/bin/sh", "-c", "read x; echo got:$x; echo e >&2; exit 5"]
+            $0.stdin = true
+            $0.stdout = true
+            $0.stderr = true
+        }).url
+        let piped = StreamOutput()
+        #expect(try await RemoteCommandClient.run(url: execURL, tty: false, io: piped.io(stdin: ["h", "i\n"])) == .exitCode(5))
+        #expect(piped.text == ("got:hi\n", "e\n"))
+        let ttyURL = try await r.exec(.with {
+            $0.containerID = c1
+            $0.cmd = ["/bin/sh", "-c", "sleep 1; stty size"]
+            $0.tty = true
+            $0.stdout = true
+        }).url
+        let terminal = StreamOutput()
+        let sized = terminal.io(stdin: nil, resizes: [TerminalSize(width: 120, height: 40)])
+        #expect(try await RemoteCommandClient.run(url: ttyURL, tty: true, io: sized) == .success)
+        #expect(terminal.text.stdout == "40 120\r\n")
+        await expectStatus(.failedPrecondition, "streaming exec in an exited container") {
+            try await r.exec(.with { $0.containerID = c2b; $0.cmd = ["/bin/sh"]; $0.stdout = true })
+        }
+        // Attach before the start (docker's order) sees all output; stdin_once closes stdin after the session.
+        var echoConfig = containerConfig("echo", image: image, ["/bin/sh", "-c", "echo ready; while read l; do echo \"echo:$l\"; done; echo done"])
+        echoConfig.stdin = true
+        echoConfig.stdinOnce = true
+        let echo = try await d.create(sandbox, pod, echoConfig)
+        let attachURL = try await r.attach(.with { $0.containerID = echo; $0.stdin = true; $0.stdout = true; $0.stderr = true }).url
+        try await d.start(echo)
+        let attached = StreamOutput()
+        #expect(try await RemoteCommandClient.run(url: attachURL, tty: false, io: attached.io(stdin: ["a\nb\n"])) == .success)
+        #expect(attached.text.stdout == "ready\necho:a\necho:b\ndone\n")
+        #expect(try await d.wait(echo, until: .containerExited).exitCode == 0)
+
         // Events seen by a GetContainerEvents subscriber.
         let seen = events.snapshot()
         #expect(seen.contains { $0.containerID == c1 && $0.containerEventType == .containerStartedEvent })
@@ -171,7 +209,7 @@ extension CRITests {
         try await d.removePod(sandbox)
         await expectStatus(.notFound, "status of a removed sandbox") { try await d.runtime.podSandboxStatus(.with { $0.podSandboxID = sandbox }) }
         #expect(try await d.runtime.listContainers(Runtime_V1_ListContainersRequest()).containers.isEmpty)
-        PodTraces.expectNothingLeft(d, sandbox: sandbox, containers: [c1, c2, c2b, graceful])
+        PodTraces.expectNothingLeft(d, sandbox: sandbox, containers: [c1, c2, c2b, echo, graceful])
     }
 
     /// QEMU killed behind podvisord's back: the sandbox turns NOTREADY and its container EXITED, with reasons.

@@ -53,7 +53,16 @@ extension CRITests {
         await expectStatus(.invalidArgument, "negative stop timeout") {
             try await r.stopContainer(.with { $0.containerID = "0123abcd"; $0.timeout = -1 })
         }
-        await expectStatus(.unimplemented, "exec streaming") { try await r.exec(.with { $0.containerID = "0123abcd" }) }
+        await expectStatus(.invalidArgument, "exec without a command") { try await r.exec(.with { $0.containerID = "0123abcd"; $0.stdout = true }) }
+        await expectStatus(.invalidArgument, "exec without streams") { try await r.exec(.with { $0.containerID = "0123abcd"; $0.cmd = ["sh"] }) }
+        await expectStatus(.invalidArgument, "exec with a terminal and stderr") {
+            try await r.exec(.with { $0.containerID = "0123abcd"; $0.cmd = ["sh"]; $0.tty = true; $0.stdout = true; $0.stderr = true })
+        }
+        await expectStatus(.notFound, "streaming exec in an unknown container") {
+            try await r.exec(.with { $0.containerID = "0123abcd"; $0.cmd = ["sh"]; $0.stdout = true })
+        }
+        await expectStatus(.notFound, "attach to an unknown container") { try await r.attach(.with { $0.containerID = "0123abcd"; $0.stdout = true }) }
+        await expectStatus(.unimplemented, "port forwarding (no pod network)") { try await r.portForward(.with { $0.podSandboxID = "0123abcd" }) }
         await expectStatus(.invalidArgument, "pull without image") { try await d.images.pullImage(Runtime_V1_PullImageRequest()) }
         await expectStatus(.invalidArgument, "pull of a malformed reference") {
             try await d.images.pullImage(.with { $0.image.image = "UPPER/Case::bad" })

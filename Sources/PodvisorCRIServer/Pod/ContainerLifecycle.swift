@@ -24,7 +24,7 @@ extension CRIServer {
             let pumps = Task {
                 await withTaskGroup(of: Void.self) { group in
                     for stream in [ContainerLog.Stream.stdout, .stderr] {
-                        group.addTask { await Self.pump(agent, process, stream, into: log) }
+                        group.addTask { await self.pump(agent, process, stream, into: log) }
                     }
                 }
             }
@@ -34,25 +34,21 @@ extension CRIServer {
                 pumps.cancel()
                 return
             }
-            // Output written just before the exit may still be in flight; a background process that keeps the
-            // pipe open must not hold the exit back for long.
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { await pumps.value }
-                group.addTask { try? await Task.sleep(for: .seconds(2)) }
-                await group.next()
-                group.cancelAll()
-            }
+            await awaitOutput(pumps)
             let reason = exit.oomKilled ? "OOMKilled" : exit.exitCode == 0 ? "Completed" : "Error"
             // The host's clock, not the guest's: CRI times are compared with the host-made ones.
             containerExited(id, code: exit.exitCode, at: Clock.nowNanoseconds(), reason: reason)
         }
     }
 
-    private static func pump(
+    private func pump(
         _ agent: AgentClient, _ process: Podvisor_Agent_V1_ProcessRef, _ stream: ContainerLog.Stream, into log: ContainerLog?
     ) async {
         // Each chunk is acknowledged (by asking for the next) only once it is in the log.
-        try? await agent.readOutput(process, stderr: stream == .stderr) { log?.write($0, stream: stream) }
+        try? await agent.readOutput(process, stderr: stream == .stderr) { data in
+            log?.write(data, stream: stream)
+            attachments.publish(process.containerID, stream, data)
+        }
         log?.finish(stream)
     }
 
@@ -61,6 +57,7 @@ extension CRIServer {
         let before = containers.get(id)?.state
         let record = try? containers.update(id) { $0.exited(code: code, at: finishedAt, reason: reason, message: message) }
         logs.withLock { $0.removeValue(forKey: id) }?.close()
+        attachments.finish(id)
         if let record, before != .exited {
             log.debug("container \(id) exited \(code) (\(reason))")
             publish(.containerStoppedEvent, container: record)
@@ -100,5 +97,16 @@ extension CRIServer {
         for container in containers.all where container.sandboxID == sandboxID && container.state != .exited {
             containerExited(container.id, code: 255, at: now, reason: "Error", message: reason)
         }
+    }
+}
+
+/// Output written just before a process's exit may still be in flight: waits for the task copying it, but
+/// not long, since a background process that keeps the pipe open must not hold the exit back.
+func awaitOutput(_ copying: Task<Void, Never>, atMost limit: Duration = .seconds(2)) async {
+    await withTaskGroup(of: Void.self) { group in
+        group.addTask { await copying.value }
+        group.addTask { try? await Task.sleep(for: limit) }
+        await group.next()
+        group.cancelAll()
     }
 }

@@ -15,11 +15,8 @@ extension RuntimeService {
             guard let command = request.cmd.first, !command.isEmpty else {
                 throw PodvisorError(.invalidArgument, "cmd must not be empty")
             }
-            let container = try server.containers.find(request.containerID)
-            guard container.state == .running else {
-                throw PodvisorError(.failedPrecondition, "container \(container.id) is \(container.state.rawValue), not running")
-            }
-            let agent = try server.readyPod(try server.sandboxes.find(container.sandboxID)).agent
+            let (container, pod) = try server.runningContainer(request.containerID)
+            let agent = pod.agent
             var process = container.process
             process.args = request.cmd
             process.terminal = false

@@ -1,17 +1,9 @@
 import GRPCCore
 import PodvisorCRI
 
-/// Streaming (Exec, Attach, PortForward) and checkpoints come with their own issue; until then kubelet
+/// PortForward (it needs pod networking) and checkpoints come with their own issues; until then kubelet
 /// gets Unimplemented with the reason, never a half-working stream.
 extension RuntimeService {
-    public func exec(request: Runtime_V1_ExecRequest, context: ServerContext) async throws -> Runtime_V1_ExecResponse {
-        throw RPCError(code: .unimplemented, message: "Exec streaming is not implemented yet; ExecSync is")
-    }
-
-    public func attach(request: Runtime_V1_AttachRequest, context: ServerContext) async throws -> Runtime_V1_AttachResponse {
-        throw RPCError(code: .unimplemented, message: "Attach is not implemented yet; container output is in its log")
-    }
-
     public func portForward(request: Runtime_V1_PortForwardRequest, context: ServerContext) async throws -> Runtime_V1_PortForwardResponse {
         throw RPCError(code: .unimplemented, message: "PortForward is not implemented: pods have no network yet")
     }

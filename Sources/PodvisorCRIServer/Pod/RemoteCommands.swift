@@ -1,0 +1,108 @@
+import Foundation
+import PodvisorAgentClient
+import PodvisorAgentProtocol
+import PodvisorStreaming
+
+/// What runs once a client connected to an Exec or Attach URL: the remote command protocol's streams
+/// wired to the agent's process calls.
+extension CRIServer {
+    /// Runs `command` in the container like ExecSync, but streaming: its output as it comes, the client's
+    /// input and window size to it. A client that leaves takes the command with it (SIGKILL).
+    func serveExec(_ containerID: String, command: [String], _ streams: RemoteCommandStreams) async -> RemoteCommandResult {
+        // The container may have exited, or its sandbox stopped, since the URL was handed out.
+        let container: ContainerRecord
+        let agent: AgentClient
+        do {
+            let (record, pod) = try runningContainer(containerID)
+            (container, agent) = (record, pod.agent)
+        } catch { return .failure(error.message) }
+        var process = container.process
+        process.args = command
+        process.terminal = streams.options.tty
+        process.stdin = streams.options.stdin
+        let ref = AgentClient.process(container.id, exec: String(newObjectID().prefix(16)))
+        do { try await agent.exec(container.id, execID: ref.execID, process) } catch { return .failure(error.message) }
+
+        let output = Task { await Self.copyOutput(agent, ref, tty: streams.options.tty, to: streams) }
+        let input = Task {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await Self.copyInput(agent, ref, from: streams, closeAtEnd: true) }
+                group.addTask {
+                    await streams.waitForDisconnect()
+                    try? await agent.signal(ref, SIGKILL)
+                }
+            }
+        }
+        defer { input.cancel() }
+        let exit: Podvisor_Agent_V1_WaitProcessResponse
+        do { exit = try await agent.wait(ref) } catch {
+            output.cancel()
+            return .failure("exec in container \(container.id): \(error.message)")
+        }
+        await awaitOutput(output)
+        output.cancel()
+        return exit.exitCode == 0 ? .success : .exitCode(exit.exitCode)
+    }
+
+    /// Joins the container's main process: its output from now on (the log keeps all of it), the client's
+    /// input to its stdin (closed after this session when the container asked for stdin_once).
+    func serveAttach(
+        _ containerID: String, output: AsyncStream<ContainerAttachments.Chunk>, _ streams: RemoteCommandStreams
+    ) async -> RemoteCommandResult {
+        let container: ContainerRecord
+        let agent: AgentClient
+        do {
+            let (record, pod) = try runningContainer(containerID, orCreated: true)
+            (container, agent) = (record, pod.agent)
+        } catch { return .failure(error.message) }
+        let ref = AgentClient.process(container.id)
+        let input = Task {
+            await Self.copyInput(agent, ref, from: streams, closeAtEnd: container.config.stdinOnce)
+        }
+        defer { input.cancel() }
+        // Ends when the container exits or the client leaves.
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await chunk in output {
+                    let bytes = [UInt8](chunk.data)
+                    if chunk.stream == .stdout { await streams.writeStdout(bytes) } else { await streams.writeStderr(bytes) }
+                }
+            }
+            group.addTask { await streams.waitForDisconnect() }
+            await group.next()
+            group.cancelAll()
+        }
+        return .success
+    }
+
+    private static func copyOutput(
+        _ agent: AgentClient, _ ref: Podvisor_Agent_V1_ProcessRef, tty: Bool, to streams: RemoteCommandStreams
+    ) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { try? await agent.readOutput(ref) { await streams.writeStdout([UInt8]($0)) } }
+            // With a terminal everything is on stdout.
+            if !tty { group.addTask { try? await agent.readOutput(ref, stderr: true) { await streams.writeStderr([UInt8]($0)) } } }
+        }
+    }
+
+    private static func copyInput(
+        _ agent: AgentClient, _ ref: Podvisor_Agent_V1_ProcessRef, from streams: RemoteCommandStreams, closeAtEnd: Bool
+    ) async {
+        await withTaskGroup(of: Void.self) { group in
+            if streams.options.stdin {
+                group.addTask {
+                    for await bytes in streams.stdin { try? await agent.writeStdin(ref, Data(bytes)) }
+                    // The client closed its input (not merely left: cancellation ends the loop too).
+                    if closeAtEnd && !Task.isCancelled { try? await agent.closeStdin(ref) }
+                }
+            }
+            if streams.options.tty {
+                group.addTask {
+                    for await size in streams.resizes {
+                        try? await agent.resizeTTY(ref, rows: UInt32(size.height), columns: UInt32(size.width))
+                    }
+                }
+            }
+        }
+    }
+}
