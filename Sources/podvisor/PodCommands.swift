@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import PodvisorCRI
 import PodvisorCore
+import PodvisorStreaming
 import SwiftProtobuf
 
 /// What a name on the command line refers to: a container or a pod, by id, unique id prefix or name.
@@ -144,32 +145,45 @@ struct LogsCommand: AsyncParsableCommand {
 
 struct ExecCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "exec", abstract: "Run a command in a running container; exits with the command's status.")
+        commandName: "exec", abstract: "Run a command in a running container; exits with the command's status.",
+        discussion: "Output streams as the command writes it (CRI Exec). \(ExitCodes.timeout) when --timeout passed (the command is killed).")
     @OptionGroup var connection: ConnectionOptions
-    @Flag(name: .short, help: "Interactive (needs the CRI Exec stream, not served yet).") var interactive = false
-    @Flag(name: .short, help: "Terminal (needs the CRI Exec stream, not served yet).") var tty = false
-    @Option(help: "Seconds before the command is killed (0: none).") var timeout: Int64 = 0
+    @Flag(name: .short, help: "Pass stdin to the command.") var interactive = false
+    @Flag(name: .short, help: "Give the command a terminal (its output then comes on stdout only).") var tty = false
+    @Option(help: "Seconds before the command is killed (0: none).") var timeout: Int = 0
     @Argument(help: "Container id, id prefix or name.") var container: String
     @Argument(parsing: .postTerminator, help: "The command, after --.") var command: [String] = []
 
     func validate() throws {
-        if interactive || tty {
-            throw ValidationError("-i/-t need the CRI Exec stream, which podvisor does not serve yet; without them exec runs to completion")
-        }
         if command.isEmpty { throw ValidationError("give the command after --") }
+        if timeout < 0 { throw ValidationError("--timeout must not be negative") }
     }
 
     func run() async throws {
         try await runtimeCommand(connection) { runtime, _ in
             let found = try await Target.container(container, runtime, for: "exec runs in a container")
-            let result = try await runtime.execSync(.with {
+            let url = try await runtime.exec(.with {
                 $0.containerID = found.id
                 $0.cmd = command
-                $0.timeout = timeout
-            })
-            FileHandle.standardOutput.write(result.stdout)
-            FileHandle.standardError.write(result.stderr)
-            return result.exitCode
+                $0.tty = tty
+                $0.stdin = interactive
+                $0.stdout = true
+                $0.stderr = !tty
+            }).url
+            // Leaving the session (at the timeout) closes the connection, which kills the command.
+            let session = Task { try await TerminalSession.run(url: url, stdin: interactive, tty: tty) }
+            guard timeout > 0 else { return TerminalSession.exitCode(try await session.value) }
+            let timer = Task {
+                try await Task.sleep(for: .seconds(timeout))
+                session.cancel()
+            }
+            let result = await session.result
+            timer.cancel()
+            if case .success = await timer.result {
+                FileHandle.standardError.write(Data("podvisor: --timeout \(timeout) s passed, the command was killed\n".utf8))
+                return ExitCodes.timeout
+            }
+            return TerminalSession.exitCode(try result.get())
         }
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import GRPCCore
 import PodvisorCRI
 import PodvisorCore
+import PodvisorStreaming
 import Synchronization
 
 /// `podvisor run`: one pod VM with one container (or the containers of a pod file), its output streamed,
@@ -22,7 +23,8 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "Remove the pod and its containers when they exit.") var rm = false
     @Flag(name: .shortAndLong, help: "Start the pod and print its container id; do not wait.") var detach = false
     @Flag(name: .short, help: "Give the container a terminal (its output then comes on stdout only).") var tty = false
-    @Flag(name: .short, help: "Keep stdin open (needs Attach, which podvisor does not serve yet).") var interactive = false
+    @Flag(name: .short, help: "Pass stdin to the container (attached before it starts; its stdin closes when ours ends).")
+    var interactive = false
     @Option(help: "Pod and container name (default: run-<random>).") var name: String?
     @Option(name: .short, help: "Environment variable KEY=VALUE (repeatable).") var env: [String] = []
     @Option(name: .short, help: "Volume HOST:CONTAINER[:ro] (repeatable).") var volume: [String] = []
@@ -37,9 +39,7 @@ struct RunCommand: AsyncParsableCommand {
     @Argument(help: "Image, then the command after --.") var arguments: [String] = []
 
     func validate() throws {
-        if interactive {
-            throw ValidationError("-i needs the CRI Attach stream, which podvisor does not serve yet (Docs/limitations.md)")
-        }
+        if interactive && (file != nil || detach) { throw ValidationError("-i attaches to one container: not with -f or -d") }
         if file == nil && arguments.isEmpty { throw ValidationError("give an IMAGE or -f pod.yaml") }
         if file != nil && !arguments.isEmpty { throw ValidationError("give either an IMAGE or -f pod.yaml, not both") }
         if let timeout, timeout <= 0 { throw ValidationError("--timeout must be positive") }
@@ -84,6 +84,8 @@ struct RunCommand: AsyncParsableCommand {
             container.image = .with { $0.image = arguments[0] }
             container.command = Array(arguments.dropFirst())
             container.tty = tty
+            container.stdin = interactive
+            container.stdinOnce = interactive
             container.logPath = "\(name).log"
             for variable in env {
                 guard let equals = variable.firstIndex(of: "="), equals != variable.startIndex else {
@@ -162,12 +164,17 @@ struct PodRun {
                 }).containerID
                 ids.append(id)
             }
+            // -i: attached before the start (the attach sees all output), connected after it.
+            let attachURL = options.interactive ? try await attach(ids[0]) : nil
             for id in ids { _ = try await runtime.startContainer(.with { $0.containerID = id }) }
             if options.detach {
                 print(ids.count == 1 ? ids[0] : sandbox)
                 return 0
             }
-            let code = try await follow(ids, started: started, interrupted: interrupted)
+            let session = attachURL.map { url in
+                Task { try await TerminalSession.run(url: url, stdin: true, tty: options.tty) }
+            }
+            let code = try await follow(ids, started: started, interrupted: interrupted, session: session)
             try await finish(sandbox)
             return code
         } catch {
@@ -176,11 +183,24 @@ struct PodRun {
         }
     }
 
-    /// Streams the logs until every container has exited, or until an interrupt or the timeout.
-    private func follow(_ ids: [String], started: ContinuousClock.Instant, interrupted: Interruption) async throws -> Int32 {
+    private func attach(_ id: String) async throws -> String {
+        try await runtime.attach(.with {
+            $0.containerID = id
+            $0.stdin = true
+            $0.stdout = true
+            $0.stderr = !options.tty
+            $0.tty = options.tty
+        }).url
+    }
+
+    /// Streams the logs (or, with -i, lets the attach session print the output) until every container has
+    /// exited, or until an interrupt or the timeout.
+    private func follow(
+        _ ids: [String], started: ContinuousClock.Instant, interrupted: Interruption, session: Task<RemoteCommandResult, any Error>?
+    ) async throws -> Int32 {
         let names = plan.containers.map(\.metadata.name)
         let width = names.map(\.count).max() ?? 0
-        let readers = zip(ids, names).map { id, name in
+        let readers = session != nil ? [] : zip(ids, names).map { id, name in
             ContainerLogReader(
                 path: "\(plan.pod.logDirectory)/\(name).log",
                 prefix: ids.count > 1 ? name.padding(toLength: width, withPad: " ", startingAt: 0) + " | " : "")
@@ -197,18 +217,31 @@ struct PodRun {
             for id in ids { statuses.append(try await runtime.containerStatus(.with { $0.containerID = id }).status) }
             if statuses.allSatisfy({ $0.state == .containerExited }) {
                 readers.forEach { $0.drain() }
+                // The session ends with the container; its last output may still be on the way.
+                if let session { await awaitSession(session) }
                 return statuses.first { $0.exitCode != 0 }?.exitCode ?? 0
             }
             if let signal = interrupted.signal {
+                session?.cancel()
                 FileHandle.standardError.write(Data("podvisor: \(signal == SIGINT ? "interrupted" : "terminated"), removing the pod\n".utf8))
                 return ExitCodes.interrupted
             }
             if let deadline, ContinuousClock.now > deadline {
+                session?.cancel()
                 FileHandle.standardError.write(Data("podvisor: --timeout \(options.timeout!) s passed, removing the pod\n".utf8))
                 return ExitCodes.timeout
             }
             try await Task.sleep(for: .milliseconds(50))
         }
+    }
+
+    private func awaitSession(_ session: Task<RemoteCommandResult, any Error>) async {
+        let limit = Task {
+            try await Task.sleep(for: .seconds(2))
+            session.cancel()
+        }
+        _ = await session.result
+        limit.cancel()
     }
 
     /// --rm removes the pod; otherwise its VM stops and its containers stay listed (ps -a, logs, rm).

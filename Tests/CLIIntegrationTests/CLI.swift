@@ -42,9 +42,9 @@ enum CLI {
     }
 
     /// Runs `podvisor <arguments>` (pod commands get the test config) and collects its output.
-    static func podvisor(_ arguments: [String]) async throws -> Result {
+    static func podvisor(_ arguments: [String], stdin: String? = nil) async throws -> Result {
         let config = try await prepared.value
-        return try await run(withConfig(arguments, config))
+        return try await run(withConfig(arguments, config), stdin: stdin)
     }
 
     private static func withConfig(_ arguments: [String], _ config: String) -> [String] {
@@ -57,23 +57,30 @@ enum CLI {
 
     /// Runs the binary on a thread of its own: waiting for a child must not hold one of the few threads that
     /// every test's async work shares (on 2 cores, two blocked waits stall the whole test process).
-    static func run(_ arguments: [String]) async throws -> Result {
+    static func run(_ arguments: [String], stdin: String? = nil) async throws -> Result {
         try await withCheckedThrowingContinuation { continuation in
             Thread.detachNewThread {
-                continuation.resume(with: Swift.Result { try runBlocking(arguments) })
+                continuation.resume(with: Swift.Result { try runBlocking(arguments, stdin: stdin) })
             }
         }
     }
 
-    private static func runBlocking(_ arguments: [String]) throws -> Result {
+    /// `stdin`, when given, is what the child reads before its stdin ends; otherwise it gets /dev/null.
+    private static func runBlocking(_ arguments: [String], stdin: String?) throws -> Result {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
         let out = Pipe()
         let err = Pipe()
+        let input = Pipe()
         process.standardOutput = out
         process.standardError = err
+        process.standardInput = stdin == nil ? FileHandle.nullDevice : input
         try process.run()
+        if let stdin {
+            input.fileHandleForWriting.write(Data(stdin.utf8))
+            try input.fileHandleForWriting.close()
+        }
         // Both pipes are read while it runs: a full pipe would stall it.
         let stderrData = DataBox()
         let done = DispatchSemaphore(value: 0)

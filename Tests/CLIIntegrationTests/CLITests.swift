@@ -65,6 +65,16 @@ import TestSupport
         #expect(started.status == 0 && started.stdout.count == 65, "\(started)")  // the container id and a newline
         let exec = try await CLI.podvisor(["exec", "svc", "--", "sh", "-c", "echo inside; exit 4"])
         #expect(exec.status == 4 && exec.stdout == "inside\n", "\(exec)")
+        // Streaming exec: stdin in, both streams out, a terminal, a timeout that kills the command.
+        let interactive = try await CLI.podvisor(
+            ["exec", "-i", "svc", "--", "sh", "-c", "read x; echo got:$x; echo err >&2; exit 2"], stdin: "hello\n")
+        #expect(interactive.status == 2 && interactive.stdout == "got:hello\n" && interactive.stderr == "err\n", "\(interactive)")
+        let terminal = try await CLI.podvisor(["exec", "-t", "svc", "--", "sh", "-c", "test -t 0 && test -t 1 && echo tty"])
+        #expect(terminal.status == 0 && terminal.stdout == "tty\r\n", "\(terminal)")
+        let slow = try await CLI.podvisor(["exec", "--timeout", "1", "svc", "--", "sh", "-c", "sleep 30"])
+        #expect(slow.status == 124 && slow.stderr.contains("--timeout"), "\(slow)")
+        let left = try await CLI.podvisor(["exec", "svc", "--", "sh", "-c", "ps | grep '[s]leep 30' || echo none"])
+        #expect(left.stdout == "none\n", "the timed-out command was killed: \(left)")
         let logs = try await CLI.podvisor(["logs", "svc"])
         #expect(logs.stdout.hasPrefix("started\n"), "\(logs)")
         let running = try await CLI.podvisor(["rm", "svc"])
@@ -73,6 +83,15 @@ import TestSupport
         let ps = try await CLI.podvisor(["ps", "-a"])
         #expect(ps.stdout.contains("exited"), "\(ps)")
         #expect(try await CLI.podvisor(["rm", "svc"]).status == 0)
+        CLI.expectNothingRunning()
+    }
+
+    /// `run -i`: attached before the start, stdin passed through and closed at its end (stdin_once).
+    @Test func interactiveRunReadsStdin() async throws {
+        let run = try await CLI.podvisor(
+            ["run", "-i", "--rm", "demo", "--", "sh", "-c", "echo first; while read l; do echo \"<$l>\"; done; echo end; exit 6"],
+            stdin: "a\nb\n")
+        #expect(run.status == 6 && run.stdout == "first\n<a>\n<b>\nend\n", "\(run)")
         CLI.expectNothingRunning()
     }
 
@@ -123,8 +142,8 @@ import TestSupport
         #expect(notYAML.status == 125 && notYAML.stderr.contains("/nonexistent.yaml"), "\(notYAML)")
         let unknown = try await CLI.podvisor(["logs", "nosuchcontainer"])
         #expect(unknown.status == 125 && unknown.stderr.contains("nosuchcontainer"), "\(unknown)")
-        let interactive = try await CLI.podvisor(["run", "-i", "demo"])
-        #expect(interactive.status == 64 && interactive.stderr.contains("Attach"), "\(interactive)")
+        let interactive = try await CLI.podvisor(["run", "-i", "-d", "demo"])
+        #expect(interactive.status == 64 && interactive.stderr.contains("-i attaches to one container"), "\(interactive)")
         CLI.expectNothingRunning()
     }
 }
