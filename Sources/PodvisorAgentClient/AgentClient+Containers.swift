@@ -103,6 +103,11 @@ extension AgentClient {
         let _: Podvisor_Agent_V1_Empty = try await call("CloseStdin", process)
     }
 
+    /// Lets the agent forget an exec that has exited and whose output was read.
+    public func releaseProcess(_ process: Podvisor_Agent_V1_ProcessRef) async throws(PodvisorError) {
+        let _: Podvisor_Agent_V1_Empty = try await call("ReleaseProcess", process)
+    }
+
     /// Stops a process as kubelet expects: `signal` (SIGTERM unless the container says otherwise), then
     /// SIGKILL when it outlives `grace`. Returns its exit.
     public func stop(_ process: Podvisor_Agent_V1_ProcessRef, grace: Duration, signal first: Int32 = SIGTERM) async throws(PodvisorError)

@@ -91,6 +91,10 @@ enum AgentService {
             try containers.closeStdin(r)
             return Empty()
         }
+        builder.add(service, "ReleaseProcess") { (r: Podvisor_Agent_V1_ProcessRef) in
+            try containers.release(r)
+            return Empty()
+        }
         builder.add(service, "ContainerStats") { (r: Podvisor_Agent_V1_ContainerStatsRequest) in
             try containers.stats(r.containerID)
         }

@@ -265,6 +265,22 @@ final class Containers: Sendable {
         if let fd { close(fd) }
     }
 
+    /// Drops an exited exec; releasing one that is already gone succeeds (the host may retry).
+    func release(_ ref: Podvisor_Agent_V1_ProcessRef) throws(RPCError) {
+        guard !ref.execID.isEmpty else { throw RPCError(.invalidArgument, "only execs are released; RemoveContainer forgets the main process") }
+        let released = try state.update { s throws(RPCError) -> Process? in
+            guard let process = s.containers[ref.containerID]?.execs[ref.execID] else { return nil }
+            guard process.exit != nil else { throw RPCError(.failedPrecondition, "exec \(ref.execID) is still running") }
+            s.containers[ref.containerID]?.execs[ref.execID] = nil
+            return process
+        }
+        guard let released else { return }
+        outputs.forget(containerID: ref.containerID, execID: ref.execID)
+        close(released.stdoutFD)
+        close(released.stderrFD)
+        if let fd = released.stdinFD { close(fd) }
+    }
+
     func resize(_ request: Podvisor_Agent_V1_ResizeTTYRequest) throws(RPCError) {
         let process = try lookup(request.process)
         guard request.rows <= UInt32(UInt16.max), request.columns <= UInt32(UInt16.max) else {

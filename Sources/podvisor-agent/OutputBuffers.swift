@@ -62,7 +62,10 @@ final class OutputBuffers: Sendable {
         }
     }
 
-    func forget(containerID: String) {
-        buffers.update { all in all = all.filter { $0.key.containerID != containerID } }
+    /// Drops the buffers of a container's processes, or of one exec.
+    func forget(containerID: String, execID: String? = nil) {
+        buffers.update { all in
+            all = all.filter { $0.key.containerID != containerID || (execID != nil && $0.key.execID != execID) }
+        }
     }
 }

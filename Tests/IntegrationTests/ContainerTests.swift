@@ -246,6 +246,16 @@ struct SharedPodVM: SuiteTrait, TestScoping {
         let output = String(decoding: try await agent.readAllOutput(probe), as: UTF8.self)
         #expect(output.hasPrefix("svc\nsh -c trap"))
         #expect(try await agent.wait(probe).exitCode == 0)
+        // A finished exec is forgotten on request (kubelet's exec probes must not pile up in the guest).
+        try await agent.releaseProcess(probe)
+        await #expect(throws: PodvisorError.self) { try await agent.wait(probe) }
+        try await agent.releaseProcess(probe)
+        try await agent.exec(id, execID: "busy", .with { $0.args = ["sleep", "30"]; $0.env = ["PATH=/bin"] })
+        let busy = AgentClient.process(id, exec: "busy")
+        let running = await #expect(throws: PodvisorError.self) { try await agent.releaseProcess(busy) }
+        #expect(running?.code == .failedPrecondition)
+        let main = await #expect(throws: PodvisorError.self) { try await agent.releaseProcess(AgentClient.process(id)) }
+        #expect(main?.code == .invalidArgument)
 
         try await agent.signal(AgentClient.process(id), SIGTERM)
         #expect(try await agent.wait(AgentClient.process(id)).exitCode == 42)

@@ -41,6 +41,7 @@ extension CRIServer {
         }
         await awaitOutput(output)
         output.cancel()
+        try? await agent.releaseProcess(ref)
         return exit.exitCode == 0 ? .success : .exitCode(exit.exitCode)
     }
 

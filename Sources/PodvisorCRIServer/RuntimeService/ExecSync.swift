@@ -35,6 +35,8 @@ extension RuntimeService {
                     $0.exitCode = exit.exitCode
                 }
             }
+            // Once the exec has ended and its output is read (or it was killed), the agent may forget it.
+            defer { Task { try? await agent.releaseProcess(ref) } }
             guard request.timeout > 0 else { return try await run.value }
             let killer = Task {
                 try await Task.sleep(for: .seconds(request.timeout))
