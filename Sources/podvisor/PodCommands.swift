@@ -41,7 +41,7 @@ enum Target {
 /// Runs a pod command; runtime errors exit 125 with their message (as `run` does).
 func runtimeCommand(_ connection: ConnectionOptions, _ body: @Sendable (RuntimeClient, ImageClient) async throws -> Int32) async throws {
     let code: Int32
-    do { code = try await connection.withRuntime(body) } catch {
+    do { code = try await connection.withRuntime { runtime, images, _ in try await body(runtime, images) } } catch {
         FileHandle.standardError.write(Data("podvisor: \(describe(error))\n".utf8))
         throw ExitCode(ExitCodes.runtimeFailure)
     }

@@ -3,6 +3,7 @@ import Foundation
 import GRPCCore
 import PodvisorCRI
 import PodvisorCore
+import PodvisorCRIServer
 import PodvisorStreaming
 import Synchronization
 
@@ -48,8 +49,8 @@ struct RunCommand: AsyncParsableCommand {
     func run() async throws {
         let code: Int32
         do {
-            code = try await connection.withRuntime { runtime, images in
-                try await PodRun(plan: try plan(), runtime: runtime, images: images, options: self).execute()
+            code = try await connection.withRuntime { runtime, images, local in
+                try await PodRun(plan: try plan(), runtime: runtime, images: images, local: local, options: self).execute()
             }
         } catch let error as ValidationError {
             throw error
@@ -141,13 +142,21 @@ struct PodRun {
     let plan: (pod: Runtime_V1_PodSandboxConfig, containers: [Runtime_V1_ContainerConfig])
     let runtime: RuntimeClient
     let images: ImageClient
+    /// The runtime in this process (standalone): pulls through it show progress.
+    let local: CRIServer?
     let options: RunCommand
 
     func execute() async throws -> Int32 {
         for image in Set(plan.containers.map(\.image.image)) {
             let present = try await images.imageStatus(.with { $0.image.image = image }).hasImage
-            if !present {
-                if isatty(STDERR_FILENO) == 1 { FileHandle.standardError.write(Data("Pulling \(image)…\n".utf8)) }
+            guard !present else { continue }
+            let terminal = isatty(STDERR_FILENO) == 1
+            if terminal { FileHandle.standardError.write(Data("Pulling \(image)…\n".utf8)) }
+            if let local {
+                let bars = terminal ? ProgressBars() : nil
+                _ = try await local.pull(image) { bars?.update($0) }
+                bars?.finish()
+            } else {
                 _ = try await images.pullImage(.with { $0.image.image = image })
             }
         }

@@ -27,7 +27,8 @@ struct ConnectionOptions: ParsableArguments {
     var debug = false
 
     /// Runs `body` with CRI clients; the connection (and an in-process runtime) ends with it.
-    func withRuntime<T: Sendable>(_ body: @Sendable (RuntimeClient, ImageClient) async throws -> T) async throws -> T {
+    /// `body` gets the CRI clients, and the in-process server when there is one (standalone).
+    func withRuntime<T: Sendable>(_ body: @Sendable (RuntimeClient, ImageClient, CRIServer?) async throws -> T) async throws -> T {
         if let endpoint {
             guard endpoint.hasPrefix("unix://") else { throw ValidationError("--endpoint must be unix:///path/to/socket") }
             let path = String(endpoint.dropFirst("unix://".count))
@@ -36,13 +37,13 @@ struct ConnectionOptions: ParsableArguments {
             }
             let transport = try HTTP2ClientTransport.Posix(target: .unixDomainSocket(path: path), transportSecurity: .plaintext)
             return try await withGRPCClient(transport: transport) { client in
-                try await body(Runtime_V1_RuntimeService.Client(wrapping: client), Runtime_V1_ImageService.Client(wrapping: client))
+                try await body(Runtime_V1_RuntimeService.Client(wrapping: client), Runtime_V1_ImageService.Client(wrapping: client), nil)
             }
         }
         // The runtime's own log is for daemons; a command reports errors (and --debug shows the rest).
         var config = try runtime.load()
         if !debug { config.logLevel = .error }
-        return try await withInProcessRuntime(config) { _, runtime, images in try await body(runtime, images) }
+        return try await withInProcessRuntime(config) { server, runtime, images in try await body(runtime, images, server) }
     }
 }
 

@@ -57,18 +57,18 @@ enum CLI {
 
     /// Runs the binary on a thread of its own: waiting for a child must not hold one of the few threads that
     /// every test's async work shares (on 2 cores, two blocked waits stall the whole test process).
-    static func run(_ arguments: [String], stdin: String? = nil) async throws -> Result {
+    static func run(_ arguments: [String], stdin: String? = nil, executable: String = binary) async throws -> Result {
         try await withCheckedThrowingContinuation { continuation in
             Thread.detachNewThread {
-                continuation.resume(with: Swift.Result { try runBlocking(arguments, stdin: stdin) })
+                continuation.resume(with: Swift.Result { try runBlocking(executable, arguments, stdin: stdin) })
             }
         }
     }
 
     /// `stdin`, when given, is what the child reads before its stdin ends; otherwise it gets /dev/null.
-    private static func runBlocking(_ arguments: [String], stdin: String?) throws -> Result {
+    private static func runBlocking(_ executable: String, _ arguments: [String], stdin: String?) throws -> Result {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
+        process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         let out = Pipe()
         let err = Pipe()

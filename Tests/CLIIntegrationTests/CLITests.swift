@@ -95,6 +95,28 @@ import TestSupport
         CLI.expectNothingRunning()
     }
 
+    /// On a terminal, `run` pulls a missing image with progress bars (standalone: through the runtime in
+    /// the process); script(1) gives it the terminal. An image store of its own: no blob is there yet.
+    @Test func runPullsWithProgressOnATerminal() async throws {
+        let registry = try TestRegistry(storage: try await FixtureImages.shared.storageDirectory())
+        let image = "\(registry.address)/busybox:latest"
+        let images = "/tmp/pvcli-test-progress-images"
+        let config = "/tmp/pvcli-test-progress.toml"
+        defer {
+            try? FileManager.default.removeItem(atPath: images)
+            try? FileManager.default.removeItem(atPath: config)
+        }
+        try (try String(contentsOfFile: try await CLI.prepared.value, encoding: .utf8) + "[images]\nroot = \"\(images)\"\n")
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        let command = [CLI.binary, "run", "--rm", "--config", config, "--log-root", CLI.logs, image, "--", "sh", "-c", "echo pulled"]
+            .map { "'\($0)'" }.joined(separator: " ")
+        let result = try await CLI.run(["-qec", command, "/dev/null"], executable: "/usr/bin/script")
+        #expect(result.status == 0 && result.stdout.contains("Pulling \(image)"), "\(result)")
+        #expect(result.stdout.contains("] ") && (result.stdout.contains(" MiB /") || result.stdout.contains(" KiB /")), "a progress bar: \(result)")
+        #expect(result.stdout.contains("pulled"), "\(result)")
+        CLI.expectNothingRunning()
+    }
+
     @Test func sigintTearsThePodDown() async throws {
         let config = try await CLI.prepared.value
         let process = Process()

@@ -14,9 +14,20 @@ extension ImageService {
             }
             let credentials = RegistryCredentials(
                 username: auth.username, password: auth.password, auth: auth.auth, registryToken: auth.registryToken)
-            let record = try await server.images.pull(request.image.image, credentials: credentials)
-            server.log.info("pulled \(request.image.image) as \(record.id)")
-            return .with { $0.imageRef = record.id.description }
+            let id = try await server.pull(request.image.image, credentials: credentials)
+            return .with { $0.imageRef = id.description }
         }
+    }
+}
+
+extension CRIServer {
+    /// PullImage's work, with progress for a caller in this process (the CLI's `run` draws bars; the
+    /// CRI has no progress messages).
+    public func pull(
+        _ reference: String, credentials: RegistryCredentials? = nil, progress: (@Sendable (PullProgress) -> Void)? = nil
+    ) async throws -> Digest {
+        let record = try await images.pull(reference, credentials: credentials, progress: progress)
+        log.info("pulled \(reference) as \(record.id)")
+        return record.id
     }
 }
