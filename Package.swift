@@ -73,11 +73,13 @@ let package = Package(
             ],
             exclude: ["generate.sh"]
         ),
-        // Host: the streaming server and client of CRI Exec/Attach (Kubernetes' remote command protocol over SPDY/3.1).
+        // Host: the streaming server and client of CRI Exec/Attach (Kubernetes' remote command protocol over
+        // SPDY/3.1 or WebSocket).
         .target(
             name: "PodvisorStreaming",
             dependencies: [
                 "CZlib",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

@@ -154,29 +154,26 @@ struct TerminalSizeDecoder {
     }
 }
 
-/// One remote command's streams, as its handler sees them.
+/// One remote command's streams, as its handler sees them, whichever transport carries them.
 public final class RemoteCommandStreams: Sendable {
     public let options: RemoteCommandOptions
     /// The client's input, ending when the client closes it (empty without stdin).
     public let stdin: AsyncStream<[UInt8]>
     /// Window size changes (empty without a terminal).
     public let resizes: AsyncStream<TerminalSize>
-    private let connection: SPDYConnection
-    private let stdoutStream: UInt32?
-    private let stderrStream: UInt32?
+    private let output: @Sendable (StreamType, [UInt8]) async -> Void
     private let disconnected: Event
 
+    /// `output` sends to the client and returns once written; it drops what cannot be sent (the client left).
     init(
-        options: RemoteCommandOptions, connection: SPDYConnection, streams: [StreamType: SPDYConnection.Stream],
-        disconnected: Event
+        options: RemoteCommandOptions, stdin: AsyncStream<[UInt8]>?, resize: AsyncStream<[UInt8]>?,
+        output: @escaping @Sendable (StreamType, [UInt8]) async -> Void, disconnected: Event
     ) {
         self.options = options
-        self.connection = connection
+        self.output = output
         self.disconnected = disconnected
-        stdoutStream = streams[.stdout]?.id
-        stderrStream = streams[.stderr]?.id
-        stdin = streams[.stdin]?.data ?? AsyncStream { $0.finish() }
-        guard let resize = streams[.resize] else {
+        self.stdin = options.stdin ? stdin ?? AsyncStream { $0.finish() } : AsyncStream { $0.finish() }
+        guard options.tty, let resize else {
             resizes = AsyncStream { $0.finish() }
             return
         }
@@ -184,7 +181,7 @@ public final class RemoteCommandStreams: Sendable {
         resizes = sizes
         Task {
             var decoder = TerminalSizeDecoder()
-            for await bytes in resize.data {
+            for await bytes in resize {
                 for size in decoder.feed(bytes) { continuation.yield(size) }
             }
             continuation.finish()
@@ -194,14 +191,14 @@ public final class RemoteCommandStreams: Sendable {
     /// Sends output to the client; returns once it is written, so a slow client slows the copy. Output for
     /// a stream the client did not ask for, or after it left, is dropped.
     public func writeStdout(_ bytes: [UInt8]) async {
-        guard let id = stdoutStream else { return }
-        try? await connection.send(bytes, on: id)
+        guard options.stdout else { return }
+        await output(.stdout, bytes)
     }
 
     public func writeStderr(_ bytes: [UInt8]) async {
         // With a terminal there is no stderr stream: the terminal merged it into stdout already.
-        guard let id = stderrStream else { return }
-        try? await connection.send(bytes, on: id)
+        guard options.stderr && !options.tty else { return }
+        await output(.stderr, bytes)
     }
 
     /// Returns when the client has closed the connection.

@@ -96,7 +96,7 @@ public final class StreamingServer: Sendable {
     private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
         try? await connection.executeThenClose { inbound, outbound in
             let reader = ByteReader(inbound)
-            func refuse(_ status: Int, _ reason: String, _ body: String, headers: [String: [String]] = [:]) async throws {
+            @Sendable func refuse(_ status: Int, _ reason: String, _ body: String, headers: [String: [String]] = [:]) async throws {
                 try await outbound.write(ByteBuffer(bytes: HTTPHead.response(status, reason, body: body, headers: headers)))
             }
             guard let bytes = try await reader.readHead(), let head = HTTPHead(bytes), head.startLine.count == 3 else {
@@ -107,12 +107,15 @@ public final class StreamingServer: Sendable {
             guard ["GET", "POST"].contains(head.startLine[0]), parts.count == 2, let kind = Kind(rawValue: parts[0]) else {
                 return try await refuse(404, "Not Found", "no such streaming endpoint: \(head.startLine[0]) \(path)")
             }
-            guard head.has("connection", token: "upgrade"), head.has("upgrade", token: "SPDY/3.1") else {
-                let asked = head.values("upgrade").joined(separator: ", ")
-                return try await refuse(
-                    400, "Bad Request",
-                    "podvisor streams over SPDY/3.1 (kubelet's transport and crictl's default); this request asked for "
-                        + (asked.isEmpty ? "no upgrade" : asked))
+            guard head.has("connection", token: "upgrade") else {
+                return try await refuse(400, "Bad Request", "streaming needs an upgrade to SPDY/3.1 or websocket")
+            }
+            let token = parts[1]
+            if head.has("upgrade", token: "websocket") {
+                return try await serveWebSocket(head, kind, token, reader, outbound, connection, refuse: refuse)
+            }
+            guard head.has("upgrade", token: "SPDY/3.1") else {
+                return try await refuse(400, "Bad Request", "podvisor streams over SPDY/3.1 or websocket; this request asked for \(head.values("upgrade"))")
             }
             guard let proto = RemoteCommandProtocol.negotiate(head.values(RemoteCommandProtocol.header)) else {
                 let served = RemoteCommandProtocol.allCases.map(\.rawValue)
@@ -120,33 +123,46 @@ public final class StreamingServer: Sendable {
                     403, "Forbidden", "unable to negotiate a stream protocol: the client offers \(head.values(RemoteCommandProtocol.header)), podvisor serves \(served)",
                     headers: [RemoteCommandProtocol.acceptedHeader: served])
             }
-            guard let request = take(parts[1], kind) else {
-                return try await refuse(404, "Not Found", "unknown or expired \(kind.rawValue) token (tokens are valid once, for 60 s)")
-            }
+            guard let request = take(token, kind) else { return try await refuse(404, "Not Found", Self.unknownToken(kind)) }
             let upgrade = HTTPHead(
                 startLine: ["HTTP/1.1", "101", "Switching Protocols"],
                 headers: ["connection": ["Upgrade"], "upgrade": ["SPDY/3.1"], RemoteCommandProtocol.header: [proto.rawValue]])
             try await outbound.write(ByteBuffer(bytes: upgrade.serialized))
 
             let spdy = SPDYConnection(role: .server)
-            let disconnected = Event()
-            await withDiscardingTaskGroup { group in
-                group.addTask { await spdy.runWriter(outbound) }
-                group.addTask {
-                    await spdy.run(reader)
-                    disconnected.fire()
-                }
-                await Self.runSession(spdy, proto, request, disconnected)
-                spdy.finishWriting()
-                // The client closes once it has read the status; one that does not is cut off.
-                if await !disconnected.wait(timeout: Self.lingerTimeout) {
-                    connection.channel.close(promise: nil)
-                }
+            await Self.upgraded(
+                connection, writer: { await spdy.runWriter(outbound) }, reader: { await spdy.run(reader) },
+                session: { disconnected in await Self.runSPDYSession(spdy, proto, request, disconnected) },
+                end: { spdy.finishWriting() })
+        }
+    }
+
+    private static func unknownToken(_ kind: Kind) -> String {
+        "unknown or expired \(kind.rawValue) token (tokens are valid once, for 60 s)"
+    }
+
+    /// The session over an upgraded connection, with the transport's writer and reader beside it; then the
+    /// client gets a moment to read the status and close before the connection is closed under it.
+    private static func upgraded(
+        _ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, writer: @escaping @Sendable () async -> Void,
+        reader: @escaping @Sendable () async -> Void, session: (Event) async -> Void, end: () -> Void
+    ) async {
+        let disconnected = Event()
+        await withDiscardingTaskGroup { group in
+            group.addTask { await writer() }
+            group.addTask {
+                await reader()
+                disconnected.fire()
+            }
+            await session(disconnected)
+            end()
+            if await !disconnected.wait(timeout: lingerTimeout) {
+                connection.channel.close(promise: nil)
             }
         }
     }
 
-    private static func runSession(_ spdy: SPDYConnection, _ proto: RemoteCommandProtocol, _ request: Pending, _ disconnected: Event) async {
+    private static func runSPDYSession(_ spdy: SPDYConnection, _ proto: RemoteCommandProtocol, _ request: Pending, _ disconnected: Event) async {
         let expected = proto.expectedStreams(request.options)
         let streams = await withTaskGroup(of: [StreamType: SPDYConnection.Stream]?.self) { group in
             group.addTask {
@@ -167,8 +183,13 @@ public final class StreamingServer: Sendable {
             return first
         }
         guard let streams else { return }
-        let result = await request.handler(
-            RemoteCommandStreams(options: request.options, connection: spdy, streams: streams, disconnected: disconnected))
+        let result = await request.handler(RemoteCommandStreams(
+            options: request.options, stdin: streams[.stdin]?.data, resize: streams[.resize]?.data,
+            output: { type, bytes in
+                guard let id = streams[type]?.id else { return }
+                try? await spdy.send(bytes, on: id)
+            },
+            disconnected: disconnected))
         for type in [StreamType.stdout, .stderr, .stdin, .resize] {
             if let stream = streams[type] { await spdy.finish(stream.id) }
         }
@@ -176,6 +197,43 @@ public final class StreamingServer: Sendable {
             try? await spdy.send(proto.statusMessage(result), on: error.id)
             await spdy.finish(error.id)
         }
+    }
+
+    /// WebSocket (RFC 6455) with the v5 or v4 channel protocol: `crictl --transport websocket`, client-go's
+    /// WebSocket executor. Both report the status as v4 does.
+    private func serveWebSocket(
+        _ head: HTTPHead, _ kind: Kind, _ token: String, _ reader: ByteReader, _ outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>,
+        _ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>,
+        refuse: (Int, String, String, [String: [String]]) async throws -> Void
+    ) async throws {
+        guard head.values("sec-websocket-version").contains("13"), let key = head.values("sec-websocket-key").first else {
+            return try await refuse(400, "Bad Request", "a WebSocket upgrade needs Sec-WebSocket-Version 13 and a Sec-WebSocket-Key", [:])
+        }
+        let served = ["v5.channel.k8s.io", "v4.channel.k8s.io"]
+        guard let subprotocol = head.values("sec-websocket-protocol").first(where: served.contains) else {
+            return try await refuse(
+                403, "Forbidden", "unable to negotiate a stream protocol: the client offers \(head.values("sec-websocket-protocol")), podvisor serves \(served)",
+                [:])
+        }
+        guard let request = take(token, kind) else { return try await refuse(404, "Not Found", Self.unknownToken(kind), [:]) }
+        let upgrade = HTTPHead(
+            startLine: ["HTTP/1.1", "101", "Switching Protocols"],
+            headers: [
+                "connection": ["Upgrade"], "upgrade": ["websocket"], "sec-websocket-accept": [WebSocketFrame.accept(key: key)],
+                "sec-websocket-protocol": [subprotocol],
+            ])
+        try await outbound.write(ByteBuffer(bytes: upgrade.serialized))
+
+        let channels = WebSocketChannels()
+        await Self.upgraded(
+            connection, writer: { await channels.runWriter(outbound) }, reader: { await channels.run(reader) },
+            session: { disconnected in
+                let result = await request.handler(RemoteCommandStreams(
+                    options: request.options, stdin: channels.stdin, resize: channels.resize,
+                    output: { type, bytes in try? await channels.send(bytes, on: type) }, disconnected: disconnected))
+                try? await channels.send(RemoteCommandProtocol.v4.statusMessage(result), on: .error)
+            },
+            end: { channels.close() })
     }
 }
 

@@ -24,15 +24,6 @@ public final class SPDYConnection: Sendable {
         }
     }
 
-    private struct Outgoing: Sendable {
-        let frame: SPDYFrame
-        let written: CheckedContinuation<Void, any Error>?
-    }
-
-    public struct Closed: Error, CustomStringConvertible {
-        public var description: String { "the streaming connection is closed" }
-    }
-
     private struct State {
         var streams: [UInt32: Stream] = [:]
         /// Client streams are odd, server streams even.
@@ -41,8 +32,7 @@ public final class SPDYConnection: Sendable {
 
     private let role: Role
     private let state: Mutex<State>
-    private let outgoing: AsyncStream<Outgoing>.Continuation
-    private let queue: AsyncStream<Outgoing>
+    private let writer = FrameWriter<SPDYFrame>()
     /// Streams the peer opened, in order.
     public let incoming: AsyncStream<Stream>
     private let incomingContinuation: AsyncStream<Stream>.Continuation
@@ -50,7 +40,6 @@ public final class SPDYConnection: Sendable {
     public init(role: Role) {
         self.role = role
         state = Mutex(State(nextStreamID: role == .client ? 1 : 2))
-        (queue, outgoing) = AsyncStream.makeStream(of: Outgoing.self)
         (incoming, incomingContinuation) = AsyncStream.makeStream(of: Stream.self)
     }
 
@@ -73,17 +62,11 @@ public final class SPDYConnection: Sendable {
     /// Writes queued frames until `finishWriting`, or until the socket fails.
     func runWriter(_ outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>) async {
         let encoder = SPDYFrameEncoder()
-        var failed = false
-        for await item in queue {
-            if !failed {
-                do { try await outbound.write(ByteBuffer(bytes: encoder.encode(item.frame))) } catch { failed = true }
-            }
-            if failed { item.written?.resume(throwing: Closed()) } else { item.written?.resume() }
-        }
+        await writer.run(outbound) { encoder.encode($0) }
     }
 
     /// Ends the writer once what is queued is written.
-    func finishWriting() { outgoing.finish() }
+    func finishWriting() { writer.finish() }
 
     private func handle(_ frame: SPDYFrame) {
         switch frame {
@@ -115,18 +98,10 @@ public final class SPDYConnection: Sendable {
         incomingContinuation.finish()
     }
 
-    private func enqueue(_ frame: SPDYFrame) {
-        outgoing.yield(Outgoing(frame: frame, written: nil))
-    }
+    private func enqueue(_ frame: SPDYFrame) { writer.enqueue(frame) }
 
     /// Queues a frame and waits until it is written (the caller's backpressure); throws once the connection is gone.
-    public func send(_ frame: SPDYFrame) async throws {
-        try await withCheckedThrowingContinuation { (written: CheckedContinuation<Void, any Error>) in
-            if case .terminated = outgoing.yield(Outgoing(frame: frame, written: written)) {
-                written.resume(throwing: Closed())
-            }
-        }
-    }
+    public func send(_ frame: SPDYFrame) async throws { try await writer.send(frame) }
 
     /// Sends bytes on a stream in frames of at most 32 KiB.
     public func send(_ bytes: [UInt8], on stream: UInt32) async throws {
