@@ -11,6 +11,7 @@ let modules = GuestSetup.loadModules()
 GuestSetup.switchToTmpfsRoot()
 GuestSetup.mountBaseFilesystems()
 GuestSetup.attachConsole()
+GuestSetup.loopbackUp()
 Cgroups.prepare()
 if !modules.failed.isEmpty { log("modules failed: \(modules.failed.joined(separator: ", "))") }
 if pv_block_init_signals() != 0 { log("cannot block init signals: errno \(errno)") }

@@ -23,6 +23,9 @@ int pv_set_child_subreaper(void);
 int pv_open_pty(int *master, int *slave);
 int pv_set_window_size(int fd, unsigned short rows, unsigned short columns);
 
+// Sets a network interface up (the guest's loopback); 0, or -1 with errno.
+int pv_interface_up(const char *name);
+
 // Kernel modules and power.
 int pv_finit_module(int fd);
 int pv_poweroff(void);
