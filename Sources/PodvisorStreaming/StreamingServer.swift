@@ -3,22 +3,27 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-/// The streaming server behind CRI Exec and Attach. The CRI call only validates and registers the request
-/// under a one-time token and answers with a URL; kubelet (or crictl, critest, `podvisor exec -it`) then
-/// connects to that URL, upgrades to SPDY/3.1 and runs the remote command protocol. Like containerd's, it
-/// listens on loopback by default: kubelet on the same node is its only intended client.
+/// The streaming server behind CRI Exec, Attach and PortForward. The CRI call only validates and registers
+/// the request under a one-time token and answers with a URL; kubelet (or crictl, critest, `podvisor exec
+/// -it`) then connects to that URL, upgrades to SPDY/3.1 (or WebSocket) and runs the remote command or port
+/// forwarding protocol. Like containerd's, it listens on loopback by default: kubelet on the same node is
+/// its only intended client.
 public final class StreamingServer: Sendable {
     public enum Kind: String, Sendable {
-        case exec, attach
+        case exec, attach, portforward
     }
 
     /// Runs the command once the client's streams are there; its result is reported on the error stream.
     public typealias Handler = @Sendable (RemoteCommandStreams) async -> RemoteCommandResult
 
+    private enum Work {
+        case command(RemoteCommandOptions, Handler)
+        case portForward(PortForwardHandler)
+    }
+
     private struct Pending {
         let kind: Kind
-        let options: RemoteCommandOptions
-        let handler: Handler
+        let work: Work
         let expires: ContinuousClock.Instant
     }
 
@@ -54,13 +59,22 @@ public final class StreamingServer: Sendable {
         baseURL = "http://\(host.contains(":") ? "[\(host)]" : host):\(port)"
     }
 
-    /// Registers a request and returns the URL its client connects to.
+    /// Registers an exec or attach request and returns the URL its client connects to.
     public func register(_ kind: Kind, options: RemoteCommandOptions, handler: @escaping Handler) -> String {
+        register(kind, .command(options, handler))
+    }
+
+    /// Registers a port forwarding request (every connection the client forwards runs `handler`).
+    public func registerPortForward(_ handler: @escaping PortForwardHandler) -> String {
+        register(.portforward, .portForward(handler))
+    }
+
+    private func register(_ kind: Kind, _ work: Work) -> String {
         let token = Self.newToken()
         let now = ContinuousClock.now
         pending.withLock { pending in
             pending = pending.filter { $0.value.expires > now }
-            pending[token] = Pending(kind: kind, options: options, handler: handler, expires: now + Self.tokenLifetime)
+            pending[token] = Pending(kind: kind, work: work, expires: now + Self.tokenLifetime)
         }
         return "\(baseURL)/\(kind.rawValue)/\(token)"
     }
@@ -111,11 +125,26 @@ public final class StreamingServer: Sendable {
                 return try await refuse(400, "Bad Request", "streaming needs an upgrade to SPDY/3.1 or websocket")
             }
             let token = parts[1]
-            if head.has("upgrade", token: "websocket") {
+            if head.has("upgrade", token: "websocket") && kind != .portforward {
                 return try await serveWebSocket(head, kind, token, reader, outbound, connection, refuse: refuse)
             }
             guard head.has("upgrade", token: "SPDY/3.1") else {
-                return try await refuse(400, "Bad Request", "podvisor streams over SPDY/3.1 or websocket; this request asked for \(head.values("upgrade"))")
+                return try await refuse(
+                    400, "Bad Request",
+                    "podvisor streams over SPDY/3.1 (exec and attach also over websocket); this request asked for \(head.values("upgrade"))")
+            }
+            if kind == .portforward {
+                guard head.values(RemoteCommandProtocol.header).contains(PortForward.protocolName) else {
+                    return try await refuse(403, "Forbidden", "port forwarding speaks \(PortForward.protocolName)")
+                }
+                guard let request = take(token, kind), case .portForward(let handler) = request.work else {
+                    return try await refuse(404, "Not Found", Self.unknownToken(kind))
+                }
+                try await outbound.write(ByteBuffer(bytes: Self.switching(to: "SPDY/3.1", [RemoteCommandProtocol.header: [PortForward.protocolName]])))
+                let spdy = SPDYConnection(role: .server)
+                return await Self.upgraded(
+                    connection, writer: { await spdy.runWriter(outbound) }, reader: { await spdy.run(reader) },
+                    session: { _ in await PortForward.serve(spdy, handler) }, end: { spdy.finishWriting() })
             }
             guard let proto = RemoteCommandProtocol.negotiate(head.values(RemoteCommandProtocol.header)) else {
                 let served = RemoteCommandProtocol.allCases.map(\.rawValue)
@@ -123,22 +152,27 @@ public final class StreamingServer: Sendable {
                     403, "Forbidden", "unable to negotiate a stream protocol: the client offers \(head.values(RemoteCommandProtocol.header)), podvisor serves \(served)",
                     headers: [RemoteCommandProtocol.acceptedHeader: served])
             }
-            guard let request = take(token, kind) else { return try await refuse(404, "Not Found", Self.unknownToken(kind)) }
-            let upgrade = HTTPHead(
-                startLine: ["HTTP/1.1", "101", "Switching Protocols"],
-                headers: ["connection": ["Upgrade"], "upgrade": ["SPDY/3.1"], RemoteCommandProtocol.header: [proto.rawValue]])
-            try await outbound.write(ByteBuffer(bytes: upgrade.serialized))
-
+            guard let request = take(token, kind), case .command(let options, let handler) = request.work else {
+                return try await refuse(404, "Not Found", Self.unknownToken(kind))
+            }
+            try await outbound.write(ByteBuffer(bytes: Self.switching(to: "SPDY/3.1", [RemoteCommandProtocol.header: [proto.rawValue]])))
             let spdy = SPDYConnection(role: .server)
             await Self.upgraded(
                 connection, writer: { await spdy.runWriter(outbound) }, reader: { await spdy.run(reader) },
-                session: { disconnected in await Self.runSPDYSession(spdy, proto, request, disconnected) },
+                session: { disconnected in await Self.runSPDYSession(spdy, proto, options, handler, disconnected) },
                 end: { spdy.finishWriting() })
         }
     }
 
     private static func unknownToken(_ kind: Kind) -> String {
         "unknown or expired \(kind.rawValue) token (tokens are valid once, for 60 s)"
+    }
+
+    private static func switching(to upgrade: String, _ headers: [String: [String]]) -> [UInt8] {
+        HTTPHead(
+            startLine: ["HTTP/1.1", "101", "Switching Protocols"],
+            headers: headers.merging(["connection": ["Upgrade"], "upgrade": [upgrade]]) { $1 }
+        ).serialized
     }
 
     /// The session over an upgraded connection, with the transport's writer and reader beside it; then the
@@ -162,8 +196,10 @@ public final class StreamingServer: Sendable {
         }
     }
 
-    private static func runSPDYSession(_ spdy: SPDYConnection, _ proto: RemoteCommandProtocol, _ request: Pending, _ disconnected: Event) async {
-        let expected = proto.expectedStreams(request.options)
+    private static func runSPDYSession(
+        _ spdy: SPDYConnection, _ proto: RemoteCommandProtocol, _ options: RemoteCommandOptions, _ handler: Handler, _ disconnected: Event
+    ) async {
+        let expected = proto.expectedStreams(options)
         let streams = await withTaskGroup(of: [StreamType: SPDYConnection.Stream]?.self) { group in
             group.addTask {
                 var streams: [StreamType: SPDYConnection.Stream] = [:]
@@ -183,8 +219,8 @@ public final class StreamingServer: Sendable {
             return first
         }
         guard let streams else { return }
-        let result = await request.handler(RemoteCommandStreams(
-            options: request.options, stdin: streams[.stdin]?.data, resize: streams[.resize]?.data,
+        let result = await handler(RemoteCommandStreams(
+            options: options, stdin: streams[.stdin]?.data, resize: streams[.resize]?.data,
             output: { type, bytes in
                 guard let id = streams[type]?.id else { return }
                 try? await spdy.send(bytes, on: id)
@@ -215,21 +251,18 @@ public final class StreamingServer: Sendable {
                 403, "Forbidden", "unable to negotiate a stream protocol: the client offers \(head.values("sec-websocket-protocol")), podvisor serves \(served)",
                 [:])
         }
-        guard let request = take(token, kind) else { return try await refuse(404, "Not Found", Self.unknownToken(kind), [:]) }
-        let upgrade = HTTPHead(
-            startLine: ["HTTP/1.1", "101", "Switching Protocols"],
-            headers: [
-                "connection": ["Upgrade"], "upgrade": ["websocket"], "sec-websocket-accept": [WebSocketFrame.accept(key: key)],
-                "sec-websocket-protocol": [subprotocol],
-            ])
-        try await outbound.write(ByteBuffer(bytes: upgrade.serialized))
+        guard let request = take(token, kind), case .command(let options, let handler) = request.work else {
+            return try await refuse(404, "Not Found", Self.unknownToken(kind), [:])
+        }
+        try await outbound.write(ByteBuffer(bytes: Self.switching(
+            to: "websocket", ["sec-websocket-accept": [WebSocketFrame.accept(key: key)], "sec-websocket-protocol": [subprotocol]])))
 
         let channels = WebSocketChannels()
         await Self.upgraded(
             connection, writer: { await channels.runWriter(outbound) }, reader: { await channels.run(reader) },
             session: { disconnected in
-                let result = await request.handler(RemoteCommandStreams(
-                    options: request.options, stdin: channels.stdin, resize: channels.resize,
+                let result = await handler(RemoteCommandStreams(
+                    options: options, stdin: channels.stdin, resize: channels.resize,
                     output: { type, bytes in try? await channels.send(bytes, on: type) }, disconnected: disconnected))
                 try? await channels.send(RemoteCommandProtocol.v4.statusMessage(result), on: .error)
             },

@@ -38,7 +38,31 @@ enum AgentService {
             return Podvisor_Agent_V1_ShutdownResponse()
         }
         addContainerMethods(to: &builder, containers)
+        addPortMethods(to: &builder, PortConnections())
         return builder.build()
+    }
+
+    private static func addPortMethods(to builder: inout TTRPCServer.Builder, _ ports: PortConnections) {
+        let service = AgentAPI.service
+        builder.add(service, "PortConnect") { (r: Podvisor_Agent_V1_PortConnectRequest) in
+            let id = try ports.connect(port: r.port)
+            return Podvisor_Agent_V1_PortConnectResponse.with { $0.connectionID = id }
+        }
+        builder.add(service, "PortRead") { (r: Podvisor_Agent_V1_PortReadRequest) in
+            let (data, eof) = try ports.read(r.connectionID, max: r.maxBytes)
+            return Podvisor_Agent_V1_PortReadResponse.with {
+                $0.data = Data(data)
+                $0.eof = eof
+            }
+        }
+        builder.add(service, "PortWrite") { (r: Podvisor_Agent_V1_PortWriteRequest) in
+            try ports.write(r.connectionID, Array(r.data), closeWrite: r.closeWrite)
+            return Empty()
+        }
+        builder.add(service, "PortClose") { (r: Podvisor_Agent_V1_PortCloseRequest) in
+            ports.close(r.connectionID)
+            return Empty()
+        }
     }
 
     private typealias Empty = Podvisor_Agent_V1_Empty

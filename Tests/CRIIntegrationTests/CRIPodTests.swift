@@ -156,6 +156,34 @@ extension CRITests {
         #expect(attached.text.stdout == "ready\necho:a\necho:b\ndone\n")
         #expect(try await d.wait(echo, until: .containerExited).exitCode == 0)
 
+        // PortForward: connections reach a port inside the VM through the agent (no pod network needed).
+        let web = try await d.create(sandbox, pod, containerConfig(
+            "web", image: image, ["/bin/sh", "-c", "exec httpd -f -p 8080 -h /etc"]))
+        try await d.start(web)
+        let forwardURL = try await r.portForward(.with { $0.podSandboxID = sandbox; $0.port = [8080] }).url
+        let (page, refused) = try await PortForwardClient.withSession(url: forwardURL) { client -> (String, String?) in
+            var page = ""
+            // httpd may not listen yet when the first connection arrives.
+            for _ in 0..<50 where !page.contains("kept") {
+                let answer = StreamOutput()
+                let io = answer.io(stdin: nil)
+                _ = try await client.forward(
+                    port: 8080, send: AsyncStream { c in
+                        c.yield(Array("GET /kept HTTP/1.0\r\n\r\n".utf8))
+                        c.finish()
+                    }, receive: { io.stdout($0) })
+                page = answer.text.stdout
+                if !page.contains("kept") { try await Task.sleep(for: .milliseconds(200)) }
+            }
+            let refused = try await client.forward(port: 8081, send: AsyncStream { $0.finish() }, receive: { _ in })
+            return (page, refused)
+        }
+        #expect(page.hasPrefix("HTTP/1.") && page.hasSuffix("kept\n"), "\(page)")
+        // The pod's containers reach each other on localhost, as in any Kubernetes pod.
+        let neighbour = try await r.execSync(.with { $0.containerID = c1; $0.cmd = ["/bin/sh", "-c", "wget -qO- http://127.0.0.1:8080/kept"]; $0.timeout = 60 })
+        #expect(String(decoding: neighbour.stdout, as: UTF8.self) == "kept\n", "\(neighbour)")
+        #expect(refused?.contains("port 8081") == true, "\(refused ?? "no error")")
+
         // Events seen by a GetContainerEvents subscriber.
         let seen = events.snapshot()
         #expect(seen.contains { $0.containerID == c1 && $0.containerEventType == .containerStartedEvent })
@@ -209,7 +237,7 @@ extension CRITests {
         try await d.removePod(sandbox)
         await expectStatus(.notFound, "status of a removed sandbox") { try await d.runtime.podSandboxStatus(.with { $0.podSandboxID = sandbox }) }
         #expect(try await d.runtime.listContainers(Runtime_V1_ListContainersRequest()).containers.isEmpty)
-        PodTraces.expectNothingLeft(d, sandbox: sandbox, containers: [c1, c2, c2b, echo, graceful])
+        PodTraces.expectNothingLeft(d, sandbox: sandbox, containers: [c1, c2, c2b, echo, web, graceful])
     }
 
     /// QEMU killed behind podvisord's back: the sandbox turns NOTREADY and its container EXITED, with reasons.

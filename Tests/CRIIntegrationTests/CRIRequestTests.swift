@@ -62,7 +62,10 @@ extension CRITests {
             try await r.exec(.with { $0.containerID = "0123abcd"; $0.cmd = ["sh"]; $0.stdout = true })
         }
         await expectStatus(.notFound, "attach to an unknown container") { try await r.attach(.with { $0.containerID = "0123abcd"; $0.stdout = true }) }
-        await expectStatus(.unimplemented, "port forwarding (no pod network)") { try await r.portForward(.with { $0.podSandboxID = "0123abcd" }) }
+        await expectStatus(.notFound, "port forwarding to an unknown sandbox") { try await r.portForward(.with { $0.podSandboxID = "0123abcd" }) }
+        await expectStatus(.invalidArgument, "port forwarding to port 0") {
+            try await r.portForward(.with { $0.podSandboxID = "0123abcd"; $0.port = [0] })
+        }
         await expectStatus(.invalidArgument, "pull without image") { try await d.images.pullImage(Runtime_V1_PullImageRequest()) }
         await expectStatus(.invalidArgument, "pull of a malformed reference") {
             try await d.images.pullImage(.with { $0.image.image = "UPPER/Case::bad" })

@@ -262,3 +262,32 @@ final class RawWebSocket {
         return n > 0 ? Array(buffer[..<n]) : []
     }
 }
+
+@Suite struct PortForwardTests {
+    /// kubectl port-forward's protocol between our client and server: a stream pair per connection.
+    @Test func connectionsAreRelayedAndFailuresReported() async throws {
+        let server = try await StreamingServer.start(host: "127.0.0.1", port: 0)
+        let url = server.registerPortForward { port, stream in
+            guard port == 80 else { return "nothing listens on \(port)" }
+            var received: [UInt8] = []
+            for await bytes in stream.received { received += bytes }
+            await stream.send(Array(String(decoding: received, as: UTF8.self).uppercased().utf8))
+            return nil
+        }
+        #expect(url.hasPrefix(server.baseURL + "/portforward/"))
+        let answers = try await PortForwardClient.withSession(url: url) { client -> [String?] in
+            let answer = StreamOutput()
+            let io = answer.io(stdin: nil)
+            let first = try await client.forward(
+                port: 80, send: AsyncStream { c in
+                    c.yield(Array("hello ".utf8))
+                    c.yield(Array("pod".utf8))
+                    c.finish()
+                }, receive: { io.stdout($0) })
+            let refused = try await client.forward(port: 9, send: AsyncStream { $0.finish() }, receive: { _ in })
+            return [first, answer.text.stdout, refused]
+        }
+        #expect(answers == [nil, "HELLO POD", "nothing listens on 9"])
+        await server.close()
+    }
+}

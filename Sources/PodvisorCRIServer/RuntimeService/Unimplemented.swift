@@ -1,13 +1,8 @@
 import GRPCCore
 import PodvisorCRI
 
-/// PortForward (it needs pod networking) and checkpoints come with their own issues; until then kubelet
-/// gets Unimplemented with the reason, never a half-working stream.
+/// Checkpoints come with their own issue; until then kubelet gets Unimplemented with the reason.
 extension RuntimeService {
-    public func portForward(request: Runtime_V1_PortForwardRequest, context: ServerContext) async throws -> Runtime_V1_PortForwardResponse {
-        throw RPCError(code: .unimplemented, message: "PortForward is not implemented: pods have no network yet")
-    }
-
     public func checkpointContainer(request: Runtime_V1_CheckpointContainerRequest, context: ServerContext) async throws
         -> Runtime_V1_CheckpointContainerResponse
     {

@@ -16,6 +16,12 @@ public final class SPDYConnection: Sendable {
         public let headers: SPDYHeaders
         public let data: AsyncStream<[UInt8]>
         let continuation: AsyncStream<[UInt8]>.Continuation
+        private let reset = Mutex(false)
+
+        /// The peer ended the stream with RST_STREAM (abandoned it) rather than FIN (finished sending).
+        public var wasReset: Bool { reset.withLock { $0 } }
+
+        func markReset() { reset.withLock { $0 = true } }
 
         init(id: UInt32, headers: SPDYHeaders) {
             self.id = id
@@ -81,7 +87,11 @@ public final class SPDYConnection: Sendable {
             guard let stream = state.withLock({ $0.streams[id] }) else { return }
             if !payload.isEmpty { stream.continuation.yield(payload) }
             if fin { stream.continuation.finish() }
-        case .headers(let id, true, _), .synReply(let id, true, _), .rstStream(let id, _):
+        case .rstStream(let id, _):
+            let stream = state.withLock { $0.streams[id] }
+            stream?.markReset()
+            stream?.continuation.finish()
+        case .headers(let id, true, _), .synReply(let id, true, _):
             state.withLock { $0.streams[id] }?.continuation.finish()
         case .ping(let id):
             // Pings from the peer (clients use odd ids, servers even) are echoed; our own are not sent.

@@ -1,0 +1,39 @@
+import Foundation
+import PodvisorAgentClient
+import PodvisorStreaming
+
+extension CRIServer {
+    /// Relays one forwarded connection to `port` inside the sandbox's VM: the agent connects to it on the
+    /// guest's loopback (the containers' network namespace) and the bytes go through its Port* calls.
+    func forward(_ sandboxID: String, port: UInt16, _ stream: PortForwardStream) async -> String? {
+        guard let pod = pod(sandboxID) else { return "pod sandbox \(sandboxID) is not ready" }
+        let agent = pod.agent
+        let connection: String
+        do { connection = try await agent.portConnect(UInt32(port)) } catch {
+            return "failed to connect to port \(port) in pod sandbox \(sandboxID): \(error.message)"
+        }
+        // Pod → client until the pod's side closes (or the connection is closed below); then the client
+        // sees the end and stops sending too.
+        let answers = Task {
+            while let data = try? await agent.portRead(connection) { await stream.send([UInt8](data)) }
+            await stream.finish()
+        }
+        for await bytes in stream.received {
+            do { try await agent.portWrite(connection, Data(bytes)) } catch { break }
+        }
+        // The client finished sending: the pod reads EOF and may still answer. A client that abandoned the
+        // connection (reset), or left altogether (cancellation), gets nothing more.
+        if !stream.wasReset && !Task.isCancelled {
+            try? await agent.portWrite(connection, Data(), closeWrite: true)
+            await withTaskCancellationHandler {
+                await answers.value
+            } onCancel: {
+                Task { try? await agent.portClose(connection) }
+            }
+        }
+        // Closing wakes a read blocked in the agent, which ends `answers`.
+        try? await agent.portClose(connection)
+        await answers.value
+        return nil
+    }
+}
