@@ -7,6 +7,6 @@ struct Podvisor: AsyncParsableCommand {
         abstract: "Run Kubernetes pods in their own virtual machines.",
         subcommands: [
             RunCommand.self, PsCommand.self, PodsCommand.self, LogsCommand.self, ExecCommand.self, StopCommand.self,
-            RemoveCommand.self, InspectCommand.self, ImageCommand.self, VMCommand.self, BenchCommand.self,
+            RemoveCommand.self, InspectCommand.self, PortForwardCommand.self, ImageCommand.self, VMCommand.self, BenchCommand.self,
         ])
 }

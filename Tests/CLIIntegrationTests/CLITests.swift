@@ -117,6 +117,42 @@ import TestSupport
         CLI.expectNothingRunning()
     }
 
+    /// `port-forward`: a local port reaches a server inside the pod VM until SIGINT.
+    @Test func portForwardReachesAServerInThePod() async throws {
+        let started = try await CLI.podvisor([
+            "run", "-d", "--name", "pf", "demo", "--", "sh", "-c",
+            "exec httpd -f -p 8080 -h /etc",
+        ])
+        #expect(started.status == 0, "\(started)")
+        let local = try TestRegistry.freePort()
+        let config = try await CLI.prepared.value
+        let forwarder = Process()
+        forwarder.executableURL = URL(fileURLWithPath: CLI.binary)
+        forwarder.arguments = ["port-forward", "--config", config, "pf", "\(local):8080"]
+        let out = Pipe()
+        forwarder.standardOutput = out
+        forwarder.standardError = FileHandle.nullDevice
+        try forwarder.run()
+        let announced = try await CLI.offThread { () -> String in
+            String(decoding: out.fileHandleForReading.availableData, as: UTF8.self)
+        }
+        #expect(announced.contains("Forwarding from 127.0.0.1:\(local) -> 8080"), "\(announced)")
+        var page = CLI.Result(status: -1, stdout: "", stderr: "")
+        for _ in 0..<50 where page.stdout != "kept\n" {
+            page = try await CLI.run(["-s", "http://127.0.0.1:\(local)/kept"], executable: "/usr/bin/curl")
+            if page.stdout != "kept\n" { try await Task.sleep(for: .milliseconds(200)) }
+        }
+        #expect(page.stdout == "kept\n", "\(page)")
+        kill(forwarder.processIdentifier, SIGINT)
+        let status = try await CLI.offThread { () -> Int32 in
+            forwarder.waitUntilExit()
+            return forwarder.terminationStatus
+        }
+        #expect(status == 0)
+        #expect(try await CLI.podvisor(["rm", "-f", "pf"]).status == 0)
+        CLI.expectNothingRunning()
+    }
+
     @Test func sigintTearsThePodDown() async throws {
         let config = try await CLI.prepared.value
         let process = Process()
