@@ -27,8 +27,10 @@ public final class CRIServer: Sendable {
     let logs = Mutex<[String: ContainerLog]>([:])
     /// Attach sessions' share of containers' output.
     let attachments = ContainerAttachments()
-    /// Serves the URLs Exec and Attach answer with.
+    /// Serves the URLs Exec, Attach and PortForward answer with.
     let streaming: StreamingServer
+    /// Pods' hostPort listeners.
+    let hostPorts = HostPorts()
     /// Name keys taken by objects being created (records hold the rest): two concurrent requests for the
     /// same name must not both succeed.
     let reservedNames = Mutex<Set<String>>([])
@@ -88,6 +90,13 @@ public final class CRIServer: Sendable {
             throw PodvisorError(.failedPrecondition, "container \(container.id) is \(container.state.rawValue), not running")
         }
         return (container, try readyPod(try sandboxes.find(container.sandboxID)))
+    }
+
+    /// Serves a ready sandbox's hostPort mappings.
+    func openHostPorts(_ sandboxID: String, _ config: Runtime_V1_PodSandboxConfig) async throws(PodvisorError) {
+        try await hostPorts.open(sandboxID, config.portMappings) { [self] port, connection in
+            if let failure = await relay(sandboxID, port: port, connection) { log.warning("host port: \(failure)") }
+        }
     }
 
     func reserve(_ key: String, what: String) throws(PodvisorError) {

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import GRPCCore
 import PodvisorCRI
 import PodvisorStreaming
@@ -18,6 +21,8 @@ extension CRITests {
         let logs = "/tmp/pvcri-logs-\(UUID().uuidString.prefix(8))"
         defer { try? FileManager.default.removeItem(atPath: logs) }
         var pod = podConfig("web", labels: ["app": "web"], logDirectory: logs)
+        let hostPort = try TestRegistry.freePort()
+        pod.portMappings = [.with { $0.containerPort = 8080; $0.hostPort = Int32(hostPort) }]
         pod.dnsConfig = .with {
             $0.servers = ["10.0.0.10"]
             $0.searches = ["svc.cluster.local"]
@@ -179,6 +184,9 @@ extension CRITests {
             return (page, refused)
         }
         #expect(page.hasPrefix("HTTP/1.") && page.hasSuffix("kept\n"), "\(page)")
+        // hostPort: podvisord listens on the host and relays into the VM (as CNI's portmap would DNAT).
+        let hostURL = URL(string: "http://127.0.0.1:\(hostPort)/kept")!
+        #expect(String(decoding: try await URLSession.shared.data(from: hostURL).0, as: UTF8.self) == "kept\n")
         // The pod's containers reach each other on localhost, as in any Kubernetes pod.
         let neighbour = try await r.execSync(.with { $0.containerID = c1; $0.cmd = ["/bin/sh", "-c", "wget -qO- http://127.0.0.1:8080/kept"]; $0.timeout = 60 })
         #expect(String(decoding: neighbour.stdout, as: UTF8.self) == "kept\n", "\(neighbour)")
@@ -235,6 +243,7 @@ extension CRITests {
 
         try await d.removePod(sandbox)
         try await d.removePod(sandbox)
+        await #expect(throws: (any Error).self, "the host port is closed with its pod") { try await URLSession.shared.data(from: hostURL) }
         await expectStatus(.notFound, "status of a removed sandbox") { try await d.runtime.podSandboxStatus(.with { $0.podSandboxID = sandbox }) }
         #expect(try await d.runtime.listContainers(Runtime_V1_ListContainersRequest()).containers.isEmpty)
         PodTraces.expectNothingLeft(d, sandbox: sandbox, containers: [c1, c2, c2b, echo, web, graceful])

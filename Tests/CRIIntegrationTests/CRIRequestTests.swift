@@ -34,6 +34,9 @@ extension CRITests {
         var badHost = podConfig("badhost")
         badHost.hostname = "no_underscores"
         await expectStatus(.invalidArgument, "hostname") { try await d.run(badHost) }
+        var badPort = podConfig("ports")
+        badPort.portMappings = [.with { $0.containerPort = 80; $0.hostPort = 70000 }]
+        await expectStatus(.invalidArgument, "host port out of range") { try await d.run(badPort) }
         var relativeLogs = podConfig("logs")
         relativeLogs.logDirectory = "relative/dir"
         await expectStatus(.invalidArgument, "log directory") { try await d.run(relativeLogs) }

@@ -89,6 +89,7 @@ extension CRIServer {
 
     /// The sandbox's VM is gone: NOTREADY, and every container that had not exited did now.
     func sandboxLost(_ sandboxID: String, reason: String) {
+        hostPorts.close(sandboxID)
         _ = try? sandboxes.update(sandboxID) {
             $0.state = .notReady
             $0.notReadyReason = reason

@@ -2,10 +2,24 @@ import Foundation
 import PodvisorAgentClient
 import PodvisorStreaming
 
+/// A connection to relay into a pod: a PortForward stream, or a host port's connection.
+protocol RelayPeer: Sendable {
+    /// What the peer sends, ending when it is done sending or failed.
+    var received: AsyncStream<[UInt8]> { get }
+    /// The peer abandoned the connection: nothing more will be read from the answer.
+    var wasReset: Bool { get }
+    func send(_ bytes: [UInt8]) async
+    /// The pod's side closed.
+    func finish() async
+}
+
+extension PortForwardStream: RelayPeer {}
+
 extension CRIServer {
-    /// Relays one forwarded connection to `port` inside the sandbox's VM: the agent connects to it on the
-    /// guest's loopback (the containers' network namespace) and the bytes go through its Port* calls.
-    func forward(_ sandboxID: String, port: UInt16, _ stream: PortForwardStream) async -> String? {
+    /// Relays one connection to `port` inside the sandbox's VM: the agent connects to it on the guest's
+    /// loopback (the containers' network namespace) and the bytes go through its Port* calls. Returns why
+    /// it failed, if it did.
+    func relay(_ sandboxID: String, port: UInt16, _ stream: some RelayPeer) async -> String? {
         guard let pod = pod(sandboxID) else { return "pod sandbox \(sandboxID) is not ready" }
         let agent = pod.agent
         let connection: String

@@ -13,7 +13,7 @@ extension RuntimeService {
             let sandbox = try server.sandboxes.find(request.podSandboxID)
             _ = try server.readyPod(sandbox)
             let url = server.streaming.registerPortForward { [server] port, stream in
-                await server.forward(sandbox.id, port: port, stream)
+                await server.relay(sandbox.id, port: port, stream)
             }
             return .with { $0.url = url }
         }

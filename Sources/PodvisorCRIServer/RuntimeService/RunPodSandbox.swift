@@ -41,8 +41,10 @@ extension RuntimeService {
             }
             do {
                 try await pod.agent.createSandbox(hostname: server.hostname(config), sysctls: config.linux.sysctls)
+                try await server.openHostPorts(record.id, config)
                 try server.sandboxes.put(record)
             } catch {
+                server.hostPorts.close(record.id)
                 try? pod.destroy()
                 try? FileManager.default.removeItem(atPath: server.sandboxDirectory(record.id))
                 throw error
@@ -72,6 +74,14 @@ extension CRIServer {
         let r = config.linux.resources
         try Validate.nonNegative(r.memoryLimitInBytes, "linux.resources.memory_limit_in_bytes")
         try Validate.nonNegative(config.linux.overhead.memoryLimitInBytes, "linux.overhead.memory_limit_in_bytes")
+        for mapping in config.portMappings {
+            guard (0...65535).contains(mapping.hostPort), mapping.hostPort == 0 || (1...65535).contains(mapping.containerPort) else {
+                throw PodvisorError(.invalidArgument, "port mapping \(mapping.hostPort) → \(mapping.containerPort) is out of range")
+            }
+            if mapping.hostPort > 0 && mapping.protocol != .tcp {
+                log.warning("sandbox \(m.name): host port \(mapping.hostPort)/\(mapping.protocol) is not served (TCP only)")
+            }
+        }
     }
 
     /// Memory: the pod's limit (sum of its containers', as kubelet passes it) plus the pod overhead (the

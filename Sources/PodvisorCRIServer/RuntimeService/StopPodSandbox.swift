@@ -30,6 +30,7 @@ extension CRIServer {
     func stopSandbox(_ id: String) async throws(PodvisorError) {
         // Out of `pods` first: the VM watcher then knows this stop was asked for.
         let pod = pods.withLock { $0.removeValue(forKey: id) }
+        hostPorts.close(id)
         if let pod {
             let cleanly = try await pod.shutdown(timeout: .seconds(config.shutdownTimeoutSeconds))
             log.info("sandbox \(id) stopped\(cleanly ? "" : " (VM destroyed after the shutdown timeout)")")
