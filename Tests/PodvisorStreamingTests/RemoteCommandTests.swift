@@ -56,18 +56,23 @@ import TestSupport
     }
 }
 
+/// An exec whose handler answers all of its stdin uppercased on stdout, `stderr` on stderr, and exit code 3.
+func registerUppercasingExec(on server: StreamingServer, stderr: String) -> String {
+    let options = RemoteCommandOptions(stdin: true, stdout: true, stderr: true, tty: false)
+    return server.register(.exec, options: options) { streams in
+        var input: [UInt8] = []
+        for await bytes in streams.stdin { input += bytes }
+        await streams.writeStdout(Array(String(decoding: input, as: UTF8.self).uppercased().utf8))
+        await streams.writeStderr(Array(stderr.utf8))
+        return .exitCode(3)
+    }
+}
+
 /// Our server and our client over a real loopback socket: the handshake, every stream role, the status.
 @Suite struct StreamingSessionTests {
     @Test func execWithStdinStdoutStderrAndExitCode() async throws {
         let server = try await StreamingServer.start(host: "127.0.0.1", port: 0)
-        let options = RemoteCommandOptions(stdin: true, stdout: true, stderr: true, tty: false)
-        let url = server.register(.exec, options: options) { streams in
-            var input: [UInt8] = []
-            for await bytes in streams.stdin { input += bytes }
-            await streams.writeStdout(Array(String(decoding: input, as: UTF8.self).uppercased().utf8))
-            await streams.writeStderr(Array("to stderr".utf8))
-            return .exitCode(3)
-        }
+        let url = registerUppercasingExec(on: server, stderr: "to stderr")
         #expect(url.hasPrefix(server.baseURL + "/exec/"))
         let collected = StreamOutput()
         let result = try await RemoteCommandClient.run(url: url, tty: false, io: collected.io(stdin: ["hel", "lo"]))
@@ -166,14 +171,7 @@ import TestSupport
     /// The v5 channel protocol as client-go's WebSocket executor speaks it, from a blocking socket.
     @Test func execOverWebSocket() async throws {
         let server = try await StreamingServer.start(host: "127.0.0.1", port: 0)
-        let options = RemoteCommandOptions(stdin: true, stdout: true, stderr: true, tty: false)
-        let url = server.register(.exec, options: options) { streams in
-            var input: [UInt8] = []
-            for await bytes in streams.stdin { input += bytes }
-            await streams.writeStdout(Array(String(decoding: input, as: UTF8.self).uppercased().utf8))
-            await streams.writeStderr(Array("e".utf8))
-            return .exitCode(3)
-        }
+        let url = registerUppercasingExec(on: server, stderr: "e")
         let port = UInt16(url.split(separator: ":")[2].prefix { $0.isNumber })!
         let path = String(url.drop { $0 != "/" }.dropFirst(2).drop { $0 != "/" })
         let frames = try await withCheckedThrowingContinuation { (done: CheckedContinuation<[WebSocketFrame], any Error>) in
