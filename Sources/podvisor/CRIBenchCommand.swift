@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import PodvisorCRI
 import PodvisorCore
+import PodvisorStreaming
 import PodvisorRuntime
 import PodvisorVMM
 
@@ -74,13 +75,29 @@ struct CRIBench: AsyncParsableCommand {
             let status = try await latencies(200) { i in
                 _ = try await runtime.containerStatus(.with { $0.containerID = containers[i % containers.count] })
             }
+            // Exec of `true`: ExecSync (kubelet's probes) against the streaming path kubectl exec takes (the CRI
+            // call, then an SPDY session to the URL).
+            let execSync = try await latencies(50) { i in
+                _ = try await runtime.execSync(.with { $0.containerID = containers[i % containers.count]; $0.cmd = ["true"] })
+            }
+            let execStream = try await latencies(50) { i in
+                let url = try await runtime.exec(.with {
+                    $0.containerID = containers[i % containers.count]
+                    $0.cmd = ["true"]
+                    $0.stdout = true
+                    $0.stderr = true
+                }).url
+                let quiet = RemoteCommandClient.IO(stdin: nil, resizes: nil, stdout: { _ in }, stderr: { _ in })
+                _ = try await RemoteCommandClient.run(url: url, tty: false, io: quiet)
+            }
             let memory = sandboxes.map { Self.hostMemory(vmID: String($0.prefix(16)), stateDirectory: config.stateDirectory) }
             for sandbox in sandboxes {
                 _ = try await runtime.stopPodSandbox(.with { $0.podSandboxID = sandbox })
                 _ = try await runtime.removePodSandbox(.with { $0.podSandboxID = sandbox })
             }
             return Self.markdown(
-                accelerator: host.accelerator.rawValue, guestMiB: config.memoryMiB, starts: starts, bare: bare, list: list, status: status, memory: memory)
+                accelerator: host.accelerator.rawValue, guestMiB: config.memoryMiB, starts: starts, bare: bare, list: list, status: status,
+                exec: (execSync, execStream), memory: memory)
         }
         print(markdown)
         if let report { try replaceSection(of: report, between: Self.startMarker, and: Self.endMarker, with: markdown) }
@@ -160,7 +177,7 @@ struct CRIBench: AsyncParsableCommand {
 
     static func markdown(
         accelerator: String, guestMiB: Int, starts: [Duration], bare: [Duration], list: [Duration], status: [Duration],
-        memory: [(qemu: UInt64, helpers: UInt64)]
+        exec: (sync: [Duration], stream: [Duration]), memory: [(qemu: UInt64, helpers: UInt64)]
     ) -> String {
         let p = BootBenchResult.percentile
         let ms = { (d: Duration) in String(format: "%.1f", Double(d.components.attoseconds) / 1e15 + Double(d.components.seconds) * 1000) }
@@ -187,6 +204,11 @@ struct CRIBench: AsyncParsableCommand {
             **p99 \(ms(p(list, 0.99))) ms**; ContainerStatus p50 \(ms(p(status, 0.5))) ms, **p99 \(ms(p(status, 0.99))) ms** \
             (200 calls each). Host memory per idle pod (median PSS): QEMU **\(qemu / 1024) MiB**, virtiofsd and vsock \
             backend \(helpers / 1024) MiB; total **\((qemu + helpers) / 1024) MiB** for a \(guestMiB) MiB guest.
+
+            Exec of `true` in those containers (\(exec.sync.count) each): ExecSync p50 \(ms(p(exec.sync, 0.5))) ms, p99 \
+            \(ms(p(exec.sync, 0.99))) ms; streaming Exec as kubectl takes it (the CRI call, then an SPDY session to its URL) \
+            p50 \(ms(p(exec.stream, 0.5))) ms, p99 \(ms(p(exec.stream, 0.99))) ms: **ratio streaming / ExecSync \
+            \(String(format: "%.2f", p(exec.stream, 0.5) / p(exec.sync, 0.5)))** at p50.
             \(endMarker)
             """
     }
