@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
@@ -253,6 +254,23 @@ static void exec_program(int status, const struct pv_spawn_config *c) {
     fail(status, file);
 }
 
+// The container's terminal, from its own /dev/pts (runc does the same through its console socket).
+static void open_terminal(int status, const struct pv_spawn_config *c) {
+    int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0) fail(status, "open /dev/ptmx");
+    char name[64];
+    if (unlockpt(master) != 0 || ptsname_r(master, name, sizeof(name)) != 0) fail(status, "unlock the terminal");
+    int slave = open(name, O_RDWR | O_NOCTTY);
+    if (slave < 0) fail(status, "open the terminal");
+    for (int i = 0; i < 3; i++)
+        if (dup2(slave, i) < 0) fail(status, "dup2 terminal");
+    if (slave > 2) close(slave);
+    if (ioctl(0, TIOCSCTTY, 0) != 0) fail(status, "set controlling terminal");
+    if (pv_send_fd(c->console_socket, master) != 0) fail(status, "send the terminal");
+    close(master);
+    close(c->console_socket);
+}
+
 static void noop(int signal) { (void)signal; }
 
 // PID 1 of a pod: reaps orphans until the VM stops. SIGCHLD must have a handler for pause() to return.
@@ -283,7 +301,6 @@ static void child(int status, const struct pv_spawn_config *c) {
     for (int i = 0; i < 3; i++)
         if (dup2(c->stdio[i], i) < 0) fail(status, "dup2 stdio");
     if (setsid() < 0) fail(status, "setsid");
-    if (c->terminal && ioctl(0, TIOCSCTTY, 0) != 0) fail(status, "set controlling terminal");
     if (c->join_pid > 0) {
         join_namespaces(status, c->join_pid, 3);
     } else {
@@ -291,6 +308,7 @@ static void child(int status, const struct pv_spawn_config *c) {
         enter_rootfs(status, c);
         if (c->hostname && sethostname(c->hostname, strlen(c->hostname)) != 0) fail(status, "sethostname");
     }
+    if (c->console_socket >= 0) open_terminal(status, c);
     for (size_t i = 0; i < c->rlimit_count; i++) {
         struct rlimit limit = {c->rlimits[i].soft, c->rlimits[i].hard};
         if (setrlimit(c->rlimits[i].resource, &limit) != 0) fail(status, "setrlimit");

@@ -344,15 +344,17 @@ final class Containers: Sendable {
         let capabilities = spec.hasCapabilities ? try ProcessLimits.capabilityMask(spec.capabilities.names) : nil
         let rlimits = try ProcessLimits.rlimits(spec.rlimits)
         let seccomp = try SeccompProfile.program(for: spec.seccomp, capabilities: capabilities)
-        // [read end, write end] of each stream; with a terminal, the master is read and written by the agent
-        // and the slave is all three of the child's stdio (stderr then reads as empty).
-        var out: [Int32] = [-1, -1], err: [Int32] = [-1, -1], input: [Int32] = [-1, -1]
+        // [read end, write end] of each stream. With a terminal the child opens it in the container's own
+        // /dev/pts and sends the master back over `console`; the agent then reads and writes the master, and
+        // until then the child's stdio is /dev/null (stderr stays empty: the terminal carries everything).
+        var out: [Int32] = [-1, -1], err: [Int32] = [-1, -1], input: [Int32] = [-1, -1], console: [Int32] = [-1, -1]
         if spec.terminal {
-            var master: Int32 = -1, slave: Int32 = -1
-            guard pv_open_pty(&master, &slave) == 0 else { throw RPCError(.internal, "cannot open a pty: errno \(errno)") }
-            out = [master, slave]
-            err = [open("/dev/null", O_RDONLY | O_CLOEXEC), fcntl(slave, F_DUPFD_CLOEXEC, 0)]
-            input = [fcntl(slave, F_DUPFD_CLOEXEC, 0), spec.stdin ? fcntl(master, F_DUPFD_CLOEXEC, 0) : -1]
+            guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &console) == 0 else {
+                throw RPCError(.internal, "socketpair: errno \(errno)")
+            }
+            input[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)
+            out[1] = open("/dev/null", O_WRONLY | O_CLOEXEC)
+            err = [open("/dev/null", O_RDONLY | O_CLOEXEC), open("/dev/null", O_WRONLY | O_CLOEXEC)]
         } else {
             guard pv_pipe(&out) == 0, pv_pipe(&err) == 0 else { throw RPCError(.internal, "pipe: errno \(errno)") }
             if spec.stdin {
@@ -366,6 +368,7 @@ final class Containers: Sendable {
             close(out[1])
             close(err[1])
             close(input[0])
+            if console[0] >= 0 { close(console[0]) }
         }
         // Everything the child reads lives in C memory owned by `arena` until pv_spawn has returned.
         let arena = CArena()
@@ -401,7 +404,7 @@ final class Containers: Sendable {
         config.seccomp_filter = seccomp.isEmpty ? nil : UnsafeRawPointer(arena.array(seccomp))
         config.seccomp_instructions = UInt16(seccomp.count / 8)
         config.stdio = (input[0], out[1], err[1])
-        config.terminal = spec.terminal ? 1 : 0
+        config.console_socket = console[1]
         config.start_fd = startFD
         config.cgroup_procs_fd = cgroupFD
         var error = [CChar](repeating: 0, count: 512)
@@ -409,17 +412,26 @@ final class Containers: Sendable {
         let result = state.update { s -> Result<Spawned, RPCError> in
             // The arena's memory must outlive the call, whatever ARC decides about its last use.
             let pid = withExtendedLifetime(arena) { pv_spawn(&config, &statusFD, &error, error.count) }
+            if console[1] >= 0 { close(console[1]) }
             guard pid > 0 else { return .failure(RPCError(.internal, Self.string(error))) }
-            let process = Process(pid: pid, stdinFD: spec.stdin ? input[1] : nil, stdoutFD: out[0], stderrFD: err[0])
+            if spec.terminal {
+                // The child sends the master once its terminal is set up; one that failed before (its error is on
+                // the status pipe) closes the socket by exiting, and the caller reports that error.
+                let master = pv_recv_fd(console[0])
+                out[0] = master >= 0 ? master : open("/dev/null", O_RDONLY | O_CLOEXEC)
+                input[1] = spec.stdin && master >= 0 ? fcntl(master, F_DUPFD_CLOEXEC, 0) : -1
+            }
+            let process = Process(
+                pid: pid, stdinFD: spec.stdin && input[1] >= 0 ? input[1] : nil, stdoutFD: out[0], stderrFD: err[0])
             register(&s, process, statusFD)
             return .success(Spawned(pid: pid, statusFD: statusFD))
         }
         switch result {
         case .success(let spawned): return spawned
         case .failure(let error):
-            close(out[0])
+            if out[0] >= 0 { close(out[0]) }
             close(err[0])
-            if spec.stdin { close(input[1]) }
+            if spec.stdin && input[1] >= 0 { close(input[1]) }
             throw error
         }
     }

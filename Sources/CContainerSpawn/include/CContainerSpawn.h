@@ -60,7 +60,9 @@ struct pv_spawn_config {
     const void *seccomp_filter;
     unsigned short seccomp_instructions;
     int stdio[3];                  // become the child's fds 0, 1, 2
-    int terminal;                  // stdio is a pty slave: it becomes the controlling terminal
+    // A terminal: the child opens one in the container's own /dev/pts (where `tty` and ps look for it),
+    // makes it stdio and its controlling terminal, and sends the master over this unix socket. -1: none.
+    int console_socket;
     int cgroup_procs_fd;           // the container cgroup's cgroup.procs, joined first; -1: stay
     int start_fd;                  // the child reads one byte from it before exec; -1: exec at once
 };

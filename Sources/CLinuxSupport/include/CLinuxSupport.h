@@ -19,8 +19,10 @@ int pv_pipe(int fds[2]);
 int pv_pidfd_open(pid_t pid);
 int pv_set_child_subreaper(void);
 
-// A new pseudo-terminal pair (both close-on-exec); 0, or -1 with errno.
-int pv_open_pty(int *master, int *slave);
+// A descriptor over a unix socket (SCM_RIGHTS): 0, or -1 with errno; the received one (close-on-exec),
+// or -1 (errno 0: the peer closed without sending).
+int pv_send_fd(int socket, int fd);
+int pv_recv_fd(int socket);
 int pv_set_window_size(int fd, unsigned short rows, unsigned short columns);
 
 // Sets a network interface up (the guest's loopback); 0, or -1 with errno.
