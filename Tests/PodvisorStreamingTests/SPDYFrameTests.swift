@@ -24,7 +24,7 @@ import Testing
             .data(stream: 3, fin: false, payload: Array("hello".utf8)),
             .data(stream: 3, fin: true, payload: []),
             .headers(stream: 1, fin: true, headers: ["k": ["v"]]),
-            .rstStream(stream: 5, status: SPDYFrame.cancel),
+            .rstStream(stream: 5, status: 5),  // CANCEL
             .ping(id: 7),
             .windowUpdate(stream: 1, delta: 65536),
             .goAway(lastGoodStream: 3, status: 0),

@@ -61,7 +61,7 @@ public final class SPDYConnection: Sendable {
                 decoder.feed(bytes)
             }
         } catch {
-            enqueue(.goAway(lastGoodStream: 0, status: 1))
+            enqueue(.goAway(lastGoodStream: 0, status: SPDYFrame.protocolError))
         }
     }
 

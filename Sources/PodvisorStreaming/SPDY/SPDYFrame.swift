@@ -15,18 +15,14 @@ public enum SPDYFrame: Equatable, Sendable {
     case ignored(type: UInt16)
 
     static let version: UInt16 = 3
-    /// Largest payload a frame's 24-bit length can carry.
-    static let maxLength = (1 << 24) - 1
 
     enum ControlType: UInt16 {
         case synStream = 1, synReply = 2, rstStream = 3, settings = 4, ping = 6, goAway = 7, headers = 8, windowUpdate = 9
     }
 
     static let flagFin: UInt8 = 0x01
-    /// RST_STREAM statuses used here.
-    public static let protocolError: UInt32 = 1
-    public static let refusedStream: UInt32 = 3
-    public static let cancel: UInt32 = 5
+    /// The GOAWAY status for a peer that broke the protocol.
+    static let protocolError: UInt32 = 1
 }
 
 /// Header names are lowercase; a name may carry several values (sent NUL-separated).
