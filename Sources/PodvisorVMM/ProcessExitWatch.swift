@@ -1,5 +1,6 @@
 import CLinuxSupport
 import Foundation
+import Synchronization
 
 /// Learns at once when a process we did not spawn exits, through a pidfd.
 ///
@@ -19,10 +20,20 @@ enum ProcessExitWatch {
 
     nonisolated(unsafe) private static var sigchldSource: (any DispatchSourceSignal)?
 
+    /// Domain QEMUs we watch (adopted: nobody else waits for them), and when other QEMU zombies were first seen.
+    private static let reaping = Mutex<(watched: Set<pid_t>, zombieSince: [pid_t: ContinuousClock.Instant])>(([], [:]))
+
+    /// A QEMU zombie that is not a watched domain QEMU may be a child libvirt itself waits for (its capability
+    /// probe runs `qemu -daemonize` and waits for the first process): reaping that one under libvirt fails its
+    /// wait ("No child processes"). Such zombies are left alone this long; libvirt reaps its own at once.
+    static let unwatchedGrace: Duration = .seconds(1)
+
     /// Reaps zombie QEMU processes that we adopted, and only those: every other child (libvirt's helpers,
     /// Foundation's processes) has an owner that waits for it by pid.
     static func reapAdoptedQEMU() {
         let me = getpid()
+        let now = ContinuousClock.now
+        var zombies: Set<pid_t> = []
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
             guard let pid = pid_t(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
                   let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")")
@@ -31,9 +42,28 @@ enum ProcessExitWatch {
             let comm = stat[stat.index(after: open)..<close]
             let rest = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
             guard rest.count > 1, rest[0] == "Z", pid_t(rest[1]) == me, comm.hasPrefix("qemu-system") else { continue }
+            zombies.insert(pid)
+        }
+        let (due, waiting) = reaping.withLock { state -> ([pid_t], Bool) in
+            state.zombieSince = state.zombieSince.filter { zombies.contains($0.key) }
+            var due: [pid_t] = []
+            for pid in zombies {
+                let since = state.zombieSince[pid] ?? now
+                state.zombieSince[pid] = since
+                if state.watched.contains(pid) || now - since >= unwatchedGrace { due.append(pid) }
+            }
+            for pid in due {
+                state.watched.remove(pid)
+                state.zombieSince[pid] = nil
+            }
+            return (due, !state.zombieSince.isEmpty)
+        }
+        for pid in due {
             var status: Int32 = 0
             _ = waitpid(pid, &status, WNOHANG)
         }
+        // No further SIGCHLD may come for a zombie waiting out its grace: look again once it has passed.
+        if waiting { DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(1100)) { reapAdoptedQEMU() } }
     }
 
     /// Calls `onExit` (on a watcher thread) as soon as `pid` exits, before anyone reaps it. A process already
@@ -41,6 +71,7 @@ enum ProcessExitWatch {
     static func watch(pid: pid_t, onExit: @escaping @Sendable () -> Void) {
         let pidfd = pv_pidfd_open(pid)
         guard pidfd >= 0 else { return }
+        reaping.withLock { _ = $0.watched.insert(pid) }
         let thread = Thread {
             var pfd = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
             while poll(&pfd, 1, -1) < 0 && errno == EINTR {}
