@@ -1,5 +1,6 @@
 import Foundation
 import PodvisorAgentClient
+import PodvisorAgentProtocol
 import PodvisorCRI
 import PodvisorCore
 import PodvisorImages
@@ -90,6 +91,21 @@ public final class CRIServer: Sendable {
             throw PodvisorError(.failedPrecondition, "container \(container.id) is \(container.state.rawValue), not running")
         }
         return (container, try readyPod(try sandboxes.find(container.sandboxID)))
+    }
+
+    /// Starts `command` as a new exec in a running container, with the container's identity and environment
+    /// (ExecSync and Exec); answers the agent to follow it through and the exec's reference.
+    func startExec(in containerID: String, command: [String], tty: Bool, stdin: Bool) async throws(PodvisorError)
+        -> (AgentClient, Podvisor_Agent_V1_ProcessRef)
+    {
+        let (container, pod) = try runningContainer(containerID)
+        var process = container.process
+        process.args = command
+        process.terminal = tty
+        process.stdin = stdin
+        let ref = AgentClient.process(container.id, exec: String(newObjectID().prefix(16)))
+        try await pod.agent.exec(container.id, execID: ref.execID, process)
+        return (pod.agent, ref)
     }
 
     /// Serves a ready sandbox's hostPort mappings.

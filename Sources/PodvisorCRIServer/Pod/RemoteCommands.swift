@@ -10,18 +10,11 @@ extension CRIServer {
     /// input and window size to it. A client that leaves takes the command with it (SIGKILL).
     func serveExec(_ containerID: String, command: [String], _ streams: RemoteCommandStreams) async -> RemoteCommandResult {
         // The container may have exited, or its sandbox stopped, since the URL was handed out.
-        let container: ContainerRecord
         let agent: AgentClient
+        let ref: Podvisor_Agent_V1_ProcessRef
         do {
-            let (record, pod) = try runningContainer(containerID)
-            (container, agent) = (record, pod.agent)
+            (agent, ref) = try await startExec(in: containerID, command: command, tty: streams.options.tty, stdin: streams.options.stdin)
         } catch { return .failure(error.message) }
-        var process = container.process
-        process.args = command
-        process.terminal = streams.options.tty
-        process.stdin = streams.options.stdin
-        let ref = AgentClient.process(container.id, exec: String(newObjectID().prefix(16)))
-        do { try await agent.exec(container.id, execID: ref.execID, process) } catch { return .failure(error.message) }
 
         let output = Task { await Self.copyOutput(agent, ref, tty: streams.options.tty, to: streams) }
         let input = Task {
@@ -37,7 +30,7 @@ extension CRIServer {
         let exit: Podvisor_Agent_V1_WaitProcessResponse
         do { exit = try await agent.wait(ref) } catch {
             output.cancel()
-            return .failure("exec in container \(container.id): \(error.message)")
+            return .failure("exec in container \(containerID): \(error.message)")
         }
         await awaitOutput(output)
         output.cancel()

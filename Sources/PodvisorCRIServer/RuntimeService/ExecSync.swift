@@ -15,14 +15,7 @@ extension RuntimeService {
             guard let command = request.cmd.first, !command.isEmpty else {
                 throw PodvisorError(.invalidArgument, "cmd must not be empty")
             }
-            let (container, pod) = try server.runningContainer(request.containerID)
-            let agent = pod.agent
-            var process = container.process
-            process.args = request.cmd
-            process.terminal = false
-            process.stdin = false
-            let ref = AgentClient.process(container.id, exec: String(newObjectID().prefix(16)))
-            try await agent.exec(container.id, execID: ref.execID, process)
+            let (agent, ref) = try await server.startExec(in: request.containerID, command: request.cmd, tty: false, stdin: false)
 
             let run = Task { () throws -> Runtime_V1_ExecSyncResponse in
                 async let stdout = agent.readAllOutput(ref)
