@@ -113,6 +113,7 @@ let package = Package(
             name: "podvisor",
             dependencies: [
                 "PodvisorRuntime", "PodvisorImages", "PodvisorCRI", "PodvisorCRIServer", "PodvisorStreaming", "PodvisorCore",
+                "PodvisorAgentProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),

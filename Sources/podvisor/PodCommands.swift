@@ -173,13 +173,8 @@ struct ExecCommand: AsyncParsableCommand {
             // Leaving the session (at the timeout) closes the connection, which kills the command.
             let session = Task { try await TerminalSession.run(url: url, stdin: interactive, tty: tty) }
             guard timeout > 0 else { return TerminalSession.exitCode(try await session.value) }
-            let timer = Task {
-                try await Task.sleep(for: .seconds(timeout))
-                session.cancel()
-            }
-            let result = await session.result
-            timer.cancel()
-            if case .success = await timer.result {
+            let (result, cut) = await TerminalSession.wait(session, atMost: .seconds(timeout))
+            if cut {
                 FileHandle.standardError.write(Data("podvisor: --timeout \(timeout) s passed, the command was killed\n".utf8))
                 return ExitCodes.timeout
             }

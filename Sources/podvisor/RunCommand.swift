@@ -227,7 +227,7 @@ struct PodRun {
             if statuses.allSatisfy({ $0.state == .containerExited }) {
                 readers.forEach { $0.drain() }
                 // The session ends with the container; its last output may still be on the way.
-                if let session { await awaitSession(session) }
+                if let session { _ = await TerminalSession.wait(session, atMost: .seconds(2)) }
                 return statuses.first { $0.exitCode != 0 }?.exitCode ?? 0
             }
             if let signal = interrupted.signal {
@@ -242,15 +242,6 @@ struct PodRun {
             }
             try await Task.sleep(for: .milliseconds(50))
         }
-    }
-
-    private func awaitSession(_ session: Task<RemoteCommandResult, any Error>) async {
-        let limit = Task {
-            try await Task.sleep(for: .seconds(2))
-            session.cancel()
-        }
-        _ = await session.result
-        limit.cancel()
     }
 
     /// --rm removes the pod; otherwise its VM stops and its containers stay listed (ps -a, logs, rm).

@@ -1,4 +1,5 @@
 import Foundation
+import PodvisorAgentProtocol
 import PodvisorStreaming
 import Synchronization
 
@@ -12,9 +13,24 @@ enum TerminalSession {
         let io = RemoteCommandClient.IO(
             stdin: stdin ? readStandardInput() : nil,
             resizes: tty ? windowSizes() : nil,
-            stdout: { write(STDOUT_FILENO, $0) },
-            stderr: { write(STDERR_FILENO, $0) })
+            stdout: { try? standardOutput.write($0) },
+            stderr: { try? standardError.write($0) })
         return try await RemoteCommandClient.run(url: url, tty: tty, io: io)
+    }
+
+    /// Waits for a session, cancelling it (which closes its connection) once `limit` has passed; `cut` says
+    /// whether the limit ended it.
+    static func wait(_ session: Task<RemoteCommandResult, any Error>, atMost limit: Duration) async
+        -> (result: Result<RemoteCommandResult, any Error>, cut: Bool)
+    {
+        let timer = Task {
+            try await Task.sleep(for: limit)
+            session.cancel()
+        }
+        let result = await session.result
+        timer.cancel()
+        if case .success = await timer.result { return (result, true) }
+        return (result, false)
     }
 
     /// The session's end as podvisor's exit status: the command's own, or the runtime failure code with
@@ -24,31 +40,21 @@ enum TerminalSession {
         case .success: return 0
         case .exitCode(let code): return code
         case .failure(let message):
-            write(STDERR_FILENO, Array("podvisor: \(message)\n".utf8))
+            try? standardError.write(Array("podvisor: \(message)\n".utf8))
             return ExitCodes.runtimeFailure
         }
     }
 
-    private static func write(_ fd: Int32, _ bytes: [UInt8]) {
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, bytes.count - offset) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { return }
-            offset += n
-        }
-    }
+    private static let standardOutput = FileDescriptorStream(fd: STDOUT_FILENO)
+    private static let standardError = FileDescriptorStream(fd: STDERR_FILENO)
 
     /// stdin, read on a thread of its own (a blocking read must not hold a task thread); ends at EOF.
     private static func readStandardInput() -> AsyncStream<[UInt8]> {
         let (stream, continuation) = AsyncStream.makeStream(of: [UInt8].self)
         Thread.detachNewThread {
-            var buffer = [UInt8](repeating: 0, count: 32 * 1024)
-            while true {
-                let n = buffer.withUnsafeMutableBytes { Glibc.read(STDIN_FILENO, $0.baseAddress, $0.count) }
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { break }
-                if case .terminated = continuation.yield(Array(buffer[..<n])) { return }
+            let input = FileDescriptorStream(fd: STDIN_FILENO)
+            while let bytes = try? input.read(upTo: 32 * 1024), !bytes.isEmpty {
+                if case .terminated = continuation.yield(bytes) { return }
             }
             continuation.finish()
         }
