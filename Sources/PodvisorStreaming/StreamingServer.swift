@@ -1,6 +1,5 @@
 import Foundation
 import NIOCore
-import NIOPosix
 import Synchronization
 
 /// The streaming server behind CRI Exec, Attach and PortForward. The CRI call only validates and registers
@@ -36,27 +35,19 @@ public final class StreamingServer: Sendable {
 
     /// http://host:port, what URLs start with.
     public let baseURL: String
-    private let listener: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
+    private let listener: TCPListener
     private let pending = Mutex<[String: Pending]>([:])
 
     /// Binds `host:port` (port 0: any free port) and starts accepting connections.
     public static func start(host: String, port: Int) async throws -> StreamingServer {
-        let listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .bind(host: host, port: port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                }
-            }
-        let server = StreamingServer(listener: listener, host: host)
-        Task { await server.acceptConnections() }
+        let server = StreamingServer(listener: try await TCPListener.bind(host: host, port: port), host: host)
+        Task { await server.listener.serve { await server.serve($0) } }
         return server
     }
 
-    private init(listener: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>, host: String) {
+    private init(listener: TCPListener, host: String) {
         self.listener = listener
-        let port = listener.channel.localAddress?.port ?? 0
-        baseURL = "http://\(host.contains(":") ? "[\(host)]" : host):\(port)"
+        baseURL = "http://\(host.contains(":") ? "[\(host)]" : host):\(listener.port)"
     }
 
     /// Registers an exec or attach request and returns the URL its client connects to.
@@ -80,9 +71,7 @@ public final class StreamingServer: Sendable {
     }
 
     /// Stops accepting connections (sessions under way go on).
-    public func close() async {
-        try? await listener.channel.close()
-    }
+    public func close() { listener.close() }
 
     private static func newToken() -> String {
         var generator = SystemRandomNumberGenerator()
@@ -97,17 +86,7 @@ public final class StreamingServer: Sendable {
         }
     }
 
-    private func acceptConnections() async {
-        try? await listener.executeThenClose { inbound in
-            try await withThrowingDiscardingTaskGroup { group in
-                for try await connection in inbound {
-                    group.addTask { await self.serve(connection) }
-                }
-            }
-        }
-    }
-
-    private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
+    private func serve(_ connection: TCPListener.Connection) async {
         try? await connection.executeThenClose { inbound, outbound in
             let reader = ByteReader(inbound)
             @Sendable func refuse(_ status: Int, _ reason: String, _ body: String, headers: [String: [String]] = [:]) async throws {
@@ -178,7 +157,7 @@ public final class StreamingServer: Sendable {
     /// The session over an upgraded connection, with the transport's writer and reader beside it; then the
     /// client gets a moment to read the status and close before the connection is closed under it.
     private static func upgraded(
-        _ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, writer: @escaping @Sendable () async -> Void,
+        _ connection: TCPListener.Connection, writer: @escaping @Sendable () async -> Void,
         reader: @escaping @Sendable () async -> Void, session: (Event) async -> Void, end: () -> Void
     ) async {
         let disconnected = Event()
@@ -239,7 +218,7 @@ public final class StreamingServer: Sendable {
     /// WebSocket executor. Both report the status as v4 does.
     private func serveWebSocket(
         _ head: HTTPHead, _ kind: Kind, _ token: String, _ reader: ByteReader, _ outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>,
-        _ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>,
+        _ connection: TCPListener.Connection,
         refuse: (Int, String, String, [String: [String]]) async throws -> Void
     ) async throws {
         guard head.values("sec-websocket-version").contains("13"), let key = head.values("sec-websocket-key").first else {

@@ -1,7 +1,5 @@
 import ArgumentParser
 import Foundation
-import NIOCore
-import NIOPosix
 import PodvisorCore
 import PodvisorStreaming
 
@@ -43,30 +41,18 @@ struct PortForwardCommand: AsyncParsableCommand {
             }).url
             let interrupted = Interruption()
             try await PortForwardClient.withSession(url: url) { client in
-                var listeners: [NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>] = []
+                var listeners: [TCPListener] = []
                 for pair in pairs {
-                    listeners.append(try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                        .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-                        .bind(host: address, port: pair.local) { channel in
-                            channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
-                        })
+                    listeners.append(try await TCPListener.bind(host: address, port: pair.local))
                     // Unbuffered: scripts wait for this line before they connect.
                     FileHandle.standardOutput.write(Data("Forwarding from \(address):\(pair.local) -> \(pair.remote)\n".utf8))
                 }
                 await withDiscardingTaskGroup { group in
                     for (listener, pair) in zip(listeners, pairs) {
-                        group.addTask {
-                            try? await listener.executeThenClose { inbound in
-                                try await withThrowingDiscardingTaskGroup { connections in
-                                    for try await local in inbound {
-                                        connections.addTask { await Self.relay(local, to: UInt16(pair.remote), through: client) }
-                                    }
-                                }
-                            }
-                        }
+                        group.addTask { await listener.serve { await Self.relay($0, to: UInt16(pair.remote), through: client) } }
                     }
                     while interrupted.signal == nil { try? await Task.sleep(for: .milliseconds(100)) }
-                    for listener in listeners { listener.channel.close(promise: nil) }
+                    for listener in listeners { listener.close() }
                     group.cancelAll()
                 }
             }
@@ -75,18 +61,12 @@ struct PortForwardCommand: AsyncParsableCommand {
     }
 
     /// One local connection, relayed until either side closes it.
-    private static func relay(_ local: NIOAsyncChannel<ByteBuffer, ByteBuffer>, to port: UInt16, through client: PortForwardClient) async {
-        try? await local.executeThenClose { inbound, outbound in
-            let (requests, sink) = AsyncStream.makeStream(of: [UInt8].self)
-            let reading = Task {
-                do { for try await buffer in inbound { sink.yield(Array(buffer.readableBytesView)) } } catch {}
-                sink.finish()
+    private static func relay(_ local: TCPListener.Connection, to port: UInt16, through client: PortForwardClient) async {
+        await TCPStream.with(local) { stream in
+            // The session gone (interrupted) is no failure to report.
+            if let failure = (try? await client.forward(port: port, send: stream.received) { await stream.send($0) }) ?? nil {
+                FileHandle.standardError.write(Data("podvisor: \(failure)\n".utf8))
             }
-            defer { reading.cancel() }
-            let failure = try await client.forward(port: port, send: requests) { bytes in
-                try? await outbound.write(ByteBuffer(bytes: bytes))
-            }
-            if let failure { FileHandle.standardError.write(Data("podvisor: \(failure)\n".utf8)) }
         }
     }
 }

@@ -83,7 +83,7 @@ func registerUppercasingExec(on server: StreamingServer, stderr: String) -> Stri
         await #expect(throws: RemoteCommandClient.Failure.self) {
             try await RemoteCommandClient.run(url: url, tty: false, io: StreamOutput().io(stdin: nil))
         }
-        await server.close()
+        server.close()
     }
 
     @Test func terminalSessionGetsResizesAndLargeOutput() async throws {
@@ -107,7 +107,7 @@ func registerUppercasingExec(on server: StreamingServer, stderr: String) -> Stri
         let out = collected.text.stdout
         #expect(out.hasPrefix("[\"80x24\", \"132x43\"]\n"))
         #expect(out.utf8.count == "[\"80x24\", \"132x43\"]\n".utf8.count + big.count)
-        await server.close()
+        server.close()
     }
 
     @Test func handlerSeesTheClientLeave() async throws {
@@ -132,7 +132,7 @@ func registerUppercasingExec(on server: StreamingServer, stderr: String) -> Stri
         client.cancel()
         _ = await client.result
         #expect(await sawDisconnect.wait(timeout: .seconds(10)))
-        await server.close()
+        server.close()
     }
 
     @Test func refusalsAreClear() async throws {
@@ -141,7 +141,7 @@ func registerUppercasingExec(on server: StreamingServer, stderr: String) -> Stri
             try await RemoteCommandClient.run(url: server.baseURL + "/exec/nope", tty: false, io: StreamOutput().io(stdin: nil))
         }
         #expect(error?.description.contains("unknown or expired exec token") == true)
-        await server.close()
+        server.close()
     }
 }
 
@@ -202,7 +202,7 @@ func registerUppercasingExec(on server: StreamingServer, stderr: String) -> Stri
         #expect(channel(2) == "e")
         #expect(RemoteCommandProtocol.v4.result(from: Array(channel(3).utf8)) == .exitCode(3))
         #expect(frames.last == .close())
-        await server.close()
+        server.close()
     }
 }
 
@@ -286,6 +286,6 @@ final class RawWebSocket {
             return [first, answer.text.stdout, refused]
         }
         #expect(answers == [nil, "HELLO POD", "nothing listens on 9"])
-        await server.close()
+        server.close()
     }
 }
