@@ -60,6 +60,7 @@ public final class PodVM: Sendable {
     {
         var lastError = PodvisorError(.timeout, "agent did not answer")
         var lastAttempt = ContinuousClock.now - .seconds(1)
+        let announcement = AgentAnnouncement(consoleLog: vm.consoleLog)
         while ContinuousClock.now < deadline {
             if case .stopped(let reason) = vm.currentState {
                 throw PodvisorError(.unavailable, "VM stopped (\(reason.rawValue)) before its agent answered")
@@ -67,7 +68,7 @@ public final class PodVM: Sendable {
             // Each attempt before the guest listens is a connection request the vsock backend queues for the
             // guest; hundreds of them during a slow (loaded, TCG) boot wedged vhost-device-vsock for good. The
             // agent announces itself on the console: dial once it has, and otherwise once a second.
-            if ContinuousClock.now - lastAttempt < .seconds(1) && !Self.consoleAnnouncesAgent(vm) {
+            if ContinuousClock.now - lastAttempt < .seconds(1) && !announcement.seen() {
                 try? await Task.sleep(for: .milliseconds(10))
                 continue
             }
@@ -92,11 +93,30 @@ public final class PodVM: Sendable {
         throw PodvisorError(.timeout, "agent did not answer before the boot timeout: \(lastError.message)")
     }
 
-    /// The agent's "ready on <transport>" line on the VM's console.
-    private static func consoleAnnouncesAgent(_ vm: VirtualMachine) -> Bool {
-        guard let handle = FileHandle(forReadingAtPath: vm.consoleLog) else { return false }
-        defer { try? handle.close() }
-        return handle.readDataToEndOfFile().range(of: Data("podvisor-agent: ready on".utf8)) != nil
+    /// Follows the VM's console log for the agent's "ready on <transport>" line, reading only what was appended
+    /// since the last look (it is looked at every 10 ms during a boot).
+    private final class AgentAnnouncement {
+        private static let line = Data("podvisor-agent: ready on".utf8)
+        private let consoleLog: String
+        private var handle: FileHandle?
+        /// The end of what was read: the line may be split across two reads.
+        private var tail = Data()
+        private var found = false
+
+        init(consoleLog: String) { self.consoleLog = consoleLog }
+
+        deinit { try? handle?.close() }
+
+        func seen() -> Bool {
+            guard !found else { return true }
+            // QEMU creates the log when the VM starts.
+            if handle == nil { handle = FileHandle(forReadingAtPath: consoleLog) }
+            guard let handle else { return false }
+            tail.append(handle.readDataToEndOfFile())
+            found = tail.range(of: Self.line) != nil
+            tail = Data(tail.suffix(Self.line.count - 1))
+            return found
+        }
     }
 
     /// Asks the agent to power off and waits for the domain to stop; destroys it if that takes too long.
