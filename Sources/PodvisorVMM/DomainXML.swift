@@ -21,6 +21,20 @@ public struct DomainSpec: Sendable, Equatable {
         }
     }
 
+    /// The pod's NIC: a tap podvisor made (libvirt opens it by name, in its own network namespace) carrying
+    /// the MAC and MTU of the pod's CNI interface, so the guest answers for the pod's address.
+    public struct NetworkInterface: Sendable, Equatable {
+        public var tap: String
+        public var mac: String
+        public var mtu: Int
+
+        public init(tap: String, mac: String, mtu: Int) {
+            self.tap = tap
+            self.mac = mac
+            self.mtu = mtu
+        }
+    }
+
     public var name: String
     public var uuid: String
     public var accelerator: Accelerator
@@ -34,11 +48,12 @@ public struct DomainSpec: Sendable, Equatable {
     public var agentChannel: AgentChannel
     /// virtiofsd's vhost-user socket; the guest mounts the export by the tag `share`.
     public var sharedDirectorySocket: String?
+    public var networkInterface: NetworkInterface?
 
     public init(
         name: String, uuid: String, accelerator: Accelerator, memoryMiB: Int, vcpus: Int, emulator: String,
         kernel: String, initrd: String, kernelCommandLine: String, consoleLog: String, agentChannel: AgentChannel,
-        sharedDirectorySocket: String? = nil
+        sharedDirectorySocket: String? = nil, networkInterface: NetworkInterface? = nil
     ) {
         self.name = name
         self.uuid = uuid
@@ -52,6 +67,7 @@ public struct DomainSpec: Sendable, Equatable {
         self.consoleLog = consoleLog
         self.agentChannel = agentChannel
         self.sharedDirectorySocket = sharedDirectorySocket
+        self.networkInterface = networkInterface
     }
 
     /// The guest kernel parameters every pod VM needs. SWIFT_ROOT=/ reaches the static agent as an environment
@@ -109,6 +125,15 @@ public struct DomainSpec: Sendable, Equatable {
             x.close("channel")
         case .hybridVsock:
             break
+        }
+        if let nic = networkInterface {
+            // managed='no': the tap exists already; libvirt opens it and hands QEMU the descriptor.
+            x.open("interface", [("type", "ethernet")])
+            x.element("mac", [("address", nic.mac)])
+            x.element("target", [("dev", nic.tap), ("managed", "no")])
+            x.element("model", [("type", "virtio")])
+            x.element("mtu", [("size", String(nic.mtu))])
+            x.close("interface")
         }
         if let sharedDirectorySocket {
             // An externally started virtiofsd: libvirt's own spawn cannot pass announce_submounts.

@@ -34,7 +34,7 @@ struct SharedDirectory {
                 directory: "\(runDirectory)/fs", socket: socket, qemuGroup: qemuGroup)
             return SharedDirectory(path: path, socket: socket, virtiofsd: virtiofsd)
         } catch {
-            _ = pv_umount_detach(path)
+            detachMount(path)
             throw error
         }
     }
@@ -50,6 +50,6 @@ struct SharedDirectory {
     /// handles, so a plain umount would fail with EBUSY; a detached mount goes once the last user does.
     func stop() {
         virtiofsd.stop()
-        _ = pv_umount_detach(path)
+        detachMount(path)
     }
 }

@@ -21,6 +21,8 @@ public final class VirtualMachine: Sendable {
         public var vsockBackendExecutable: String
         /// nil: no shared directory (virtio-fs) for this VM.
         public var virtiofsdExecutable: String?
+        /// The pod's network: a tap that exists before the VM starts.
+        public var networkInterface: DomainSpec.NetworkInterface?
 
         public init(
             name: String, runDirectory: String, accelerator: Accelerator, transport: AgentTransportKind,
@@ -94,7 +96,8 @@ public final class VirtualMachine: Sendable {
                 memoryMiB: configuration.memoryMiB, vcpus: configuration.vcpus, emulator: configuration.emulator,
                 kernel: configuration.kernel, initrd: configuration.initrd,
                 kernelCommandLine: DomainSpec.baseKernelCommandLine(extra: configuration.extraKernelParameters),
-                consoleLog: "\(run)/console.log", agentChannel: channel, sharedDirectorySocket: share?.socket)
+                consoleLog: "\(run)/console.log", agentChannel: channel, sharedDirectorySocket: share?.socket,
+                networkInterface: configuration.networkInterface)
             _ = ProcessExitWatch.adoptOrphans
             let domain = try connection.createDomain(xml: spec.xml)
             return try observed(configuration, domain: domain, backend: backend, share: share)
@@ -210,6 +213,17 @@ public final class VirtualMachine: Sendable {
         }
     }
 
+    /// What a VM leaves when its runtime died while starting or stopping it (the domain gone or never
+    /// made): helpers still running from their pid files, the share's mounts, the run directory. Idempotent.
+    public static func removeLeftovers(_ configuration: Configuration) throws(PodvisorError) {
+        let run = configuration.runDirectory
+        for (name, directory) in [("vhost-device-vsock", "\(run)/vsock"), ("virtiofsd", "\(run)/fs")] {
+            (try? HelperProcess.adopt(name, directory: directory))?.stop()
+        }
+        detachMounts(under: run)
+        try removeUnmountedDirectory(run)
+    }
+
     /// Removes every trace: domain (QEMU), helpers, mounts, sockets, logs and the run directory. Idempotent.
     public func destroy() throws(PodvisorError) {
         if domain.isActive { try domain.destroy() }
@@ -218,36 +232,5 @@ public final class VirtualMachine: Sendable {
         backend?.helper.stop()
         share?.stop()
         try removeUnmountedDirectory(configuration.runDirectory)
-    }
-}
-
-/// Mount points at or below `path` in this process's mount namespace, deepest first.
-public func mountPoints(under path: String) -> [String] {
-    let mountinfo = readProcFile("/proc/self/mountinfo")
-    return mountinfo.split(separator: "\n").compactMap { line -> String? in
-        let fields = line.split(separator: " ")
-        return fields.count > 4 ? String(fields[4]) : nil
-    }.filter { $0 == path || $0.hasPrefix(path + "/") }.sorted { $0.count > $1.count }
-}
-
-/// A /proc file in full. Foundation's `String(contentsOfFile:)` and `FileManager.contents(atPath:)` stop after
-/// one page for files whose size reads as 0: /proc/self/mountinfo of a host with a few dozen mounts lost
-/// its tail, and mounts that were there went unseen (measured: 3817 of 4622 bytes).
-public func readProcFile(_ path: String) -> String {
-    guard let handle = FileHandle(forReadingAtPath: path) else { return "" }
-    defer { try? handle.close() }
-    return String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
-}
-
-/// Deletes a directory tree, but never through a mount: a rootfs or volume still mounted below it would
-/// have its host files deleted.
-public func removeUnmountedDirectory(_ path: String) throws(PodvisorError) {
-    guard FileManager.default.fileExists(atPath: path) else { return }
-    let mounted = mountPoints(under: path)
-    guard mounted.isEmpty else {
-        throw PodvisorError(.internalError, "\(path) still has mounts (\(mounted.joined(separator: ", "))); not removing it")
-    }
-    do { try FileManager.default.removeItem(atPath: path) } catch {
-        throw PodvisorError(.internalError, "cannot remove \(path)", cause: error)
     }
 }

@@ -79,6 +79,20 @@ import Testing
             """))
     }
 
+    @Test func aPodNICIsAnUnmanagedTapWithTheCNIInterfacesMACAndMTU() {
+        var spec = Self.spec(.vsock, .tcg)
+        #expect(!spec.xml.contains("<interface"))
+        spec.networkInterface = DomainSpec.NetworkInterface(tap: "pvt0123456789ab", mac: "0a:58:0a:4d:00:05", mtu: 1450)
+        #expect(spec.xml.contains("""
+                <interface type='ethernet'>
+                  <mac address='0a:58:0a:4d:00:05'/>
+                  <target dev='pvt0123456789ab' managed='no'/>
+                  <model type='virtio'/>
+                  <mtu size='1450'/>
+                </interface>
+            """))
+    }
+
     @Test func specialCharactersAreEscaped() {
         var spec = Self.spec(.virtioSerial(socket: "/run/a'b\"c<d>&e/agent.sock"), .tcg)
         spec.kernel = "/k&<x>"
