@@ -35,6 +35,8 @@ public struct PodvisorConfig: Sendable, Equatable {
     /// Seconds StopPodSandbox waits for the guest to power off before destroying the VM.
     public var shutdownTimeoutSeconds = 10
     public var logLevel = LogLevel.info
+    /// text (one line per event; journald adds the time) or json (JSON lines for log shippers).
+    public var logFormat = LogOutput.Format.text
 
     /// Empty: `<state_dir>/images`.
     public var imageRoot = ""
@@ -114,6 +116,11 @@ public struct PodvisorConfig: Sendable, Equatable {
                     throw PodvisorError(.invalidArgument, "log_level must be one of: debug, info, warning, error")
                 }
                 logLevel = level
+            case "log_format":
+                guard let format = try value.choiceOrAuto(key, of: LogOutput.Format.self) else {
+                    throw PodvisorError(.invalidArgument, "log_format must be one of: text, json")
+                }
+                logFormat = format
             case "images.root": imageRoot = try value.string(key)
             case "images.hosts_dir": registryHostsDirectory = try value.string(key)
             case "images.insecure_registries": insecureRegistries = try value.strings(key)

@@ -33,3 +33,12 @@ public struct PodvisorError: Error, Sendable, CustomStringConvertible {
         return "\(code.rawValue): \(message): \(cause)"
     }
 }
+
+extension PodvisorError {
+    /// A request's value as an error message quotes it: at most `limit` characters, so a megabyte of input
+    /// never comes back as a megabyte of message.
+    public static func quote(_ value: String, limit: Int = 64) -> String {
+        let shown = value.count > limit ? "\(value.prefix(limit))… (\(value.utf8.count) bytes)" : value
+        return "\"\(shown.unicodeScalars.map { $0.value < 0x20 || $0 == "\u{7f}" ? "?" : String($0) }.joined())\""
+    }
+}

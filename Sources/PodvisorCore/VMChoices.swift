@@ -8,7 +8,7 @@ public enum Accelerator: String, Sendable, Equatable, CaseIterable {
 }
 
 /// How the host reaches the agent inside a VM, in order of preference. All three carry the same ttrpc stream.
-public enum AgentTransportKind: String, Sendable, Equatable, CaseIterable {
+public enum AgentTransportKind: String, Sendable, Equatable, CaseIterable, Codable {
     /// AF_VSOCK through the host kernel's vhost-vsock.
     case vsock
     /// A vhost-device-vsock process per VM; the host speaks to it over a unix socket.
