@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // C APIs used from Swift.
@@ -42,13 +43,19 @@ let package = Package(
             exclude: ["Proto"]
         ),
         // Host: error type, configuration.
-        .target(name: "PodvisorCore"),
+        .target(name: "PodvisorCore", dependencies: [.product(name: "Logging", package: "swift-log")]),
         // Host: libvirt, domain XML, hypervisor choice, agent transports.
         .target(name: "PodvisorVMM", dependencies: ["CLibvirt", "CLinuxSupport", "PodvisorCore"]),
         // Host: ttrpc client of the in-guest agent.
         .target(name: "PodvisorAgentClient", dependencies: ["PodvisorAgentProtocol", "PodvisorCore"]),
-        // Host: pod VMs (boot, dial, ready, teardown); sandboxes and containers grow here.
-        .target(name: "PodvisorRuntime", dependencies: ["PodvisorVMM", "PodvisorAgentClient", "PodvisorCore", "CLinuxSupport"]),
+        // Host: a pod's host side behind the PodSandbox/SandboxRuntime protocols the CRI server uses: pod VMs
+        // (boot, dial, ready, teardown), the pod's files, containers' rootfs and volumes.
+        .target(
+            name: "PodvisorRuntime",
+            dependencies: [
+                "PodvisorVMM", "PodvisorAgentClient", "PodvisorAgentProtocol", "PodvisorCore",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
 
         // Host: OCI registry client, content store, layer unpacking, image metadata.
         .target(
@@ -88,9 +95,9 @@ let package = Package(
         .target(
             name: "PodvisorCRIServer",
             dependencies: [
-                "PodvisorCRI", "PodvisorRuntime", "PodvisorVMM", "PodvisorAgentClient", "PodvisorAgentProtocol", "PodvisorImages",
-                "PodvisorStreaming", "PodvisorCore", "CLinuxSupport",
+                "PodvisorCRI", "PodvisorRuntime", "PodvisorImages", "PodvisorStreaming", "PodvisorCore",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // The CRI daemon kubelet talks to.
@@ -100,13 +107,13 @@ let package = Package(
                 "PodvisorCRIServer", "PodvisorCore",
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
 
         // Guest PID 1.
         .executableTarget(
             name: "podvisor-agent", dependencies: ["PodvisorAgentProtocol", "CLinuxSupport", "CContainerSpawn", "CCap", "CSeccomp"]),
-        // Command line.
         // Command line: standalone (the runtime in-process over an in-process gRPC transport) or a client of
         // podvisord's socket; either way it speaks the CRI.
         .executableTarget(
@@ -120,6 +127,7 @@ let package = Package(
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
 
@@ -142,7 +150,16 @@ let package = Package(
             ]
         ),
         .testTarget(name: "CLIIntegrationTests", dependencies: ["TestSupport", "PodvisorVMM"]),
-        .testTarget(name: "PodvisorCRIServerTests", dependencies: ["PodvisorCRIServer", "PodvisorCRI", "PodvisorAgentProtocol", "PodvisorImages", "PodvisorRuntime"]),
+        // The CRI handlers against a fake sandbox runtime (no VM): `make unit-test`.
+        .testTarget(
+            name: "PodvisorCRIServerTests",
+            dependencies: [
+                "PodvisorCRIServer", "PodvisorCRI", "PodvisorImages", "PodvisorRuntime", "PodvisorCore",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,6 +1,5 @@
 import Foundation
-import PodvisorAgentClient
-import PodvisorAgentProtocol
+import Logging
 import PodvisorCRI
 import PodvisorCore
 import PodvisorImages
@@ -8,22 +7,22 @@ import PodvisorRuntime
 import PodvisorStreaming
 import Synchronization
 
-/// The state behind both CRI services: the VM host, the image store, one record store per object kind,
-/// the live pod VMs and container logs, and the event fan-out. Records under `<state_dir>/cri/` survive a
-/// crash; `open` takes the pod VMs that outlived the previous process back (see Recovery.swift).
+/// The state behind both CRI services: the sandbox runtime, the image store, one record store per object
+/// kind, the live sandboxes and container logs, and the event fan-out. Records under `<state_dir>/cri/`
+/// survive a crash; `open` takes the sandboxes that outlived the previous process back (see Recovery.swift).
 public final class CRIServer: Sendable {
     public static let runtimeName = "podvisor"
     public static let runtimeVersion = "0.1.0"
 
     public let config: PodvisorConfig
-    let host: VMHost
+    let runtime: any SandboxRuntime
     let images: ImageStore
     let sandboxes: RecordStore<SandboxRecord>
     let containers: RecordStore<ContainerRecord>
     let locks = OperationLocks()
     let events = ContainerEvents()
-    /// Pod VMs by sandbox id, while the sandbox is ready.
-    let pods = Mutex<[String: PodVM]>([:])
+    /// Live sandboxes by id, while they are ready.
+    let pods = Mutex<[String: any PodSandbox]>([:])
     /// Log files of containers that run, by container id.
     let logs = Mutex<[String: ContainerLog]>([:])
     /// Attach sessions' share of containers' output.
@@ -35,27 +34,33 @@ public final class CRIServer: Sendable {
     /// Name keys taken by objects being created (records hold the rest): two concurrent requests for the
     /// same name must not both succeed.
     let reservedNames = Mutex<Set<String>>([])
-    /// UpdateRuntimeConfig's pod CIDR, reported back by Status (no pod networking uses it yet).
+    /// UpdateRuntimeConfig's pod CIDR, reported back by Status.
     let podCIDR = Mutex<String>("")
     let log: Logger
 
-    /// `program` names the process in log lines (podvisord, or podvisor running the runtime in-process).
-    public static func open(config: PodvisorConfig, program: String = "podvisord") async throws(PodvisorError) -> CRIServer {
+    /// The CRI over pod VMs of this host (podvisord, the CLI standalone).
+    public static func open(config: PodvisorConfig, logger: Logger) async throws(PodvisorError) -> CRIServer {
+        let host = try VMHost(config: config)
+        if let warning = host.warning { logger.warning("\(warning)") }
+        return try await open(config: config, runtime: try VMRuntime(host: host, imageRoot: config.effectiveImageRoot, logger: logger), logger: logger)
+    }
+
+    /// The CRI over any sandbox runtime (benchmarks bring their own VM host; handler tests a fake).
+    public static func open(config: PodvisorConfig, runtime: any SandboxRuntime, logger: Logger) async throws(PodvisorError) -> CRIServer {
         let streaming: StreamingServer
         do { streaming = try await StreamingServer.start(host: config.streamingAddress, port: config.streamingPort) } catch {
             throw PodvisorError(.unavailable, "streaming server on \(config.streamingAddress):\(config.streamingPort): \(error)")
         }
-        let server = try CRIServer(config: config, program: program, streaming: streaming)
+        let server = try CRIServer(config: config, runtime: runtime, streaming: streaming, logger: logger)
         await server.recover()
         return server
     }
 
-    private init(config: PodvisorConfig, program: String, streaming: StreamingServer) throws(PodvisorError) {
+    private init(config: PodvisorConfig, runtime: any SandboxRuntime, streaming: StreamingServer, logger: Logger) throws(PodvisorError) {
         self.config = config
+        self.runtime = runtime
         self.streaming = streaming
-        log = Logger(program: program, level: config.logLevel)
-        host = try VMHost(config: config)
-        if let warning = host.warning { log.warning(warning) }
+        log = logger
         var options = RegistryClient.Options()
         options.hosts = RegistryHosts(directory: config.registryHostsDirectory, insecureRegistries: Set(config.insecureRegistries))
         images = try ImageStore(root: config.effectiveImageRoot, registry: RegistryClient(options: options))
@@ -64,28 +69,21 @@ public final class CRIServer: Sendable {
     }
 
     public var runtimeService: RuntimeService { RuntimeService(server: self) }
-    /// The VM host the sandboxes boot on (benchmarks boot baseline VMs on it too).
-    public var vmHost: VMHost { host }
     public var imageService: ImageService { ImageService(server: self) }
 
-    /// Directory of a container's host-side files: overlay upper and work directories, its rootfs mount point.
-    func containerDirectory(_ id: String) -> String { "\(config.stateDirectory)/cri/containers/\(id)" }
-    /// Directory of a sandbox's generated files (hostname, resolv.conf, hosts).
-    func sandboxDirectory(_ id: String) -> String { "\(config.stateDirectory)/cri/sandboxes/\(id)" }
+    func pod(_ sandboxID: String) -> (any PodSandbox)? { pods.withLock { $0[sandboxID] } }
 
-    func pod(_ sandboxID: String) -> PodVM? { pods.withLock { $0[sandboxID] } }
-
-    /// The live VM of a sandbox that must be ready for the request.
-    func readyPod(_ sandbox: SandboxRecord) throws(PodvisorError) -> PodVM {
+    /// The live sandbox that must be ready for the request.
+    func readyPod(_ sandbox: SandboxRecord) throws(PodvisorError) -> any PodSandbox {
         guard sandbox.state == .ready, let pod = pod(sandbox.id) else {
             throw PodvisorError(.failedPrecondition, "pod sandbox \(sandbox.id) is not ready\(sandbox.notReadyReason.map { " (\($0))" } ?? "")")
         }
         return pod
     }
 
-    /// A running container and its pod's VM, for requests that need its processes (ExecSync, Exec, Attach;
-    /// Attach takes a created one too).
-    func runningContainer(_ id: String, orCreated: Bool = false) throws(PodvisorError) -> (ContainerRecord, PodVM) {
+    /// A running container and its live sandbox, for requests that need its processes (ExecSync, Exec,
+    /// Attach; Attach takes a created one too).
+    func runningContainer(_ id: String, orCreated: Bool = false) throws(PodvisorError) -> (ContainerRecord, any PodSandbox) {
         let container = try containers.find(id)
         guard container.state == .running || (orCreated && container.state == .created) else {
             throw PodvisorError(.failedPrecondition, "container \(container.id) is \(container.state.rawValue), not running")
@@ -94,18 +92,18 @@ public final class CRIServer: Sendable {
     }
 
     /// Starts `command` as a new exec in a running container, with the container's identity and environment
-    /// (ExecSync and Exec); answers the agent to follow it through and the exec's reference.
+    /// (ExecSync and Exec); answers the sandbox to follow it through and the exec's reference.
     func startExec(in containerID: String, command: [String], tty: Bool, stdin: Bool) async throws(PodvisorError)
-        -> (AgentClient, Podvisor_Agent_V1_ProcessRef)
+        -> (any PodSandbox, ProcessRef)
     {
         let (container, pod) = try runningContainer(containerID)
         var process = container.process
         process.args = command
         process.terminal = tty
         process.stdin = stdin
-        let ref = AgentClient.process(container.id, exec: String(newObjectID().prefix(16)))
-        try await pod.agent.exec(container.id, execID: ref.execID, process)
-        return (pod.agent, ref)
+        let ref = ProcessRef(container: container.id, exec: String(newObjectID().prefix(16)))
+        try await pod.exec(process, as: ref)
+        return (pod, ref)
     }
 
     /// Serves a ready sandbox's hostPort mappings.
@@ -133,21 +131,5 @@ public final class CRIServer: Sendable {
             if let sandbox { $0.podSandboxStatus = sandboxStatus(sandbox) }
             $0.containersStatuses = [containerStatus(container)]
         })
-    }
-}
-
-/// A minimal leveled logger to stderr (journald adds the timestamps under systemd).
-struct Logger: Sendable {
-    let program: String
-    let level: PodvisorConfig.LogLevel
-
-    func debug(_ message: @autoclosure () -> String) { emit(.debug, message) }
-    func info(_ message: @autoclosure () -> String) { emit(.info, message) }
-    func warning(_ message: @autoclosure () -> String) { emit(.warning, message) }
-    func error(_ message: @autoclosure () -> String) { emit(.error, message) }
-
-    private func emit(_ at: PodvisorConfig.LogLevel, _ message: () -> String) {
-        guard at >= level else { return }
-        FileHandle.standardError.write(Data("\(program) \(at.rawValue): \(message())\n".utf8))
     }
 }

@@ -76,21 +76,21 @@ enum Validate {
     static func name(_ value: String, _ field: String) throws(PodvisorError) {
         try required(value, field)
         guard value.utf8.count <= 253, !value.contains("/"), !value.unicodeScalars.contains(where: { $0.value < 0x20 || $0 == "\u{7f}" })
-        else { throw PodvisorError(.invalidArgument, "\(field) \"\(value)\" is not a valid name") }
+        else { throw PodvisorError(.invalidArgument, "\(field) \(PodvisorError.quote(value)) is not a valid name") }
     }
 
     /// An absolute path without `..` components, NUL or control characters.
     static func absolutePath(_ value: String, _ field: String) throws(PodvisorError) {
-        guard value.hasPrefix("/"), !value.split(separator: "/").contains(".."),
+        guard value.hasPrefix("/"), value.utf8.count <= RequestLimits.maxPathBytes, !value.split(separator: "/").contains(".."),
               !value.unicodeScalars.contains(where: { $0.value < 0x20 })
-        else { throw PodvisorError(.invalidArgument, "\(field) \"\(value)\" must be an absolute path without \"..\"") }
+        else { throw PodvisorError(.invalidArgument, "\(field) \(PodvisorError.quote(value)) must be an absolute path without \"..\"") }
     }
 
     /// A path relative to a directory that it must stay inside.
     static func relativePath(_ value: String, _ field: String) throws(PodvisorError) {
-        guard !value.isEmpty, !value.hasPrefix("/"), !value.split(separator: "/").contains(".."),
+        guard !value.isEmpty, value.utf8.count <= RequestLimits.maxPathBytes, !value.hasPrefix("/"), !value.split(separator: "/").contains(".."),
               !value.unicodeScalars.contains(where: { $0.value < 0x20 })
-        else { throw PodvisorError(.invalidArgument, "\(field) \"\(value)\" must be a relative path that stays in its directory") }
+        else { throw PodvisorError(.invalidArgument, "\(field) \(PodvisorError.quote(value)) must be a relative path that stays in its directory") }
     }
 
     /// Exec and Attach: something to stream, and no stderr beside a terminal (the terminal merges it into stdout).
@@ -98,6 +98,20 @@ enum Validate {
         guard stdin || stdout || stderr else { throw PodvisorError(.invalidArgument, "one of stdin, stdout or stderr must be set") }
         guard !(tty && stderr) else { throw PodvisorError(.invalidArgument, "tty and stderr cannot both be true") }
         return RemoteCommandOptions(stdin: stdin, stdout: stdout, stderr: stderr, tty: tty)
+    }
+
+    /// The largest VM podvisor sizes (1 TiB): anything above is a mistake, not a pod.
+    static let maxVMMemoryMiB = 1 << 20
+
+    /// Bytes as whole MiB, rounded up; at most `maxVMMemoryMiB`.
+    static func mebibytes(_ bytes: Int64, _ field: String) throws(PodvisorError) -> Int {
+        try nonNegative(bytes, field)
+        let (whole, part) = bytes.quotientAndRemainder(dividingBy: 1 << 20)
+        let mib = whole + (part > 0 ? 1 : 0)
+        guard mib <= maxVMMemoryMiB else {
+            throw PodvisorError(.invalidArgument, "\(field) must be at most \(maxVMMemoryMiB) MiB (got \(bytes) bytes)")
+        }
+        return Int(mib)
     }
 
     static func nonNegative(_ value: Int64, _ field: String) throws(PodvisorError) {
@@ -108,7 +122,7 @@ enum Validate {
     static func hostname(_ value: String) throws(PodvisorError) {
         let allowed = value.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) && $0.isASCII || $0 == "-" || $0 == "." }
         guard !value.isEmpty, value.utf8.count <= 64, allowed else {
-            throw PodvisorError(.invalidArgument, "hostname \"\(value)\" must be 1-64 letters, digits, '-' or '.'")
+            throw PodvisorError(.invalidArgument, "hostname \(PodvisorError.quote(value)) must be 1-64 letters, digits, '-' or '.'")
         }
     }
 

@@ -1,9 +1,8 @@
 import ArgumentParser
 import Foundation
+import Logging
 import PodvisorCore
 import PodvisorRuntime
-import PodvisorAgentClient
-import PodvisorVMM
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -18,7 +17,7 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "Boots of each kind (after one unmeasured warm-up of each).")
         var runs: Int = 5
 
-        @Option(help: "Initramfs whose /init only prints \(BaselineBoot.marker) and powers off (make bench builds it).")
+        @Option(help: "Initramfs whose /init only prints \(VMHost.baselineMarker) and powers off (make bench builds it).")
         var baselineInitrd: String
 
         @Option(help: "Markdown file whose boot section is replaced with the results.")
@@ -32,23 +31,29 @@ struct BenchCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let host = try VMHost(config: runtime.load())
+            let config = try runtime.load()
+            LogOutput.bootstrap(program: "podvisor", format: config.logFormat)
+            let host = try VMHost(config: config)
+            let sandboxes = try VMRuntime(host: host, imageRoot: config.effectiveImageRoot, logger: Logger(label: "bench", level: .error))
             var pod: [Duration] = [], bare: [Duration] = [], rss: [UInt64] = [], rssWithContainers: [UInt64] = []
             // Interleaved, so drift of the machine's load hits both series alike.
             for i in 0...runs {
-                let booted = try await host.boot(id: "bench-\(getpid())-\(i)")
-                let agentRSS = try await booted.agent.health().agentRssBytes
+                let id = randomSandboxID()
+                let booted = try await sandboxes.createSandbox(
+                    SandboxSpec(id: id, name: "bench", namespace: "bench", uid: id, hostname: "bench",
+                                size: VMSize(memoryMiB: config.memoryMiB, vcpus: config.vcpus)))
+                let ready = booted.info.bootToReady
+                let agentRSS = try await booted.health().agentRSSBytes
                 if let containerRootfs, i > 0 {
                     rssWithContainers.append(try await Self.agentRSSWithIdleContainers(booted, rootfs: containerRootfs))
                 }
-                try await booted.shutdown()
-                let baseline = try await BaselineBoot.measure(
-                    host.vmConfiguration(id: "bench-bare-\(getpid())-\(i)", initrd: baselineInitrd), on: host.connection)
+                _ = try await booted.stop(timeout: .seconds(config.shutdownTimeoutSeconds))
+                let baseline = try await host.bareBoot(id: "bench-bare-\(getpid())-\(i)", initrd: baselineInitrd)
                 guard i > 0 else { continue }
-                pod.append(booted.timings.ready)
+                pod.append(ready)
                 bare.append(baseline)
                 rss.append(agentRSS)
-                print("run \(i): pod VM ready \(booted.timings.ready.milliseconds) ms, bare boot \(baseline.milliseconds) ms, agent RSS \(agentRSS / 1024) KiB")
+                print("run \(i): pod VM ready \(ready.milliseconds) ms, bare boot \(baseline.milliseconds) ms, agent RSS \(agentRSS / 1024) KiB")
             }
             let result = BootBenchResult(
                 accelerator: host.accelerator, transport: host.transport, runs: runs, pod: pod, bare: bare, agentRSS: rss,
@@ -58,45 +63,25 @@ struct BenchCommand: AsyncParsableCommand {
             if let report { try result.write(into: report) }
         }
 
-        /// Starts two `sleep` containers and reads the agent's RSS (the VM's shutdown removes them).
-        static func agentRSSWithIdleContainers(_ pod: PodVM, rootfs: String) async throws -> UInt64 {
+        /// Starts two `sleep` containers on the rootfs and reads the agent's RSS (the sandbox's stop removes them).
+        static func agentRSSWithIdleContainers(_ pod: any PodSandbox, rootfs: String) async throws -> UInt64 {
             for n in 0..<2 {
-                let id = "idle-\(n)"
-                let relative = try pod.mountRootfs(containerID: id, from: rootfs)
-                try await pod.agent.createContainer(.with {
-                    $0.containerID = id
-                    $0.rootfs = relative
-                    $0.ownPidNamespace = true
-                    $0.process.args = ["sleep", "3600"]
-                    $0.process.env = ["PATH=/bin"]
-                })
-                try await pod.agent.startContainer(id)
+                var process = ProcessSpec()
+                process.args = ["sleep", "3600"]
+                process.env = ["PATH=/bin"]
+                var spec = ContainerSpec(id: "idle\(n)-\(pod.id)", process: process, layers: [rootfs])
+                spec.ownPIDNamespace = true
+                try await pod.createContainer(spec)
+                try await pod.startContainer(spec.id)
             }
-            return try await pod.agent.health().agentRssBytes
+            return try await pod.health().agentRSSBytes
         }
     }
 }
 
-/// A VM booted with the baseline initramfs: time from the request until its init printed the marker.
-enum BaselineBoot {
-    static let marker = "PODVISOR-BASELINE-READY"
-
-    static func measure(_ configuration: VirtualMachine.Configuration, on connection: LibvirtConnection) async throws -> Duration {
-        let clock = ContinuousClock()
-        let start = clock.now
-        let vm = try VirtualMachine.start(configuration, on: connection)
-        defer { try? vm.destroy() }
-        let deadline = start + .seconds(120)
-        while clock.now < deadline {
-            if let console = FileManager.default.contents(atPath: vm.consoleLog),
-               console.range(of: Data(marker.utf8)) != nil
-            {
-                return start.duration(to: clock.now)
-            }
-            try await Task.sleep(for: .milliseconds(5))
-        }
-        throw PodvisorError(.timeout, "baseline VM never printed \(marker)")
-    }
+/// A sandbox id of the CRI's form (64 hex digits) for VMs the CLI boots outside the CRI.
+func randomSandboxID() -> String {
+    (0..<4).map { _ in String(format: "%016llx", UInt64.random(in: .min ... .max)) }.joined()
 }
 
 struct BootBenchResult {

@@ -1,10 +1,11 @@
 import ArgumentParser
 import Foundation
+import Logging
 import PodvisorCRI
 import PodvisorCore
 import PodvisorStreaming
+import PodvisorCRIServer
 import PodvisorRuntime
-import PodvisorVMM
 
 /// `podvisor bench cri`: pod start through the CRI against a bare VM boot in the same run, CRI call
 /// latency with many pods, and host memory per idle pod.
@@ -17,7 +18,7 @@ struct CRIBench: AsyncParsableCommand {
     @Option(help: "Measured pod starts and bare boots (after one unmeasured warm-up).") var runs = 5
     @Option(help: "Idle pods for the latency and memory figures.") var pods = 20
     @Option(help: "Image with sh and sleep, already in the store (make bench imports the demo image).") var image = "demo"
-    @Option(help: "Initramfs whose /init only prints \(BaselineBoot.marker) and powers off.") var baselineInitrd: String
+    @Option(help: "Initramfs whose /init only prints \(VMHost.baselineMarker) and powers off.") var baselineInitrd: String
     @Option(help: "Markdown file whose CRI section is replaced with the results.") var report: String?
 
     static let startMarker = "<!-- bench:cri:start -->"
@@ -29,18 +30,20 @@ struct CRIBench: AsyncParsableCommand {
         let config = loaded
         let logs = "/tmp/podvisor-bench-logs-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: logs) }
-        let markdown = try await withInProcessRuntime(config) { server, runtime, images in
+        LogOutput.bootstrap(program: "podvisor", format: config.logFormat)
+        let host = try VMHost(config: config)
+        let sandboxRuntime = try VMRuntime(host: host, imageRoot: config.effectiveImageRoot, logger: Logger(label: "bench", level: .error))
+        let server = try await CRIServer.open(config: config, runtime: sandboxRuntime, logger: Logger(label: "bench", level: .error))
+        let markdown = try await withInProcessRuntime(server) { runtime, images in
             guard try await images.imageStatus(.with { $0.image.image = image }).hasImage else {
                 throw ValidationError("image \(image) is not in the store (podvisor image import/pull it first)")
             }
-            let host = server.vmHost
             var starts: [Duration] = [], bare: [Duration] = []
             for i in 0...runs {
                 let (started, sandbox) = try await podStart(runtime, logs: logs, name: "bench-\(i)", command: "echo ready")
                 _ = try await runtime.stopPodSandbox(.with { $0.podSandboxID = sandbox })
                 _ = try await runtime.removePodSandbox(.with { $0.podSandboxID = sandbox })
-                let baseline = try await BaselineBoot.measure(
-                    host.vmConfiguration(id: "bench-bare-\(getpid())-\(i)", initrd: baselineInitrd), on: host.connection)
+                let baseline = try await host.bareBoot(id: "bench-bare-\(getpid())-\(i)", initrd: baselineInitrd)
                 guard i > 0 else { continue }
                 starts.append(started)
                 bare.append(baseline)
@@ -90,7 +93,7 @@ struct CRIBench: AsyncParsableCommand {
                 let quiet = RemoteCommandClient.IO(stdin: nil, resizes: nil, stdout: { _ in }, stderr: { _ in })
                 _ = try await RemoteCommandClient.run(url: url, tty: false, io: quiet)
             }
-            let memory = sandboxes.map { Self.hostMemory(vmID: String($0.prefix(16)), stateDirectory: config.stateDirectory) }
+            let memory = sandboxes.map(sandboxRuntime.hostMemory(sandboxID:))
             for sandbox in sandboxes {
                 _ = try await runtime.stopPodSandbox(.with { $0.podSandboxID = sandbox })
                 _ = try await runtime.removePodSandbox(.with { $0.podSandboxID = sandbox })
@@ -151,28 +154,6 @@ struct CRIBench: AsyncParsableCommand {
             result.append(started.duration(to: .now))
         }
         return result
-    }
-
-    /// PSS in KiB of one pod VM's host processes: QEMU, virtiofsd, the vsock backend.
-    static func hostMemory(vmID: String, stateDirectory: String) -> (qemu: UInt64, helpers: UInt64) {
-        var qemu: UInt64 = 0, helpers: UInt64 = 0
-        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
-            guard Int32(entry) != nil, let raw = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { continue }
-            let cmdline = String(decoding: raw.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
-            let pss = Self.pss(entry)
-            if cmdline.contains("guest=\(VMHost.domainPrefix)\(vmID),") {
-                qemu += pss
-            } else if cmdline.contains("\(stateDirectory)/vm/\(vmID)/") {
-                helpers += pss
-            }
-        }
-        return (qemu, helpers)
-    }
-
-    private static func pss(_ pid: String) -> UInt64 {
-        let rollup = readProcFile("/proc/\(pid)/smaps_rollup")
-        guard let line = rollup.split(separator: "\n").first(where: { $0.hasPrefix("Pss:") }) else { return 0 }
-        return UInt64(line.split(separator: " ").dropFirst().first ?? "") ?? 0
     }
 
     static func markdown(

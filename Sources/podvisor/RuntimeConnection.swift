@@ -3,6 +3,7 @@ import Foundation
 import GRPCCore
 import GRPCInProcessTransport
 import GRPCNIOTransportHTTP2Posix
+import Logging
 import PodvisorCRI
 import PodvisorCRIServer
 import PodvisorCore
@@ -51,11 +52,19 @@ struct ConnectionOptions: ParsableArguments {
 func withInProcessRuntime<T: Sendable>(
     _ config: PodvisorConfig, _ body: @Sendable (CRIServer, RuntimeClient, ImageClient) async throws -> T
 ) async throws -> T {
-    let server = try await CRIServer.open(config: config, program: "podvisor")
+    LogOutput.bootstrap(program: "podvisor", format: config.logFormat)
+    let server = try await CRIServer.open(config: config, logger: Logger(label: "podvisor", level: config.logLevel))
+    return try await withInProcessRuntime(server) { runtime, images in try await body(server, runtime, images) }
+}
+
+/// CRI clients of `server` through an in-process gRPC transport.
+func withInProcessRuntime<T: Sendable>(
+    _ server: CRIServer, _ body: @Sendable (RuntimeClient, ImageClient) async throws -> T
+) async throws -> T {
     let transport = InProcessTransport()
     return try await withGRPCServer(transport: transport.server, services: [server.runtimeService, server.imageService]) { _ in
         try await withGRPCClient(transport: transport.client) { client in
-            try await body(server, Runtime_V1_RuntimeService.Client(wrapping: client), Runtime_V1_ImageService.Client(wrapping: client))
+            try await body(Runtime_V1_RuntimeService.Client(wrapping: client), Runtime_V1_ImageService.Client(wrapping: client))
         }
     }
 }

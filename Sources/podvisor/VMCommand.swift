@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import PodvisorCore
 import PodvisorRuntime
 
@@ -17,21 +18,27 @@ struct VMCommand: AsyncParsableCommand {
         var keep: Int = 0
 
         func run() async throws {
-            let host = try VMHost(config: runtime.load())
+            let config = try runtime.load()
+            LogOutput.bootstrap(program: "podvisor", format: config.logFormat)
+            let host = try VMHost(config: config)
             if let warning = host.warning { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
-            let pod = try await host.boot(id: "vm-\(getpid())")
-            let health = try await pod.agent.health()
+            let sandboxes = try VMRuntime(host: host, imageRoot: config.effectiveImageRoot, logger: Logger(label: "vm", level: .error))
+            let id = randomSandboxID()
+            let pod = try await sandboxes.createSandbox(
+                SandboxSpec(id: id, name: "vm", namespace: "vm", uid: id, hostname: "vm",
+                            size: VMSize(memoryMiB: config.memoryMiB, vcpus: config.vcpus)))
+            let info = pod.info
+            let health = try await pod.health()
             print("""
-                booted \(pod.vm.name) (\(host.accelerator.rawValue), \(host.transport.rawValue))
-                agent \(pod.version.agentVersion) on \(pod.version.transport), guest kernel \(pod.version.kernelVersion)
-                domain started in \(pod.timings.domainStart.milliseconds) ms, agent ready after \(pod.timings.ready.milliseconds) ms \
-                (guest uptime at ready \(pod.version.uptimeAtReadyMs) ms)
-                agent RSS \(health.agentRssBytes / 1024) KiB, guest MemAvailable \(health.guestMemAvailableBytes / 1_048_576) MiB
+                booted \(info.domain) (\(info.hypervisor), \(info.transport))
+                agent \(info.agentVersion), guest kernel \(info.guestKernel)
+                agent ready after \(info.bootToReady.milliseconds) ms
+                agent RSS \(health.agentRSSBytes / 1024) KiB, guest MemAvailable \(health.guestMemAvailableBytes / 1_048_576) MiB
                 """)
             if keep > 0 { try await Task.sleep(for: .seconds(keep)) }
             let clock = ContinuousClock()
             let start = clock.now
-            try await pod.shutdown()
+            _ = try await pod.stop(timeout: .seconds(config.shutdownTimeoutSeconds))
             print("powered off and cleaned up in \(start.duration(to: clock.now).milliseconds) ms")
         }
     }

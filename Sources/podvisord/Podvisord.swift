@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GRPCCore
+import Logging
 import GRPCNIOTransportHTTP2Posix
 import PodvisorCRIServer
 import PodvisorCore
@@ -30,7 +31,8 @@ struct Podvisord: AsyncParsableCommand {
         if let stateDir { config = try config.merging(toml: "state_dir = \(PodvisorConfig.quote(stateDir))") }
         if let socket { config = try config.merging(toml: "[cri]\nsocket = \(PodvisorConfig.quote(socket))") }
 
-        let server = try await CRIServer.open(config: config)
+        LogOutput.bootstrap(program: "podvisord", format: config.logFormat)
+        let server = try await CRIServer.open(config: config, logger: Logger(label: "podvisord", level: config.logLevel))
         let path = config.socketPath
         try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         unlink(path)  // a socket left by a previous process

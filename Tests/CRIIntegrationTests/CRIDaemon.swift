@@ -218,8 +218,8 @@ enum PodTraces {
         #expect(qemu(sandbox: id).isEmpty, "QEMU still runs", sourceLocation: sourceLocation)
         #expect(!FileManager.default.fileExists(atPath: "\(daemon.stateDirectory)/vm/\(id.prefix(16))"), "run directory left", sourceLocation: sourceLocation)
         for container in containers {
-            #expect(mountPoints(under: "\(daemon.stateDirectory)/cri/containers/\(container)").isEmpty, "mounts left", sourceLocation: sourceLocation)
-            #expect(!FileManager.default.fileExists(atPath: "\(daemon.stateDirectory)/cri/containers/\(container)"), sourceLocation: sourceLocation)
+            #expect(mountPoints(under: "\(daemon.stateDirectory)/containers/\(container)").isEmpty, "mounts left", sourceLocation: sourceLocation)
+            #expect(!FileManager.default.fileExists(atPath: "\(daemon.stateDirectory)/containers/\(container)"), sourceLocation: sourceLocation)
         }
     }
 }

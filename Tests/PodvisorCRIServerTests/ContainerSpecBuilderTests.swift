@@ -1,5 +1,4 @@
 import Foundation
-import PodvisorAgentProtocol
 import PodvisorCRI
 import PodvisorCore
 import PodvisorImages
@@ -21,93 +20,93 @@ import Testing
 
     @Test func commandAndArgsFollowKubeletsRule() throws {
         var config = Runtime_V1_ContainerConfig()
-        #expect(try ContainerSpec.arguments(config, image: image()) == ["/entry", "default"])
+        #expect(try ContainerSpecBuilder.arguments(config, image: image()) == ["/entry", "default"])
         config.args = ["a"]
-        #expect(try ContainerSpec.arguments(config, image: image()) == ["/entry", "a"])
+        #expect(try ContainerSpecBuilder.arguments(config, image: image()) == ["/entry", "a"])
         config.command = ["/bin/x"]
-        #expect(try ContainerSpec.arguments(config, image: image()) == ["/bin/x", "a"])
+        #expect(try ContainerSpecBuilder.arguments(config, image: image()) == ["/bin/x", "a"])
         config.args = []
         // command drops the image's cmd as well as its entrypoint.
-        #expect(try ContainerSpec.arguments(config, image: image()) == ["/bin/x"])
-        #expect(throws: PodvisorError.self) { try ContainerSpec.arguments(Runtime_V1_ContainerConfig(), image: image(entrypoint: nil, cmd: nil)) }
+        #expect(try ContainerSpecBuilder.arguments(config, image: image()) == ["/bin/x"])
+        #expect(throws: PodvisorError.self) { try ContainerSpecBuilder.arguments(Runtime_V1_ContainerConfig(), image: image(entrypoint: nil, cmd: nil)) }
     }
 
     @Test func environmentOverridesByKeyAndHasAPath() {
         var config = Runtime_V1_ContainerConfig()
         config.envs = [.with { $0.key = "A"; $0.value = Data("2".utf8) }, .with { $0.key = "B"; $0.value = Data("x=y".utf8) }]
-        let env = ContainerSpec.environment(config, image: image(env: ["A=1", "PATH=/bin"]))
+        let env = ContainerSpecBuilder.environment(config, image: image(env: ["A=1", "PATH=/bin"]))
         #expect(env == ["A=2", "PATH=/bin", "B=x=y"])
-        #expect(ContainerSpec.environment(Runtime_V1_ContainerConfig(), image: nil) == [ContainerSpec.defaultPath])
+        #expect(ContainerSpecBuilder.environment(Runtime_V1_ContainerConfig(), image: nil) == [ContainerSpecBuilder.defaultPath])
     }
 
     @Test func userFormsAndOverrides() throws {
-        var process = Podvisor_Agent_V1_ProcessSpec()
-        try ContainerSpec.user(Runtime_V1_LinuxContainerSecurityContext(), image: image(user: "www-data:1004"), into: &process)
+        var process = ProcessSpec()
+        try ContainerSpecBuilder.user(Runtime_V1_LinuxContainerSecurityContext(), image: image(user: "www-data:1004"), into: &process)
         #expect(process.username == "www-data" && process.gid == 1004 && process.groupname.isEmpty)
 
         var security = Runtime_V1_LinuxContainerSecurityContext()
         security.runAsUser = .with { $0.value = 1000 }
         security.runAsGroup = .with { $0.value = 3000 }
         security.supplementalGroups = [4000]
-        process = Podvisor_Agent_V1_ProcessSpec()
-        try ContainerSpec.user(security, image: image(user: "www-data"), into: &process)
+        process = ProcessSpec()
+        try ContainerSpecBuilder.user(security, image: image(user: "www-data"), into: &process)
         #expect(process.uid == 1000 && process.username.isEmpty && process.gid == 3000 && process.additionalGids == [4000])
 
         var groupOnly = Runtime_V1_LinuxContainerSecurityContext()
         groupOnly.runAsGroup = .with { $0.value = 3000 }
-        #expect(throws: PodvisorError.self) { try ContainerSpec.user(groupOnly, image: nil, into: &process) }
+        #expect(throws: PodvisorError.self) { try ContainerSpecBuilder.user(groupOnly, image: nil, into: &process) }
 
         security.runAsUser = .with { $0.value = -1 }
-        #expect(throws: PodvisorError.self) { try ContainerSpec.user(security, image: nil, into: &process) }
+        #expect(throws: PodvisorError.self) { try ContainerSpecBuilder.user(security, image: nil, into: &process) }
     }
 
     @Test func capabilitiesAddDropAndAll() {
-        let dropAll = ContainerSpec.capabilities(.with { $0.dropCapabilities = ["ALL"]; $0.addCapabilities = ["net_admin"] })
+        let dropAll = ContainerSpecBuilder.capabilities(.with { $0.dropCapabilities = ["ALL"]; $0.addCapabilities = ["net_admin"] })
         #expect(dropAll == ["CAP_NET_ADMIN"])
-        let defaults = ContainerSpec.capabilities(.with { $0.dropCapabilities = ["KILL"] })
-        #expect(!defaults.contains("CAP_KILL") && defaults.contains("CAP_CHOWN") && defaults.count == ContainerSpec.defaultCapabilities.count - 1)
-        let all = ContainerSpec.capabilities(.with { $0.addCapabilities = ["ALL"]; $0.dropCapabilities = ["CAP_SYS_ADMIN"] })
-        #expect(all.count == ContainerSpec.allCapabilities.count - 1 && !all.contains("CAP_SYS_ADMIN"))
+        let defaults = ContainerSpecBuilder.capabilities(.with { $0.dropCapabilities = ["KILL"] })
+        #expect(!defaults.contains("CAP_KILL") && defaults.contains("CAP_CHOWN") && defaults.count == ContainerSpecBuilder.defaultCapabilities.count - 1)
+        let all = ContainerSpecBuilder.capabilities(.with { $0.addCapabilities = ["ALL"]; $0.dropCapabilities = ["CAP_SYS_ADMIN"] })
+        #expect(all.count == ContainerSpecBuilder.allCapabilities.count - 1 && !all.contains("CAP_SYS_ADMIN"))
     }
 
     @Test func seccompKindsAndPrivilegedIsUnconfinedWithAllCapabilities() throws {
         var config = Runtime_V1_ContainerConfig()
         config.command = ["/bin/sh"]
         config.linux.securityContext.seccomp = .with { $0.profileType = .runtimeDefault }
-        #expect(try ContainerSpec.process(config, image: nil, readFile: noFile).seccomp.kind == .runtimeDefault)
+        #expect(try ContainerSpecBuilder.process(config, image: nil, readFile: noFile).seccomp == .runtimeDefault)
         config.linux.securityContext.seccomp = .with { $0.profileType = .localhost; $0.localhostRef = "/p.json" }
-        let localhost = try ContainerSpec.process(config, image: nil) { (path) throws(PodvisorError) -> String in "{\"from\":\"\(path)\"}" }
-        #expect(localhost.seccomp.kind == .localhost && localhost.seccomp.localhostProfileJson == "{\"from\":\"/p.json\"}")
-        #expect(throws: PodvisorError.self) { try ContainerSpec.process(config, image: nil, readFile: noFile) }
+        let localhost = try ContainerSpecBuilder.process(config, image: nil) { (path) throws(PodvisorError) -> String in "{\"from\":\"\(path)\"}" }
+        #expect(localhost.seccomp == .localhost(json: "{\"from\":\"/p.json\"}"))
+        #expect(throws: PodvisorError.self) { try ContainerSpecBuilder.process(config, image: nil, readFile: noFile) }
         config.linux.securityContext.privileged = true
-        let privileged = try ContainerSpec.process(config, image: nil, readFile: noFile)
-        #expect(privileged.seccomp.kind == .unconfined && !privileged.hasCapabilities)
+        let privileged = try ContainerSpecBuilder.process(config, image: nil, readFile: noFile)
+        #expect(privileged.seccomp == .unconfined && privileged.capabilities == nil)
     }
 
     @Test func resourcesConvertSharesAndRefuseNegatives() throws {
-        let r = try ContainerSpec.resources(.with {
+        let r = try ContainerSpecBuilder.resources(.with {
             $0.memoryLimitInBytes = 64 << 20
             $0.cpuQuota = 50_000
             $0.cpuPeriod = 100_000
             $0.cpuShares = 1024
         })
-        #expect(r.memoryLimitBytes == 64 << 20 && r.cpuQuotaUs == 50_000 && r.cpuPeriodUs == 100_000)
+        #expect(r.memoryLimitBytes == 64 << 20 && r.cpuQuotaMicroseconds == 50_000 && r.cpuPeriodMicroseconds == 100_000)
         #expect(r.cpuWeight == 39)  // runc's conversion of the default 1024 shares
-        #expect(throws: PodvisorError.self) { try ContainerSpec.resources(.with { $0.memoryLimitInBytes = -1 }) }
+        #expect(throws: PodvisorError.self) { try ContainerSpecBuilder.resources(.with { $0.memoryLimitInBytes = -1 }) }
     }
 
-    @Test func vmSizeFromPodResourcesPlusOverhead() {
+    @Test func vmSizeFromPodResourcesPlusOverhead() throws {
         var config = PodvisorConfig()
         config.memoryMiB = 256
         config.overheadMiB = 100
         var linux = Runtime_V1_LinuxPodSandboxConfig()
-        #expect(CRIServer.vmSize(linux, config: config) == VMSize(memoryMiB: 256, vcpus: config.vcpus))
+        #expect(try CRIServer.vmSize(linux, config: config) == VMSize(memoryMiB: 256, vcpus: config.vcpus))
         linux.resources = .with { $0.memoryLimitInBytes = 200 << 20; $0.cpuQuota = 150_000; $0.cpuPeriod = 100_000 }
-        let size = CRIServer.vmSize(linux, config: config)
+        let size = try CRIServer.vmSize(linux, config: config)
         #expect(size.memoryMiB == 300)
         #expect(size.vcpus == min(2, ProcessInfo.processInfo.activeProcessorCount))
         linux.overhead = .with { $0.memoryLimitInBytes = 50 << 20 }
-        #expect(CRIServer.vmSize(linux, config: config).memoryMiB == 250)
+        #expect(try CRIServer.vmSize(linux, config: config).memoryMiB == 250)
     }
 
     @Test func stopSignalFromConfigImageOrDefault() throws {

@@ -1,6 +1,4 @@
 import Foundation
-import PodvisorAgentClient
-import PodvisorAgentProtocol
 import PodvisorCRI
 import PodvisorRuntime
 
@@ -9,27 +7,26 @@ import PodvisorRuntime
 extension CRIServer {
     /// Follows a running container (after StartContainer, or after a restart of podvisord: output the
     /// guest buffered meanwhile is read then).
-    func follow(_ record: ContainerRecord, on pod: PodVM) {
+    func follow(_ record: ContainerRecord, on pod: any PodSandbox) {
         let log: ContainerLog?
         do { log = record.logPath.isEmpty ? nil : try ContainerLog(path: record.logPath) } catch {
             self.log.error("container \(record.id): \(error)")
             log = nil
         }
         if let log { logs.withLock { $0[record.id] = log } }
-        let agent = pod.agent
         let id = record.id
-        let process = AgentClient.process(id)
+        let process = ProcessRef(container: id)
         Task.detached { [self] in
             // Read even without a log: a container whose pipe fills up would block.
             let pumps = Task {
                 await withTaskGroup(of: Void.self) { group in
                     for stream in [ContainerLog.Stream.stdout, .stderr] {
-                        group.addTask { await self.pump(agent, process, stream, into: log) }
+                        group.addTask { await self.pump(pod, process, stream, into: log) }
                     }
                 }
             }
-            let exit: Podvisor_Agent_V1_WaitProcessResponse
-            do { exit = try await agent.wait(process) } catch {
+            let exit: ProcessExit
+            do { exit = try await pod.wait(process) } catch {
                 // The agent is gone: the VM died (the sandbox's watcher records it) or the container was removed.
                 pumps.cancel()
                 return
@@ -42,10 +39,10 @@ extension CRIServer {
     }
 
     private func pump(
-        _ agent: AgentClient, _ process: Podvisor_Agent_V1_ProcessRef, _ stream: ContainerLog.Stream, into log: ContainerLog?
+        _ pod: any PodSandbox, _ process: ProcessRef, _ stream: ContainerLog.Stream, into log: ContainerLog?
     ) async {
         // Each chunk is acknowledged (by asking for the next) only once it is in the log.
-        try? await agent.readOutput(process, stderr: stream == .stderr) { data in
+        try? await pod.readOutput(process, stderr: stream == .stderr) { data in
             log?.write(data, stream: stream)
             attachments.publish(process.containerID, stream, data)
         }
@@ -66,9 +63,9 @@ extension CRIServer {
 
     /// Watches a ready sandbox's VM: if it stops without StopPodSandbox asking, the sandbox becomes NOTREADY
     /// and its containers EXITED, and the VM's host-side traces are removed.
-    func watch(sandboxID: String, pod: PodVM) {
+    func watch(sandboxID: String, pod: any PodSandbox) {
         Task.detached { [self] in
-            let state = await pod.vm.waitUntilStopped()
+            let why = await pod.waitUntilStopped()
             // StopPodSandbox takes the pod out of `pods` before it stops the VM: that stop was asked for.
             let unexpected = pods.withLock { pods -> Bool in
                 guard pods[sandboxID] === pod else { return false }
@@ -76,13 +73,11 @@ extension CRIServer {
                 return true
             }
             guard unexpected else { return }
-            let why: String
-            if case .stopped(let reason) = state { why = "pod VM stopped (\(reason.rawValue))" } else { why = "pod VM stopped" }
             log.warning("sandbox \(sandboxID): \(why)")
             // Under the sandbox's lock: a Stop or Remove that follows finds the VM's traces gone.
             try? await locks.withLock(sandboxID) {
                 sandboxLost(sandboxID, reason: why)
-                do { try pod.destroy() } catch { log.error("sandbox \(sandboxID): \(error)") }
+                do { try await pod.destroy() } catch { log.error("sandbox \(sandboxID): \(error)") }
             }
         }
     }

@@ -1,13 +1,14 @@
 import Foundation
-import PodvisorAgentProtocol
 import PodvisorCRI
 import PodvisorCore
 import PodvisorImages
+import PodvisorRuntime
 
-/// Translation of a CRI ContainerConfig (plus the image's config) into what the agent runs. Pure: every
-/// rule kubelet relies on (command/args over entrypoint/cmd, env override, user forms, capability
-/// arithmetic, default masked paths, seccomp profile kinds) is unit-tested without a VM.
-enum ContainerSpec {
+/// Translation of a CRI ContainerConfig (plus the image's config) into the runtime's ContainerSpec, as
+/// containerd's CRI plugin builds an OCI spec. Pure: every rule kubelet relies on (command/args over
+/// entrypoint/cmd, env override, user forms, capability arithmetic, default masked paths, seccomp profile
+/// kinds, limits) is unit-tested without a VM.
+enum ContainerSpecBuilder {
     /// containerd's default capability set for non-privileged containers.
     static let defaultCapabilities = [
         "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
@@ -35,12 +36,12 @@ enum ContainerSpec {
     static func process(
         _ config: Runtime_V1_ContainerConfig, image: ImageConfiguration.Config?,
         readFile: (String) throws(PodvisorError) -> String
-    ) throws(PodvisorError) -> Podvisor_Agent_V1_ProcessSpec {
+    ) throws(PodvisorError) -> ProcessSpec {
         let security = config.linux.securityContext
-        var process = Podvisor_Agent_V1_ProcessSpec()
+        var process = ProcessSpec()
         process.args = try arguments(config, image: image)
         for variable in config.envs where variable.key.isEmpty || variable.key.contains("=") {
-            throw PodvisorError(.invalidArgument, "environment variable name \"\(variable.key)\" must be non-empty and without '='")
+            throw PodvisorError(.invalidArgument, "environment variable name \(PodvisorError.quote(variable.key)) must be non-empty and without '='")
         }
         process.env = environment(config, image: image)
         process.cwd = config.workingDir.isEmpty ? (image?.WorkingDir.flatMap { $0.isEmpty ? nil : $0 } ?? "/") : config.workingDir
@@ -50,7 +51,7 @@ enum ContainerSpec {
         process.stdin = config.stdin
         process.noNewPrivileges = security.noNewPrivs
         if !security.privileged {
-            process.capabilities = .with { $0.names = capabilities(security.capabilities) }
+            process.capabilities = capabilities(security.capabilities)
         }
         process.seccomp = try seccomp(security, readFile: readFile)
         return process
@@ -89,14 +90,13 @@ enum ContainerSpec {
     /// run_as_user / run_as_username / run_as_group win over the image's `User` (`uid`, `name`, `uid:gid`, `name:group`).
     static func user(
         _ security: Runtime_V1_LinuxContainerSecurityContext, image: ImageConfiguration.Config?,
-        into process: inout Podvisor_Agent_V1_ProcessSpec
+        into process: inout ProcessSpec
     ) throws(PodvisorError) {
         let parts = (image?.User ?? "").split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
         let imageUser = parts.first ?? ""
         let imageGroup = parts.count > 1 ? parts[1] : ""
         if security.hasRunAsUser {
-            try Validate.nonNegative(security.runAsUser.value, "run_as_user")
-            process.uid = UInt32(clamping: security.runAsUser.value)
+            process.uid = try Validate.kernelID(security.runAsUser.value, "run_as_user")
         } else if !security.runAsUsername.isEmpty {
             process.username = security.runAsUsername
         } else if let uid = UInt32(imageUser) {
@@ -109,16 +109,14 @@ enum ContainerSpec {
             guard security.hasRunAsUser || !security.runAsUsername.isEmpty else {
                 throw PodvisorError(.invalidArgument, "run_as_group needs run_as_user or run_as_username")
             }
-            try Validate.nonNegative(security.runAsGroup.value, "run_as_group")
-            process.gid = UInt32(clamping: security.runAsGroup.value)
+            process.gid = try Validate.kernelID(security.runAsGroup.value, "run_as_group")
         } else if let gid = UInt32(imageGroup) {
             process.gid = gid
         } else {
             process.groupname = imageGroup
         }
         for group in security.supplementalGroups {
-            try Validate.nonNegative(group, "supplemental_groups")
-            process.additionalGids.append(UInt32(clamping: group))
+            process.additionalGids.append(try Validate.kernelID(group, "supplemental_groups"))
         }
     }
 
@@ -139,38 +137,42 @@ enum ContainerSpec {
 
     static func seccomp(
         _ security: Runtime_V1_LinuxContainerSecurityContext, readFile: (String) throws(PodvisorError) -> String
-    ) throws(PodvisorError) -> Podvisor_Agent_V1_Seccomp {
-        guard security.hasSeccomp, !security.privileged else { return .with { $0.kind = .unconfined } }
+    ) throws(PodvisorError) -> ProcessSpec.Seccomp {
+        guard security.hasSeccomp, !security.privileged else { return .unconfined }
         switch security.seccomp.profileType {
-        case .runtimeDefault: return .with { $0.kind = .runtimeDefault }
-        case .unconfined: return .with { $0.kind = .unconfined }
+        case .runtimeDefault: return .runtimeDefault
+        case .unconfined: return .unconfined
         case .localhost:
             let path = security.seccomp.localhostRef
             try Validate.absolutePath(path, "seccomp localhost_ref")
-            let json = try readFile(path)
-            return .with {
-                $0.kind = .localhost
-                $0.localhostProfileJson = json
-            }
+            return .localhost(json: try readFile(path))
         case .UNRECOGNIZED(let value):
             throw PodvisorError(.invalidArgument, "seccomp profile_type has an unknown value \(value)")
         }
     }
 
     /// cgroup v2 limits from CRI's resources (cpu_shares become cpu.weight as runc converts them).
-    static func resources(_ r: Runtime_V1_LinuxContainerResources) throws(PodvisorError) -> Podvisor_Agent_V1_Resources {
-        try Validate.nonNegative(r.memoryLimitInBytes, "memory_limit_in_bytes")
-        try Validate.nonNegative(r.cpuQuota < 0 ? 0 : r.cpuQuota, "cpu_quota")
-        try Validate.nonNegative(r.cpuPeriod, "cpu_period")
-        try Validate.nonNegative(r.cpuShares, "cpu_shares")
-        return .with {
-            $0.memoryLimitBytes = r.memoryLimitInBytes
-            $0.cpuQuotaUs = max(r.cpuQuota, 0)
-            $0.cpuPeriodUs = r.cpuPeriod
-            if r.cpuShares > 0 {
-                let shares: Int64 = min(max(r.cpuShares, 2), 262_144)
-                $0.cpuWeight = UInt64(1 + (shares - 2) * 9999 / 262_142)
-            }
+    static func resources(_ r: Runtime_V1_LinuxContainerResources) throws(PodvisorError) -> ResourceLimits {
+        try Validate.resources(r, "linux.resources")
+        var limits = ResourceLimits()
+        limits.memoryLimitBytes = r.memoryLimitInBytes
+        limits.cpuQuotaMicroseconds = max(r.cpuQuota, 0)
+        limits.cpuPeriodMicroseconds = r.cpuPeriod
+        if r.cpuShares > 0 {
+            let shares: Int64 = min(max(r.cpuShares, 2), 262_144)
+            limits.cpuWeight = UInt64(1 + (shares - 2) * 9999 / 262_142)
         }
+        return limits
+    }
+
+    static func volume(_ mount: Runtime_V1_Mount) -> VolumeMount {
+        var volume = VolumeMount(hostPath: mount.hostPath, containerPath: mount.containerPath, readonly: mount.readonly)
+        volume.recursiveReadonly = mount.recursiveReadOnly
+        switch mount.propagation {
+        case .propagationHostToContainer: volume.propagation = .hostToContainer
+        case .propagationBidirectional: volume.propagation = .bidirectional
+        default: volume.propagation = .private
+        }
+        return volume
     }
 }

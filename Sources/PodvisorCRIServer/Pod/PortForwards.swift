@@ -1,5 +1,4 @@
 import Foundation
-import PodvisorAgentClient
 import PodvisorStreaming
 
 /// A connection to relay into a pod: a PortForward stream, or a host port's connection.
@@ -21,32 +20,31 @@ extension CRIServer {
     /// it failed, if it did.
     func relay(_ sandboxID: String, port: UInt16, _ stream: some RelayPeer) async -> String? {
         guard let pod = pod(sandboxID) else { return "pod sandbox \(sandboxID) is not ready" }
-        let agent = pod.agent
         let connection: String
-        do { connection = try await agent.portConnect(UInt32(port)) } catch {
+        do { connection = try await pod.portConnect(port) } catch {
             return "failed to connect to port \(port) in pod sandbox \(sandboxID): \(error.message)"
         }
         // Pod → client until the pod's side closes (or the connection is closed below); then the client
         // sees the end and stops sending too.
         let answers = Task {
-            while let data = try? await agent.portRead(connection) { await stream.send([UInt8](data)) }
+            while let data = try? await pod.portRead(connection) { await stream.send([UInt8](data)) }
             await stream.finish()
         }
         for await bytes in stream.received {
-            do { try await agent.portWrite(connection, Data(bytes)) } catch { break }
+            do { try await pod.portWrite(connection, Data(bytes), closeWrite: false) } catch { break }
         }
         // The client finished sending: the pod reads EOF and may still answer. A client that abandoned the
         // connection (reset), or left altogether (cancellation), gets nothing more.
         if !stream.wasReset && !Task.isCancelled {
-            try? await agent.portWrite(connection, Data(), closeWrite: true)
+            try? await pod.portWrite(connection, Data(), closeWrite: true)
             await withTaskCancellationHandler {
                 await answers.value
             } onCancel: {
-                Task { try? await agent.portClose(connection) }
+                Task { try? await pod.portClose(connection) }
             }
         }
         // Closing wakes a read blocked in the agent, which ends `answers`.
-        try? await agent.portClose(connection)
+        try? await pod.portClose(connection)
         await answers.value
         return nil
     }

@@ -1,6 +1,5 @@
 import Foundation
-import PodvisorAgentClient
-import PodvisorAgentProtocol
+import PodvisorRuntime
 import PodvisorStreaming
 
 /// What runs once a client connected to an Exec or Attach URL: the remote command protocol's streams
@@ -10,31 +9,31 @@ extension CRIServer {
     /// input and window size to it. A client that leaves takes the command with it (SIGKILL).
     func serveExec(_ containerID: String, command: [String], _ streams: RemoteCommandStreams) async -> RemoteCommandResult {
         // The container may have exited, or its sandbox stopped, since the URL was handed out.
-        let agent: AgentClient
-        let ref: Podvisor_Agent_V1_ProcessRef
+        let pod: any PodSandbox
+        let ref: ProcessRef
         do {
-            (agent, ref) = try await startExec(in: containerID, command: command, tty: streams.options.tty, stdin: streams.options.stdin)
+            (pod, ref) = try await startExec(in: containerID, command: command, tty: streams.options.tty, stdin: streams.options.stdin)
         } catch { return .failure(error.message) }
 
-        let output = Task { await Self.copyOutput(agent, ref, tty: streams.options.tty, to: streams) }
+        let output = Task { await Self.copyOutput(pod, ref, tty: streams.options.tty, to: streams) }
         let input = Task {
             await withTaskGroup(of: Void.self) { group in
-                group.addTask { await Self.copyInput(agent, ref, from: streams, closeAtEnd: true) }
+                group.addTask { await Self.copyInput(pod, ref, from: streams, closeAtEnd: true) }
                 group.addTask {
                     await streams.waitForDisconnect()
-                    try? await agent.signal(ref, SIGKILL)
+                    try? await pod.signal(ref, SIGKILL)
                 }
             }
         }
         defer { input.cancel() }
-        let exit: Podvisor_Agent_V1_WaitProcessResponse
-        do { exit = try await agent.wait(ref) } catch {
+        let exit: ProcessExit
+        do { exit = try await pod.wait(ref) } catch {
             output.cancel()
             return .failure("exec in container \(containerID): \(error.message)")
         }
         await awaitOutput(output)
         output.cancel()
-        try? await agent.releaseProcess(ref)
+        try? await pod.release(ref)
         return exit.exitCode == 0 ? .success : .exitCode(exit.exitCode)
     }
 
@@ -44,14 +43,11 @@ extension CRIServer {
         _ containerID: String, output: AsyncStream<ContainerAttachments.Chunk>, _ streams: RemoteCommandStreams
     ) async -> RemoteCommandResult {
         let container: ContainerRecord
-        let agent: AgentClient
-        do {
-            let (record, pod) = try runningContainer(containerID, orCreated: true)
-            (container, agent) = (record, pod.agent)
-        } catch { return .failure(error.message) }
-        let ref = AgentClient.process(container.id)
+        let pod: any PodSandbox
+        do { (container, pod) = try runningContainer(containerID, orCreated: true) } catch { return .failure(error.message) }
+        let ref = ProcessRef(container: container.id)
         let input = Task {
-            await Self.copyInput(agent, ref, from: streams, closeAtEnd: container.config.stdinOnce)
+            await Self.copyInput(pod, ref, from: streams, closeAtEnd: container.config.stdinOnce)
         }
         defer { input.cancel() }
         // Ends when the container exits or the client leaves.
@@ -70,30 +66,30 @@ extension CRIServer {
     }
 
     private static func copyOutput(
-        _ agent: AgentClient, _ ref: Podvisor_Agent_V1_ProcessRef, tty: Bool, to streams: RemoteCommandStreams
+        _ pod: any PodSandbox, _ ref: ProcessRef, tty: Bool, to streams: RemoteCommandStreams
     ) async {
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { try? await agent.readOutput(ref) { await streams.writeStdout([UInt8]($0)) } }
+            group.addTask { try? await pod.readOutput(ref, stderr: false) { await streams.writeStdout([UInt8]($0)) } }
             // With a terminal everything is on stdout.
-            if !tty { group.addTask { try? await agent.readOutput(ref, stderr: true) { await streams.writeStderr([UInt8]($0)) } } }
+            if !tty { group.addTask { try? await pod.readOutput(ref, stderr: true) { await streams.writeStderr([UInt8]($0)) } } }
         }
     }
 
     private static func copyInput(
-        _ agent: AgentClient, _ ref: Podvisor_Agent_V1_ProcessRef, from streams: RemoteCommandStreams, closeAtEnd: Bool
+        _ pod: any PodSandbox, _ ref: ProcessRef, from streams: RemoteCommandStreams, closeAtEnd: Bool
     ) async {
         await withTaskGroup(of: Void.self) { group in
             if streams.options.stdin {
                 group.addTask {
-                    for await bytes in streams.stdin { try? await agent.writeStdin(ref, Data(bytes)) }
+                    for await bytes in streams.stdin { try? await pod.writeStdin(ref, Data(bytes)) }
                     // The client closed its input (not merely left: cancellation ends the loop too).
-                    if closeAtEnd && !Task.isCancelled { try? await agent.closeStdin(ref) }
+                    if closeAtEnd && !Task.isCancelled { try? await pod.closeStdin(ref) }
                 }
             }
             if streams.options.tty {
                 group.addTask {
                     for await size in streams.resizes {
-                        try? await agent.resizeTTY(ref, rows: UInt32(size.height), columns: UInt32(size.width))
+                        try? await pod.resizeTerminal(ref, rows: UInt32(size.height), columns: UInt32(size.width))
                     }
                 }
             }

@@ -27,7 +27,7 @@ extension CRIServer {
                 $0.labels = config.labels
                 $0.annotations = config.annotations
             }
-            let upper = "\(containerDirectory(container.id))/upper"
+            let upper = runtime.writableLayer(containerID: container.id)
             let usage = directoryUsage(upper)
             $0.writableLayer = .with {
                 $0.timestamp = Clock.nowNanoseconds()
@@ -37,16 +37,16 @@ extension CRIServer {
             }
         }
         guard container.state == .running || container.state == .created, let pod = pod(container.sandboxID),
-              let figures = try? await pod.agent.containerStats(container.id)
+              let figures = try? await pod.usage(container.id)
         else { return (stats, 0) }
         stats.cpu = .with {
-            $0.timestamp = figures.timestampNs
-            $0.usageCoreNanoSeconds = .with { $0.value = figures.cpuUsageNs }
+            $0.timestamp = figures.timestampNanoseconds
+            $0.usageCoreNanoSeconds = .with { $0.value = figures.cpuNanoseconds }
         }
         stats.memory = .with {
-            $0.timestamp = figures.timestampNs
-            $0.workingSetBytes = .with { $0.value = figures.memoryWorkingSetBytes }
-            $0.usageBytes = .with { $0.value = figures.memoryUsageBytes }
+            $0.timestamp = figures.timestampNanoseconds
+            $0.workingSetBytes = .with { $0.value = figures.workingSetBytes }
+            $0.usageBytes = .with { $0.value = figures.memoryBytes }
         }
         return (stats, figures.pids)
     }

@@ -13,7 +13,7 @@ extension RuntimeService {
                     let process = container.process
                     $0.info = CRIServer.verboseInfo([
                         "sandboxID": container.sandboxID, "args": process.args, "env": process.env, "cwd": process.cwd,
-                        "terminal": process.terminal, "rootfs": "\(server.containerDirectory(container.id))/rootfs",
+                        "terminal": process.terminal, "writableLayer": server.runtime.writableLayer(containerID: container.id),
                         "privileged": container.config.linux.securityContext.privileged,
                     ])
                 }

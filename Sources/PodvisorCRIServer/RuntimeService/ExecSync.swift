@@ -1,9 +1,8 @@
 import Foundation
 import GRPCCore
-import PodvisorAgentClient
-import PodvisorAgentProtocol
 import PodvisorCRI
 import PodvisorCore
+import PodvisorRuntime
 
 extension RuntimeService {
     /// Runs a command in a running container with the container's identity and environment and returns
@@ -11,16 +10,16 @@ extension RuntimeService {
     /// with DeadlineExceeded.
     public func execSync(request: Runtime_V1_ExecSyncRequest, context: ServerContext) async throws -> Runtime_V1_ExecSyncResponse {
         try await handle {
-            try Validate.nonNegative(request.timeout, "timeout")
+            try Validate.timeoutSeconds(request.timeout, "timeout")
             guard let command = request.cmd.first, !command.isEmpty else {
                 throw PodvisorError(.invalidArgument, "cmd must not be empty")
             }
-            let (agent, ref) = try await server.startExec(in: request.containerID, command: request.cmd, tty: false, stdin: false)
+            let (pod, ref) = try await server.startExec(in: request.containerID, command: request.cmd, tty: false, stdin: false)
 
             let run = Task { () throws -> Runtime_V1_ExecSyncResponse in
-                async let stdout = agent.readAllOutput(ref)
-                async let stderr = agent.readAllOutput(ref, stderr: true)
-                let exit = try await agent.wait(ref)
+                async let stdout = pod.readAllOutput(ref)
+                async let stderr = pod.readAllOutput(ref, stderr: true)
+                let exit = try await pod.wait(ref)
                 let (out, err) = try await (stdout, stderr)
                 return .with {
                     $0.stdout = out
@@ -29,11 +28,11 @@ extension RuntimeService {
                 }
             }
             // Once the exec has ended and its output is read (or it was killed), the agent may forget it.
-            defer { Task { try? await agent.releaseProcess(ref) } }
+            defer { Task { try? await pod.release(ref) } }
             guard request.timeout > 0 else { return try await run.value }
             let killer = Task {
                 try await Task.sleep(for: .seconds(request.timeout))
-                try? await agent.signal(ref, SIGKILL)
+                try? await pod.signal(ref, SIGKILL)
             }
             let result = await run.result
             killer.cancel()

@@ -21,18 +21,20 @@ extension RuntimeService {
 }
 
 extension CRIServer {
-    /// What `crictl inspectp` shows beyond the status: the VM behind the sandbox.
+    /// What `crictl inspectp` shows beyond the status: the VM behind the sandbox, while it is live.
     func sandboxInfo(_ sandbox: SandboxRecord) -> [String: String] {
-        var vm: [String: Any] = [
-            "domain": VMHost.domainPrefix + sandbox.vmID, "memoryMiB": sandbox.vmSize.memoryMiB, "vcpus": sandbox.vmSize.vcpus,
-            "transport": sandbox.transport, "hypervisor": host.accelerator.rawValue,
-        ]
+        var vm: [String: Any] = [:]
         if let reason = sandbox.notReadyReason { vm["notReadyReason"] = reason }
-        if let pod = pod(sandbox.id) {
-            vm["bootToReadyMs"] = Double(pod.timings.ready.components.attoseconds) / 1e15 + Double(pod.timings.ready.components.seconds) * 1000
-            vm["agentVersion"] = pod.version.agentVersion
-            vm["guestKernel"] = pod.version.kernelVersion
-            vm["sharedDirectory"] = pod.vm.sharedDirectory ?? ""
+        if let info = pod(sandbox.id)?.info {
+            vm["domain"] = info.domain
+            vm["memoryMiB"] = info.memoryMiB
+            vm["vcpus"] = info.vcpus
+            vm["transport"] = info.transport
+            vm["hypervisor"] = info.hypervisor
+            vm["bootToReadyMs"] = Double(info.bootToReady.components.attoseconds) / 1e15 + Double(info.bootToReady.components.seconds) * 1000
+            vm["agentVersion"] = info.agentVersion
+            vm["guestKernel"] = info.guestKernel
+            vm["sharedDirectory"] = info.sharedDirectory
         }
         return Self.verboseInfo(["runtimeHandler": sandbox.runtimeHandler, "vm": vm, "hostname": hostname(sandbox.config)])
     }

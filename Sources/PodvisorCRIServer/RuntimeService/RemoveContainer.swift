@@ -25,15 +25,16 @@ extension RuntimeService {
 
 extension CRIServer {
     func removeContainer(_ container: ContainerRecord) async throws {
-        let pod = pod(container.sandboxID)
-        if let pod {
-            do { try await pod.agent.removeContainer(container.id) } catch where error.code == .notFound {}
+        if let pod = pod(container.sandboxID) {
+            try await pod.removeContainer(container.id)
+        } else {
+            try runtime.removeContainer(id: container.id)
         }
         if container.state != .exited {
             containerExited(container.id, code: 137, at: Clock.nowNanoseconds(), reason: "Error", message: "removed while running")
         }
-        await releaseHostSide(containerID: container.id, imageID: try Digest(parsing: container.imageID), pod: pod)
         try containers.remove(container.id)
+        if let image = try? Digest(parsing: container.imageID) { await images.stopUsing(image) }
         publish(.containerDeletedEvent, container: container)
     }
 }

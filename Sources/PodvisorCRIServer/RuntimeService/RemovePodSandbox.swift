@@ -17,7 +17,6 @@ extension RuntimeService {
                 for container in server.containers.all where container.sandboxID == sandbox.id {
                     try await server.removeContainer(container)
                 }
-                try? FileManager.default.removeItem(atPath: server.sandboxDirectory(sandbox.id))
                 try server.sandboxes.remove(sandbox.id)
             }
             return Runtime_V1_RemovePodSandboxResponse()

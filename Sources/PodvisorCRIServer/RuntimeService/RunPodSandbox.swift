@@ -14,7 +14,7 @@ extension RuntimeService {
             let config = request.config
             try server.validate(config)
             guard request.runtimeHandler.isEmpty || request.runtimeHandler == server.config.runtimeHandler else {
-                throw PodvisorError(.invalidArgument, "unknown runtime handler \"\(request.runtimeHandler)\" (this runtime serves \"\(server.config.runtimeHandler)\")")
+                throw PodvisorError(.invalidArgument, "unknown runtime handler \(PodvisorError.quote(request.runtimeHandler)) (this runtime serves \"\(server.config.runtimeHandler)\")")
             }
             let nameKey = SandboxRecord.nameKey(config.metadata)
             if let existing = server.sandboxes.all.first(where: { SandboxRecord.nameKey($0.metadata) == nameKey }) {
@@ -25,33 +25,36 @@ extension RuntimeService {
 
             var record = SandboxRecord(
                 id: newObjectID(), configData: try config.serializedBytes(), runtimeHandler: request.runtimeHandler,
-                createdAt: Clock.nowNanoseconds(), state: .ready, vmSize: CRIServer.vmSize(config.linux, config: server.config),
-                transport: server.host.transport.rawValue)
-            while server.sandboxes.all.contains(where: { $0.vmID == record.vmID }) { record.id = newObjectID() }
-            try server.writeSandboxFiles(record)
-            if !config.logDirectory.isEmpty {
-                try? FileManager.default.createDirectory(atPath: config.logDirectory, withIntermediateDirectories: true)
+                createdAt: Clock.nowNanoseconds(), state: .ready)
+            while server.sandboxes.all.contains(where: { SandboxSpec.vmID($0.id) == SandboxSpec.vmID(record.id) }) {
+                record.id = newObjectID()
             }
-            let pod: PodVM
-            do {
-                pod = try await server.host.boot(id: record.vmID, size: record.vmSize)
-            } catch {
-                try? FileManager.default.removeItem(atPath: server.sandboxDirectory(record.id))
-                throw error
+            var createdLogDirectory = false
+            if !config.logDirectory.isEmpty && !FileManager.default.fileExists(atPath: config.logDirectory) {
+                do { try FileManager.default.createDirectory(atPath: config.logDirectory, withIntermediateDirectories: true) } catch {
+                    throw PodvisorError(.invalidArgument, "log_directory \(PodvisorError.quote(config.logDirectory)) cannot be created", cause: error)
+                }
+                createdLogDirectory = true
             }
+            let pod: any PodSandbox
             do {
-                try await pod.agent.createSandbox(hostname: server.hostname(config), sysctls: config.linux.sysctls)
-                try await server.openHostPorts(record.id, config)
-                try server.sandboxes.put(record)
+                pod = try await server.runtime.createSandbox(try server.sandboxSpec(record))
+                do {
+                    try await server.openHostPorts(record.id, config)
+                    try server.sandboxes.put(record)
+                } catch {
+                    server.hostPorts.close(record.id)
+                    try? await pod.destroy()
+                    throw error
+                }
             } catch {
-                server.hostPorts.close(record.id)
-                try? pod.destroy()
-                try? FileManager.default.removeItem(atPath: server.sandboxDirectory(record.id))
+                // A refused sandbox leaves nothing, not even the log directory it made.
+                if createdLogDirectory { try? FileManager.default.removeItem(atPath: config.logDirectory) }
                 throw error
             }
             server.pods.withLock { $0[record.id] = pod }
             server.watch(sandboxID: record.id, pod: pod)
-            server.log.info("sandbox \(record.id) (\(nameKey)) ready in \(pod.timings.ready)")
+            server.log.info("sandbox \(record.id) (\(nameKey)) ready in \(pod.info.bootToReady)")
             return .with { $0.podSandboxID = record.id }
         }
     }
@@ -65,15 +68,19 @@ extension CRIServer {
         try Validate.name(m.uid, "metadata.uid")
         if !config.hostname.isEmpty { try Validate.hostname(config.hostname) }
         if !config.logDirectory.isEmpty { try Validate.absolutePath(config.logDirectory, "log_directory") }
-        for key in config.labels.keys { try Validate.required(key, "label key") }
+        try Validate.metadataMaps(config.labels, config.annotations)
+        try Validate.count(config.linux.sysctls.count, atMost: RequestLimits.maxSysctls, "linux.sysctls")
+        try Validate.resources(config.linux.resources, "linux.resources")
+        try Validate.resources(config.linux.overhead, "linux.overhead")
+        let security = config.linux.securityContext
+        if security.hasRunAsUser { _ = try Validate.kernelID(security.runAsUser.value, "linux.security_context.run_as_user") }
+        if security.hasRunAsGroup { _ = try Validate.kernelID(security.runAsGroup.value, "linux.security_context.run_as_group") }
+        for group in security.supplementalGroups { _ = try Validate.kernelID(group, "linux.security_context.supplemental_groups") }
         try Validate.noHostNamespaces(config.linux.securityContext.namespaceOptions, "a pod VM")
         if config.linux.securityContext.privileged {
             // Privileged means the guest's devices and capabilities; never the host's.
             log.info("privileged sandbox \(m.name): privileges apply inside its VM only")
         }
-        let r = config.linux.resources
-        try Validate.nonNegative(r.memoryLimitInBytes, "linux.resources.memory_limit_in_bytes")
-        try Validate.nonNegative(config.linux.overhead.memoryLimitInBytes, "linux.overhead.memory_limit_in_bytes")
         for mapping in config.portMappings {
             guard (0...65535).contains(mapping.hostPort), mapping.hostPort == 0 || (1...65535).contains(mapping.containerPort) else {
                 throw PodvisorError(.invalidArgument, "port mapping \(mapping.hostPort) → \(mapping.containerPort) is out of range")
@@ -84,52 +91,45 @@ extension CRIServer {
         }
     }
 
-    /// Memory: the pod's limit (sum of its containers', as kubelet passes it) plus the pod overhead (the
-    /// RuntimeClass's, else the configured one); without a limit the configured default size. vCPUs: the
-    /// CPU limit rounded up, at most the host's cores.
-    static func vmSize(_ linux: Runtime_V1_LinuxPodSandboxConfig, config: PodvisorConfig) -> VMSize {
-        let mib: Int64 = 1 << 20
+    /// What the runtime is asked for: memory is the pod's limit (sum of its containers', as kubelet passes
+    /// it) plus the pod overhead (the RuntimeClass's, else the configured one), without a limit the
+    /// configured default size; vCPUs are the CPU limit rounded up, at most the host's cores.
+    func sandboxSpec(_ record: SandboxRecord) throws(PodvisorError) -> SandboxSpec {
+        let config = record.config
+        let m = config.metadata
+        var spec = SandboxSpec(
+            id: record.id, name: m.name, namespace: m.namespace, uid: m.uid, hostname: hostname(config),
+            size: try Self.vmSize(config.linux, config: self.config))
+        spec.sysctls = config.linux.sysctls
+        if config.hasDnsConfig {
+            spec.dns = DNSConfig(servers: config.dnsConfig.servers, searches: config.dnsConfig.searches, options: config.dnsConfig.options)
+        }
+        return spec
+    }
+
+    static func vmSize(_ linux: Runtime_V1_LinuxPodSandboxConfig, config: PodvisorConfig) throws(PodvisorError) -> VMSize {
         var size = VMSize(memoryMiB: config.memoryMiB, vcpus: config.vcpus)
         let r = linux.resources
         if r.memoryLimitInBytes > 0 {
-            let overhead = linux.overhead.memoryLimitInBytes > 0 ? Int((linux.overhead.memoryLimitInBytes + mib - 1) / mib) : config.overheadMiB
-            size.memoryMiB = max(64, Int((r.memoryLimitInBytes + mib - 1) / mib) + overhead)
+            let overhead = linux.overhead.memoryLimitInBytes > 0
+                ? try Validate.mebibytes(linux.overhead.memoryLimitInBytes, "linux.overhead.memory_limit_in_bytes") : config.overheadMiB
+            let (total, overflow) = try Validate.mebibytes(r.memoryLimitInBytes, "linux.resources.memory_limit_in_bytes")
+                .addingReportingOverflow(overhead)
+            guard !overflow, total <= Validate.maxVMMemoryMiB else {
+                throw PodvisorError(.invalidArgument, "pod memory (limit plus overhead) must be at most \(Validate.maxVMMemoryMiB) MiB")
+            }
+            size.memoryMiB = max(64, total)
         }
         if r.cpuQuota > 0, r.cpuPeriod > 0 {
-            size.vcpus = min(max(1, Int((r.cpuQuota + r.cpuPeriod - 1) / r.cpuPeriod)), ProcessInfo.processInfo.activeProcessorCount)
+            // Rounded up without overflow: the quota may be anything up to Int64.max.
+            let (whole, part) = r.cpuQuota.quotientAndRemainder(dividingBy: r.cpuPeriod)
+            let cpus = whole + (part > 0 ? 1 : 0)
+            size.vcpus = Int(min(max(1, cpus), Int64(ProcessInfo.processInfo.activeProcessorCount)))
         }
         return size
     }
 
     func hostname(_ config: Runtime_V1_PodSandboxConfig) -> String {
         config.hostname.isEmpty ? String(config.metadata.name.prefix(63)) : config.hostname
-    }
-
-    /// /etc/hostname, /etc/resolv.conf and /etc/hosts for the pod's containers. Without a DNS config the
-    /// host's resolv.conf is used, as containerd does.
-    func writeSandboxFiles(_ record: SandboxRecord) throws(PodvisorError) {
-        let config = record.config
-        let directory = sandboxDirectory(record.id)
-        let dns = config.dnsConfig
-        var resolv = ""
-        if config.hasDnsConfig {
-            resolv += dns.servers.map { "nameserver \($0)\n" }.joined()
-            if !dns.searches.isEmpty { resolv += "search \(dns.searches.joined(separator: " "))\n" }
-            if !dns.options.isEmpty { resolv += "options \(dns.options.joined(separator: " "))\n" }
-        } else {
-            resolv = (try? String(contentsOfFile: "/etc/resolv.conf", encoding: .utf8)) ?? ""
-        }
-        let name = hostname(config)
-        let files = [
-            "hostname": "\(name)\n",
-            "resolv.conf": resolv,
-            "hosts": "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t\(name)\n",
-        ]
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            for (file, text) in files { try text.write(toFile: "\(directory)/\(file)", atomically: true, encoding: .utf8) }
-        } catch {
-            throw PodvisorError(.internalError, "cannot write the files of sandbox \(record.id)", cause: error)
-        }
     }
 }

@@ -17,7 +17,7 @@ extension RuntimeService {
                 }
                 let pod = try server.readyPod(try server.sandboxes.find(container.sandboxID))
                 do throws(PodvisorError) {
-                    try await pod.agent.startContainer(id)
+                    try await pod.startContainer(id)
                 } catch {
                     server.containerExited(id, code: 128, at: Clock.nowNanoseconds(), reason: "StartError", message: error.message)
                     throw error

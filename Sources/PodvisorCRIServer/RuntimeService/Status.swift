@@ -5,17 +5,16 @@ extension RuntimeService {
     /// RuntimeReady while the VM host answers; NetworkReady is false until pod networking exists, with the
     /// reason saying so (kubelet then schedules only host-network-free pods… and reports the node NotReady).
     public func status(request: Runtime_V1_StatusRequest, context: ServerContext) async throws -> Runtime_V1_StatusResponse {
-        let host = server.host
-        let libvirtAlive = (try? host.connection.domains()) != nil
+        let runtime = server.runtime.readiness()
         return .with {
             $0.status = .with {
                 $0.conditions = [
                     .with {
                         $0.type = "RuntimeReady"
-                        $0.status = libvirtAlive
-                        if !libvirtAlive {
-                            $0.reason = "LibvirtUnavailable"
-                            $0.message = "the libvirt connection does not answer"
+                        $0.status = runtime.ready
+                        if !runtime.ready {
+                            $0.reason = "RuntimeNotReady"
+                            $0.message = runtime.message
                         }
                     },
                     .with {
@@ -37,12 +36,9 @@ extension RuntimeService {
                 },
             ]
             if request.verbose {
-                $0.info = CRIServer.verboseInfo([
-                    "hypervisor": host.accelerator.rawValue, "transport": host.transport.rawValue,
-                    "libvirtURI": host.config.effectiveLibvirtURI, "stateDir": host.config.stateDirectory,
-                    "kernel": host.config.kernelPath, "initrd": host.config.initrdPath,
-                    "podCIDR": server.podCIDR.withLock { $0 }, "warning": host.warning ?? "",
-                ])
+                var info = server.runtime.hostInfo
+                info["podCIDR"] = server.podCIDR.withLock { $0 }
+                $0.info = CRIServer.verboseInfo(info)
             }
         }
     }

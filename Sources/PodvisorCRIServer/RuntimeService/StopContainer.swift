@@ -1,8 +1,8 @@
 import Foundation
 import GRPCCore
-import PodvisorAgentClient
 import PodvisorCRI
 import PodvisorCore
+import PodvisorRuntime
 
 extension RuntimeService {
     /// The stop signal (SIGTERM unless the config or the image names another), then SIGKILL once `timeout`
@@ -12,7 +12,7 @@ extension RuntimeService {
         -> Runtime_V1_StopContainerResponse
     {
         try await handle {
-            try Validate.nonNegative(request.timeout, "timeout")
+            try Validate.timeoutSeconds(request.timeout, "timeout")
             guard let found = try server.existing(server.containers, request.containerID, "container_id") else {
                 return Runtime_V1_StopContainerResponse()
             }
@@ -20,8 +20,8 @@ extension RuntimeService {
                 guard let container = server.containers.get(found.id), container.state != .exited,
                       let sandbox = server.sandboxes.get(container.sandboxID), let pod = try? server.readyPod(sandbox)
                 else { return }
-                let exit = try await pod.agent.stop(
-                    AgentClient.process(container.id), grace: .seconds(request.timeout), signal: container.stopSignal)
+                let exit = try await pod.stop(
+                    ProcessRef(container: container.id), grace: .seconds(request.timeout), signal: container.stopSignal)
                 // A started container's follower records the exit once its output is drained; a created one has none.
                 if container.state == .running { await server.waitForExitRecord(container.id) }
                 server.containerExited(container.id, code: exit.exitCode, at: Clock.nowNanoseconds(), reason: exit.oomKilled ? "OOMKilled" : "Error")

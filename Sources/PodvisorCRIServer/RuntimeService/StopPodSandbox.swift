@@ -32,7 +32,7 @@ extension CRIServer {
         let pod = pods.withLock { $0.removeValue(forKey: id) }
         hostPorts.close(id)
         if let pod {
-            let cleanly = try await pod.shutdown(timeout: .seconds(config.shutdownTimeoutSeconds))
+            let cleanly = try await pod.stop(timeout: .seconds(config.shutdownTimeoutSeconds))
             log.info("sandbox \(id) stopped\(cleanly ? "" : " (VM destroyed after the shutdown timeout)")")
         }
         let now = Clock.nowNanoseconds()

@@ -10,14 +10,14 @@ extension RuntimeService {
     {
         try await handle {
             let id = try server.containers.find(request.containerID).id
-            let resources = try ContainerSpec.resources(request.linux)
+            let resources = try ContainerSpecBuilder.resources(request.linux)
             try await server.locks.withLock(id) {
                 let container = try server.containers.find(id)
                 guard container.state == .created || container.state == .running else {
                     throw PodvisorError(.failedPrecondition, "container \(id) is \(container.state.rawValue): its resources can no longer change")
                 }
                 let pod = try server.readyPod(try server.sandboxes.find(container.sandboxID))
-                try await pod.agent.updateResources(id, resources)
+                try await pod.updateResources(id, resources)
                 let data = try request.linux.serializedBytes() as [UInt8]
                 try server.containers.update(id) { $0.resourcesData = Data(data) }
             }

@@ -73,36 +73,20 @@ final class RecordStore<Record: StoredRecord>: Sendable {
         }
     }
 
+    /// Under the same lock as `update`: an update racing the removal (a container's exit being recorded
+    /// while it is removed) must not write the file back after it was unlinked.
     func remove(_ id: String) throws(PodvisorError) {
-        guard unlink(path(id)) == 0 || errno == ENOENT else {
-            throw PodvisorError(.internalError, "cannot remove \(what) record \(path(id)): errno \(errno)")
+        try records.withLock { all throws(PodvisorError) in
+            guard unlink(path(id)) == 0 || errno == ENOENT else {
+                throw PodvisorError(.internalError, "cannot remove \(what) record \(path(id)): \(String(cString: strerror(errno)))")
+            }
+            all[id] = nil
         }
-        records.withLock { _ = $0.removeValue(forKey: id) }
     }
 
     private func path(_ id: String) -> String { "\(directory)/\(id).json" }
 
     private func write(_ record: Record) throws(PodvisorError) {
-        let final = path(record.id)
-        let temporary = "\(final).tmp"
-        do {
-            let data = try JSONEncoder().encode(record)
-            let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { throw PodvisorError(.internalError, "cannot create \(temporary): errno \(errno)") }
-            defer { close(fd) }
-            let written = data.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            guard written == data.count, fsync(fd) == 0, rename(temporary, final) == 0 else {
-                throw PodvisorError(.internalError, "cannot write \(final): errno \(errno)")
-            }
-            let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-            if directoryFD >= 0 {
-                fsync(directoryFD)
-                close(directoryFD)
-            }
-        } catch let error as PodvisorError {
-            throw error
-        } catch {
-            throw PodvisorError(.internalError, "cannot encode \(what) record \(record.id)", cause: error)
-        }
+        try AtomicFile.write(json: record, to: path(record.id))
     }
 }

@@ -1,10 +1,10 @@
 import Foundation
-import PodvisorAgentProtocol
 import PodvisorCRI
 import PodvisorCore
 import PodvisorRuntime
 
-/// A pod sandbox as persisted: the request kubelet made, the VM it got, and its state.
+/// A pod sandbox as persisted: the request kubelet made and its state (what the runtime gave it, the
+/// runtime records itself).
 struct SandboxRecord: StoredRecord {
     enum State: String, Codable {
         case ready
@@ -18,14 +18,8 @@ struct SandboxRecord: StoredRecord {
     var runtimeHandler: String
     var createdAt: Int64
     var state: State
-    var vmSize: VMSize
-    var transport: String
     /// Why the sandbox is not ready when that was not asked for (its VM died, or was gone after a restart).
     var notReadyReason: String?
-
-    /// Domain and run directory names are derived from this, kept short: unix socket paths below the run
-    /// directory must stay under 108 bytes.
-    var vmID: String { String(id.prefix(16)) }
 
     var config: Runtime_V1_PodSandboxConfig {
         (try? Runtime_V1_PodSandboxConfig(serializedBytes: configData)) ?? Runtime_V1_PodSandboxConfig()
@@ -47,8 +41,8 @@ struct ContainerRecord: StoredRecord {
     var sandboxID: String
     /// The ContainerConfig of CreateContainer, protobuf-encoded.
     var configData: Data
-    /// The process as given to the agent, protobuf-encoded: ExecSync runs with the same identity.
-    var processData: Data
+    /// The container's process: ExecSync and Exec run with the same identity.
+    var process: ProcessSpec
     /// The image as asked for, its id (config digest) and a repo digest when known.
     var imageName: String
     var imageID: String
@@ -71,10 +65,6 @@ struct ContainerRecord: StoredRecord {
 
     var config: Runtime_V1_ContainerConfig {
         (try? Runtime_V1_ContainerConfig(serializedBytes: configData)) ?? Runtime_V1_ContainerConfig()
-    }
-
-    var process: Podvisor_Agent_V1_ProcessSpec {
-        (try? Podvisor_Agent_V1_ProcessSpec(serializedBytes: processData)) ?? Podvisor_Agent_V1_ProcessSpec()
     }
 
     var resources: Runtime_V1_LinuxContainerResources {

@@ -13,9 +13,9 @@ public final class PodVM: Sendable {
         public var ready: Duration
     }
 
-    public let vm: VirtualMachine
-    public let agent: AgentClient
-    public let version: Podvisor_Agent_V1_VersionResponse
+    package let vm: VirtualMachine
+    package let agent: AgentClient
+    package let version: Podvisor_Agent_V1_VersionResponse
     public let timings: BootTimings
 
     private init(vm: VirtualMachine, agent: AgentClient, version: Podvisor_Agent_V1_VersionResponse, timings: BootTimings) {

@@ -91,11 +91,13 @@ public final class VMHost: Sendable {
     /// Domain names of pod VMs carry this prefix, so a restart can tell ours from anything else on the host.
     public static let domainPrefix = "podvisor-"
 
-    /// Boots a pod VM; `size` overrides the configured memory and vCPUs.
-    public func boot(id: String, transport: AgentTransportKind? = nil, size: VMSize? = nil) async throws(PodvisorError) -> PodVM {
-        try await PodVM.boot(
-            try vmConfiguration(id: id, transport: transport, size: size), on: connection,
-            timeout: .seconds(config.bootTimeoutSeconds))
+    /// Boots a pod VM; `size` overrides the configured memory and vCPUs; `network` is its NIC.
+    public func boot(id: String, transport: AgentTransportKind? = nil, size: VMSize? = nil, network: DomainSpec.NetworkInterface? = nil)
+        async throws(PodvisorError) -> PodVM
+    {
+        var configuration = try vmConfiguration(id: id, transport: transport, size: size)
+        configuration.networkInterface = network
+        return try await PodVM.boot(configuration, on: connection, timeout: .seconds(config.bootTimeoutSeconds))
     }
 
     /// Takes over the running VM of pod `id` after a restart of this process; `transport` and `size` must be
@@ -117,8 +119,7 @@ public final class VMHost: Sendable {
             try vm.destroy()
         } else {
             if let domain = connection.lookupDomain(name: configuration.name), domain.isActive { try domain.destroy() }
-            for mountPoint in mountPoints(under: configuration.runDirectory) { _ = pv_umount_detach(mountPoint) }
-            try removeUnmountedDirectory(configuration.runDirectory)
+            try VirtualMachine.removeLeftovers(configuration)
         }
     }
 

@@ -1,0 +1,70 @@
+import PodvisorAgentClient
+import PodvisorAgentProtocol
+
+// The runtime's vocabulary in the agent's wire messages: the one place that knows both.
+
+extension ProcessSpec {
+    var agentMessage: Podvisor_Agent_V1_ProcessSpec {
+        .with {
+            $0.args = args
+            $0.env = env
+            $0.cwd = cwd
+            $0.uid = uid
+            $0.gid = gid
+            $0.additionalGids = additionalGids
+            $0.username = username
+            $0.groupname = groupname
+            $0.stdin = stdin
+            $0.terminal = terminal
+            $0.noNewPrivileges = noNewPrivileges
+            if let capabilities { $0.capabilities = .with { $0.names = capabilities } }
+            switch seccomp {
+            case .unconfined: $0.seccomp.kind = .unconfined
+            case .runtimeDefault: $0.seccomp.kind = .runtimeDefault
+            case .localhost(let json):
+                $0.seccomp.kind = .localhost
+                $0.seccomp.localhostProfileJson = json
+            }
+        }
+    }
+}
+
+extension ResourceLimits {
+    var agentMessage: Podvisor_Agent_V1_Resources {
+        .with {
+            $0.memoryLimitBytes = memoryLimitBytes
+            $0.cpuQuotaUs = cpuQuotaMicroseconds
+            $0.cpuPeriodUs = cpuPeriodMicroseconds
+            $0.cpuWeight = cpuWeight
+            $0.pidsLimit = pidsLimit
+        }
+    }
+}
+
+extension ProcessRef {
+    var agentMessage: Podvisor_Agent_V1_ProcessRef { AgentClient.process(containerID, exec: execID) }
+}
+
+extension ProcessExit {
+    init(_ response: Podvisor_Agent_V1_WaitProcessResponse) {
+        self.init(exitCode: response.exitCode, oomKilled: response.oomKilled)
+    }
+}
+
+extension ContainerUsage {
+    init(_ response: Podvisor_Agent_V1_ContainerStatsResponse) {
+        self.init(
+            timestampNanoseconds: response.timestampNs, cpuNanoseconds: response.cpuUsageNs,
+            memoryBytes: response.memoryUsageBytes, workingSetBytes: response.memoryWorkingSetBytes, pids: response.pids)
+    }
+}
+
+extension VolumeMount.Propagation {
+    var agentMessage: Podvisor_Agent_V1_Mount.Propagation {
+        switch self {
+        case .private: .private
+        case .hostToContainer: .rslave
+        case .bidirectional: .rshared
+        }
+    }
+}
