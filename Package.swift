@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
     ],
     targets: [
         // C APIs used from Swift.
@@ -49,6 +50,12 @@ let package = Package(
         .target(name: "PodvisorAgentClient", dependencies: ["PodvisorAgentProtocol", "PodvisorCore"]),
         // Host: pod VMs (boot, dial, ready, teardown); sandboxes and containers grow here.
         .target(name: "PodvisorRuntime", dependencies: ["PodvisorVMM", "PodvisorAgentClient", "PodvisorCore", "CLinuxSupport"]),
+
+        // Host: pod networking through CNI plugins, network namespaces, the VM's tap mirrored onto eth0.
+        .target(
+            name: "PodvisorNetwork",
+            dependencies: ["PodvisorCore", "CLinuxSupport", .product(name: "Subprocess", package: "swift-subprocess")]
+        ),
 
         // Host: OCI registry client, content store, layer unpacking, image metadata.
         .target(
@@ -130,6 +137,7 @@ let package = Package(
         .testTarget(name: "IntegrationTests", dependencies: ["PodvisorRuntime", "TestSupport"]),
         .testTarget(name: "PodvisorStreamingTests", dependencies: ["PodvisorStreaming", "TestSupport"]),
         .testTarget(name: "PodvisorImagesTests", dependencies: ["PodvisorImages", "CArchive"]),
+        .testTarget(name: "PodvisorNetworkTests", dependencies: ["PodvisorNetwork", "PodvisorCore"]),
         // Test helpers shared by the integration suites: a real docker-registry with the fixture images.
         .target(name: "TestSupport", dependencies: ["PodvisorVMM", "PodvisorStreaming"], path: "Tests/TestSupport", exclude: ["Fixtures"]),
         .testTarget(name: "ImageIntegrationTests", dependencies: ["PodvisorImages", "TestSupport"]),
