@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
     ],
     targets: [
         // C APIs used from Swift.
@@ -56,6 +57,12 @@ let package = Package(
                 "PodvisorVMM", "PodvisorAgentClient", "PodvisorAgentProtocol", "PodvisorCore",
                 .product(name: "Logging", package: "swift-log"),
             ]),
+
+        // Host: pod networking through CNI plugins, network namespaces, the VM's tap mirrored onto eth0.
+        .target(
+            name: "PodvisorNetwork",
+            dependencies: ["PodvisorCore", "CLinuxSupport", .product(name: "Subprocess", package: "swift-subprocess")]
+        ),
 
         // Host: OCI registry client, content store, layer unpacking, image metadata.
         .target(
@@ -138,6 +145,7 @@ let package = Package(
         .testTarget(name: "IntegrationTests", dependencies: ["PodvisorRuntime", "TestSupport"]),
         .testTarget(name: "PodvisorStreamingTests", dependencies: ["PodvisorStreaming", "TestSupport"]),
         .testTarget(name: "PodvisorImagesTests", dependencies: ["PodvisorImages", "CArchive"]),
+        .testTarget(name: "PodvisorNetworkTests", dependencies: ["PodvisorNetwork", "PodvisorCore"]),
         // Test helpers shared by the integration suites: a real docker-registry with the fixture images.
         .target(name: "TestSupport", dependencies: ["PodvisorVMM", "PodvisorStreaming"], path: "Tests/TestSupport", exclude: ["Fixtures"]),
         .testTarget(name: "ImageIntegrationTests", dependencies: ["PodvisorImages", "TestSupport"]),

@@ -52,30 +52,6 @@ enum FileSystem {
         try fsyncPath((to as NSString).deletingLastPathComponent, directory: true)
     }
 
-    /// Replaces `path` with `data` atomically: readers see the old or the new content, never a mix.
-    static func atomicWrite(_ data: Data, to path: String) throws(PodvisorError) {
-        let temporary = "\(path).tmp-\(UUID().uuidString)"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw error("cannot create", temporary) }
-        do throws(PodvisorError) {
-            defer { close(fd) }
-            // Data.withUnsafeBytes rethrows untyped errors: carry ours out as a value.
-            let failure = data.withUnsafeBytes { bytes -> PodvisorError? in
-                do throws(PodvisorError) { try writeAll(fd, bytes, path: temporary) } catch { return error }
-                return nil
-            }
-            if let failure { throw failure }
-            guard fsync(fd) == 0 else { throw error("cannot fsync", temporary) }
-        } catch {
-            unlink(temporary)
-            throw error
-        }
-        do { try commitRename(temporary, to: path) } catch {
-            unlink(temporary)
-            throw error
-        }
-    }
-
     static func read(_ path: String) throws(PodvisorError) -> Data {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw PodvisorError(.notFound, "cannot read \(path)")

@@ -195,7 +195,7 @@ public actor ImageStore {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let data: Data
         do { data = try encoder.encode(image) } catch { throw PodvisorError(.internalError, "cannot encode image \(image.id)", cause: error) }
-        try FileSystem.atomicWrite(data, to: recordPath(image.id))
+        try AtomicFile.write(data, to: recordPath(image.id), mode: 0o644)
         images[image.id] = image
     }
 

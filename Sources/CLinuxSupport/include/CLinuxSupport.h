@@ -59,6 +59,14 @@ unsigned long pv_ms_shared(void);
 unsigned long pv_ms_nodev(void);
 unsigned long pv_ms_noexec(void);
 
+// Network namespaces pinned by a bind mount (netns.c). `pv_netns_prepare_dir` creates the pin directory and
+// makes it a shared mount point, as `ip netns add` does; `pv_netns_create` creates a network namespace and
+// bind-mounts it on `path` (an existing file) without moving any thread of the caller. 0, or -1 with errno.
+int pv_netns_prepare_dir(const char *dir);
+int pv_netns_create(const char *path);
+// 1 when `path` is an nsfs file (a namespace, pinned or under /proc), 0 when it is another file, -1 with errno.
+int pv_is_nsfs(const char *path);
+
 // Signals: block the set PID 1 handles itself (so every later thread inherits the mask), then wait for one.
 int pv_block_init_signals(void);
 int pv_wait_init_signal(void);
