@@ -54,7 +54,7 @@ let package = Package(
         .target(
             name: "PodvisorRuntime",
             dependencies: [
-                "PodvisorVMM", "PodvisorAgentClient", "PodvisorAgentProtocol", "PodvisorCore",
+                "PodvisorVMM", "PodvisorAgentClient", "PodvisorAgentProtocol", "PodvisorNetwork", "PodvisorCore",
                 .product(name: "Logging", package: "swift-log"),
             ]),
 

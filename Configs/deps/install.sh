@@ -3,6 +3,7 @@
 #   install.sh           install what is missing (fast no-op when all is present)
 #   install.sh --check   report what is missing, change nothing; exit 1 if anything is
 # Environment:
+#   PODVISOR_CNI_CONF_DIR    where the default pod network goes when none is there (default /etc/cni/net.d)
 #   PODVISOR_LIBEXEC         where vhost-device-vsock goes (default /usr/local/libexec/podvisor)
 #   PODVISOR_DEPS_REFRESH=1  fetch vhost-device-vsock again even if the pinned version is installed
 set -euo pipefail
@@ -38,6 +39,11 @@ vsock_ok() {
 }
 
 user_ok() { getent group libvirt-qemu >/dev/null && getent passwd libvirt-qemu >/dev/null; }
+# The pod network: podvisor's default conflist, only where the CNI conf dir has no network yet (an operator's
+# or a CNI DaemonSet's network is never replaced).
+cni_conf_dir=${PODVISOR_CNI_CONF_DIR:-/etc/cni/net.d}
+cni_ok() { compgen -G "$cni_conf_dir/*.conflist" >/dev/null || compgen -G "$cni_conf_dir/*.conf" >/dev/null ||
+    compgen -G "$cni_conf_dir/*.json" >/dev/null; }
 # Where /dev/kvm exists, QEMU's user must be able to open it, as Debian's udev rule (root:kvm 0660)
 # and libvirt-daemon-system arrange. Otherwise libvirt finds KVM "enabled" when it probes QEMU (as root)
 # but unusable for the QEMU user, discards its capability cache on every lookup and re-probes (~4 s each).
@@ -54,6 +60,7 @@ need=0
 vsock_ok || { log "vhost-device-vsock $(vsock_pin) not installed at $vsock_bin"; need=1; }
 user_ok || { log "user/group libvirt-qemu missing"; need=1; }
 kvm_ok || { log "/dev/kvm not usable by group kvm / user libvirt-qemu"; need=1; }
+cni_ok || { log "no CNI network in $cni_conf_dir"; need=1; }
 if [ $need -eq 0 ]; then
     log "all dependencies present (vhost-device-vsock: $vsock_bin)"
     exit 0
@@ -96,6 +103,13 @@ if [ -e /dev/kvm ]; then
 fi
 if getent group kvm >/dev/null && ! id -nG libvirt-qemu | tr ' ' '\n' | grep -qx kvm; then
     usermod -a -G kvm libvirt-qemu
+fi
+
+# --- the default pod network ------------------------------------------------------
+if ! cni_ok; then
+    install -d -m 0755 "$cni_conf_dir"
+    install -m 0644 "$here/../cni/10-podvisor.conflist" "$cni_conf_dir/10-podvisor.conflist"
+    log "installed the default pod network (bridge podvisor0, 10.77.0.0/16): $cni_conf_dir/10-podvisor.conflist"
 fi
 
 # --- vhost-device-vsock from Debian unstable --------------------------------------

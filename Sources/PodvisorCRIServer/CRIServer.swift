@@ -106,9 +106,12 @@ public final class CRIServer: Sendable {
         return (pod, ref)
     }
 
-    /// Serves a ready sandbox's hostPort mappings.
-    func openHostPorts(_ sandboxID: String, _ config: Runtime_V1_PodSandboxConfig) async throws(PodvisorError) {
-        try await hostPorts.open(sandboxID, config.portMappings) { [self] port, connection in
+    /// Serves a ready sandbox's hostPort mappings in userspace, where the pod network (CNI portmap) does not.
+    func openHostPorts(_ sandboxID: String, _ config: Runtime_V1_PodSandboxConfig, on pod: any PodSandbox) async throws(PodvisorError) {
+        let mappings = config.portMappings.filter { $0.hostPort > 0 }
+        guard !mappings.isEmpty, !pod.info.portMappingsByNetwork else { return }
+        log.info("sandbox \(sandboxID): host ports relayed by podvisord (TCP only): the CNI configuration has no portMappings capability")
+        try await hostPorts.open(sandboxID, mappings) { [self] port, connection in
             if let failure = await relay(sandboxID, port: port, connection) { log.warning("host port: \(failure)") }
         }
     }

@@ -21,7 +21,7 @@ extension CRIServer {
                 for container in containers.all where container.sandboxID == sandbox.id && container.state == .running {
                     follow(container, on: pod)
                 }
-                do { try await openHostPorts(sandbox.id, sandbox.config) } catch { log.error("sandbox \(sandbox.id): \(error)") }
+                do { try await openHostPorts(sandbox.id, sandbox.config, on: pod) } catch { log.error("sandbox \(sandbox.id): \(error)") }
                 log.info("sandbox \(sandbox.id): VM taken over after restart")
             } catch {
                 log.warning("sandbox \(sandbox.id): VM not recovered: \(error)")

@@ -38,6 +38,10 @@ public struct PodvisorConfig: Sendable, Equatable {
     /// text (one line per event; journald adds the time) or json (JSON lines for log shippers).
     public var logFormat = LogOutput.Format.text
 
+    /// The pod network's CNI configuration (the first valid file in lexical order) and plugin directories.
+    public var cniConfDirectory = "/etc/cni/net.d"
+    public var cniBinDirectories = ["/opt/cni/bin", "/usr/lib/cni"]
+
     /// Empty: `<state_dir>/images`.
     public var imageRoot = ""
     /// containerd-style `hosts.toml` directories (mirrors, CAs) per registry.
@@ -121,6 +125,8 @@ public struct PodvisorConfig: Sendable, Equatable {
                     throw PodvisorError(.invalidArgument, "log_format must be one of: text, json")
                 }
                 logFormat = format
+            case "cni.conf_dir": cniConfDirectory = try value.string(key)
+            case "cni.bin_dirs": cniBinDirectories = try value.strings(key)
             case "images.root": imageRoot = try value.string(key)
             case "images.hosts_dir": registryHostsDirectory = try value.string(key)
             case "images.insecure_registries": insecureRegistries = try value.strings(key)

@@ -51,6 +51,11 @@ public final class CNINetwork: Sendable {
         currentScan().readiness
     }
 
+    /// The runtime capabilities (`portMappings`, `bandwidth`, `dns`) the current configuration's plugins declare.
+    public var capabilities: Set<String> {
+        currentScan().config?.plugins.reduce(into: Set<String>()) { $0.formUnion($1.capabilities) } ?? []
+    }
+
     /// ADD: runs every plugin of the current configuration in order, each given the previous one's result;
     /// returns the last result. On any failure the whole list is DELeted, so nothing of the attachment
     /// remains (no lease, no interface, no cache entry) unless that DEL failed too: then the cache entry stays

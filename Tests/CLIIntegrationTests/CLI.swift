@@ -18,7 +18,10 @@ enum CLI {
         var stderr: String
     }
 
-    /// Config file (state directory, guest image) and the demo image, once per test process.
+    /// The CLI's pod network: bridge pvcli0, 10.214.251.0/24 (removed when the test process exits).
+    nonisolated(unsafe) static var network: TestPodNetwork?
+
+    /// Config file (state directory, guest image, pod network) and the demo image, once per test process.
     static let prepared = Task { () throws -> String in
         let env = ProcessInfo.processInfo.environment
         for pid in HostState.processes(matching: state) { kill(pid, SIGKILL) }
@@ -26,6 +29,9 @@ enum CLI {
         try? FileManager.default.removeItem(atPath: state)
         try? FileManager.default.removeItem(atPath: logs)
         try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        let podNetwork = try TestPodNetwork(directory: "\(state)/cni", bridge: "pvcli0", subnet: 251)
+        network = podNetwork
+        atexit { CLI.network?.remove() }
         let config = "/tmp/pvcli-test.toml"
         try """
             state_dir = "\(state)"
@@ -33,6 +39,9 @@ enum CLI {
             kernel = "\(env["PODVISOR_TEST_KERNEL"] ?? "\(repositoryRoot)/build/image/vmlinuz")"
             initrd = "\(env["PODVISOR_TEST_INITRD"] ?? "\(repositoryRoot)/build/image/initramfs.img")"
             boot_timeout_s = 180
+            [cni]
+            conf_dir = "\(podNetwork.confDir)"
+            bin_dirs = ["/usr/lib/cni"]
 
             """.write(toFile: config, atomically: true, encoding: .utf8)
         let layout = try await FixtureImages.shared.layoutDirectory()

@@ -17,8 +17,11 @@ final class CRIDaemon: @unchecked Sendable {
     let stateDirectory: String
     let socket: String
     let logFile: String
+    /// The daemon's pod network: bridge pvcri0, 10.214.250.0/24.
+    let network: TestPodNetwork
     private var process: Process?
     nonisolated(unsafe) static var running: pid_t = 0
+    nonisolated(unsafe) static var sharedNetwork: TestPodNetwork?
     private var client: GRPCClient<Transport>?
 
     var runtime: Runtime_V1_RuntimeService.Client<Transport> { .init(wrapping: client!) }
@@ -28,8 +31,12 @@ final class CRIDaemon: @unchecked Sendable {
     /// One daemon for the whole test process; tests that restart it leave it running again. It is killed
     /// when the test process exits (its pods are all removed by then).
     static let shared = Task { () throws -> CRIDaemon in
-        atexit { if CRIDaemon.running > 0 { kill(CRIDaemon.running, SIGKILL) } }
+        atexit {
+            if CRIDaemon.running > 0 { kill(CRIDaemon.running, SIGKILL) }
+            CRIDaemon.sharedNetwork?.remove()
+        }
         let daemon = try CRIDaemon(name: "pvcri")
+        sharedNetwork = daemon.network
         try await daemon.start()
         return daemon
     }
@@ -40,6 +47,7 @@ final class CRIDaemon: @unchecked Sendable {
         socket = "\(stateDirectory)/cri.sock"
         logFile = "/tmp/\(name)-podvisord.log"
         try Self.clean(stateDirectory)
+        network = try TestPodNetwork(directory: "\(stateDirectory)/cni", bridge: "\(name)0", subnet: 250)
         let env = ProcessInfo.processInfo.environment
         let config = """
             state_dir = "\(stateDirectory)"
@@ -51,6 +59,9 @@ final class CRIDaemon: @unchecked Sendable {
             shutdown_timeout_s = 5
             [cri]
             socket = "\(socket)"
+            [cni]
+            conf_dir = "\(network.confDir)"
+            bin_dirs = ["/usr/lib/cni"]
 
             """
         try config.write(toFile: "\(stateDirectory)/config.toml", atomically: true, encoding: .utf8)
@@ -213,9 +224,13 @@ extension CRIDaemon {
 enum PodTraces {
     static func qemu(sandbox id: String) -> [Int32] { HostState.processes(matching: "guest=podvisor-\(id.prefix(16)),") }
 
-    /// No QEMU, run directory, mount or container directory of the sandbox is left.
+    /// No QEMU, run directory, mount, container directory, network namespace, tap or CNI attachment of the
+    /// sandbox is left.
     static func expectNothingLeft(_ daemon: CRIDaemon, sandbox id: String, containers: [String], sourceLocation: SourceLocation = #_sourceLocation) {
         #expect(qemu(sandbox: id).isEmpty, "QEMU still runs", sourceLocation: sourceLocation)
+        #expect(TestPodNetwork.leftovers(sandbox: id).isEmpty, "\(TestPodNetwork.leftovers(sandbox: id))", sourceLocation: sourceLocation)
+        #expect(!FileManager.default.fileExists(atPath: "\(daemon.stateDirectory)/network/\(id).json"), "CNI attachment left", sourceLocation: sourceLocation)
+        #expect(!FileManager.default.fileExists(atPath: "\(daemon.stateDirectory)/sandboxes/\(id)"), "sandbox directory left", sourceLocation: sourceLocation)
         #expect(!FileManager.default.fileExists(atPath: "\(daemon.stateDirectory)/vm/\(id.prefix(16))"), "run directory left", sourceLocation: sourceLocation)
         for container in containers {
             #expect(mountPoints(under: "\(daemon.stateDirectory)/containers/\(container)").isEmpty, "mounts left", sourceLocation: sourceLocation)

@@ -107,9 +107,16 @@ extension CRITests {
         await expectStatus(.invalidArgument, "log path escaping the log directory") {
             try await d.create(sandbox, pod, containerConfig("escape", image: image, ["/bin/sh"], log: "../escape.log"))
         }
-        var inState = containerConfig("state", image: image, ["/bin/sh"])
-        inState.mounts = [.with { $0.hostPath = "\(d.stateDirectory)/cri"; $0.containerPath = "/x" }]
-        await expectStatus(.invalidArgument, "mount of podvisor's state") { try await d.create(sandbox, pod, inState) }
+        // Mounts that reach podvisor's state, however they are spelled: refused after resolution.
+        let link = "/tmp/pvcri-link-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: d.stateDirectory)
+        defer { unlink(link) }
+        for hostPath in ["\(d.stateDirectory)/cri", "\(d.stateDirectory)//", "\(d.stateDirectory)/./cri", link, "\(link)/cri",
+                         (d.stateDirectory as NSString).deletingLastPathComponent, "/"] {
+            var inState = containerConfig("state", image: image, ["/bin/sh"])
+            inState.mounts = [.with { $0.hostPath = hostPath; $0.containerPath = "/x" }]
+            await expectStatus(.invalidArgument, "mount of podvisor's state as \(hostPath)") { try await d.create(sandbox, pod, inState) }
+        }
         var recursiveRW = containerConfig("rro", image: image, ["/bin/sh"])
         recursiveRW.mounts = [.with { $0.hostPath = logs; $0.containerPath = "/x"; $0.recursiveReadOnly = true }]
         await expectStatus(.invalidArgument, "recursive read-only without readonly") { try await d.create(sandbox, pod, recursiveRW) }
@@ -184,7 +191,7 @@ extension CRITests {
             return (page, refused)
         }
         #expect(page.hasPrefix("HTTP/1.") && page.hasSuffix("kept\n"), "\(page)")
-        // hostPort: podvisord listens on the host and relays into the VM (as CNI's portmap would DNAT).
+        // hostPort: portmap DNATs it to the pod's address on the pod network.
         let hostURL = URL(string: "http://127.0.0.1:\(hostPort)/kept")!
         #expect(String(decoding: try await URLSession.shared.data(from: hostURL).0, as: UTF8.self) == "kept\n")
         // The pod's containers reach each other on localhost, as in any Kubernetes pod.

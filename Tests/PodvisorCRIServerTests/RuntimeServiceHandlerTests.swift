@@ -47,6 +47,25 @@ import Testing
         }
     }
 
+    @Test func networkReadinessAndThePodsAddresses() async throws {
+        try await Harness.with { harness, cri in
+            harness.runtime.state.withLock { $0.network = (false, "NetworkPluginNotReady", "no CNI network config in /x") }
+            let conditions = try await cri.status(.init()).status.conditions
+            let network = try #require(conditions.first { $0.type == "NetworkReady" })
+            #expect(!network.status && network.reason == "NetworkPluginNotReady" && network.message == "no CNI network config in /x")
+            let pod = try await cri.runPod()
+            let status = try await cri.podSandboxStatus(.with { $0.podSandboxID = pod }).status.network
+            #expect(status.ip == "10.0.0.2" && status.additionalIps.map(\.ip) == ["fd00::2"])
+            let ingress = Harness.podConfig("shaped") { $0.annotations = ["kubernetes.io/ingress-bandwidth": "10M"] }
+            _ = try await cri.runPod(ingress)
+            #expect(harness.runtime.state.withLock { $0.specs.last?.bandwidth.ingress } == 10_000_000)
+            let bad = Harness.podConfig("badly-shaped") { $0.annotations = ["kubernetes.io/egress-bandwidth": "lots"] }
+            #expect(await statusCode { try await cri.runPod(bad) } == .invalidArgument)
+            let port = Harness.podConfig("port") { $0.portMappings = [.with { $0.hostPort = 80; $0.containerPort = 70_000 }] }
+            #expect(await statusCode { try await cri.runPod(port) } == .invalidArgument)
+        }
+    }
+
     @Test func aDuplicateNameIsAlreadyExistsAndAFailedCreateLeavesNothing() async throws {
         try await Harness.with { harness, cri in
             _ = try await cri.runPod()

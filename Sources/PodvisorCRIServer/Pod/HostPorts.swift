@@ -3,10 +3,10 @@ import PodvisorCore
 import PodvisorStreaming
 import Synchronization
 
-/// A pod's hostPort mappings, which containerd's pods get from CNI's portmap plugin: podvisord listens on the
-/// host port (on host_ip, else every address) and relays each connection to the container port on the pod
-/// VM's loopback through the agent, so they work without a pod network. TCP only; the pod sees the
-/// connections coming from 127.0.0.1.
+/// A pod's hostPort mappings where the pod network cannot serve them (its CNI configuration has no portmap,
+/// i.e. no portMappings capability): podvisord listens on the host port (on host_ip, else every address)
+/// and relays each connection to the container port on the pod VM's loopback through the agent. TCP only;
+/// the pod sees the connections coming from 127.0.0.1.
 final class HostPorts: Sendable {
     private let listeners = Mutex<[String: [TCPListener]]>([:])
 

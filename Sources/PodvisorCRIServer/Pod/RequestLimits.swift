@@ -16,6 +16,7 @@ enum RequestLimits {
     static let maxEnvironmentVariables = 4096
     static let maxLabelsAndAnnotations = 1024
     static let maxSysctls = 256
+    static let maxPortMappings = 1024
     /// Container memory limit: 1 PiB (cgroup's memory.max takes anything; this only keeps it sane).
     static let maxMemoryBytes: Int64 = 1 << 50
     /// cpu.max's period bounds (the kernel's: 1 ms to 1 s) and the largest quota it stores.

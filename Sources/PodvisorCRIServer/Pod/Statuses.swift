@@ -23,8 +23,12 @@ extension CRIServer {
             $0.metadata = config.metadata
             $0.state = r.state == .ready ? .sandboxReady : .sandboxNotready
             $0.createdAt = r.createdAt
-            // No pod network yet: no IP to report (Docs/limitations.md).
-            $0.network = Runtime_V1_PodSandboxNetworkStatus()
+            if let ips = pod(r.id)?.info.ips, let first = ips.first {
+                $0.network = .with {
+                    $0.ip = first
+                    $0.additionalIps = ips.dropFirst().map { ip in .with { $0.ip = ip } }
+                }
+            }
             $0.linux = .with { $0.namespaces = .with { $0.options = config.linux.securityContext.namespaceOptions } }
             $0.labels = config.labels
             $0.annotations = config.annotations

@@ -40,7 +40,7 @@ extension RuntimeService {
             do {
                 pod = try await server.runtime.createSandbox(try server.sandboxSpec(record))
                 do {
-                    try await server.openHostPorts(record.id, config)
+                    try await server.openHostPorts(record.id, config, on: pod)
                     try server.sandboxes.put(record)
                 } catch {
                     server.hostPorts.close(record.id)
@@ -81,13 +81,14 @@ extension CRIServer {
             // Privileged means the guest's devices and capabilities; never the host's.
             log.info("privileged sandbox \(m.name): privileges apply inside its VM only")
         }
+        try Validate.count(config.portMappings.count, atMost: RequestLimits.maxPortMappings, "port_mappings")
         for mapping in config.portMappings {
-            guard (0...65535).contains(mapping.hostPort), mapping.hostPort == 0 || (1...65535).contains(mapping.containerPort) else {
+            guard (0...65535).contains(mapping.hostPort), (0...65535).contains(mapping.containerPort),
+                  mapping.hostPort == 0 || mapping.containerPort > 0
+            else {
                 throw PodvisorError(.invalidArgument, "port mapping \(mapping.hostPort) → \(mapping.containerPort) is out of range")
             }
-            if mapping.hostPort > 0 && mapping.protocol != .tcp {
-                log.warning("sandbox \(m.name): host port \(mapping.hostPort)/\(mapping.protocol) is not served (TCP only)")
-            }
+            try Validate.known(mapping.protocol, Runtime_V1_Protocol.allCases, "port mapping protocol")
         }
     }
 
@@ -101,6 +102,15 @@ extension CRIServer {
             id: record.id, name: m.name, namespace: m.namespace, uid: m.uid, hostname: hostname(config),
             size: try Self.vmSize(config.linux, config: self.config))
         spec.sysctls = config.linux.sysctls
+        spec.portMappings = config.portMappings.map {
+            PortMapping(
+                hostPort: UInt16($0.hostPort), containerPort: UInt16($0.containerPort),
+                protocol: $0.protocol == .udp ? .udp : $0.protocol == .sctp ? .sctp : .tcp, hostIP: $0.hostIp)
+        }
+        spec.bandwidth = (
+            try Bandwidth.bitsPerSecond(config.annotations[Bandwidth.ingressAnnotation], Bandwidth.ingressAnnotation),
+            try Bandwidth.bitsPerSecond(config.annotations[Bandwidth.egressAnnotation], Bandwidth.egressAnnotation)
+        )
         if config.hasDnsConfig {
             spec.dns = DNSConfig(servers: config.dnsConfig.servers, searches: config.dnsConfig.searches, options: config.dnsConfig.options)
         }

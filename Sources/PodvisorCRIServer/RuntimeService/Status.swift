@@ -2,10 +2,12 @@ import GRPCCore
 import PodvisorCRI
 
 extension RuntimeService {
-    /// RuntimeReady while the VM host answers; NetworkReady is false until pod networking exists, with the
-    /// reason saying so (kubelet then schedules only host-network-free pods… and reports the node NotReady).
+    /// RuntimeReady while the VM host answers; NetworkReady while the pod network's CNI configuration and its
+    /// plugins are there (kubelet starts no pod but hostNetwork ones, and reports the node NotReady, until it
+    /// is), with the reason naming what is missing.
     public func status(request: Runtime_V1_StatusRequest, context: ServerContext) async throws -> Runtime_V1_StatusResponse {
         let runtime = server.runtime.readiness()
+        let network = server.runtime.networkReadiness()
         return .with {
             $0.status = .with {
                 $0.conditions = [
@@ -19,9 +21,9 @@ extension RuntimeService {
                     },
                     .with {
                         $0.type = "NetworkReady"
-                        $0.status = false
-                        $0.reason = "NetworkPluginNotReady"
-                        $0.message = "podvisor has no pod networking yet: pods get no IP (see Docs/limitations.md)"
+                        $0.status = network.ready
+                        $0.reason = network.reason
+                        $0.message = network.message
                     },
                 ]
             }

@@ -16,6 +16,9 @@ public struct SandboxSpec: Sendable {
     public var sysctls: [String: String] = [:]
     public var size: VMSize
     public var portMappings: [PortMapping] = []
+    /// Traffic shaping in bits per second (kubelet's kubernetes.io/ingress-bandwidth and egress-bandwidth
+    /// annotations), through the CNI bandwidth plugin.
+    public var bandwidth: (ingress: UInt64?, egress: UInt64?) = (nil, nil)
 
     public init(id: String, name: String, namespace: String, uid: String, hostname: String, size: VMSize) {
         self.id = id
@@ -75,6 +78,10 @@ public struct SandboxInfo: Sendable {
     public var vcpus: Int
     public var transport: String
     public var hypervisor: String
+    /// The pod's addresses on the pod network, IPv4 first.
+    public var ips: [String] = []
+    /// Host ports are served by the CNI portmap plugin (else the CRI server relays them itself).
+    public var portMappingsByNetwork = false
 
     public init(
         domain: String, bootToReady: Duration, agentVersion: String, guestKernel: String, sharedDirectory: String,
@@ -180,6 +187,8 @@ public protocol SandboxRuntime: Sendable {
 
     /// Whether the VM host answers (the RuntimeReady condition), and why not.
     func readiness() -> (ready: Bool, message: String)
+    /// The NetworkReady condition: whether pods can get the node's pod network, and what is missing.
+    func networkReadiness() -> (ready: Bool, reason: String, message: String)
     /// What `crictl info` shows about the host.
     var hostInfo: [String: String] { get }
 }

@@ -1,16 +1,19 @@
 import Foundation
 import Logging
 import PodvisorCore
+import PodvisorNetwork
 import PodvisorVMM
 
 /// Pod sandboxes on VMs of this host. Everything a sandbox has on the host is recorded under
 /// `<state>/sandboxes/<id>/` before it is created, so a restarted runtime can take it back or remove it:
 ///
 /// ```
-/// <state>/sandboxes/<id>/sandbox.json   what was created (transport, size)
+/// <state>/sandboxes/<id>/sandbox.json   what was created (transport, size, host ports on the network)
 /// <state>/sandboxes/<id>/{hostname,resolv.conf,hosts}   the pod's files, bound into each container
 /// <state>/containers/<id>/{upper,work,rootfs}           a container's overlay rootfs
 /// <state>/vm/<vm id>/                                   the VM's run directory (VirtualMachine)
+/// <state>/network/<id>.json                             the CNI attachment (PodNetworks)
+/// /run/netns/podvisor-<vm id>, tap pvt<…>               the pod's network namespace and the VM's NIC
 /// ```
 public final class VMRuntime: SandboxRuntime {
     /// What a sandbox got, written before its VM boots.
@@ -18,17 +21,21 @@ public final class VMRuntime: SandboxRuntime {
         var id: String
         var transport: AgentTransportKind
         var size: VMSize
+        /// Host ports are served by portmap on the pod network.
+        var portMappingsByNetwork = false
     }
 
     static let podFiles = ["hostname", "resolv.conf", "hosts"]
 
     package let host: VMHost
+    let networks: PodNetworks
     let log: Logger
     /// The runtime's own directory and the image store, resolved: no container may mount them.
     private let protectedPaths: [String]
 
     public init(host: VMHost, imageRoot: String, logger: Logger) throws(PodvisorError) {
         self.host = host
+        networks = PodNetworks(config: host.config)
         log = logger
         for directory in ["sandboxes", "containers"] { try makeDirectory("\(host.config.stateDirectory)/\(directory)") }
         protectedPaths = [host.config.stateDirectory, imageRoot].map { HostPathGuard.resolve($0) }
@@ -51,17 +58,29 @@ public final class VMRuntime: SandboxRuntime {
         (try? host.connection.domains()) != nil ? (true, "") : (false, "the libvirt connection does not answer")
     }
 
+    public func networkReadiness() -> (ready: Bool, reason: String, message: String) {
+        let status = networks.cni.status()
+        return (status.ready, status.reason, status.message)
+    }
+
     // MARK: sandboxes
 
+    /// The record first, then the network (netns, CNI ADD, tap), the pod's files, the VM on the tap, the tap
+    /// into the netns, the guest's eth0, the pod's namespaces in the guest. Anything done is undone on failure.
     public func createSandbox(_ spec: SandboxSpec) async throws(PodvisorError) -> any PodSandbox {
-        let record = SandboxState(id: spec.id, transport: host.transport, size: spec.size)
+        var record = SandboxState(id: spec.id, transport: host.transport, size: spec.size)
         do throws(PodvisorError) {
             try makeDirectory(sandboxDirectory(spec.id))
             try AtomicFile.write(json: record, to: statePath(spec.id))
-            try writePodFiles(spec)
-            let pod = try await host.boot(id: spec.vmID, transport: record.transport, size: record.size)
-            let sandbox = VMSandbox(id: spec.id, pod: pod, runtime: self, record: record)
+            let network = try await networks.attach(spec)
+            record.portMappingsByNetwork = network.mappedPorts
+            try AtomicFile.write(json: record, to: statePath(spec.id))
+            try writePodFiles(spec, ips: network.pod.ips)
+            let pod = try await host.boot(id: spec.vmID, transport: record.transport, size: record.size, network: network.nic)
+            let sandbox = VMSandbox(id: spec.id, pod: pod, runtime: self, record: record, ips: network.pod.ips)
             do throws(PodvisorError) {
+                try await networks.connect(spec.id, mtu: network.nic.mtu)
+                try await pod.agent.configureNetwork(network.pod.agentMessage)
                 try await pod.agent.createSandbox(hostname: spec.hostname, sysctls: spec.sysctls)
             } catch {
                 try? await sandbox.destroy()
@@ -69,7 +88,9 @@ public final class VMRuntime: SandboxRuntime {
             }
             return sandbox
         } catch {
-            try? await removeSandbox(id: spec.id)
+            do throws(PodvisorError) { try await removeSandbox(id: spec.id) } catch {
+                log.error("sandbox \(spec.id): cleaning up after a failed start: \(error)")
+            }
             throw error
         }
     }
@@ -80,24 +101,29 @@ public final class VMRuntime: SandboxRuntime {
             throw PodvisorError(.notFound, "sandbox \(id) has no runtime record", cause: error)
         }
         let pod = try await host.reattach(id: SandboxSpec.vmID(id), transport: record.transport, size: record.size)
-        return VMSandbox(id: id, pod: pod, runtime: self, record: record)
+        let ips = (try? await networks.interface(id).ips) ?? []
+        return VMSandbox(id: id, pod: pod, runtime: self, record: record, ips: ips)
     }
 
+    /// The VM (and what is left of it), the network, the files. Every part runs even when another failed.
     public func removeSandbox(id: String) async throws(PodvisorError) {
-        try host.destroyOrphan(id: SandboxSpec.vmID(id))
-        try removeUnmountedDirectory(sandboxDirectory(id))
+        var failure: PodvisorError?
+        do throws(PodvisorError) { try host.destroyOrphan(id: SandboxSpec.vmID(id)) } catch { failure = error }
+        do throws(PodvisorError) { try await networks.detach(id) } catch { failure = failure ?? error }
+        do throws(PodvisorError) { try removeUnmountedDirectory(sandboxDirectory(id)) } catch { failure = failure ?? error }
+        if let failure { throw failure }
     }
 
     public func sandboxIDs() -> [String] {
-        let recorded = (try? FileManager.default.contentsOfDirectory(atPath: "\(state)/sandboxes")) ?? []
+        let recorded = Set(((try? FileManager.default.contentsOfDirectory(atPath: "\(state)/sandboxes")) ?? []) + networks.attachedSandboxIDs())
         let vmIDs = Set(recorded.map(SandboxSpec.vmID))
         // A VM whose record is gone (or was never written) is known by its VM id only.
-        return recorded + ((try? host.podVMIDs()) ?? []).filter { !vmIDs.contains($0) }
+        return Array(recorded) + ((try? host.podVMIDs()) ?? []).filter { !vmIDs.contains($0) }
     }
 
     /// /etc/hostname, /etc/resolv.conf and /etc/hosts for the pod's containers. Without a DNS config the
     /// host's resolv.conf is used, as containerd does.
-    private func writePodFiles(_ spec: SandboxSpec) throws(PodvisorError) {
+    private func writePodFiles(_ spec: SandboxSpec, ips: [String]) throws(PodvisorError) {
         var resolv = ""
         if let dns = spec.dns {
             resolv += dns.servers.map { "nameserver \($0)\n" }.joined()
@@ -109,7 +135,8 @@ public final class VMRuntime: SandboxRuntime {
         let files = [
             "hostname": "\(spec.hostname)\n",
             "resolv.conf": resolv,
-            "hosts": "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t\(spec.hostname)\n",
+            "hosts": "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                + (ips.isEmpty ? ["127.0.1.1"] : ips).map { "\($0)\t\(spec.hostname)\n" }.joined(),
         ]
         for (file, text) in files {
             try AtomicFile.write(Data(text.utf8), to: "\(sandboxDirectory(spec.id))/\(file)", mode: 0o644)

@@ -11,22 +11,27 @@ final class VMSandbox: PodSandbox {
     let pod: PodVM
     private let runtime: VMRuntime
     private let record: VMRuntime.SandboxState
+    private let ips: [String]
 
-    init(id: String, pod: PodVM, runtime: VMRuntime, record: VMRuntime.SandboxState) {
+    init(id: String, pod: PodVM, runtime: VMRuntime, record: VMRuntime.SandboxState, ips: [String]) {
         self.id = id
         self.pod = pod
         self.runtime = runtime
         self.record = record
+        self.ips = ips
     }
 
     private var agent: AgentClient { pod.agent }
 
     var info: SandboxInfo {
-        SandboxInfo(
+        var info = SandboxInfo(
             domain: pod.vm.name, bootToReady: pod.timings.ready, agentVersion: pod.version.agentVersion,
             guestKernel: pod.version.kernelVersion, sharedDirectory: pod.vm.sharedDirectory ?? "",
             memoryMiB: record.size.memoryMiB, vcpus: record.size.vcpus, transport: record.transport.rawValue,
             hypervisor: runtime.host.accelerator.rawValue)
+        info.ips = ips
+        info.portMappingsByNetwork = record.portMappingsByNetwork
+        return info
     }
 
     func health() async throws(PodvisorError) -> SandboxHealth {

@@ -13,6 +13,7 @@ final class FakeSandboxRuntime: SandboxRuntime {
         var traces: Set<String> = []
         var containerTraces: Set<String> = []
         var failNextCreate: PodvisorError?
+        var network = (ready: true, reason: "", message: "")
         var specs: [SandboxSpec] = []
     }
 
@@ -59,6 +60,8 @@ final class FakeSandboxRuntime: SandboxRuntime {
 
     func readiness() -> (ready: Bool, message: String) { (true, "") }
 
+    func networkReadiness() -> (ready: Bool, reason: String, message: String) { state.withLock { $0.network } }
+
     var hostInfo: [String: String] { ["hypervisor": "fake"] }
 }
 
@@ -85,9 +88,12 @@ final class FakeSandbox: PodSandbox {
     }
 
     var info: SandboxInfo {
-        SandboxInfo(
+        var info = SandboxInfo(
             domain: "fake-\(id.prefix(16))", bootToReady: .milliseconds(1), agentVersion: "fake", guestKernel: "fake",
             sharedDirectory: "", memoryMiB: 256, vcpus: 1, transport: "fake", hypervisor: "fake")
+        info.ips = ["10.0.0.2", "fd00::2"]
+        info.portMappingsByNetwork = true
+        return info
     }
 
     func health() async throws(PodvisorError) -> SandboxHealth { SandboxHealth(agentRSSBytes: 1, guestMemAvailableBytes: 1) }
