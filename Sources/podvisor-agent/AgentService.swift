@@ -37,6 +37,10 @@ enum AgentService {
             }
             return Podvisor_Agent_V1_ShutdownResponse()
         }
+        builder.add(AgentAPI.service, "ConfigureNetwork") { (r: Podvisor_Agent_V1_ConfigureNetworkRequest) in
+            try GuestNetwork.configure(r)
+            return Podvisor_Agent_V1_Empty()
+        }
         addContainerMethods(to: &builder, containers)
         addPortMethods(to: &builder, PortConnections())
         return builder.build()

@@ -68,14 +68,14 @@ final class CRIDaemon: @unchecked Sendable {
         FileManager.default.createFile(atPath: logFile, contents: nil)
     }
 
-    /// What a killed earlier run left: its mounts are detached and its files removed. The embedded libvirt
-    /// root stays: the daemon's recovery then destroys that run's VMs (no record owns them), and QEMU's
-    /// capability cache survives.
+    /// What a killed earlier run left: its CRI records and files go, the runtime's own state stays, so the
+    /// daemon's recovery removes that run's VMs, networks and layers as it does after any crash (no record
+    /// owns them). The embedded libvirt root stays too: QEMU's capability cache survives.
     static func clean(_ directory: String) throws {
         for pid in HostState.processes(matching: "\(directory)/config.toml") { kill(pid, SIGKILL) }
-        HostState.detachMounts(under: directory)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        for entry in try FileManager.default.contentsOfDirectory(atPath: directory) where entry != "libvirt" {
+        let runtimeState: Set = ["libvirt", "sandboxes", "containers", "network", "vm"]
+        for entry in try FileManager.default.contentsOfDirectory(atPath: directory) where !runtimeState.contains(entry) {
             try FileManager.default.removeItem(atPath: "\(directory)/\(entry)")
         }
     }

@@ -28,6 +28,14 @@ int pv_set_window_size(int fd, unsigned short rows, unsigned short columns);
 // Sets a network interface up (the guest's loopback); 0, or -1 with errno.
 int pv_interface_up(const char *name);
 
+// rtnetlink (the guest's eth0 from the pod's CNI interface); each returns 0 or -errno from the kernel.
+// Renames (`name`, only while the link is down), sets the MTU (0: keep) and brings it up or down.
+int pv_link_set(int ifindex, const char *name, unsigned mtu, int up);
+// `address`: 4 (AF_INET) or 16 (AF_INET6) bytes in network order.
+int pv_address_add(int ifindex, int family, const void *address, unsigned char prefix);
+// `gateway` NULL: on-link; prefix 0: the default route.
+int pv_route_add(int family, const void *destination, unsigned char prefix, const void *gateway, int ifindex);
+
 // Kernel modules and power.
 int pv_finit_module(int fd);
 int pv_poweroff(void);
