@@ -108,9 +108,16 @@ struct PodsCommand: AsyncParsableCommand {
             switch connection.output {
             case .json: try printMessages(pods)
             case .table:
-                printTable(["POD ID", "STATE", "CREATED", "NAME", "NAMESPACE"], pods.map {
-                    [String($0.id.prefix(12)), $0.state == .sandboxReady ? "ready" : "notready", age($0.createdAt), $0.metadata.name, $0.metadata.namespace]
-                })
+                var rows: [[String]] = []
+                for pod in pods {
+                    // The pod's address is in its status only (ListPodSandbox carries none).
+                    let ip = (try? await runtime.podSandboxStatus(.with { $0.podSandboxID = pod.id }).status.network.ip) ?? ""
+                    rows.append([
+                        String(pod.id.prefix(12)), pod.state == .sandboxReady ? "ready" : "notready", age(pod.createdAt),
+                        pod.metadata.name, pod.metadata.namespace, ip.isEmpty ? "-" : ip,
+                    ])
+                }
+                printTable(["POD ID", "STATE", "CREATED", "NAME", "NAMESPACE", "IP"], rows)
             }
             return 0
         }

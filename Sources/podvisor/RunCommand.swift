@@ -29,6 +29,8 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Pod and container name (default: run-<random>).") var name: String?
     @Option(name: .short, help: "Environment variable KEY=VALUE (repeatable).") var env: [String] = []
     @Option(name: .short, help: "Volume HOST:CONTAINER[:ro] (repeatable).") var volume: [String] = []
+    @Option(name: [.short, .customLong("publish")], help: "Publish a port on the host: [IP:]HOST:CONTAINER[/tcp|udp] (repeatable).")
+    var publish: [String] = []
     @Option(help: "Memory limit, e.g. 256m or 1Gi; the VM gets it plus the configured overhead.") var memory: String?
     @Option(help: "CPU limit, e.g. 1.5; the VM gets that many vCPUs, rounded up.") var cpus: String?
     @Option(help: "Seconds before the pod is torn down and podvisor exits \(ExitCodes.timeout).") var timeout: Int?
@@ -59,6 +61,28 @@ struct RunCommand: AsyncParsableCommand {
             throw ExitCode(ExitCodes.runtimeFailure)
         }
         if code != 0 { throw ExitCode(code) }
+    }
+
+    /// `docker run -p`'s forms: `8080:80`, `127.0.0.1:8080:80`, `8080:80/udp`.
+    static func portMapping(_ spec: String) throws -> Runtime_V1_PortMapping {
+        let (ports, proto) = spec.split(separator: "/", maxSplits: 1).map(String.init).splitFirst()
+        var parts = ports.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        let hostIP = parts.count == 3 ? parts.removeFirst() : ""
+        guard parts.count == 2, let host = Int32(parts[0]), let container = Int32(parts[1]),
+              (1...65535).contains(host), (1...65535).contains(container)
+        else { throw ValidationError("-p \(spec): expected [IP:]HOST:CONTAINER[/tcp|udp] with ports 1-65535") }
+        let transport: Runtime_V1_Protocol
+        switch proto ?? "tcp" {
+        case "tcp": transport = .tcp
+        case "udp": transport = .udp
+        default: throw ValidationError("-p \(spec): the protocol is tcp or udp")
+        }
+        return .with {
+            $0.hostIp = hostIP
+            $0.hostPort = host
+            $0.containerPort = container
+            $0.protocol = transport
+        }
     }
 
     /// Where a pod file's emptyDir volumes live (outside the state directory, which mounts may not reach).
@@ -112,6 +136,7 @@ struct RunCommand: AsyncParsableCommand {
             if let cpus { container.linux.resources.setCPULimit(try Quantity.cpus(cpus)) }
             containers = [container]
         }
+        pod.portMappings = try publish.map(Self.portMapping)
         pod.metadata.namespace = "podvisor"
         pod.metadata.uid = uid
         pod.labels["podvisor.io/run"] = "true"
@@ -272,4 +297,9 @@ final class Interruption: @unchecked Sendable {
     var signal: Int32? { received.withLock { $0 } }
 
     deinit { sources.forEach { $0.cancel() } }
+}
+
+extension Array where Element == String {
+    /// The first element and the second, if any: `"8080:80/udp"` split at "/".
+    fileprivate func splitFirst() -> (String, String?) { (self.first ?? "", self.count > 1 ? self[1] : nil) }
 }

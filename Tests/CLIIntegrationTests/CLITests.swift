@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import Testing
 import TestSupport
 
@@ -25,6 +28,29 @@ import TestSupport
         #expect(try await CLI.podvisor(["rm", "failing"]).status == 0)
         let empty = try await CLI.podvisor(["ps", "-a", "--output", "json"])
         #expect((CLI.json(empty.stdout) as? [Any])?.isEmpty == true, "\(empty)")
+        CLI.expectNothingRunning()
+    }
+
+    /// `docker run -p` and the pod's address: a detached web server published on a host port, the address
+    /// in `pods`, a job reaching a server on the node's own address (the way out of the node).
+    @Test func publishedPortsAndThePodNetwork() async throws {
+        let port = try TestRegistry.freePort()
+        let started = try await CLI.podvisor(["run", "-d", "--name", "published", "-p", "\(port):8080", "demo", "--", "sh", "-c", "exec httpd -f -p 8080 -h /etc"])
+        #expect(started.status == 0, "\(started)")
+        let pods = try await CLI.podvisor(["pods"])
+        let network = try #require(CLI.network)
+        #expect(pods.stdout.contains("published") && pods.stdout.contains("10.214.\(network.subnet)."), "\(pods)")
+        #expect(try await HostNetwork.fetch("http://127.0.0.1:\(port)/hostname") == "published\n")
+        #expect(try await CLI.podvisor(["rm", "-f", "published"]).status == 0)
+        #expect(try await CLI.podvisor(["run", "-p", "99999:80", "demo"]).status == 64, "a bad -p is a usage error")
+
+        // Out through the gateway to the node's own address, as a CI job fetches its dependencies.
+        let node = try #require(try await HostNetwork.nodeAddress())
+        let served = try await HostNetwork.serveOnce(host: node, answer: "dependency") { serverPort in
+            try await CLI.podvisor(["run", "--rm", "demo", "--", "sh", "-c", "wget -qO- http://\(node):\(serverPort)/"]).stdout
+        }
+        #expect(served == "dependency")
+        #expect(network.leases().isEmpty, "leases left: \(network.leases())")
         CLI.expectNothingRunning()
     }
 

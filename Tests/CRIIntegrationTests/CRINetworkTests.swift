@@ -38,8 +38,8 @@ extension CRITests {
         #expect(d.network.leases().isEmpty, "leases left: \(d.network.leases())")
         PodTraces.expectNothingLeft(d, sandbox: a, containers: [])
         PodTraces.expectNothingLeft(d, sandbox: b, containers: [])
-        let nodeIP = try #require(try await Self.nodeAddress())
-        await #expect(throws: (any Error).self, "the host port goes with its pod") { try await hostFetch("http://\(nodeIP):\(hostPort)/hostname") }
+        let nodeIP = try #require(try await HostNetwork.nodeAddress())
+        await #expect(throws: (any Error).self, "the host port goes with its pod") { try await HostNetwork.fetch("http://\(nodeIP):\(hostPort)/hostname") }
     }
 
     static func checkPods(
@@ -78,13 +78,13 @@ extension CRITests {
         }
         #expect(try await fetch(in: webB, "http://\(ipA):8080/hostname") == "net-a\n", "pod B → pod A")
         #expect(try await fetch(in: webA, "http://\(ipB):8080/hostname") == "net-b\n", "pod A → pod B")
-        #expect(try await hostFetch("http://\(ipA):8080/hostname") == "net-a\n", "host → pod A")
-        #expect(try await hostFetch("http://127.0.0.1:\(hostPort)/hostname") == "net-a\n", "host port on localhost (portmap)")
-        let nodeIP = try #require(try await Self.nodeAddress(), "the host has no address to reach the host port on")
-        #expect(try await hostFetch("http://\(nodeIP):\(hostPort)/hostname") == "net-a\n", "host port on the node's address (portmap)")
+        #expect(try await HostNetwork.fetch("http://\(ipA):8080/hostname") == "net-a\n", "host → pod A")
+        #expect(try await HostNetwork.fetch("http://127.0.0.1:\(hostPort)/hostname") == "net-a\n", "host port on localhost (portmap)")
+        let nodeIP = try #require(try await HostNetwork.nodeAddress(), "the host has no address to reach the host port on")
+        #expect(try await HostNetwork.fetch("http://\(nodeIP):\(hostPort)/hostname") == "net-a\n", "host port on the node's address (portmap)")
 
         // A pod reaches the host: a listener on the bridge's gateway address.
-        let served = try await Self.serveOnce(host: d.network.gateway, answer: "from-host") { port in
+        let served = try await HostNetwork.serveOnce(host: d.network.gateway, answer: "from-host") { port in
             try await fetch(in: webB, "http://\(d.network.gateway):\(port)/")
         }
         #expect(served == "from-host", "pod B → host")
@@ -163,51 +163,5 @@ extension CRITests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: attachments).isEmpty, "attachments left")
         PodTraces.expectNothingLeft(d, sandbox: id, containers: [])
     }
-
-    /// The host's own address on its default route: where a node's host ports are reached.
-    static func nodeAddress() async throws -> String? {
-        let route = Process()
-        let output = Pipe()
-        route.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-        route.arguments = ["-4", "route", "get", "192.0.2.1"]
-        route.standardOutput = output
-        try route.run()
-        route.waitUntilExit()
-        let words = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: " ")
-        return words.firstIndex(of: "src").flatMap { words.index(after: $0) < words.endIndex ? String(words[words.index(after: $0)]) : nil }
-    }
-
-    /// Serves one HTTP answer on `host` (a free port) while `client` runs; returns what the client got.
-    static func serveOnce(host: String, answer: String, _ client: (UInt16) async throws -> String) async throws -> String {
-        let port = try TestRegistry.freePort()
-        let directory = "/tmp/podvisor-serve-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        try "\(answer)\n".write(toFile: "\(directory)/index.html", atomically: true, encoding: .utf8)
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        server.arguments = ["-m", "http.server", "--bind", host, "--directory", directory, "\(port)"]
-        server.standardOutput = FileHandle.nullDevice
-        server.standardError = FileHandle.nullDevice
-        try server.run()
-        defer {
-            // SIGKILL: test runners block SIGTERM, and their children inherit the mask.
-            kill(server.processIdentifier, SIGKILL)
-            server.waitUntilExit()
-        }
-        return try await client(port).trimmingCharacters(in: .whitespacesAndNewlines)
-    }
 }
-}
-
-/// An HTTP GET from the host, retried while the server is not listening yet.
-func hostFetch(_ url: String) async throws -> String {
-    var lastError: (any Error)?
-    for _ in 0..<20 {
-        do { return String(decoding: try await URLSession.shared.data(from: URL(string: url)!).0, as: UTF8.self) } catch {
-            lastError = error
-            try await Task.sleep(for: .milliseconds(250))
-        }
-    }
-    throw lastError!
 }
