@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CLinuxSupport
+import PodvisorAgentCore
 
 /// The early boot work of PID 1: filesystems, console, kernel modules.
 enum GuestSetup {

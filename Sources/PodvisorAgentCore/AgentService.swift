@@ -7,9 +7,13 @@ import FoundationEssentials
 #endif
 import PodvisorAgentProtocol
 
-/// The podvisor.agent.v1.Agent methods of this issue: identity, health, power-off.
-enum AgentService {
-    static func server(transport: String, readyAtMs: UInt64, sharedDirectory: String, containers: Containers) -> TTRPCServer {
+/// The podvisor.agent.v1.Agent service: every method of agent.proto wired to what implements it.
+public enum AgentService {
+    /// `powerOff` is PID 1's: the Shutdown method answers, then calls it.
+    public static func server(
+        transport: String, readyAtMs: UInt64, sharedDirectory: String, containers: Containers,
+        powerOff: @escaping @Sendable () -> Void
+    ) -> TTRPCServer {
         let kernel = GuestFiles.read("/proc/sys/kernel/osrelease")?.trimmingSuffix("\n") ?? "unknown"
         var builder = TTRPCServer.Builder()
         builder.add(.version) { _ in
@@ -33,7 +37,7 @@ enum AgentService {
             // Answer first; power off once the reply had time to leave.
             startDetachedThread {
                 usleep(50_000)
-                PowerOff.now(reason: "Shutdown requested by host")
+                powerOff()
             }
             return Podvisor_Agent_V1_ShutdownResponse()
         }
@@ -131,27 +135,6 @@ enum AgentService {
         builder.add(.removeContainer) { r in
             try containers.remove(r.containerID)
             return Empty()
-        }
-    }
-}
-
-enum PowerOff {
-    /// Stops every other process (TERM, then KILL after a grace period), syncs, powers off.
-    static func now(reason: String) -> Never {
-        log("powering off: \(reason)")
-        kill(-1, SIGTERM)
-        let deadline = pv_monotonic_ns() + 2_000_000_000
-        while pv_monotonic_ns() < deadline && hasOtherProcesses() { usleep(20_000) }
-        kill(-1, SIGKILL)
-        pv_poweroff()
-        // reboot() only returns on failure; PID 1 must never exit.
-        while true { pause() }
-    }
-
-    private static func hasOtherProcesses() -> Bool {
-        GuestFiles.listDirectory("/proc").contains { name in
-            guard let pid = Int32(name) else { return false }
-            return pid != getpid() && GuestFiles.read("/proc/\(pid)/cmdline").map { !$0.isEmpty } ?? false
         }
     }
 }
