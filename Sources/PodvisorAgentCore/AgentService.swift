@@ -41,6 +41,10 @@ public enum AgentService {
             }
             return Podvisor_Agent_V1_ShutdownResponse()
         }
+        builder.add(.configureNetwork) { r in
+            try GuestNetwork.configure(r)
+            return Empty()
+        }
         addContainerMethods(to: &builder, containers)
         addPortMethods(to: &builder, PortConnections())
         return builder.build()

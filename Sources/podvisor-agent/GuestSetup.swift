@@ -80,12 +80,6 @@ enum GuestSetup {
         if fd > 2 { close(fd) }
     }
 
-    /// Brings the loopback interface up: a pod's containers share the guest's network namespace and talk
-    /// over localhost, and port forwarding reaches them there. The kernel leaves `lo` down until asked.
-    static func loopbackUp() {
-        if pv_interface_up("lo") != 0 { log("cannot bring lo up: errno \(errno)") }
-    }
-
     /// Mounts the VM's shared directory (virtio-fs tag `share`) when the host attached one.
     static func mountSharedDirectory(at path: String = "/run/podvisor/share") -> String? {
         mkdir("/run/podvisor", 0o755)

@@ -12,7 +12,7 @@ let modules = GuestSetup.loadModules()
 GuestSetup.switchToTmpfsRoot()
 GuestSetup.mountBaseFilesystems()
 GuestSetup.attachConsole()
-GuestSetup.loopbackUp()
+GuestNetwork.loopbackUp()
 Cgroups.prepare()
 if !modules.failed.isEmpty { log("modules failed: \(modules.failed.joined(separator: ", "))") }
 if pv_block_init_signals() != 0 { log("cannot block init signals: errno \(errno)") }

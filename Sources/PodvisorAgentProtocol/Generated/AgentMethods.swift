@@ -16,6 +16,12 @@ extension AgentMethod where Request == Podvisor_Agent_V1_ShutdownRequest, Respon
     public static var shutdown: Self { Self("Shutdown") }
 }
 
+extension AgentMethod where Request == Podvisor_Agent_V1_ConfigureNetworkRequest, Response == Podvisor_Agent_V1_Empty {
+    /// Configures the guest's network from the pod's CNI result; called once after boot, before containers.
+    /// Configuring again with the same request changes nothing.
+    public static var configureNetwork: Self { Self("ConfigureNetwork") }
+}
+
 extension AgentMethod where Request == Podvisor_Agent_V1_CreateSandboxRequest, Response == Podvisor_Agent_V1_Empty {
     /// Starts the pod's sandbox: new PID, IPC and UTS namespaces with the pod's hostname and sysctls, which
     /// containers created afterwards share (their PID namespace only when they do not ask for their own).
