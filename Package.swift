@@ -1,8 +1,9 @@
 // swift-tools-version:6.1
 import PackageDescription
 
-// Host modules link libvirt dynamically; the guest agent (`podvisor-agent`) is built fully static
-// and therefore depends on nothing but Glibc, CLinuxSupport and the agent protocol.
+// Host modules link libvirt dynamically; the guest agent (`podvisor-agent` over `PodvisorAgentCore`) is built
+// fully static and therefore depends on nothing but Glibc, the agent protocol and the C targets (libcap and
+// libseccomp statically).
 let package = Package(
     name: "podvisor",
     platforms: [.macOS(.v15)],
@@ -118,9 +119,10 @@ let package = Package(
             ]
         ),
 
-        // Guest PID 1.
-        .executableTarget(
-            name: "podvisor-agent", dependencies: ["PodvisorAgentProtocol", "CLinuxSupport", "CContainerSpawn", "CCap", "CSeccomp"]),
+        // Guest: the agent's service (containers, seccomp, cgroups, network, port connections), testable on the host.
+        .target(name: "PodvisorAgentCore", dependencies: ["PodvisorAgentProtocol", "CLinuxSupport", "CContainerSpawn", "CCap", "CSeccomp"]),
+        // Guest PID 1: boot filesystems, modules, console, signals, reaping, power-off; serves PodvisorAgentCore.
+        .executableTarget(name: "podvisor-agent", dependencies: ["PodvisorAgentCore", "PodvisorAgentProtocol", "CLinuxSupport"]),
         // Command line: standalone (the runtime in-process over an in-process gRPC transport) or a client of
         // podvisord's socket; either way it speaks the CRI.
         .executableTarget(
@@ -142,6 +144,9 @@ let package = Package(
         .testTarget(name: "PodvisorCoreTests", dependencies: ["PodvisorCore"]),
         .testTarget(name: "PodvisorVMMTests", dependencies: ["PodvisorVMM"], resources: [.copy("Golden")]),
         .testTarget(name: "PodvisorAgentClientTests", dependencies: ["PodvisorAgentClient", "PodvisorAgentProtocol"]),
+        .testTarget(
+            name: "PodvisorAgentCoreTests",
+            dependencies: ["PodvisorAgentCore", "PodvisorAgentClient", "PodvisorAgentProtocol", "PodvisorCore", "CLinuxSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["PodvisorRuntime", "TestSupport"]),
         .testTarget(name: "PodvisorStreamingTests", dependencies: ["PodvisorStreaming", "TestSupport"]),
         .testTarget(name: "PodvisorImagesTests", dependencies: ["PodvisorImages", "CArchive"]),

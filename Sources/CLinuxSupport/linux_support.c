@@ -16,7 +16,6 @@
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <linux/vm_sockets.h>
-#include <net/if.h>
 
 static int fill_unix(struct sockaddr_un *addr, const char *path) {
     memset(addr, 0, sizeof(*addr));
@@ -151,23 +150,6 @@ int pv_recv_fd(int socket) {
 int pv_set_window_size(int fd, unsigned short rows, unsigned short columns) {
     struct winsize size = {rows, columns, 0, 0};
     return ioctl(fd, TIOCSWINSZ, &size);
-}
-
-int pv_interface_up(const char *name) {
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    struct ifreq request;
-    memset(&request, 0, sizeof(request));
-    strncpy(request.ifr_name, name, IFNAMSIZ - 1);
-    int rc = ioctl(fd, SIOCGIFFLAGS, &request);
-    if (rc == 0) {
-        request.ifr_flags |= IFF_UP;
-        rc = ioctl(fd, SIOCSIFFLAGS, &request);
-    }
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return rc;
 }
 
 int pv_finit_module(int fd) {

@@ -1,114 +1,150 @@
-// rtnetlink requests for the guest's network (no iproute2 in the guest): one request per call, each
-// acknowledged by the kernel (NLM_F_ACK), so every failure comes back as the kernel's errno.
+// Network configuration over rtnetlink (NETLINK_ROUTE), acting in the calling thread's network namespace:
+// the guest has no iproute2, and the host's tests run the same code in a namespace of their own.
+#define _GNU_SOURCE
 #include "CLinuxSupport.h"
 
 #include <errno.h>
-#include <linux/if.h>
+#include <net/if.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <linux/if_addr.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-struct request {
+// One request: the netlink header, the message's own header, its attributes. Our largest (a link with a
+// name and an MTU, or a route with destination, gateway and interface) takes well under 128 bytes.
+union request {
     struct nlmsghdr header;
-    union {
-        struct ifinfomsg link;
-        struct ifaddrmsg address;
-        struct rtmsg route;
-    };
-    char attributes[256];
+    char bytes[256];
 };
 
-static int add_attribute(struct request *r, unsigned short type, const void *data, size_t length) {
-    size_t size = RTA_LENGTH(length);
-    if (NLMSG_ALIGN(r->header.nlmsg_len) + RTA_ALIGN(size) > sizeof(*r)) return -EMSGSIZE;
-    struct rtattr *attribute = (struct rtattr *)((char *)r + NLMSG_ALIGN(r->header.nlmsg_len));
-    attribute->rta_type = type;
-    attribute->rta_len = (unsigned short)size;
-    if (length > 0) memcpy(RTA_DATA(attribute), data, length);
-    r->header.nlmsg_len = NLMSG_ALIGN(r->header.nlmsg_len) + RTA_ALIGN(size);
-    return 0;
+static void *start(union request *r, uint16_t type, uint16_t flags, size_t length) {
+    memset(r, 0, sizeof(*r));
+    r->header.nlmsg_len = NLMSG_LENGTH(length);
+    r->header.nlmsg_type = type;
+    r->header.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+    return NLMSG_DATA(&r->header);
 }
 
-// Sends the request and reads the kernel's acknowledgement: 0, or -errno.
-static int transact(struct request *r) {
+static void attribute(union request *r, uint16_t type, const void *data, size_t length) {
+    struct rtattr *a = (struct rtattr *)(r->bytes + NLMSG_ALIGN(r->header.nlmsg_len));
+    a->rta_type = type;
+    a->rta_len = RTA_LENGTH(length);
+    memcpy(RTA_DATA(a), data, length);
+    r->header.nlmsg_len = NLMSG_ALIGN(r->header.nlmsg_len) + RTA_ALIGN(a->rta_len);
+}
+
+// Sends the request on a socket of its own and reads the kernel's answer: 0 (the acknowledgement), or -errno.
+static int transact(union request *r) {
     int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
     if (fd < 0) return -errno;
     struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
-    r->header.nlmsg_flags |= NLM_F_REQUEST | NLM_F_ACK;
-    r->header.nlmsg_seq = 1;
-    int result = -EIO;
-    if (sendto(fd, r, r->header.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0) {
-        result = -errno;
+    int rc = -EPROTO;
+    if (sendto(fd, r->bytes, r->header.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0) {
+        rc = -errno;
     } else {
-        char answer[4096];
+        // NLMSG_ERROR with error 0 is the acknowledgement NLM_F_ACK asked for; anything else is -errno.
+        union request answer;
         ssize_t n;
-        while ((n = recv(fd, answer, sizeof(answer), 0)) < 0 && errno == EINTR) {}
+        do n = recv(fd, answer.bytes, sizeof(answer.bytes), 0);
+        while (n < 0 && errno == EINTR);
         if (n < 0) {
-            result = -errno;
-        } else {
-            for (struct nlmsghdr *h = (struct nlmsghdr *)answer; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
-                if (h->nlmsg_type == NLMSG_ERROR) {
-                    result = ((struct nlmsgerr *)NLMSG_DATA(h))->error;
-                    break;
-                }
-            }
+            rc = -errno;
+        } else if (NLMSG_OK(&answer.header, (size_t)n) && answer.header.nlmsg_type == NLMSG_ERROR &&
+                   answer.header.nlmsg_len >= NLMSG_LENGTH(sizeof(struct nlmsgerr))) {
+            rc = ((struct nlmsgerr *)NLMSG_DATA(&answer.header))->error;
         }
     }
     close(fd);
-    return result;
+    return rc;
 }
 
-static void start(struct request *r, unsigned short type, unsigned short flags, size_t body) {
-    memset(r, 0, sizeof(*r));
-    r->header.nlmsg_len = NLMSG_LENGTH(body);
-    r->header.nlmsg_type = type;
-    r->header.nlmsg_flags = flags;
+int pv_link_index_by_mac(const uint8_t mac[6]) {
+    struct if_nameindex *links = if_nameindex();
+    if (!links) return -errno;
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int found = fd < 0 ? -errno : -ENODEV;
+    for (struct if_nameindex *l = links; fd >= 0 && l->if_index != 0; l++) {
+        struct ifreq request;
+        memset(&request, 0, sizeof(request));
+        strncpy(request.ifr_name, l->if_name, IFNAMSIZ - 1);
+        if (ioctl(fd, SIOCGIFHWADDR, &request) == 0 && memcmp(request.ifr_hwaddr.sa_data, mac, 6) == 0) {
+            found = (int)l->if_index;
+            break;
+        }
+    }
+    if (fd >= 0) close(fd);
+    if_freenameindex(links);
+    return found;
 }
 
-int pv_link_set(int ifindex, const char *name, unsigned mtu, int up) {
-    struct request r;
-    start(&r, RTM_NEWLINK, 0, sizeof(struct ifinfomsg));
-    r.link.ifi_family = AF_UNSPEC;
-    r.link.ifi_index = ifindex;
-    r.link.ifi_change = IFF_UP;
-    r.link.ifi_flags = up ? IFF_UP : 0;
-    int rc = 0;
-    if (name && *name) rc = add_attribute(&r, IFLA_IFNAME, name, strlen(name) + 1);
-    if (rc == 0 && mtu > 0) rc = add_attribute(&r, IFLA_MTU, &mtu, sizeof(mtu));
-    return rc ? rc : transact(&r);
+static int set_up(int ifindex, int up) {
+    union request r;
+    struct ifinfomsg *link = start(&r, RTM_NEWLINK, 0, sizeof(*link));
+    link->ifi_family = AF_UNSPEC;
+    link->ifi_index = ifindex;
+    link->ifi_flags = up ? IFF_UP : 0;
+    link->ifi_change = IFF_UP;
+    return transact(&r);
 }
 
-int pv_address_add(int ifindex, int family, const void *address, unsigned char prefix) {
-    struct request r;
-    start(&r, RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, sizeof(struct ifaddrmsg));
-    r.address.ifa_family = (unsigned char)family;
-    r.address.ifa_prefixlen = prefix;
-    r.address.ifa_index = (unsigned)ifindex;
-    r.address.ifa_scope = RT_SCOPE_UNIVERSE;
-    // No duplicate address detection: the pod's address is its own, and usable at once.
-    if (family == AF_INET6) r.address.ifa_flags = IFA_F_NODAD;
-    size_t length = family == AF_INET ? 4 : 16;
-    int rc = add_attribute(&r, IFA_LOCAL, address, length);
-    if (rc == 0) rc = add_attribute(&r, IFA_ADDRESS, address, length);
-    return rc ? rc : transact(&r);
+int pv_link_set(int ifindex, const char *name, uint32_t mtu, int up) {
+    if (name && strlen(name) >= IFNAMSIZ) return -ENAMETOOLONG;
+    // The kernel renames only a link that is down: a fresh NIC is, one configured before must go down first.
+    int rc = name ? set_up(ifindex, 0) : 0;
+    if (rc == 0 && (name || mtu)) {
+        union request r;
+        struct ifinfomsg *link = start(&r, RTM_NEWLINK, 0, sizeof(*link));
+        link->ifi_family = AF_UNSPEC;
+        link->ifi_index = ifindex;
+        if (name) attribute(&r, IFLA_IFNAME, name, strlen(name) + 1);
+        if (mtu) attribute(&r, IFLA_MTU, &mtu, sizeof(mtu));
+        rc = transact(&r);
+    }
+    return rc == 0 && up ? set_up(ifindex, 1) : rc;
 }
 
-int pv_route_add(int family, const void *destination, unsigned char prefix, const void *gateway, int ifindex) {
-    struct request r;
-    start(&r, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, sizeof(struct rtmsg));
-    r.route.rtm_family = (unsigned char)family;
-    r.route.rtm_dst_len = prefix;
-    r.route.rtm_table = RT_TABLE_MAIN;
-    r.route.rtm_protocol = RTPROT_BOOT;
-    r.route.rtm_type = RTN_UNICAST;
-    r.route.rtm_scope = gateway ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK;
-    size_t length = family == AF_INET ? 4 : 16;
-    int rc = 0;
-    if (prefix > 0) rc = add_attribute(&r, RTA_DST, destination, length);
-    if (rc == 0 && gateway) rc = add_attribute(&r, RTA_GATEWAY, gateway, length);
-    if (rc == 0) rc = add_attribute(&r, RTA_OIF, &ifindex, sizeof(ifindex));
-    return rc ? rc : transact(&r);
+static size_t address_length(int family) {
+    return family == AF_INET ? 4 : family == AF_INET6 ? 16 : 0;
+}
+
+int pv_addr_add(int ifindex, int family, const uint8_t *address, uint8_t prefix_length) {
+    size_t length = address_length(family);
+    if (!length || prefix_length > length * 8) return -EINVAL;
+    union request r;
+    // Replace: configuring twice (a host retrying) ends in the same state instead of failing with EEXIST.
+    struct ifaddrmsg *a = start(&r, RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, sizeof(*a));
+    a->ifa_family = family;
+    a->ifa_prefixlen = prefix_length;
+    a->ifa_index = ifindex;
+    // No duplicate address detection: the address is usable at once instead of "tentative" for a second.
+    if (family == AF_INET6) a->ifa_flags = IFA_F_NODAD;
+    attribute(&r, IFA_LOCAL, address, length);
+    attribute(&r, IFA_ADDRESS, address, length);
+    return transact(&r);
+}
+
+int pv_route_add(int family, const uint8_t *destination, uint8_t prefix_length, const uint8_t *gateway, int ifindex) {
+    size_t length = address_length(family);
+    if (!length || prefix_length > length * 8) return -EINVAL;
+    union request r;
+    struct rtmsg *route = start(&r, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, sizeof(*route));
+    route->rtm_family = family;
+    route->rtm_dst_len = prefix_length;
+    route->rtm_table = RT_TABLE_MAIN;
+    route->rtm_protocol = RTPROT_BOOT;
+    route->rtm_type = RTN_UNICAST;
+    // As iproute2: an IPv4 route without a gateway reaches its destination on the link itself.
+    route->rtm_scope = family == AF_INET && !gateway ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE;
+    if (prefix_length) attribute(&r, RTA_DST, destination, length);
+    if (gateway) attribute(&r, RTA_GATEWAY, gateway, length);
+    if (ifindex > 0) attribute(&r, RTA_OIF, &ifindex, sizeof(ifindex));
+    return transact(&r);
+}
+
+int pv_enter_network_namespace(int fd) {
+    return setns(fd, CLONE_NEWNET);
 }

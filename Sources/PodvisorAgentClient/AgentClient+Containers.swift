@@ -19,18 +19,18 @@ extension AgentClient {
             $0.hostname = hostname
             $0.sysctls = sysctls
         }
-        let _: Podvisor_Agent_V1_Empty = try await call("CreateSandbox", request)
+        _ = try await call(.createSandbox, request)
     }
 
     /// Sets the container up and holds its process before exec; returns its guest pid.
     @discardableResult
     public func createContainer(_ request: Podvisor_Agent_V1_CreateContainerRequest) async throws(PodvisorError) -> UInt32 {
-        let response: Podvisor_Agent_V1_CreateContainerResponse = try await call("CreateContainer", request)
+        let response = try await call(.createContainer, request)
         return response.pid
     }
 
     public func startContainer(_ id: String) async throws(PodvisorError) {
-        let _: Podvisor_Agent_V1_Empty = try await call("StartContainer", Podvisor_Agent_V1_StartContainerRequest.with { $0.containerID = id })
+        _ = try await call(.startContainer, Podvisor_Agent_V1_StartContainerRequest.with { $0.containerID = id })
     }
 
     public func exec(_ containerID: String, execID: String, _ process: ProcessSpec) async throws(PodvisorError) {
@@ -39,7 +39,7 @@ extension AgentClient {
             $0.execID = execID
             $0.process = process
         }
-        let _: Podvisor_Agent_V1_Empty = try await call("ExecProcess", request)
+        _ = try await call(.execProcess, request)
     }
 
     public func signal(_ process: Podvisor_Agent_V1_ProcessRef, _ signal: Int32) async throws(PodvisorError) {
@@ -47,14 +47,14 @@ extension AgentClient {
             $0.process = process
             $0.signal = signal
         }
-        let _: Podvisor_Agent_V1_Empty = try await call("SignalProcess", request)
+        _ = try await call(.signalProcess, request)
     }
 
     /// Waits for the process to exit (no timeout by default: containers run as long as they like).
     public func wait(_ process: Podvisor_Agent_V1_ProcessRef, timeout: Duration = .seconds(365 * 24 * 3600))
         async throws(PodvisorError) -> Podvisor_Agent_V1_WaitProcessResponse
     {
-        try await call("WaitProcess", Podvisor_Agent_V1_WaitProcessRequest.with { $0.process = process }, timeout: timeout)
+        try await call(.waitProcess, Podvisor_Agent_V1_WaitProcessRequest.with { $0.process = process }, timeout: timeout)
     }
 
     /// One chunk of output from stream position `offset` (which acknowledges everything before it; nil: the
@@ -68,7 +68,7 @@ extension AgentClient {
             $0.maxBytes = maxBytes
             if let offset { $0.offset = offset }
         }
-        return try await call("ReadOutput", request, timeout: .seconds(365 * 24 * 3600))
+        return try await call(.readOutput, request, timeout: .seconds(365 * 24 * 3600))
     }
 
     /// Reads one stream to its end, handing each chunk to `consume` before acknowledging it.
@@ -96,16 +96,16 @@ extension AgentClient {
             $0.process = process
             $0.data = data
         }
-        let _: Podvisor_Agent_V1_Empty = try await call("WriteStdin", request)
+        _ = try await call(.writeStdin, request)
     }
 
     public func closeStdin(_ process: Podvisor_Agent_V1_ProcessRef) async throws(PodvisorError) {
-        let _: Podvisor_Agent_V1_Empty = try await call("CloseStdin", process)
+        _ = try await call(.closeStdin, process)
     }
 
     /// Lets the agent forget an exec that has exited and whose output was read.
     public func releaseProcess(_ process: Podvisor_Agent_V1_ProcessRef) async throws(PodvisorError) {
-        let _: Podvisor_Agent_V1_Empty = try await call("ReleaseProcess", process)
+        _ = try await call(.releaseProcess, process)
     }
 
     /// Stops a process as kubelet expects: `signal` (SIGTERM unless the container says otherwise), then
@@ -128,11 +128,11 @@ extension AgentClient {
             $0.rows = rows
             $0.columns = columns
         }
-        let _: Podvisor_Agent_V1_Empty = try await call("ResizeTTY", request)
+        _ = try await call(.resizeTTY, request)
     }
 
     public func containerStats(_ id: String) async throws(PodvisorError) -> Podvisor_Agent_V1_ContainerStatsResponse {
-        try await call("ContainerStats", Podvisor_Agent_V1_ContainerStatsRequest.with { $0.containerID = id })
+        try await call(.containerStats, Podvisor_Agent_V1_ContainerStatsRequest.with { $0.containerID = id })
     }
 
     public func updateResources(_ id: String, _ resources: Podvisor_Agent_V1_Resources) async throws(PodvisorError) {
@@ -140,10 +140,10 @@ extension AgentClient {
             $0.containerID = id
             $0.resources = resources
         }
-        let _: Podvisor_Agent_V1_Empty = try await call("UpdateResources", request)
+        _ = try await call(.updateResources, request)
     }
 
     public func removeContainer(_ id: String) async throws(PodvisorError) {
-        let _: Podvisor_Agent_V1_Empty = try await call("RemoveContainer", Podvisor_Agent_V1_RemoveContainerRequest.with { $0.containerID = id })
+        _ = try await call(.removeContainer, Podvisor_Agent_V1_RemoveContainerRequest.with { $0.containerID = id })
     }
 }

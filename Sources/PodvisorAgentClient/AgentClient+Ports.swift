@@ -6,7 +6,7 @@ import PodvisorCore
 extension AgentClient {
     /// Connects the agent to a port of the pod; answers the connection's id.
     public func portConnect(_ port: UInt32) async throws(PodvisorError) -> String {
-        let response: Podvisor_Agent_V1_PortConnectResponse = try await call("PortConnect", Podvisor_Agent_V1_PortConnectRequest.with { $0.port = port })
+        let response = try await call(.portConnect, Podvisor_Agent_V1_PortConnectRequest.with { $0.port = port })
         return response.connectionID
     }
 
@@ -16,7 +16,7 @@ extension AgentClient {
             $0.connectionID = connection
             $0.maxBytes = 65536
         }
-        let response: Podvisor_Agent_V1_PortReadResponse = try await call("PortRead", request, timeout: .seconds(365 * 24 * 3600))
+        let response = try await call(.portRead, request, timeout: .seconds(365 * 24 * 3600))
         return response.eof ? nil : response.data
     }
 
@@ -26,10 +26,10 @@ extension AgentClient {
             $0.data = data
             $0.closeWrite = closeWrite
         }
-        let _: Podvisor_Agent_V1_Empty = try await call("PortWrite", request)
+        _ = try await call(.portWrite, request)
     }
 
     public func portClose(_ connection: String) async throws(PodvisorError) {
-        let _: Podvisor_Agent_V1_Empty = try await call("PortClose", Podvisor_Agent_V1_PortCloseRequest.with { $0.connectionID = connection })
+        _ = try await call(.portClose, Podvisor_Agent_V1_PortCloseRequest.with { $0.connectionID = connection })
     }
 }

@@ -81,31 +81,32 @@ public final class AgentClient: Sendable {
         connection.stream.shutdown()
     }
 
+    /// Calls one agent method: `try await call(.version, VersionRequest())`.
     public func call<Request: Message, Response: Message>(
-        _ method: String, _ request: Request, service: String = AgentAPI.service, timeout: Duration = .seconds(30)
+        _ method: AgentMethod<Request, Response>, _ request: Request, timeout: Duration = .seconds(30)
     ) async throws(PodvisorError) -> Response {
         var envelope = Ttrpc_Request()
-        envelope.service = service
-        envelope.method = method
+        envelope.service = AgentAPI.service
+        envelope.method = method.name
         envelope.timeoutNano = Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
         let reply: Ttrpc_Response
         do {
             envelope.payload = try request.serializedData()
             let frame = TTRPCFrame(streamID: 0, kind: .request, payload: try envelope.serializedBytes())
-            reply = try await exchange(frame, timeout: timeout, what: "\(service)/\(method)")
+            reply = try await exchange(frame, timeout: timeout, what: "\(AgentAPI.service)/\(method.name)")
         } catch let error as PodvisorError {
             throw error
         } catch {
-            throw PodvisorError(.internalError, "\(method): cannot encode request", cause: error)
+            throw PodvisorError(.internalError, "\(method.name): cannot encode request", cause: error)
         }
         if reply.hasStatus && reply.status.code != 0 {
             let code = StatusCode(rawValue: reply.status.code) ?? .unknown
-            throw PodvisorError(Self.code(for: code), "agent \(method): \(reply.status.message)", cause: RPCError(code, reply.status.message))
+            throw PodvisorError(Self.code(for: code), "agent \(method.name): \(reply.status.message)", cause: RPCError(code, reply.status.message))
         }
         do {
             return try Response(serializedBytes: reply.payload)
         } catch {
-            throw PodvisorError(.internalError, "agent \(method): undecodable response", cause: error)
+            throw PodvisorError(.internalError, "agent \(method.name): undecodable response", cause: error)
         }
     }
 
@@ -158,15 +159,15 @@ public final class AgentClient: Sendable {
 
 extension AgentClient {
     public func version(timeout: Duration = .seconds(30)) async throws(PodvisorError) -> Podvisor_Agent_V1_VersionResponse {
-        try await call("Version", Podvisor_Agent_V1_VersionRequest(), timeout: timeout)
+        try await call(.version, Podvisor_Agent_V1_VersionRequest(), timeout: timeout)
     }
 
     public func health(timeout: Duration = .seconds(10)) async throws(PodvisorError) -> Podvisor_Agent_V1_HealthResponse {
-        try await call("Health", Podvisor_Agent_V1_HealthRequest(), timeout: timeout)
+        try await call(.health, Podvisor_Agent_V1_HealthRequest(), timeout: timeout)
     }
 
     /// The agent answers, then powers the VM off.
     public func shutdown(timeout: Duration = .seconds(10)) async throws(PodvisorError) {
-        let _: Podvisor_Agent_V1_ShutdownResponse = try await call("Shutdown", Podvisor_Agent_V1_ShutdownRequest(), timeout: timeout)
+        _ = try await call(.shutdown, Podvisor_Agent_V1_ShutdownRequest(), timeout: timeout)
     }
 }

@@ -9,25 +9,25 @@ import SwiftProtobuf
 /// method never holds up the others multiplexed on the same connection.
 public final class TTRPCServer: Sendable {
     /// Throws RPCError to answer with a status; any other error answers `internal`.
-    public typealias Handler = @Sendable ([UInt8]) throws -> [UInt8]
+    typealias Handler = @Sendable ([UInt8]) throws -> [UInt8]
 
     private let handlers: [String: Handler]
 
-    public init(handlers: [String: Handler]) {
+    // Only through Builder: every handler is registered for a typed AgentMethod.
+    private init(handlers: [String: Handler]) {
         self.handlers = handlers
     }
 
-    /// Registers typed handlers: `builder.add("podvisor.agent.v1.Agent", "Version") { (r: VersionRequest) in … }`.
+    /// Registers typed handlers: `builder.add(.version) { request in … }`.
     public struct Builder {
-        public private(set) var handlers: [String: Handler] = [:]
+        private var handlers: [String: Handler] = [:]
 
         public init() {}
 
         public mutating func add<Request: Message, Response: Message>(
-            _ service: String, _ method: String,
-            _ body: @escaping @Sendable (Request) throws -> Response
+            _ method: AgentMethod<Request, Response>, _ body: @escaping @Sendable (Request) throws -> Response
         ) {
-            handlers["\(service)/\(method)"] = { (payload: [UInt8]) throws -> [UInt8] in
+            handlers[method.path] = { (payload: [UInt8]) throws -> [UInt8] in
                 let request: Request
                 do { request = try Request(serializedBytes: payload) } catch {
                     throw RPCError(.invalidArgument, "cannot decode \(Request.protoMessageName): \(error)")

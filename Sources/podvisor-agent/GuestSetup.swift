@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CLinuxSupport
+import PodvisorAgentCore
 
 /// The early boot work of PID 1: filesystems, console, kernel modules.
 enum GuestSetup {
@@ -77,12 +78,6 @@ enum GuestSetup {
         guard fd >= 0 else { return }
         for target in Int32(0)...2 where fd != target { dup2(fd, target) }
         if fd > 2 { close(fd) }
-    }
-
-    /// Brings the loopback interface up: a pod's containers share the guest's network namespace and talk
-    /// over localhost, and port forwarding reaches them there. The kernel leaves `lo` down until asked.
-    static func loopbackUp() {
-        if pv_interface_up("lo") != 0 { log("cannot bring lo up: errno \(errno)") }
     }
 
     /// Mounts the VM's shared directory (virtio-fs tag `share`) when the host attached one.

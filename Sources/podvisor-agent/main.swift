@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CLinuxSupport
+import PodvisorAgentCore
 import PodvisorAgentProtocol
 
 // podvisor-agent: PID 1 of every pod VM. Order matters: /proc before any thread, signals blocked before the
@@ -11,7 +12,7 @@ let modules = GuestSetup.loadModules()
 GuestSetup.switchToTmpfsRoot()
 GuestSetup.mountBaseFilesystems()
 GuestSetup.attachConsole()
-GuestSetup.loopbackUp()
+GuestNetwork.loopbackUp()
 Cgroups.prepare()
 if !modules.failed.isEmpty { log("modules failed: \(modules.failed.joined(separator: ", "))") }
 if pv_block_init_signals() != 0 { log("cannot block init signals: errno \(errno)") }
@@ -24,7 +25,8 @@ guard let endpoint = AgentListener.discover() else {
 }
 let readyAtMs = pv_boottime_ms()
 let server = AgentService.server(
-    transport: endpoint.transportName, readyAtMs: readyAtMs, sharedDirectory: sharedDirectory ?? "", containers: containers)
+    transport: endpoint.transportName, readyAtMs: readyAtMs, sharedDirectory: sharedDirectory ?? "", containers: containers,
+    powerOff: { PowerOff.now(reason: "Shutdown requested by host") })
 startDetachedThread { AgentListener.serve(endpoint, server: server) }
 log("ready on \(endpoint.transportName) after \(readyAtMs) ms, \(modules.loaded) modules")
 

@@ -1,11 +1,23 @@
 import Foundation
 import Glibc
-import PodvisorAgentProtocol
 import PodvisorCore
 import Synchronization
 import Testing
 
 @testable import PodvisorAgentClient
+@testable import PodvisorAgentProtocol
+
+/// Methods only the test server has (the agent's own are declared from agent.proto).
+extension AgentMethod where Request == Podvisor_Agent_V1_VersionResponse, Response == Podvisor_Agent_V1_VersionResponse {
+    /// Answers out of order: each request waits a different while.
+    static var echo: Self { Self("Echo") }
+}
+
+extension AgentMethod where Request == Podvisor_Agent_V1_VersionRequest, Response == Podvisor_Agent_V1_VersionResponse {
+    static var slow: Self { Self("Slow") }
+    static var missing: Self { Self("Missing") }
+    static var notServed: Self { Self("NoSuchMethod") }
+}
 
 /// AgentClient against a real TTRPCServer, or a scripted peer, over a socketpair.
 @Suite struct AgentClientTests {
@@ -15,29 +27,28 @@ import Testing
 
     static func makeServer() -> TTRPCServer {
         var builder = TTRPCServer.Builder()
-        builder.add(AgentAPI.service, "Version") { (_: Podvisor_Agent_V1_VersionRequest) in
+        builder.add(.version) { _ in
             VersionResponse.with {
                 $0.agentVersion = "0.0.test"
                 $0.kernelVersion = "6.1.0"
                 $0.transport = "socketpair"
             }
         }
-        builder.add(AgentAPI.service, "Health") { (_: Podvisor_Agent_V1_HealthRequest) in
+        builder.add(.health) { _ in
             Podvisor_Agent_V1_HealthResponse.with {
                 $0.status = .serving
                 $0.agentRssBytes = 4096
             }
         }
-        // Answers out of order: each request waits a different while.
-        builder.add(AgentAPI.service, "Echo") { (request: VersionResponse) in
+        builder.add(.echo) { request in
             usleep(UInt32.random(in: 0...5_000))
             return VersionResponse.with { $0.agentVersion = "echo \(request.kernelVersion)" }
         }
-        builder.add(AgentAPI.service, "Slow") { (_: Podvisor_Agent_V1_VersionRequest) in
+        builder.add(.slow) { _ in
             usleep(AgentClientTests.slowMs * 1000)
             return VersionResponse.with { $0.agentVersion = "late" }
         }
-        builder.add(AgentAPI.service, "Missing") { (_: Podvisor_Agent_V1_VersionRequest) -> VersionResponse in
+        builder.add(.missing) { _ in
             throw RPCError(.notFound, "no such container")
         }
         return builder.build()
@@ -87,7 +98,7 @@ import Testing
         try await withThrowingTaskGroup(of: (Int, String).self) { group in
             for i in 0..<50 {
                 group.addTask {
-                    let reply: VersionResponse = try await client.call("Echo", VersionResponse.with { $0.kernelVersion = "\(i)" })
+                    let reply = try await client.call(.echo, VersionResponse.with { $0.kernelVersion = "\(i)" })
                     return (i, reply.agentVersion)
                 }
             }
@@ -104,12 +115,12 @@ import Testing
         let client = try Self.connect()
         defer { client.close() }
         let unknown = await #expect(throws: PodvisorError.self) {
-            let _: VersionResponse = try await client.call("NoSuchMethod", Podvisor_Agent_V1_VersionRequest())
+            _ = try await client.call(.notServed, Podvisor_Agent_V1_VersionRequest())
         }
         #expect(unknown?.code == .unsupported)
         #expect((unknown?.cause as? RPCError)?.code == .unimplemented)
         let missing = await #expect(throws: PodvisorError.self) {
-            let _: VersionResponse = try await client.call("Missing", Podvisor_Agent_V1_VersionRequest())
+            _ = try await client.call(.missing, Podvisor_Agent_V1_VersionRequest())
         }
         #expect(missing?.code == .notFound)
         #expect(missing?.message.contains("no such container") == true)
@@ -121,7 +132,7 @@ import Testing
         let client = try Self.connect()
         defer { client.close() }
         let error = await #expect(throws: PodvisorError.self) {
-            let _: VersionResponse = try await client.call("Slow", Podvisor_Agent_V1_VersionRequest(), timeout: .milliseconds(50))
+            _ = try await client.call(.slow, Podvisor_Agent_V1_VersionRequest(), timeout: .milliseconds(50))
         }
         // A timeout, not the slow answer: the timer fired first (no wall-clock bound: CI machines stall).
         #expect(error?.code == .timeout)

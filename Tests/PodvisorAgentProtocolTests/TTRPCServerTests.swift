@@ -4,6 +4,15 @@ import Testing
 
 @testable import PodvisorAgentProtocol
 
+/// Methods only the test server has.
+extension AgentMethod where Request == Podvisor_Agent_V1_VersionResponse, Response == Podvisor_Agent_V1_VersionResponse {
+    static var say: Self { Self("Say") }
+}
+
+extension AgentMethod where Request == Podvisor_Agent_V1_VersionRequest, Response == Podvisor_Agent_V1_VersionResponse {
+    static var fail: Self { Self("Fail") }
+}
+
 /// The server over a real socketpair, driven by raw frames as a peer would send them.
 @Suite struct TTRPCServerTests {
     struct Peer {
@@ -11,15 +20,13 @@ import Testing
         let ended: Task<TTRPCServer.End, Never>
     }
 
-    static let service = "test.Echo"
-
     /// A server whose Say answers `agentVersion = "hello <kernel_version>"` and whose Fail fails.
     static func makeServer() -> TTRPCServer {
         var builder = TTRPCServer.Builder()
-        builder.add(service, "Say") { (request: Podvisor_Agent_V1_VersionResponse) in
+        builder.add(.say) { request in
             Podvisor_Agent_V1_VersionResponse.with { $0.agentVersion = "hello \(request.kernelVersion)" }
         }
-        builder.add(service, "Fail") { (_: Podvisor_Agent_V1_VersionRequest) -> Podvisor_Agent_V1_VersionResponse in
+        builder.add(.fail) { _ in
             throw RPCError(.notFound, "no such thing")
         }
         return builder.build()
@@ -46,7 +53,7 @@ import Testing
 
     static func request(_ method: String, stream: UInt32, payload: [UInt8]) throws -> TTRPCFrame {
         let request = Ttrpc_Request.with {
-            $0.service = service
+            $0.service = AgentAPI.service
             $0.method = method
             $0.payload = Data(payload)
         }

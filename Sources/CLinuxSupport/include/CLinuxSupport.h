@@ -25,16 +25,20 @@ int pv_send_fd(int socket, int fd);
 int pv_recv_fd(int socket);
 int pv_set_window_size(int fd, unsigned short rows, unsigned short columns);
 
-// Sets a network interface up (the guest's loopback); 0, or -1 with errno.
-int pv_interface_up(const char *name);
-
-// rtnetlink (the guest's eth0 from the pod's CNI interface); each returns 0 or -errno from the kernel.
-// Renames (`name`, only while the link is down), sets the MTU (0: keep) and brings it up or down.
-int pv_link_set(int ifindex, const char *name, unsigned mtu, int up);
-// `address`: 4 (AF_INET) or 16 (AF_INET6) bytes in network order.
-int pv_address_add(int ifindex, int family, const void *address, unsigned char prefix);
-// `gateway` NULL: on-link; prefix 0: the default route.
-int pv_route_add(int family, const void *destination, unsigned char prefix, const void *gateway, int ifindex);
+// Network configuration over rtnetlink (netlink.c), in the calling thread's network namespace. Each returns
+// 0 or -errno. Addresses are in network byte order, 4 bytes (AF_INET) or 16 (AF_INET6).
+// The index of the link carrying this Ethernet address, or -ENODEV.
+int pv_link_index_by_mac(const uint8_t mac[6]);
+// Renames the link (NULL: keep; it goes down first, as renaming requires), sets its MTU (0: keep), brings it up.
+int pv_link_set(int ifindex, const char *name, uint32_t mtu, int up);
+// Adds (or replaces) an address; IPv6 ones skip duplicate address detection and are usable at once.
+int pv_addr_add(int ifindex, int family, const uint8_t *address, uint8_t prefix_length);
+// Adds (or replaces) a route in the main table: via `gateway`, or on-link when it is NULL; `ifindex` 0 lets
+// the kernel choose the link that reaches the gateway.
+int pv_route_add(int family, const uint8_t *destination, uint8_t prefix_length, const uint8_t *gateway, int ifindex);
+// setns(fd, CLONE_NEWNET): moves the calling thread (only) into the network namespace `fd` refers to;
+// 0, or -1 with errno.
+int pv_enter_network_namespace(int fd);
 
 // Kernel modules and power.
 int pv_finit_module(int fd);

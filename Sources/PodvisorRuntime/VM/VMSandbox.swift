@@ -43,7 +43,6 @@ final class VMSandbox: PodSandbox {
 
     func createContainer(_ spec: ContainerSpec) async throws(PodvisorError) {
         let directory = runtime.containerDirectory(spec.id)
-        var created = false
         do throws(PodvisorError) {
             try mountOverlay(lower: spec.layers, upper: "\(directory)/upper", work: "\(directory)/work", at: "\(directory)/rootfs")
             var request = Podvisor_Agent_V1_CreateContainerRequest()
@@ -58,9 +57,7 @@ final class VMSandbox: PodSandbox {
             request.resources = spec.resources.agentMessage
             request.mounts = try mounts(spec)
             try await agent.createContainer(request)
-            created = true
         } catch {
-            if created { try? await agent.removeContainer(spec.id) }
             releaseHostSide(spec.id)
             throw error
         }

@@ -3,8 +3,8 @@ import Glibc
 #endif
 
 /// Small file helpers for /proc and /sys (no Foundation in the agent).
-enum GuestFiles {
-    static func read(_ path: String, limit: Int = 1 << 20) -> String? {
+public enum GuestFiles {
+    public static func read(_ path: String, limit: Int = 1 << 20) -> String? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -19,7 +19,7 @@ enum GuestFiles {
         return String(decoding: result, as: UTF8.self)
     }
 
-    static func listDirectory(_ path: String) -> [String] {
+    public static func listDirectory(_ path: String) -> [String] {
         guard let dir = opendir(path) else { return [] }
         defer { closedir(dir) }
         var names: [String] = []
@@ -48,7 +48,7 @@ enum GuestFiles {
 }
 
 /// Everything the agent says goes to the console, which the host keeps as the VM's console log.
-func log(_ message: String) {
+public func log(_ message: String) {
     let line = "podvisor-agent: \(message)\n"
     _ = line.utf8CString.withUnsafeBufferPointer { write(2, $0.baseAddress, $0.count - 1) }
 }

@@ -7,7 +7,7 @@ import PodvisorAgentProtocol
 
 /// Every container and process the agent runs, and their exit statuses. The PID-1 loop reports reaped
 /// children here; RPC threads block on the condition until what they wait for has happened.
-final class Containers: Sendable {
+public final class Containers: Sendable {
     struct Exit: Equatable {
         var code: Int32
         var signal: Int32
@@ -45,7 +45,7 @@ final class Containers: Sendable {
     /// Where the VM's shared directory is mounted; container rootfs paths are relative to it.
     let sharedDirectory: String
 
-    init(sharedDirectory: String) {
+    public init(sharedDirectory: String) {
         self.sharedDirectory = sharedDirectory
     }
 
@@ -53,7 +53,7 @@ final class Containers: Sendable {
 
     /// Called by PID 1 for every child it reaps. Returns false for a pid that belongs to no container.
     @discardableResult
-    func reaped(pid: pid_t, status: Int32) -> Bool {
+    public func reaped(pid: pid_t, status: Int32) -> Bool {
         let exit = Self.exit(from: status)
         return state.update { s in
             for (id, var container) in s.containers {

@@ -7,12 +7,16 @@ import FoundationEssentials
 #endif
 import PodvisorAgentProtocol
 
-/// The podvisor.agent.v1.Agent methods of this issue: identity, health, power-off.
-enum AgentService {
-    static func server(transport: String, readyAtMs: UInt64, sharedDirectory: String, containers: Containers) -> TTRPCServer {
+/// The podvisor.agent.v1.Agent service: every method of agent.proto wired to what implements it.
+public enum AgentService {
+    /// `powerOff` is PID 1's: the Shutdown method answers, then calls it.
+    public static func server(
+        transport: String, readyAtMs: UInt64, sharedDirectory: String, containers: Containers,
+        powerOff: @escaping @Sendable () -> Void
+    ) -> TTRPCServer {
         let kernel = GuestFiles.read("/proc/sys/kernel/osrelease")?.trimmingSuffix("\n") ?? "unknown"
         var builder = TTRPCServer.Builder()
-        builder.add(AgentAPI.service, "Version") { (_: Podvisor_Agent_V1_VersionRequest) in
+        builder.add(.version) { _ in
             Podvisor_Agent_V1_VersionResponse.with {
                 $0.agentVersion = AgentAPI.agentVersion
                 $0.kernelVersion = kernel
@@ -21,7 +25,7 @@ enum AgentService {
                 $0.sharedDirectory = sharedDirectory
             }
         }
-        builder.add(AgentAPI.service, "Health") { (_: Podvisor_Agent_V1_HealthRequest) in
+        builder.add(.health) { _ in
             Podvisor_Agent_V1_HealthResponse.with {
                 $0.status = .serving
                 $0.agentRssBytes = GuestFiles.kilobyteField("VmRSS", in: "/proc/self/status")
@@ -29,17 +33,17 @@ enum AgentService {
                 $0.guestMemAvailableBytes = GuestFiles.kilobyteField("MemAvailable", in: "/proc/meminfo")
             }
         }
-        builder.add(AgentAPI.service, "Shutdown") { (_: Podvisor_Agent_V1_ShutdownRequest) in
+        builder.add(.shutdown) { _ in
             // Answer first; power off once the reply had time to leave.
             startDetachedThread {
                 usleep(50_000)
-                PowerOff.now(reason: "Shutdown requested by host")
+                powerOff()
             }
             return Podvisor_Agent_V1_ShutdownResponse()
         }
-        builder.add(AgentAPI.service, "ConfigureNetwork") { (r: Podvisor_Agent_V1_ConfigureNetworkRequest) in
+        builder.add(.configureNetwork) { r in
             try GuestNetwork.configure(r)
-            return Podvisor_Agent_V1_Empty()
+            return Empty()
         }
         addContainerMethods(to: &builder, containers)
         addPortMethods(to: &builder, PortConnections())
@@ -47,23 +51,22 @@ enum AgentService {
     }
 
     private static func addPortMethods(to builder: inout TTRPCServer.Builder, _ ports: PortConnections) {
-        let service = AgentAPI.service
-        builder.add(service, "PortConnect") { (r: Podvisor_Agent_V1_PortConnectRequest) in
+        builder.add(.portConnect) { r in
             let id = try ports.connect(port: r.port)
             return Podvisor_Agent_V1_PortConnectResponse.with { $0.connectionID = id }
         }
-        builder.add(service, "PortRead") { (r: Podvisor_Agent_V1_PortReadRequest) in
+        builder.add(.portRead) { r in
             let (data, eof) = try ports.read(r.connectionID, max: r.maxBytes)
             return Podvisor_Agent_V1_PortReadResponse.with {
                 $0.data = Data(data)
                 $0.eof = eof
             }
         }
-        builder.add(service, "PortWrite") { (r: Podvisor_Agent_V1_PortWriteRequest) in
+        builder.add(.portWrite) { r in
             try ports.write(r.connectionID, Array(r.data), closeWrite: r.closeWrite)
             return Empty()
         }
-        builder.add(service, "PortClose") { (r: Podvisor_Agent_V1_PortCloseRequest) in
+        builder.add(.portClose) { r in
             ports.close(r.connectionID)
             return Empty()
         }
@@ -72,28 +75,27 @@ enum AgentService {
     private typealias Empty = Podvisor_Agent_V1_Empty
 
     private static func addContainerMethods(to builder: inout TTRPCServer.Builder, _ containers: Containers) {
-        let service = AgentAPI.service
-        builder.add(service, "CreateSandbox") { (r: Podvisor_Agent_V1_CreateSandboxRequest) in
+        builder.add(.createSandbox) { r in
             try containers.createSandbox(r)
             return Empty()
         }
-        builder.add(service, "CreateContainer") { (r: Podvisor_Agent_V1_CreateContainerRequest) in
+        builder.add(.createContainer) { r in
             let pid = try containers.create(r)
             return Podvisor_Agent_V1_CreateContainerResponse.with { $0.pid = UInt32(pid) }
         }
-        builder.add(service, "StartContainer") { (r: Podvisor_Agent_V1_StartContainerRequest) in
+        builder.add(.startContainer) { r in
             try containers.start(r.containerID)
             return Empty()
         }
-        builder.add(service, "ExecProcess") { (r: Podvisor_Agent_V1_ExecProcessRequest) in
+        builder.add(.execProcess) { r in
             try containers.exec(r)
             return Empty()
         }
-        builder.add(service, "SignalProcess") { (r: Podvisor_Agent_V1_SignalProcessRequest) in
+        builder.add(.signalProcess) { r in
             try containers.signal(r.process, r.signal)
             return Empty()
         }
-        builder.add(service, "WaitProcess") { (r: Podvisor_Agent_V1_WaitProcessRequest) in
+        builder.add(.waitProcess) { r in
             let exit = try containers.wait(r.process)
             return Podvisor_Agent_V1_WaitProcessResponse.with {
                 $0.exitCode = exit.code
@@ -103,7 +105,7 @@ enum AgentService {
                 $0.oomKilled = r.process.execID.isEmpty && Cgroups.oomKills(r.process.containerID) > 0
             }
         }
-        builder.add(service, "ReadOutput") { (r: Podvisor_Agent_V1_ReadOutputRequest) in
+        builder.add(.readOutput) { r in
             let (data, eof, offset) = try containers.readOutput(r)
             return Podvisor_Agent_V1_ReadOutputResponse.with {
                 $0.data = Data(data)
@@ -111,53 +113,32 @@ enum AgentService {
                 $0.offset = offset
             }
         }
-        builder.add(service, "WriteStdin") { (r: Podvisor_Agent_V1_WriteStdinRequest) in
+        builder.add(.writeStdin) { r in
             try containers.writeStdin(r)
             return Empty()
         }
-        builder.add(service, "CloseStdin") { (r: Podvisor_Agent_V1_ProcessRef) in
+        builder.add(.closeStdin) { r in
             try containers.closeStdin(r)
             return Empty()
         }
-        builder.add(service, "ReleaseProcess") { (r: Podvisor_Agent_V1_ProcessRef) in
+        builder.add(.releaseProcess) { r in
             try containers.release(r)
             return Empty()
         }
-        builder.add(service, "ContainerStats") { (r: Podvisor_Agent_V1_ContainerStatsRequest) in
+        builder.add(.containerStats) { r in
             try containers.stats(r.containerID)
         }
-        builder.add(service, "UpdateResources") { (r: Podvisor_Agent_V1_UpdateResourcesRequest) in
+        builder.add(.updateResources) { r in
             try containers.update(r.containerID, r.resources)
             return Empty()
         }
-        builder.add(service, "ResizeTTY") { (r: Podvisor_Agent_V1_ResizeTTYRequest) in
+        builder.add(.resizeTTY) { r in
             try containers.resize(r)
             return Empty()
         }
-        builder.add(service, "RemoveContainer") { (r: Podvisor_Agent_V1_RemoveContainerRequest) in
+        builder.add(.removeContainer) { r in
             try containers.remove(r.containerID)
             return Empty()
-        }
-    }
-}
-
-enum PowerOff {
-    /// Stops every other process (TERM, then KILL after a grace period), syncs, powers off.
-    static func now(reason: String) -> Never {
-        log("powering off: \(reason)")
-        kill(-1, SIGTERM)
-        let deadline = pv_monotonic_ns() + 2_000_000_000
-        while pv_monotonic_ns() < deadline && hasOtherProcesses() { usleep(20_000) }
-        kill(-1, SIGKILL)
-        pv_poweroff()
-        // reboot() only returns on failure; PID 1 must never exit.
-        while true { pause() }
-    }
-
-    private static func hasOtherProcesses() -> Bool {
-        GuestFiles.listDirectory("/proc").contains { name in
-            guard let pid = Int32(name) else { return false }
-            return pid != getpid() && GuestFiles.read("/proc/\(pid)/cmdline").map { !$0.isEmpty } ?? false
         }
     }
 }

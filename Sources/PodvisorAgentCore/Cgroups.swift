@@ -6,12 +6,12 @@ import PodvisorAgentProtocol
 
 /// cgroup v2 inside the guest: one cgroup per container under /sys/fs/cgroup/containers, with the cpu,
 /// memory and pids controllers, for limits, statistics and OOM detection.
-enum Cgroups {
+public enum Cgroups {
     static let root = "/sys/fs/cgroup"
     static let parent = "\(root)/containers"
 
     /// Enables the controllers down to the containers' parent; once at boot.
-    static func prepare() {
+    public static func prepare() {
         mkdir(parent, 0o755)
         for directory in [root, parent] {
             if !write("+cpu +memory +pids", to: "\(directory)/cgroup.subtree_control") {
@@ -43,23 +43,27 @@ enum Cgroups {
     }
 
     static func apply(_ r: Podvisor_Agent_V1_Resources, to id: String) throws(RPCError) {
+        let directory = path(of: id)
+        for (file, value) in try settings(r) where !write(value, to: "\(directory)/\(file)") {
+            throw RPCError(.invalidArgument, "cannot set \(file) to \(value): errno \(errno)")
+        }
+    }
+
+    /// The cgroup files and values that express `r` (0 means no limit, or the kernel's default).
+    static func settings(_ r: Podvisor_Agent_V1_Resources) throws(RPCError) -> [(file: String, value: String)] {
         guard r.memoryLimitBytes >= 0, r.cpuQuotaUs >= 0, r.cpuPeriodUs >= 0, r.pidsLimit >= 0, r.cpuWeight <= 10000 else {
             throw RPCError(.invalidArgument, "negative or out-of-range resource limit")
         }
         guard r.memoryLimitBytes == 0 || r.memoryLimitBytes >= 1 << 20 else {
             throw RPCError(.invalidArgument, "memory limit \(r.memoryLimitBytes) is below 1 MiB")
         }
-        let directory = path(of: id)
         let period = r.cpuPeriodUs == 0 ? 100_000 : r.cpuPeriodUs
-        let settings: [(String, String)] = [
+        return [
             ("memory.max", r.memoryLimitBytes == 0 ? "max" : String(r.memoryLimitBytes)),
             ("cpu.max", "\(r.cpuQuotaUs == 0 ? "max" : String(r.cpuQuotaUs)) \(period)"),
             ("cpu.weight", String(r.cpuWeight == 0 ? 100 : r.cpuWeight)),
             ("pids.max", r.pidsLimit == 0 ? "max" : String(r.pidsLimit)),
         ]
-        for (file, value) in settings where !write(value, to: "\(directory)/\(file)") {
-            throw RPCError(.invalidArgument, "cannot set \(file) to \(value): errno \(errno)")
-        }
     }
 
     static func stats(_ id: String) -> Podvisor_Agent_V1_ContainerStatsResponse {

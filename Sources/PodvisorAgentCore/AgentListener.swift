@@ -6,12 +6,12 @@ import PodvisorAgentProtocol
 
 /// Where the host can reach the agent: vsock when the VM has a virtio vsock device (kernel or hybrid vsock
 /// look the same from inside), otherwise the virtio-serial port named `podvisor.agent`.
-enum AgentListener {
-    enum Endpoint: Equatable {
+public enum AgentListener {
+    public enum Endpoint: Equatable, Sendable {
         case vsock
         case serial(device: String)
 
-        var transportName: String {
+        public var transportName: String {
             switch self {
             case .vsock: "vsock"
             case .serial: "virtio-serial"
@@ -20,7 +20,7 @@ enum AgentListener {
     }
 
     /// Probes until an endpoint appears: virtio devices bind asynchronously after their module loads.
-    static func discover(timeoutMs: Int = 5000) -> Endpoint? {
+    public static func discover(timeoutMs: Int = 5000) -> Endpoint? {
         let deadline = pv_monotonic_ns() + UInt64(timeoutMs) * 1_000_000
         repeat {
             if hasVsockDevice() { return .vsock }
@@ -43,7 +43,7 @@ enum AgentListener {
     }
 
     /// Serves forever on the endpoint. Every connection is independent: a malformed one is closed alone.
-    static func serve(_ endpoint: Endpoint, server: TTRPCServer) -> Never {
+    public static func serve(_ endpoint: Endpoint, server: TTRPCServer) -> Never {
         switch endpoint {
         case .vsock:
             let listener = pv_vsock_listen(AgentAPI.vsockPort, 16)
