@@ -68,7 +68,7 @@ private func stateName(_ state: Runtime_V1_ContainerState) -> String {
 }
 
 /// The JSON the CLI prints: the CRI message as protobuf JSON (field names as crictl shows them).
-private func printMessages(_ messages: [some SwiftProtobuf.Message]) throws {
+func printMessages(_ messages: [some SwiftProtobuf.Message]) throws {
     let objects = try messages.map { try JSONSerialization.jsonObject(with: $0.jsonUTF8Data()) }
     let data = try JSONSerialization.data(withJSONObject: objects, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
     print(String(decoding: data, as: UTF8.self))

@@ -246,7 +246,8 @@ import TestSupport
         let imported = try await CLI.run(["image", "import", "--config", config, "--state-dir", state, "\(layout):busybox", "demo"])
         #expect(imported.status == 0, "\(imported)")
         let daemon = Process()
-        daemon.executableURL = URL(fileURLWithPath: CLI.binary.replacingOccurrences(of: "/podvisor", with: "/podvisord", options: .backwards))
+        // Beside the CLI's binary, whatever the clone's folder is called (also "podvisor").
+        daemon.executableURL = URL(fileURLWithPath: CLI.binary).deletingLastPathComponent().appendingPathComponent("podvisord")
         daemon.arguments = ["--config", config, "--state-dir", state, "--socket", socket]
         daemon.standardError = FileHandle.nullDevice
         try daemon.run()
@@ -258,6 +259,20 @@ import TestSupport
         #expect(result.status == 5 && result.stdout == "via podvisord\n", "\(result)")
         let pods = try await CLI.run(["pods", "--output", "json"] + endpoint)
         #expect(pods.status == 0 && (CLI.json(pods.stdout) as? [Any])?.isEmpty == true, "\(pods)")
+        // Images through the daemon's ImageService: it knows which are in use.
+        let listed = try await CLI.run(["image", "ls"] + endpoint)
+        #expect(listed.status == 0 && listed.stdout.contains("docker.io/library/demo:latest"), "\(listed)")
+        let inspected = try await CLI.run(["image", "inspect", "demo"] + endpoint)
+        #expect(inspected.status == 0 && inspected.stdout.contains("\"uid\""), "\(inspected)")
+        let locked = try await CLI.run(["image", "import", "--config", config, "--state-dir", state, "\(layout):busybox", "other"])
+        #expect(locked.status == 125 && locked.stderr.contains("in use by another podvisor process"), "\(locked)")
+        let detached = try await CLI.run(["run", "-d", "--name", "user", "--log-root", CLI.logs] + endpoint + ["demo", "--", "sh", "-c", "sleep 600"])
+        #expect(detached.status == 0, "\(detached)")
+        let inUse = try await CLI.run(["image", "rm", "demo"] + endpoint)
+        #expect(inUse.status == 125 && inUse.stderr.contains("in use"), "\(inUse)")
+        #expect(try await CLI.run(["rm", "-f", "user"] + endpoint).status == 0)
+        #expect(try await CLI.run(["image", "rm", "demo"] + endpoint).status == 0)
+        #expect(try await CLI.run(["image", "ls", "--output", "json"] + endpoint).stdout.contains("demo") == false)
         let missing = try await CLI.run(["ps", "--endpoint", "unix:///nonexistent.sock"])
         #expect(missing.status == 125 && missing.stderr.contains("podvisord"), "\(missing)")
     }

@@ -1,4 +1,3 @@
-import CLinuxSupport
 import Foundation
 import PodvisorCore
 import PodvisorVMM
@@ -34,31 +33,12 @@ public final class VMHost: Sendable {
         } catch {
             throw PodvisorError(.internalError, "cannot create state directory \(config.stateDirectory)", cause: error)
         }
-        try Self.lock(config.stateDirectory)
+        try StateDirectoryLock.acquire(config.stateDirectory)
         // QEMU (libvirt-qemu) must traverse into per-VM directories below.
         chmod(config.stateDirectory, 0o711)
         chmod("\(config.stateDirectory)/vm", 0o711)
         if config.libvirtURI.isEmpty { try Self.prepareEmbeddedDriver(root: "\(config.stateDirectory)/libvirt") }
         connection = try LibvirtConnection(uri: config.effectiveLibvirtURI)
-    }
-
-    /// One process per state directory: a second one would take the first one's VMs for orphans (and its
-    /// embedded libvirt root is not shareable). The lock lives as long as the process.
-    static func lock(_ stateDirectory: String) throws(PodvisorError) {
-        let path = "\(stateDirectory)/lock"
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw PodvisorError(.internalError, "cannot open \(path): errno \(errno)") }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
-            close(fd)
-            throw PodvisorError(
-                .unavailable,
-                "state directory \(stateDirectory) is in use by another podvisor process (pid \(holder)); "
-                    + "talk to podvisord with --endpoint, or give this command its own --state-dir")
-        }
-        ftruncate(fd, 0)
-        let pid = "\(getpid())\n"
-        _ = pid.withCString { write(fd, $0, strlen($0)) }
     }
 
     /// The embedded driver reads `<root>/etc/qemu.conf`. Its default sends QEMU's output through virtlogd,
