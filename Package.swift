@@ -26,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
     ],
     targets: [
         // C APIs used from Swift.
@@ -49,7 +50,9 @@ let package = Package(
         // Host: libvirt, domain XML, hypervisor choice, agent transports.
         .target(name: "PodvisorVMM", dependencies: ["CLibvirt", "CLinuxSupport", "PodvisorCore"]),
         // Host: ttrpc client of the in-guest agent.
-        .target(name: "PodvisorAgentClient", dependencies: ["PodvisorAgentProtocol", "PodvisorCore"]),
+        .target(
+            name: "PodvisorAgentClient",
+            dependencies: ["PodvisorAgentProtocol", "PodvisorCore", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // Host: a pod's host side behind the PodSandbox/SandboxRuntime protocols the CRI server uses: pod VMs
         // (boot, dial, ready, teardown), the pod's files, containers' rootfs and volumes.
         .target(
@@ -62,7 +65,10 @@ let package = Package(
         // Host: pod networking through CNI plugins, network namespaces, the VM's tap mirrored onto eth0.
         .target(
             name: "PodvisorNetwork",
-            dependencies: ["PodvisorCore", "CLinuxSupport", .product(name: "Subprocess", package: "swift-subprocess")]
+            dependencies: [
+                "PodvisorCore", "CLinuxSupport", .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
         ),
 
         // Host: OCI registry client, content store, layer unpacking, image metadata.
@@ -113,6 +119,7 @@ let package = Package(
             name: "podvisord",
             dependencies: [
                 "PodvisorCRIServer", "PodvisorCore",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -142,18 +149,20 @@ let package = Package(
 
         .testTarget(name: "PodvisorAgentProtocolTests", dependencies: ["PodvisorAgentProtocol"]),
         .testTarget(name: "PodvisorCoreTests", dependencies: ["PodvisorCore"]),
-        .testTarget(name: "PodvisorVMMTests", dependencies: ["PodvisorVMM"], resources: [.copy("Golden")]),
-        .testTarget(name: "PodvisorAgentClientTests", dependencies: ["PodvisorAgentClient", "PodvisorAgentProtocol"]),
+        .testTarget(name: "PodvisorVMMTests", dependencies: ["PodvisorVMM", "PodvisorCore"], resources: [.copy("Golden")]),
+        .testTarget(name: "PodvisorAgentClientTests", dependencies: ["PodvisorAgentClient", "PodvisorAgentProtocol", "PodvisorCore"]),
         .testTarget(
             name: "PodvisorAgentCoreTests",
             dependencies: ["PodvisorAgentCore", "PodvisorAgentClient", "PodvisorAgentProtocol", "PodvisorCore", "CLinuxSupport"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["PodvisorRuntime", "TestSupport"]),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["PodvisorRuntime", "PodvisorVMM", "PodvisorAgentClient", "PodvisorAgentProtocol", "PodvisorCore", "TestSupport"]),
         .testTarget(name: "PodvisorStreamingTests", dependencies: ["PodvisorStreaming", "TestSupport"]),
-        .testTarget(name: "PodvisorImagesTests", dependencies: ["PodvisorImages", "CArchive"]),
+        .testTarget(name: "PodvisorImagesTests", dependencies: ["PodvisorImages", "PodvisorCore", "CArchive"]),
         .testTarget(name: "PodvisorNetworkTests", dependencies: ["PodvisorNetwork", "PodvisorCore"]),
         // Test helpers shared by the integration suites: a real docker-registry with the fixture images.
         .target(name: "TestSupport", dependencies: ["PodvisorVMM", "PodvisorStreaming"], path: "Tests/TestSupport", exclude: ["Fixtures"]),
-        .testTarget(name: "ImageIntegrationTests", dependencies: ["PodvisorImages", "TestSupport"]),
+        .testTarget(name: "ImageIntegrationTests", dependencies: ["PodvisorImages", "PodvisorCore", "TestSupport"]),
         .testTarget(
             name: "CRIIntegrationTests",
             dependencies: [
