@@ -16,7 +16,7 @@ PODVISOR := .build/debug/podvisor
 DEMO_STATE ?= /var/lib/podvisor
 IMAGE_FLAGS = --kernel $(abspath $(IMAGE_DIR)/vmlinuz) --initrd $(abspath $(IMAGE_DIR)/initramfs.img)
 
-.PHONY: all deps build demo test unit-test bench clean FORCE
+.PHONY: all deps build demo test check unit-test bench clean FORCE
 all: build image
 
 deps:
@@ -54,13 +54,20 @@ demo: build image $(DEMO_IMAGE)/index.json
 	$(PODVISOR) run --rm --timing --state-dir $(DEMO_STATE) $(IMAGE_FLAGS) demo -- \
 		sh -c 'echo "hello from $$(hostname), a container in its own VM"; echo "guest kernel $$(uname -r), $$(nproc) vCPU"; free -m | head -2'
 
-# Integration tests find the image through these variables and boot real VMs through libvirt.
-test: build image
+# Integration tests find the image through these variables and boot real VMs through libvirt. The quick
+# checks come first: a formatting or layering mistake fails in seconds, not after the VM suites.
+test: build image check
 	PODVISOR_TEST_KERNEL=$(abspath $(IMAGE_DIR)/vmlinuz) PODVISOR_TEST_INITRD=$(abspath $(IMAGE_DIR)/initramfs.img) \
 		$(SWIFT) test
 
 unit-test: deps
 	$(SWIFT) test --skip IntegrationTests
+
+# Format (.swift-format), the layering of Docs/architecture.md (every import allowed and declared), unit tests.
+check: deps
+	git ls-files -z '*.swift' | grep -zv '/Generated/' | xargs -0 $(SWIFT) format lint --strict --parallel
+	.ci/check-imports
+	$(MAKE) --no-print-directory unit-test
 
 # Boot-to-ready and CRI pod start against a bare boot, CRI latency and memory with 20 pods, image pull
 # against skopeo copy; each rewrites its section of Docs/performance.md.

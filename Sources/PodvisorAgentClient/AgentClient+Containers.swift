@@ -51,7 +51,9 @@ extension AgentClient {
     }
 
     /// Waits for the process to exit (no timeout by default: containers run as long as they like).
-    public func wait(_ process: Podvisor_Agent_V1_ProcessRef, timeout: Duration = .seconds(365 * 24 * 3600))
+    public func wait(
+        _ process: Podvisor_Agent_V1_ProcessRef, timeout: Duration = .seconds(365 * 24 * 3600)
+    )
         async throws(PodvisorError) -> Podvisor_Agent_V1_WaitProcessResponse
     {
         try await call(.waitProcess, Podvisor_Agent_V1_WaitProcessRequest.with { $0.process = process }, timeout: timeout)
@@ -110,13 +112,15 @@ extension AgentClient {
 
     /// Stops a process as kubelet expects: `signal` (SIGTERM unless the container says otherwise), then
     /// SIGKILL when it outlives `grace`. Returns its exit.
-    public func stop(_ process: Podvisor_Agent_V1_ProcessRef, grace: Duration, signal first: Int32 = SIGTERM) async throws(PodvisorError)
+    public func stop(
+        _ process: Podvisor_Agent_V1_ProcessRef, grace: Duration, signal first: Int32 = SIGTERM
+    ) async throws(PodvisorError)
         -> Podvisor_Agent_V1_WaitProcessResponse
     {
         try await signal(process, first)
         do {
             return try await wait(process, timeout: grace)
-        } catch where error.code == .timeout {
+        } catch  where error.code == .timeout {
             try await signal(process, SIGKILL)
             return try await wait(process)
         }

@@ -380,10 +380,12 @@ public final class Containers: Sendable {
         config.readonly_rootfs = setup.readonlyRootfs ? 1 : 0
         config.privileged = setup.privileged ? 1 : 0
         config.hostname = setup.hostname.isEmpty ? nil : arena.string(setup.hostname)
-        config.mounts = arena.array(setup.mounts.map {
-            pv_mount(source: arena.string($0.source), destination: arena.string($0.destination),
-                     readonly: $0.readonly, propagation: $0.propagation)
-        })
+        config.mounts = arena.array(
+            setup.mounts.map {
+                pv_mount(
+                    source: arena.string($0.source), destination: arena.string($0.destination),
+                    readonly: $0.readonly, propagation: $0.propagation)
+            })
         config.mount_count = setup.mounts.count
         config.masked_paths = arena.strings(setup.maskedPaths)
         config.readonly_paths = arena.strings(setup.readonlyPaths)
@@ -478,7 +480,9 @@ public final class Containers: Sendable {
     }
 
     /// Volume sources must lie inside the shared directory and exist; destinations inside the container.
-    private func volumes(_ mounts: [Podvisor_Agent_V1_Mount]) throws(RPCError) -> [(source: String, destination: String, readonly: Int32, propagation: UInt)] {
+    private func volumes(
+        _ mounts: [Podvisor_Agent_V1_Mount]
+    ) throws(RPCError) -> [(source: String, destination: String, readonly: Int32, propagation: UInt)] {
         try mounts.map { m throws(RPCError) in
             guard !m.source.isEmpty, !m.source.hasPrefix("/"), !m.source.split(separator: "/").contains("..") else {
                 throw RPCError(.invalidArgument, "volume source \"\(m.source)\" must be a relative path inside the shared directory")
@@ -486,11 +490,12 @@ public final class Containers: Sendable {
             let destination = try Self.containerPaths([m.destination], "volume destination")[0]
             let source = "\(sharedDirectory)/\(m.source)"
             guard GuestFiles.exists(source) else { throw RPCError(.notFound, "volume source \(m.source) does not exist in the guest") }
-            let propagation: UInt = switch m.propagation {
-            case .rslave: pv_ms_slave()
-            case .rshared: pv_ms_shared()
-            default: pv_ms_private()
-            }
+            let propagation: UInt =
+                switch m.propagation {
+                case .rslave: pv_ms_slave()
+                case .rshared: pv_ms_shared()
+                default: pv_ms_private()
+                }
             let readonly = !m.readonly ? PV_READWRITE : m.recursiveReadonly ? PV_READONLY_RECURSIVE : PV_READONLY_TOP
             if readonly == PV_READONLY_TOP {
                 for submount in m.submounts where !submount.hasPrefix("/") && !submount.split(separator: "/").contains("..") {
@@ -513,7 +518,9 @@ public final class Containers: Sendable {
     static func sysctls(_ requested: [String: String]) throws(RPCError) -> [(file: String, value: String)] {
         let namespaced = ["kernel.shm", "kernel.msg", "kernel.sem", "fs.mqueue.", "net.", "kernel.hostname", "kernel.domainname"]
         return try requested.sorted { $0.key < $1.key }.map { key, value throws(RPCError) in
-            let wellFormed = !key.isEmpty && key.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2e || $0 == 0x5f || $0 == 0x2d }
+            let wellFormed =
+                !key.isEmpty
+                && key.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2e || $0 == 0x5f || $0 == 0x2d }
             guard wellFormed, !key.contains(".."), namespaced.contains(where: { key.hasPrefix($0) }) else {
                 throw RPCError(.invalidArgument, "sysctl \(key) is not a namespaced sysctl")
             }
@@ -522,7 +529,9 @@ public final class Containers: Sendable {
     }
 
     static func validate(id: String, what: String) throws(RPCError) {
-        let allowed = id.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x61 && $0 <= 0x7a) || $0 == 0x2d || $0 == 0x5f || $0 == 0x2e }
+        let allowed = id.utf8.allSatisfy {
+            ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x61 && $0 <= 0x7a) || $0 == 0x2d || $0 == 0x5f || $0 == 0x2e
+        }
         guard !id.isEmpty, id.utf8.count <= 128, allowed, id != ".", id != ".." else {
             throw RPCError(.invalidArgument, "\(what) \"\(id)\" must be 1-128 characters of [A-Za-z0-9._-]")
         }

@@ -41,11 +41,12 @@ public enum GuestNetwork {
                 guard index > 0 else { throw RPCError(.invalidArgument, "route \(route.text): no interface named \(route.interfaceName)") }
             }
             let destination = route.destination
-            let rc = if let gateway = route.gateway {
-                pv_route_add(destination.family, destination.bytes, destination.length, gateway.bytes, index)
-            } else {
-                pv_route_add(destination.family, destination.bytes, destination.length, nil, index)
-            }
+            let rc =
+                if let gateway = route.gateway {
+                    pv_route_add(destination.family, destination.bytes, destination.length, gateway.bytes, index)
+                } else {
+                    pv_route_add(destination.family, destination.bytes, destination.length, nil, index)
+                }
             try check(rc, "route \(route.text)")
         }
     }
@@ -85,7 +86,8 @@ public enum GuestNetwork {
         var text: String
 
         init(_ spec: Podvisor_Agent_V1_Route) throws(RPCError) {
-            text = spec.destination + (spec.gateway.isEmpty ? "" : " via \(spec.gateway)")
+            text =
+                spec.destination + (spec.gateway.isEmpty ? "" : " via \(spec.gateway)")
                 + (spec.interfaceName.isEmpty ? "" : " dev \(spec.interfaceName)")
             destination = try Prefix(cidr: spec.destination, what: "destination of route \(text)")
             interfaceName = spec.interfaceName

@@ -16,11 +16,13 @@ public func startDetachedThread(_ body: @escaping @Sendable () -> Void) {
     // Small stacks: an agent thread per request must not cost 8 MiB of address space each.
     pthread_attr_setstacksize(&attributes, 512 * 1024)
     var thread = pthread_t()
-    let rc = pthread_create(&thread, &attributes, { raw in
-        let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
-        box.body()
-        return nil
-    }, context)
+    let rc = pthread_create(
+        &thread, &attributes,
+        { raw in
+            let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
+            box.body()
+            return nil
+        }, context)
     pthread_attr_destroy(&attributes)
     if rc != 0 {
         Unmanaged<Box>.fromOpaque(context).release()

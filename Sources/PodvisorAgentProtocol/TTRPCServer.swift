@@ -68,7 +68,9 @@ public final class TTRPCServer: Sendable {
                 if let handler {
                     do { response.payload = Data(try handler(Array(request.payload))) } catch {
                         let status = error as? RPCError ?? RPCError(.internal, "\(error)")
-                        response.status = .with { $0.code = status.code.rawValue; $0.message = status.message }
+                        response.status = .with {
+                            $0.code = status.code.rawValue; $0.message = status.message
+                        }
                     }
                 } else {
                     response.status = .with {

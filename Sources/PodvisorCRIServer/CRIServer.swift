@@ -42,7 +42,8 @@ public final class CRIServer: Sendable {
     public static func open(config: PodvisorConfig, logger: Logger) async throws(PodvisorError) -> CRIServer {
         let host = try VMHost(config: config)
         if let warning = host.warning { logger.warning("\(warning)") }
-        return try await open(config: config, runtime: try VMRuntime(host: host, imageRoot: config.effectiveImageRoot, logger: logger), logger: logger)
+        return try await open(
+            config: config, runtime: try VMRuntime(host: host, imageRoot: config.effectiveImageRoot, logger: logger), logger: logger)
     }
 
     /// The CRI over any sandbox runtime (benchmarks bring their own VM host; handler tests a fake).
@@ -93,7 +94,9 @@ public final class CRIServer: Sendable {
 
     /// Starts `command` as a new exec in a running container, with the container's identity and environment
     /// (ExecSync and Exec); answers the sandbox to follow it through and the exec's reference.
-    func startExec(in containerID: String, command: [String], tty: Bool, stdin: Bool) async throws(PodvisorError)
+    func startExec(
+        in containerID: String, command: [String], tty: Bool, stdin: Bool
+    ) async throws(PodvisorError)
         -> (any PodSandbox, ProcessRef)
     {
         let (container, pod) = try runningContainer(containerID)
@@ -127,12 +130,13 @@ public final class CRIServer: Sendable {
 
     func publish(_ type: Runtime_V1_ContainerEventType, container: ContainerRecord) {
         let sandbox = sandboxes.get(container.sandboxID)
-        events.publish(.with {
-            $0.containerID = container.id
-            $0.containerEventType = type
-            $0.createdAt = Clock.nowNanoseconds()
-            if let sandbox { $0.podSandboxStatus = sandboxStatus(sandbox) }
-            $0.containersStatuses = [containerStatus(container)]
-        })
+        events.publish(
+            .with {
+                $0.containerID = container.id
+                $0.containerEventType = type
+                $0.createdAt = Clock.nowNanoseconds()
+                if let sandbox { $0.podSandboxStatus = sandboxStatus(sandbox) }
+                $0.containersStatuses = [containerStatus(container)]
+            })
     }
 }

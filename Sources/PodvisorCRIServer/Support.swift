@@ -82,14 +82,14 @@ enum Validate {
     /// An absolute path without `..` components, NUL or control characters.
     static func absolutePath(_ value: String, _ field: String) throws(PodvisorError) {
         guard value.hasPrefix("/"), value.utf8.count <= RequestLimits.maxPathBytes, !value.split(separator: "/").contains(".."),
-              !value.unicodeScalars.contains(where: { $0.value < 0x20 })
+            !value.unicodeScalars.contains(where: { $0.value < 0x20 })
         else { throw PodvisorError(.invalidArgument, "\(field) \(PodvisorError.quote(value)) must be an absolute path without \"..\"") }
     }
 
     /// A path relative to a directory that it must stay inside.
     static func relativePath(_ value: String, _ field: String) throws(PodvisorError) {
         guard !value.isEmpty, value.utf8.count <= RequestLimits.maxPathBytes, !value.hasPrefix("/"), !value.split(separator: "/").contains(".."),
-              !value.unicodeScalars.contains(where: { $0.value < 0x20 })
+            !value.unicodeScalars.contains(where: { $0.value < 0x20 })
         else { throw PodvisorError(.invalidArgument, "\(field) \(PodvisorError.quote(value)) must be a relative path that stays in its directory") }
     }
 

@@ -109,10 +109,11 @@ public struct ImageReference: Sendable, Hashable, CustomStringConvertible {
         if let port, port.isEmpty || !port.allSatisfy(\.isASCIIDigit) || Int(port).map({ $0 > 65535 }) ?? true {
             return false
         }
-        return component.hasPrefix("[") || host.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
-            !label.isEmpty && label.allSatisfy { $0.isASCIILetterOrDigit || $0 == "-" } && label.first != "-"
-                && label.last != "-"
-        }
+        return component.hasPrefix("[")
+            || host.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
+                !label.isEmpty && label.allSatisfy { $0.isASCIILetterOrDigit || $0 == "-" } && label.first != "-"
+                    && label.last != "-"
+            }
     }
 
     /// `[a-z0-9]+` joined by `.`, `_`, `__` or runs of `-`.
@@ -123,8 +124,9 @@ public struct ImageReference: Sendable, Hashable, CustomStringConvertible {
         var separator = ""
         for c in component {
             if c.isLowerAlnum {
-                guard separator.isEmpty || separator == "." || separator == "_" || separator == "__"
-                    || separator.allSatisfy({ $0 == "-" })
+                guard
+                    separator.isEmpty || separator == "." || separator == "_" || separator == "__"
+                        || separator.allSatisfy({ $0 == "-" })
                 else { return false }
                 separator = ""
             } else if c == "." || c == "_" || c == "-" {

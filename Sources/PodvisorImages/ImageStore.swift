@@ -117,7 +117,8 @@ public actor ImageStore {
             mediaType = chosen.mediaType
         }
         guard MediaType.manifests.contains(mediaType) else {
-            throw PodvisorError(.unsupported, "\(reference) is a \(mediaType.isEmpty ? "document of no media type" : mediaType), not an image manifest")
+            throw PodvisorError(
+                .unsupported, "\(reference) is a \(mediaType.isEmpty ? "document of no media type" : mediaType), not an image manifest")
         }
         let manifest = try JSONDecoder.registryDocument(ManifestDocument.self, from: manifestData, what: "manifest of \(reference)")
         guard let configDescriptor = manifest.config, let layers = manifest.layers else {
@@ -149,8 +150,9 @@ public actor ImageStore {
         let size = Int64(manifestData.count) + configDescriptor.size + layers.reduce(0) { $0 + $1.size }
         return try record(
             reference, topDigest: top.digest,
-            ImageRecord(id: configDescriptor.digest, repoTags: [], repoDigests: [], manifests: manifests,
-                        layers: layers.map(\.digest), size: size, user: ImageUser(configUser: config.config?.User)))
+            ImageRecord(
+                id: configDescriptor.digest, repoTags: [], repoDigests: [], manifests: manifests,
+                layers: layers.map(\.digest), size: size, user: ImageUser(configUser: config.config?.User)))
     }
 
     private nonisolated func fetch(

@@ -8,7 +8,8 @@ import PodvisorCore
 /// times, xattrs, hard links, symlinks and device nodes are kept. An entry whose path has `..`, is absolute,
 /// or would be written through a symlink makes the whole layer fail.
 enum LayerUnpacker {
-    static let extractFlags: Int32 = ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME
+    static let extractFlags: Int32 =
+        ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME
         | ARCHIVE_EXTRACT_XATTR | ARCHIVE_EXTRACT_ACL
         | ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS
 

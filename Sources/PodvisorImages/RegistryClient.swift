@@ -73,8 +73,10 @@ public final class RegistryClient: Sendable {
         _ image: ImageReference, reference: String, credentials: RegistryCredentials?
     ) async throws -> Manifest {
         let capability: RegistryEndpoint.Capability = reference.hasPrefix("sha256:") ? .pull : .resolve
-        return try await request(image, path: "manifests/\(reference)", accept: Self.manifestAccept,
-                                 capability: capability, credentials: credentials, timeout: options.requestTimeout) { response in
+        return try await request(
+            image, path: "manifests/\(reference)", accept: Self.manifestAccept,
+            capability: capability, credentials: credentials, timeout: options.requestTimeout
+        ) { response in
             let body: ByteBuffer
             do { body = try await response.body.collect(upTo: Self.maximumManifestSize) } catch let error as NIOTooManyBytesError {
                 throw PodvisorError(.invalidArgument, "manifest of \(image) is larger than \(Self.maximumManifestSize) bytes", cause: error)
@@ -107,8 +109,10 @@ public final class RegistryClient: Sendable {
         _ image: ImageReference, _ descriptor: Descriptor, credentials: RegistryCredentials?, into writer: BlobWriter,
         progress: (@Sendable (Int64) -> Void)? = nil
     ) async throws {
-        try await request(image, path: "blobs/\(descriptor.digest)", accept: "*/*", capability: .pull,
-                          credentials: credentials, timeout: nil) { response in
+        try await request(
+            image, path: "blobs/\(descriptor.digest)", accept: "*/*", capability: .pull,
+            credentials: credentials, timeout: nil
+        ) { response in
             try writer.restart()
             for try await chunk in response.body {
                 try chunk.withUnsafeReadableBytes { try writer.write($0) }
@@ -154,13 +158,15 @@ public final class RegistryClient: Sendable {
                         continue
                     default:
                         let body = try? await response.body.collect(upTo: 64 << 10)
-                        throw Self.error(for: response.status, body: body, url: url, image: image,
-                                         authenticated: authorization != nil)
+                        throw Self.error(
+                            for: response.status, body: body, url: url, image: image,
+                            authenticated: authorization != nil)
                     }
                 } catch is CancellationError {
                     throw CancellationError()
                 } catch {
-                    lastError = error as? PodvisorError
+                    lastError =
+                        error as? PodvisorError
                         ?? PodvisorError(.unavailable, "registry \(endpoint.baseURL) is unreachable", cause: error)
                     // Only the network and an overloaded registry are worth asking again.
                     guard lastError.code == .unavailable, attempt < options.attempts else { break }
@@ -249,7 +255,8 @@ public final class RegistryClient: Sendable {
         let body = try await response.body.collect(upTo: 1 << 20)
         guard response.status.code == 200 else {
             let why = credentials == nil ? "requires authentication" : "refused the credentials"
-            throw PodvisorError(.permissionDenied, "registry \(image.registry) \(why) for \(image.repository) (token service answered \(response.status.code))")
+            throw PodvisorError(
+                .permissionDenied, "registry \(image.registry) \(why) for \(image.repository) (token service answered \(response.status.code))")
         }
         struct TokenResponse: Decodable { var token: String?; var access_token: String? }
         guard let token = try? JSONDecoder().decode(TokenResponse.self, from: Data(body.readableBytesView)),

@@ -60,7 +60,8 @@ public struct RegistryHosts: Sendable {
     private static let all = Set(RegistryEndpoint.Capability.allCases)
 
     private func defaultServer(for reference: ImageReference) -> String {
-        let plain = Self.isLoopback(reference.registryHostname) || insecureRegistries.contains(reference.registry)
+        let plain =
+            Self.isLoopback(reference.registryHostname) || insecureRegistries.contains(reference.registry)
             || insecureRegistries.contains(reference.registryHostname)
         return "\(plain ? "http" : "https")://\(reference.apiHost)"
     }

@@ -93,14 +93,15 @@ public struct CNIAttachment: Codable, Sendable, Equatable {
     public func runtimeConfig(for plugin: CNIPlugin) -> JSONValue? {
         var config: [String: JSONValue] = [:]
         if plugin.capabilities.contains("portMappings"), !portMappings.isEmpty {
-            config["portMappings"] = .array(portMappings.map { mapping in
-                var object: [String: JSONValue] = [
-                    "hostPort": .int(Int64(mapping.hostPort)), "containerPort": .int(Int64(mapping.containerPort)),
-                    "protocol": .string(mapping.protocol.rawValue),
-                ]
-                if !mapping.hostIP.isEmpty { object["hostIP"] = .string(mapping.hostIP) }
-                return .object(object)
-            })
+            config["portMappings"] = .array(
+                portMappings.map { mapping in
+                    var object: [String: JSONValue] = [
+                        "hostPort": .int(Int64(mapping.hostPort)), "containerPort": .int(Int64(mapping.containerPort)),
+                        "protocol": .string(mapping.protocol.rawValue),
+                    ]
+                    if !mapping.hostIP.isEmpty { object["hostIP"] = .string(mapping.hostIP) }
+                    return .object(object)
+                })
         }
         if plugin.capabilities.contains("bandwidth"), let bandwidth {
             config["bandwidth"] = .object([

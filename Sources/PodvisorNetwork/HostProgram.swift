@@ -33,10 +33,11 @@ enum HostProgram {
             let result = try await Subprocess.run(
                 program, arguments: Arguments(arguments), environment: .inherit.updating(updates),
                 input: .array(Array(input)), output: .bytes(limit: outputLimit), error: .string(limit: outputLimit))
-            let status: Int32 = switch result.terminationStatus {
-            case .exited(let code): code
-            case .signaled(let signal): 128 + signal
-            }
+            let status: Int32 =
+                switch result.terminationStatus {
+                case .exited(let code): code
+                case .signaled(let signal): 128 + signal
+                }
             return Output(status: status, stdout: Data(result.standardOutput), stderr: result.standardError)
         } catch {
             throw PodvisorError(.unavailable, "cannot run \(executable)", cause: error)

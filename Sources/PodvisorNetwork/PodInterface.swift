@@ -47,7 +47,8 @@ public struct PodInterface: Sendable, Equatable {
         }
         let linkJSON = try await ip(["addr", "show", "dev", interface])
         guard let link = try? JSONDecoder().decode([Link].self, from: linkJSON).first else {
-            throw PodvisorError(.internalError, "unexpected `ip -j addr show` output for \(interface): \(String(decoding: linkJSON.prefix(200), as: UTF8.self))")
+            throw PodvisorError(
+                .internalError, "unexpected `ip -j addr show` output for \(interface): \(String(decoding: linkJSON.prefix(200), as: UTF8.self))")
         }
         var routes: [Route] = []
         for (family, defaultDestination) in [("-4", "0.0.0.0/0"), ("-6", "::/0")] {

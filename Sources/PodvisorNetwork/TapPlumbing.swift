@@ -50,13 +50,14 @@ public enum TapPlumbing {
         if let mtu { tapMTU = mtu } else { tapMTU = try await link(interface, namespacePath: namespacePath).mtu }
         try await inNamespace(namespacePath, "ip", ["link", "set", "dev", tap, "mtu", "\(tapMTU)", "up"])
         // One tc process for both directions; `replace` makes a second attach of the same pair harmless.
-        let script = [(interface, tap), (tap, interface)].map { from, to in
-            """
-            qdisc replace dev \(from) ingress
-            filter replace dev \(from) parent ffff: pref 1 handle 800::1 protocol all u32 match u32 0 0 \
-            action mirred egress redirect dev \(to)
-            """
-        }.joined(separator: "\n") + "\n"
+        let script =
+            [(interface, tap), (tap, interface)].map { from, to in
+                """
+                qdisc replace dev \(from) ingress
+                filter replace dev \(from) parent ffff: pref 1 handle 800::1 protocol all u32 match u32 0 0 \
+                action mirred egress redirect dev \(to)
+                """
+            }.joined(separator: "\n") + "\n"
         try await inNamespace(namespacePath, "tc", ["-batch", "-"], input: Data(script.utf8))
     }
 
@@ -87,11 +88,12 @@ public enum TapPlumbing {
 
     private static func deleteLink(_ name: String, in namespacePath: String?) async throws(PodvisorError) {
         let arguments = ["link", "del", "dev", name]
-        let output = if let namespacePath {
-            try await HostProgram.run("nsenter", ["--net=\(namespacePath)", "ip"] + arguments)
-        } else {
-            try await HostProgram.run("ip", arguments)
-        }
+        let output =
+            if let namespacePath {
+                try await HostProgram.run("nsenter", ["--net=\(namespacePath)", "ip"] + arguments)
+            } else {
+                try await HostProgram.run("ip", arguments)
+            }
         // iproute2's words for a missing link: "Cannot find device".
         guard output.status == 0 || output.stderr.contains("Cannot find device") else {
             throw PodvisorError(.internalError, "cannot delete tap \(name): \(output.stderr.trimmingCharacters(in: .whitespacesAndNewlines))")
@@ -109,7 +111,7 @@ public enum TapPlumbing {
 
     private static func validate(_ name: String) throws(PodvisorError) {
         guard !name.isEmpty, name.utf8.count <= maxNameLength,
-              name.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f && $0 != UInt8(ascii: "/") && $0 != UInt8(ascii: ":") })
+            name.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f && $0 != UInt8(ascii: "/") && $0 != UInt8(ascii: ":") })
         else {
             throw PodvisorError(.invalidArgument, "invalid interface name \"\(name)\" (1–\(maxNameLength) printable bytes, no '/' or ':')")
         }

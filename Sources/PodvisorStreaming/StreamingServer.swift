@@ -119,7 +119,8 @@ public final class StreamingServer: Sendable {
                 guard let request = take(token, kind), case .portForward(let handler) = request.work else {
                     return try await refuse(404, "Not Found", Self.unknownToken(kind))
                 }
-                try await outbound.write(ByteBuffer(bytes: Self.switching(to: "SPDY/3.1", [RemoteCommandProtocol.header: [PortForward.protocolName]])))
+                try await outbound.write(
+                    ByteBuffer(bytes: Self.switching(to: "SPDY/3.1", [RemoteCommandProtocol.header: [PortForward.protocolName]])))
                 let spdy = SPDYConnection(role: .server)
                 return await Self.upgraded(
                     connection, writer: { await spdy.runWriter(outbound) }, reader: { await spdy.run(reader) },
@@ -128,7 +129,8 @@ public final class StreamingServer: Sendable {
             guard let proto = RemoteCommandProtocol.negotiate(head.values(RemoteCommandProtocol.header)) else {
                 let served = RemoteCommandProtocol.allCases.map(\.rawValue)
                 return try await refuse(
-                    403, "Forbidden", "unable to negotiate a stream protocol: the client offers \(head.values(RemoteCommandProtocol.header)), podvisor serves \(served)",
+                    403, "Forbidden",
+                    "unable to negotiate a stream protocol: the client offers \(head.values(RemoteCommandProtocol.header)), podvisor serves \(served)",
                     headers: [RemoteCommandProtocol.acceptedHeader: served])
             }
             guard let request = take(token, kind), case .command(let options, let handler) = request.work else {
@@ -198,13 +200,14 @@ public final class StreamingServer: Sendable {
             return first
         }
         guard let streams else { return }
-        let result = await handler(RemoteCommandStreams(
-            options: options, stdin: streams[.stdin]?.data, resize: streams[.resize]?.data,
-            output: { type, bytes in
-                guard let id = streams[type]?.id else { return }
-                try? await spdy.send(bytes, on: id)
-            },
-            disconnected: disconnected))
+        let result = await handler(
+            RemoteCommandStreams(
+                options: options, stdin: streams[.stdin]?.data, resize: streams[.resize]?.data,
+                output: { type, bytes in
+                    guard let id = streams[type]?.id else { return }
+                    try? await spdy.send(bytes, on: id)
+                },
+                disconnected: disconnected))
         for type in [StreamType.stdout, .stderr, .stdin, .resize] {
             if let stream = streams[type] { await spdy.finish(stream.id) }
         }
@@ -227,22 +230,26 @@ public final class StreamingServer: Sendable {
         let served = ["v5.channel.k8s.io", "v4.channel.k8s.io"]
         guard let subprotocol = head.values("sec-websocket-protocol").first(where: served.contains) else {
             return try await refuse(
-                403, "Forbidden", "unable to negotiate a stream protocol: the client offers \(head.values("sec-websocket-protocol")), podvisor serves \(served)",
+                403, "Forbidden",
+                "unable to negotiate a stream protocol: the client offers \(head.values("sec-websocket-protocol")), podvisor serves \(served)",
                 [:])
         }
         guard let request = take(token, kind), case .command(let options, let handler) = request.work else {
             return try await refuse(404, "Not Found", Self.unknownToken(kind), [:])
         }
-        try await outbound.write(ByteBuffer(bytes: Self.switching(
-            to: "websocket", ["sec-websocket-accept": [WebSocketFrame.accept(key: key)], "sec-websocket-protocol": [subprotocol]])))
+        try await outbound.write(
+            ByteBuffer(
+                bytes: Self.switching(
+                    to: "websocket", ["sec-websocket-accept": [WebSocketFrame.accept(key: key)], "sec-websocket-protocol": [subprotocol]])))
 
         let channels = WebSocketChannels()
         await Self.upgraded(
             connection, writer: { await channels.runWriter(outbound) }, reader: { await channels.run(reader) },
             session: { disconnected in
-                let result = await handler(RemoteCommandStreams(
-                    options: options, stdin: channels.stdin, resize: channels.resize,
-                    output: { type, bytes in try? await channels.send(bytes, on: type) }, disconnected: disconnected))
+                let result = await handler(
+                    RemoteCommandStreams(
+                        options: options, stdin: channels.stdin, resize: channels.resize,
+                        output: { type, bytes in try? await channels.send(bytes, on: type) }, disconnected: disconnected))
                 try? await channels.send(RemoteCommandProtocol.v4.statusMessage(result), on: .error)
             },
             end: { channels.close() })

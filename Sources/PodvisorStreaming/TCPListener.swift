@@ -11,14 +11,15 @@ public struct TCPListener: Sendable {
     /// Binds `host:port` (port 0: any free port). `halfClosure`: a peer's FIN ends only its direction and
     /// ours can end on its own (TCPStream.finish), as a relay needs.
     public static func bind(host: String, port: Int, halfClosure: Bool = false) async throws -> TCPListener {
-        TCPListener(channel: try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: halfClosure)
-            .bind(host: host, port: port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try Connection(wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: halfClosure))
-                }
-            })
+        TCPListener(
+            channel: try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: halfClosure)
+                .bind(host: host, port: port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try Connection(wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: halfClosure))
+                    }
+                })
     }
 
     /// The port it listens on.

@@ -79,7 +79,8 @@ public struct DomainSpec: Sendable, Equatable {
 
     public var xml: String {
         var x = XMLWriter()
-        let qemuNamespace = agentChannel.transport == .hybridVsock
+        let qemuNamespace =
+            agentChannel.transport == .hybridVsock
             ? [("xmlns:qemu", "http://libvirt.org/schemas/domain/qemu/1.0")] : []
         x.open("domain", [("type", accelerator.domainType)] + qemuNamespace)
         x.element("name", text: name)
@@ -150,8 +151,10 @@ public struct DomainSpec: Sendable, Equatable {
             // No reconnect= on the chardev: QEMU 7.2 then fails with "Failed to set msg fds". An explicit PCI slot:
             // libvirt does not know this device and would hand its slot to the next one it places (virtio-fs).
             x.open("qemu:commandline")
-            for arg in ["-chardev", "socket,id=vsockchr0,path=\(backendSocket)",
-                        "-device", "vhost-user-vsock-pci,chardev=vsockchr0,bus=pci.0,addr=0x1f"] {
+            for arg in [
+                "-chardev", "socket,id=vsockchr0,path=\(backendSocket)",
+                "-device", "vhost-user-vsock-pci,chardev=vsockchr0,bus=pci.0,addr=0x1f",
+            ] {
                 x.element("qemu:arg", [("value", arg)])
             }
             x.close("qemu:commandline")

@@ -51,9 +51,9 @@ final class HelperProcess: @unchecked Sendable {
     /// The helper an earlier runtime process started in `directory`, if it still runs.
     static func adopt(_ name: String, directory: String) throws(PodvisorError) -> HelperProcess {
         guard let text = try? String(contentsOfFile: pidPath(name, directory), encoding: .utf8),
-              let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)),
-              let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"),
-              String(decoding: cmdline, as: UTF8.self).contains(directory)
+            let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)),
+            let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"),
+            String(decoding: cmdline, as: UTF8.self).contains(directory)
         else { throw PodvisorError(.unavailable, "\(name) of \(directory) no longer runs") }
         return HelperProcess(name: name, pid: pid, process: nil)
     }
@@ -70,7 +70,8 @@ final class HelperProcess: @unchecked Sendable {
         if let process { return process.isRunning }
         // An adopted helper is reaped by init; until then it is a zombie, which is no longer running.
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return false }
+            let close = stat.lastIndex(of: ")")
+        else { return false }
         return !stat[close...].hasPrefix(") Z")
     }
 

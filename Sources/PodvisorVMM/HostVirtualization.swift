@@ -19,7 +19,8 @@ public struct HostVirtualization: Sendable, Equatable {
     public static func probe() -> HostVirtualization {
         let fd = open("/dev/kvm", O_RDWR | O_CLOEXEC)
         if fd >= 0 { close(fd) }
-        let flags = readProcFile("/proc/cpuinfo")
+        let flags =
+            readProcFile("/proc/cpuinfo")
             .split(separator: "\n").first { $0.hasPrefix("flags") }?
             .split(separator: " ") ?? []
         return HostVirtualization(

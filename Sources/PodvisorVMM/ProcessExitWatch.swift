@@ -36,7 +36,7 @@ enum ProcessExitWatch {
         var zombies: Set<pid_t> = []
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
             guard let pid = pid_t(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
-                  let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")")
+                let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")")
             else { continue }
             // "pid (comm) state ppid …"; comm may contain spaces, hence the last ')'.
             let comm = stat[stat.index(after: open)..<close]

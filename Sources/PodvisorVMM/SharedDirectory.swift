@@ -29,8 +29,10 @@ struct SharedDirectory {
                 "virtiofsd", executable: executable,
                 // xattr: file capabilities and overlay metadata must survive the trip into the guest.
                 // --socket-group: virtiofsd sets its socket's mode itself, ignoring the umask; QEMU needs access.
-                arguments: ["--socket-path=\(socket)", "--socket-group=libvirt-qemu", "-o", "source=\(path)",
-                            "-o", "announce_submounts", "-o", "xattr"],
+                arguments: [
+                    "--socket-path=\(socket)", "--socket-group=libvirt-qemu", "-o", "source=\(path)",
+                    "-o", "announce_submounts", "-o", "xattr",
+                ],
                 directory: "\(runDirectory)/fs", socket: socket, qemuGroup: qemuGroup)
             return SharedDirectory(path: path, socket: socket, virtiofsd: virtiofsd)
         } catch {

@@ -156,7 +156,7 @@ public final class VirtualMachine: Sendable {
     /// The CID libvirt assigned: `<cid auto='yes' address='N'/>` in the live XML.
     static func guestCID(in xml: String) throws(PodvisorError) -> UInt32 {
         guard let range = xml.range(of: #"<cid auto='yes' address='(\d+)'"#, options: .regularExpression),
-              let cid = UInt32(xml[range].filter(\.isNumber))
+            let cid = UInt32(xml[range].filter(\.isNumber))
         else { throw PodvisorError(.internalError, "libvirt assigned no vsock CID") }
         return cid
     }

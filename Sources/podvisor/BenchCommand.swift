@@ -23,7 +23,10 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "Markdown file whose boot section is replaced with the results.")
         var report: String?
 
-        @Option(help: "A container root filesystem (make bench builds one from busybox): the agent's RSS is also measured with two idle containers from it.")
+        @Option(
+            help:
+                "A container root filesystem (make bench builds one from busybox): the agent's RSS is also measured with two idle containers from it."
+        )
         var containerRootfs: String?
 
         func validate() throws {
@@ -40,8 +43,9 @@ struct BenchCommand: AsyncParsableCommand {
             for i in 0...runs {
                 let id = randomSandboxID()
                 let booted = try await sandboxes.createSandbox(
-                    SandboxSpec(id: id, name: "bench", namespace: "bench", uid: id, hostname: "bench",
-                                size: VMSize(memoryMiB: config.memoryMiB, vcpus: config.vcpus)))
+                    SandboxSpec(
+                        id: id, name: "bench", namespace: "bench", uid: id, hostname: "bench",
+                        size: VMSize(memoryMiB: config.memoryMiB, vcpus: config.vcpus)))
                 let ready = booted.info.bootToReady
                 let agentRSS = try await booted.health().agentRSSBytes
                 if let containerRootfs, i > 0 {
@@ -105,7 +109,8 @@ struct BootBenchResult {
         let b50 = Self.percentile(bare, 0.5), b90 = Self.percentile(bare, 0.9)
         let ratio = Double(p50.milliseconds) / Double(max(1, b50.milliseconds))
         let rss = Self.median(agentRSS)
-        let withContainers = agentRSSWithTwoContainers.isEmpty
+        let withContainers =
+            agentRSSWithTwoContainers.isEmpty
             ? "" : " With two idle containers: **\(Self.median(agentRSSWithTwoContainers) / 1024) KiB**."
         let size = { (path: String) in ((try? FileManager.default.attributesOfItem(atPath: path)[.size]) as? Int).map { "\($0 / 1024) KiB" } ?? "?" }
         let date = ISO8601DateFormatter().string(from: Date())

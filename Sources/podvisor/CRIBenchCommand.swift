@@ -58,11 +58,13 @@ struct CRIBench: AsyncParsableCommand {
                         group.addTask {
                             let pod = podConfig("idle-\(n)", logs: logs)
                             let sandbox = try await runtime.runPodSandbox(.with { $0.config = pod }).podSandboxID
-                            let container = try await runtime.createContainer(.with {
-                                $0.podSandboxID = sandbox
-                                $0.config = containerConfig("idle", command: "sleep 3600")
-                                $0.sandboxConfig = pod
-                            }).containerID
+                            let container = try await runtime.createContainer(
+                                .with {
+                                    $0.podSandboxID = sandbox
+                                    $0.config = containerConfig("idle", command: "sleep 3600")
+                                    $0.sandboxConfig = pod
+                                }
+                            ).containerID
                             _ = try await runtime.startContainer(.with { $0.containerID = container })
                             return (sandbox, container)
                         }
@@ -81,15 +83,20 @@ struct CRIBench: AsyncParsableCommand {
             // Exec of `true`: ExecSync (kubelet's probes) against the streaming path kubectl exec takes (the CRI
             // call, then an SPDY session to the URL).
             let execSync = try await latencies(50) { i in
-                _ = try await runtime.execSync(.with { $0.containerID = containers[i % containers.count]; $0.cmd = ["true"] })
+                _ = try await runtime.execSync(
+                    .with {
+                        $0.containerID = containers[i % containers.count]; $0.cmd = ["true"]
+                    })
             }
             let execStream = try await latencies(50) { i in
-                let url = try await runtime.exec(.with {
-                    $0.containerID = containers[i % containers.count]
-                    $0.cmd = ["true"]
-                    $0.stdout = true
-                    $0.stderr = true
-                }).url
+                let url = try await runtime.exec(
+                    .with {
+                        $0.containerID = containers[i % containers.count]
+                        $0.cmd = ["true"]
+                        $0.stdout = true
+                        $0.stderr = true
+                    }
+                ).url
                 let quiet = RemoteCommandClient.IO(stdin: nil, resizes: nil, stdout: { _ in }, stderr: { _ in })
                 _ = try await RemoteCommandClient.run(url: url, tty: false, io: quiet)
             }
@@ -112,11 +119,13 @@ struct CRIBench: AsyncParsableCommand {
         let clock = ContinuousClock()
         let started = clock.now
         let sandbox = try await runtime.runPodSandbox(.with { $0.config = pod }).podSandboxID
-        let container = try await runtime.createContainer(.with {
-            $0.podSandboxID = sandbox
-            $0.config = containerConfig("main", command: command)
-            $0.sandboxConfig = pod
-        }).containerID
+        let container = try await runtime.createContainer(
+            .with {
+                $0.podSandboxID = sandbox
+                $0.config = containerConfig("main", command: command)
+                $0.sandboxConfig = pod
+            }
+        ).containerID
         _ = try await runtime.startContainer(.with { $0.containerID = container })
         let log = "\(pod.logDirectory)/main.log"
         while (try? Data(contentsOf: URL(fileURLWithPath: log)))?.contains(0x0a) != true {

@@ -35,13 +35,15 @@ struct ImageCommand: AsyncParsableCommand {
                     }.description
                     bars.finish()
                 } else {
-                    id = try await images.pullImage(.with {
-                        $0.image.image = image
-                        if let username {
-                            $0.auth.username = username
-                            $0.auth.password = secret
+                    id = try await images.pullImage(
+                        .with {
+                            $0.image.image = image
+                            if let username {
+                                $0.auth.username = username
+                                $0.auth.password = secret
+                            }
                         }
-                    }).imageRef
+                    ).imageRef
                 }
                 let status = try await images.imageStatus(.with { $0.image.image = id })
                 switch connection.output {
@@ -54,7 +56,9 @@ struct ImageCommand: AsyncParsableCommand {
 
     struct Import: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Import an image from an OCI image layout directory (umoci, skopeo copy oci:…) into the state directory's store: no registry needed. Holds the state directory: stop podvisord first.")
+            abstract:
+                "Import an image from an OCI image layout directory (umoci, skopeo copy oci:…) into the state directory's store: no registry needed. Holds the state directory: stop podvisord first."
+        )
 
         @OptionGroup var runtime: RuntimeOptions
         @Option(help: "table, or json (machine readable).") var output: OutputFormat = .table
@@ -100,10 +104,15 @@ struct ImageCommand: AsyncParsableCommand {
                 switch connection.output {
                 case .json: try printMessages(listed)
                 case .table:
-                    printTable(["IMAGE ID", "SIZE", "NAMES"], listed.map { image in
-                        let names = image.repoTags.isEmpty ? image.repoDigests : image.repoTags
-                        return [String(image.id.dropFirst("sha256:".count).prefix(12)), formatBytes(Int64(clamping: image.size)), names.joined(separator: ", ")]
-                    })
+                    printTable(
+                        ["IMAGE ID", "SIZE", "NAMES"],
+                        listed.map { image in
+                            let names = image.repoTags.isEmpty ? image.repoDigests : image.repoTags
+                            return [
+                                String(image.id.dropFirst("sha256:".count).prefix(12)), formatBytes(Int64(clamping: image.size)),
+                                names.joined(separator: ", "),
+                            ]
+                        })
                 }
             }
         }
@@ -117,7 +126,10 @@ struct ImageCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await imageCommand(connection) { images, _ in
-                let status = try await images.imageStatus(.with { $0.image.image = image; $0.verbose = true })
+                let status = try await images.imageStatus(
+                    .with {
+                        $0.image.image = image; $0.verbose = true
+                    })
                 guard status.hasImage else { throw PodvisorError(.notFound, "image \(image) not found") }
                 try printMessages([status])
             }

@@ -18,7 +18,8 @@ enum Target {
         // A `podvisor run` pod and its container share the name: the container is meant.
         if byContainer.count == 1 { return .container(byContainer[0]) }
         if byPod.count == 1 { return .pod(byPod[0]) }
-        let prefixed = containers.filter { $0.id.hasPrefix(reference) }.map(Target.container)
+        let prefixed =
+            containers.filter { $0.id.hasPrefix(reference) }.map(Target.container)
             + pods.filter { $0.id.hasPrefix(reference) }.map(Target.pod)
         guard prefixed.count == 1 else {
             throw PodvisorError(
@@ -84,14 +85,19 @@ struct PsCommand: AsyncParsableCommand {
             var request = Runtime_V1_ListContainersRequest()
             if !all { request.filter.state.state = .containerRunning }
             let containers = try await runtime.listContainers(request).containers
-            let pods = Dictionary(uniqueKeysWithValues: try await runtime.listPodSandbox(Runtime_V1_ListPodSandboxRequest()).items.map { ($0.id, $0) })
+            let pods = Dictionary(
+                uniqueKeysWithValues: try await runtime.listPodSandbox(Runtime_V1_ListPodSandboxRequest()).items.map { ($0.id, $0) })
             switch connection.output {
             case .json: try printMessages(containers)
             case .table:
-                printTable(["CONTAINER ID", "IMAGE", "STATE", "CREATED", "NAME", "POD"], containers.map {
-                    [String($0.id.prefix(12)), $0.image.image, stateName($0.state), age($0.createdAt), $0.metadata.name,
-                     pods[$0.podSandboxID]?.metadata.name ?? String($0.podSandboxID.prefix(12))]
-                })
+                printTable(
+                    ["CONTAINER ID", "IMAGE", "STATE", "CREATED", "NAME", "POD"],
+                    containers.map {
+                        [
+                            String($0.id.prefix(12)), $0.image.image, stateName($0.state), age($0.createdAt), $0.metadata.name,
+                            pods[$0.podSandboxID]?.metadata.name ?? String($0.podSandboxID.prefix(12)),
+                        ]
+                    })
             }
             return 0
         }
@@ -169,14 +175,16 @@ struct ExecCommand: AsyncParsableCommand {
     func run() async throws {
         try await runtimeCommand(connection) { runtime, _ in
             let found = try await Target.container(container, runtime, for: "exec runs in a container")
-            let url = try await runtime.exec(.with {
-                $0.containerID = found.id
-                $0.cmd = command
-                $0.tty = tty
-                $0.stdin = interactive
-                $0.stdout = true
-                $0.stderr = !tty
-            }).url
+            let url = try await runtime.exec(
+                .with {
+                    $0.containerID = found.id
+                    $0.cmd = command
+                    $0.tty = tty
+                    $0.stdin = interactive
+                    $0.stdout = true
+                    $0.stderr = !tty
+                }
+            ).url
             // Leaving the session (at the timeout) closes the connection, which kills the command.
             let session = Task { try await TerminalSession.run(url: url, stdin: interactive, tty: tty) }
             guard timeout > 0 else { return TerminalSession.exitCode(try await session.value) }
@@ -202,7 +210,10 @@ struct StopCommand: AsyncParsableCommand {
             for reference in targets {
                 switch try await Target.resolve(reference, runtime) {
                 case .container(let container):
-                    _ = try await runtime.stopContainer(.with { $0.containerID = container.id; $0.timeout = time })
+                    _ = try await runtime.stopContainer(
+                        .with {
+                            $0.containerID = container.id; $0.timeout = time
+                        })
                     if try await isRunPod(container.podSandboxID, runtime) {
                         _ = try await runtime.stopPodSandbox(.with { $0.podSandboxID = container.podSandboxID })
                     }
@@ -258,9 +269,19 @@ struct InspectCommand: AsyncParsableCommand {
         try await runtimeCommand(connection) { runtime, _ in
             switch try await Target.resolve(target, runtime) {
             case .container(let container):
-                try printMessages([try await runtime.containerStatus(.with { $0.containerID = container.id; $0.verbose = true })])
+                try printMessages([
+                    try await runtime.containerStatus(
+                        .with {
+                            $0.containerID = container.id; $0.verbose = true
+                        })
+                ])
             case .pod(let pod):
-                try printMessages([try await runtime.podSandboxStatus(.with { $0.podSandboxID = pod.id; $0.verbose = true })])
+                try printMessages([
+                    try await runtime.podSandboxStatus(
+                        .with {
+                            $0.podSandboxID = pod.id; $0.verbose = true
+                        })
+                ])
             }
             return 0
         }

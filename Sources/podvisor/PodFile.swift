@@ -126,7 +126,11 @@ struct PodFile: Decodable {
             config.image = .with { $0.image = c.image }
             config.command = c.command ?? []
             config.args = c.args ?? []
-            config.envs = (c.env ?? []).map { variable in .with { $0.key = variable.name; $0.value = Data((variable.value ?? "").utf8) } }
+            config.envs = (c.env ?? []).map { variable in
+                .with {
+                    $0.key = variable.name; $0.value = Data((variable.value ?? "").utf8)
+                }
+            }
             config.workingDir = c.workingDir ?? ""
             config.tty = c.tty ?? false
             config.logPath = "\(c.name).log"
@@ -134,11 +138,12 @@ struct PodFile: Decodable {
                 guard let hostPath = volumes[mount.name] else {
                     throw PodvisorError(.invalidArgument, "container \(c.name) mounts volume \(mount.name), which spec.volumes does not declare")
                 }
-                config.mounts.append(.with {
-                    $0.hostPath = hostPath
-                    $0.containerPath = mount.mountPath
-                    $0.readonly = mount.readOnly ?? false
-                })
+                config.mounts.append(
+                    .with {
+                        $0.hostPath = hostPath
+                        $0.containerPath = mount.mountPath
+                        $0.readonly = mount.readOnly ?? false
+                    })
             }
             let limits = c.resources?.limits ?? [:]
             if let memory = limits["memory"] { config.linux.resources.memoryLimitInBytes = try Quantity.bytes(memory) }

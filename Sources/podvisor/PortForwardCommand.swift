@@ -35,10 +35,12 @@ struct PortForwardCommand: AsyncParsableCommand {
             case .pod(let pod): sandboxID = pod.id
             case .container(let container): sandboxID = container.podSandboxID
             }
-            let url = try await runtime.portForward(.with {
-                $0.podSandboxID = sandboxID
-                $0.port = pairs.map { Int32($0.remote) }
-            }).url
+            let url = try await runtime.portForward(
+                .with {
+                    $0.podSandboxID = sandboxID
+                    $0.port = pairs.map { Int32($0.remote) }
+                }
+            ).url
             let interrupted = Interruption()
             try await PortForwardClient.withSession(url: url) { client in
                 var listeners: [TCPListener] = []

@@ -69,7 +69,7 @@ struct RunCommand: AsyncParsableCommand {
         var parts = ports.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
         let hostIP = parts.count == 3 ? parts.removeFirst() : ""
         guard parts.count == 2, let host = Int32(parts[0]), let container = Int32(parts[1]),
-              (1...65535).contains(host), (1...65535).contains(container)
+            (1...65535).contains(host), (1...65535).contains(container)
         else { throw ValidationError("-p \(spec): expected [IP:]HOST:CONTAINER[/tcp|udp] with ports 1-65535") }
         let transport: Runtime_V1_Protocol
         switch proto ?? "tcp" {
@@ -116,21 +116,23 @@ struct RunCommand: AsyncParsableCommand {
                 guard let equals = variable.firstIndex(of: "="), equals != variable.startIndex else {
                     throw ValidationError("-e \(variable): expected KEY=VALUE")
                 }
-                container.envs.append(.with {
-                    $0.key = String(variable[..<equals])
-                    $0.value = Data(variable[variable.index(after: equals)...].utf8)
-                })
+                container.envs.append(
+                    .with {
+                        $0.key = String(variable[..<equals])
+                        $0.value = Data(variable[variable.index(after: equals)...].utf8)
+                    })
             }
             for spec in volume {
                 let parts = spec.split(separator: ":").map(String.init)
                 guard parts.count == 2 || (parts.count == 3 && parts[2] == "ro") else {
                     throw ValidationError("-v \(spec): expected HOST:CONTAINER[:ro]")
                 }
-                container.mounts.append(.with {
-                    $0.hostPath = URL(fileURLWithPath: parts[0]).standardizedFileURL.path
-                    $0.containerPath = parts[1]
-                    $0.readonly = parts.count == 3
-                })
+                container.mounts.append(
+                    .with {
+                        $0.hostPath = URL(fileURLWithPath: parts[0]).standardizedFileURL.path
+                        $0.containerPath = parts[1]
+                        $0.readonly = parts.count == 3
+                    })
             }
             if let memory { container.linux.resources.memoryLimitInBytes = try Quantity.dockerBytes(memory) }
             if let cpus { container.linux.resources.setCPULimit(try Quantity.cpus(cpus)) }
@@ -191,11 +193,13 @@ struct PodRun {
         do {
             var ids: [String] = []
             for config in plan.containers {
-                let id = try await runtime.createContainer(.with {
-                    $0.podSandboxID = sandbox
-                    $0.config = config
-                    $0.sandboxConfig = plan.pod
-                }).containerID
+                let id = try await runtime.createContainer(
+                    .with {
+                        $0.podSandboxID = sandbox
+                        $0.config = config
+                        $0.sandboxConfig = plan.pod
+                    }
+                ).containerID
                 ids.append(id)
             }
             // -i: attached before the start (the attach sees all output), connected after it.
@@ -218,13 +222,15 @@ struct PodRun {
     }
 
     private func attach(_ id: String) async throws -> String {
-        try await runtime.attach(.with {
-            $0.containerID = id
-            $0.stdin = true
-            $0.stdout = true
-            $0.stderr = !options.tty
-            $0.tty = options.tty
-        }).url
+        try await runtime.attach(
+            .with {
+                $0.containerID = id
+                $0.stdin = true
+                $0.stdout = true
+                $0.stderr = !options.tty
+                $0.tty = options.tty
+            }
+        ).url
     }
 
     /// Streams the logs (or, with -i, lets the attach session print the output) until every container has
@@ -234,11 +240,14 @@ struct PodRun {
     ) async throws -> Int32 {
         let names = plan.containers.map(\.metadata.name)
         let width = names.map(\.count).max() ?? 0
-        let readers = session != nil ? [] : zip(ids, names).map { id, name in
-            ContainerLogReader(
-                path: "\(plan.pod.logDirectory)/\(name).log",
-                prefix: ids.count > 1 ? name.padding(toLength: width, withPad: " ", startingAt: 0) + " | " : "")
-        }
+        let readers =
+            session != nil
+            ? []
+            : zip(ids, names).map { id, name in
+                ContainerLogReader(
+                    path: "\(plan.pod.logDirectory)/\(name).log",
+                    prefix: ids.count > 1 ? name.padding(toLength: width, withPad: " ", startingAt: 0) + " | " : "")
+            }
         var reported = !options.timing
         let deadline = options.timeout.map { started + .seconds($0) }
         while true {

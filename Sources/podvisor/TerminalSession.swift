@@ -20,7 +20,9 @@ enum TerminalSession {
 
     /// Waits for a session, cancelling it (which closes its connection) once `limit` has passed; `cut` says
     /// whether the limit ended it.
-    static func wait(_ session: Task<RemoteCommandResult, any Error>, atMost limit: Duration) async
+    static func wait(
+        _ session: Task<RemoteCommandResult, any Error>, atMost limit: Duration
+    ) async
         -> (result: Result<RemoteCommandResult, any Error>, cut: Bool)
     {
         let timer = Task {
@@ -99,10 +101,12 @@ final class RawTerminal: Sendable {
     }
 
     func restore() {
-        guard var original = saved.withLock({ state -> termios? in
-            defer { state = nil }
-            return state
-        }) else { return }
+        guard
+            var original = saved.withLock({ state -> termios? in
+                defer { state = nil }
+                return state
+            })
+        else { return }
         tcsetattr(STDIN_FILENO, TCSANOW, &original)
     }
 }

@@ -25,11 +25,13 @@ struct VMCommand: AsyncParsableCommand {
             let sandboxes = try VMRuntime(host: host, imageRoot: config.effectiveImageRoot, logger: Logger(label: "vm", level: .error))
             let id = randomSandboxID()
             let pod = try await sandboxes.createSandbox(
-                SandboxSpec(id: id, name: "vm", namespace: "vm", uid: id, hostname: "vm",
-                            size: VMSize(memoryMiB: config.memoryMiB, vcpus: config.vcpus)))
+                SandboxSpec(
+                    id: id, name: "vm", namespace: "vm", uid: id, hostname: "vm",
+                    size: VMSize(memoryMiB: config.memoryMiB, vcpus: config.vcpus)))
             let info = pod.info
             let health = try await pod.health()
-            print("""
+            print(
+                """
                 booted \(info.domain) (\(info.hypervisor), \(info.transport))
                 agent \(info.agentVersion), guest kernel \(info.guestKernel)
                 agent ready after \(info.bootToReady.milliseconds) ms

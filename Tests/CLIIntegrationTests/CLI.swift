@@ -34,16 +34,16 @@ enum CLI {
         atexit { CLI.network?.remove() }
         let config = "/tmp/pvcli-test.toml"
         try """
-            state_dir = "\(state)"
-            [vm]
-            kernel = "\(env["PODVISOR_TEST_KERNEL"] ?? "\(repositoryRoot)/build/image/vmlinuz")"
-            initrd = "\(env["PODVISOR_TEST_INITRD"] ?? "\(repositoryRoot)/build/image/initramfs.img")"
-            boot_timeout_s = 180
-            [cni]
-            conf_dir = "\(podNetwork.confDir)"
-            bin_dirs = ["/usr/lib/cni"]
+        state_dir = "\(state)"
+        [vm]
+        kernel = "\(env["PODVISOR_TEST_KERNEL"] ?? "\(repositoryRoot)/build/image/vmlinuz")"
+        initrd = "\(env["PODVISOR_TEST_INITRD"] ?? "\(repositoryRoot)/build/image/initramfs.img")"
+        boot_timeout_s = 180
+        [cni]
+        conf_dir = "\(podNetwork.confDir)"
+        bin_dirs = ["/usr/lib/cni"]
 
-            """.write(toFile: config, atomically: true, encoding: .utf8)
+        """.write(toFile: config, atomically: true, encoding: .utf8)
         let layout = try await FixtureImages.shared.layoutDirectory()
         let imported = try await run(["image", "import", "--config", config, "\(layout):busybox", "demo"])
         guard imported.status == 0 else { throw TestError("import failed: \(imported.stderr)") }
@@ -101,8 +101,9 @@ enum CLI {
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
         done.wait()
         process.waitUntilExit()
-        return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
-                      stderr: String(decoding: stderrData.data, as: UTF8.self))
+        return Result(
+            status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+            stderr: String(decoding: stderrData.data, as: UTF8.self))
     }
 
     private final class DataBox: @unchecked Sendable { var data = Data() }

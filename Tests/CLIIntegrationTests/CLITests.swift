@@ -11,7 +11,9 @@ import TestSupport
         let ok = try await CLI.podvisor(["run", "--rm", "demo", "--", "sh", "-c", "echo out; echo warn >&2"])
         #expect(ok.status == 0 && ok.stdout == "out\n" && ok.stderr.contains("warn"), "\(ok)")
 
-        let failing = try await CLI.podvisor(["run", "--name", "failing", "-e", "GREETING=hi there", "demo", "--", "sh", "-c", "echo $GREETING; exit 3"])
+        let failing = try await CLI.podvisor([
+            "run", "--name", "failing", "-e", "GREETING=hi there", "demo", "--", "sh", "-c", "echo $GREETING; exit 3",
+        ])
         #expect(failing.status == 3 && failing.stdout == "hi there\n", "\(failing)")
         let listed = try await CLI.podvisor(["ps", "-a", "--output", "json"])
         let containers = CLI.json(listed.stdout) as? [[String: Any]]
@@ -35,7 +37,9 @@ import TestSupport
     /// in `pods`, a job reaching a server on the node's own address (the way out of the node).
     @Test func publishedPortsAndThePodNetwork() async throws {
         let port = try TestRegistry.freePort()
-        let started = try await CLI.podvisor(["run", "-d", "--name", "published", "-p", "\(port):8080", "demo", "--", "sh", "-c", "exec httpd -f -p 8080 -h /etc"])
+        let started = try await CLI.podvisor([
+            "run", "-d", "--name", "published", "-p", "\(port):8080", "demo", "--", "sh", "-c", "exec httpd -f -p 8080 -h /etc",
+        ])
         #expect(started.status == 0, "\(started)")
         let pods = try await CLI.podvisor(["pods"])
         let network = try #require(CLI.network)
@@ -57,27 +61,27 @@ import TestSupport
     @Test func podFileWithTwoContainersSharingAVolume() async throws {
         let file = "/tmp/pvcli-test-pod.yaml"
         try """
-            apiVersion: v1
-            kind: Pod
-            metadata:
-              name: duo
-            spec:
-              containers:
-              - name: writer
-                image: demo
-                command: ["sh", "-c", "echo shared > /data/new && mv /data/new /data/msg; echo wrote"]
-                volumeMounts: [{name: data, mountPath: /data}]
-                resources: {limits: {memory: 64Mi, cpu: 500m}}
-              - name: reader
-                image: demo
-                command: ["sh", "-c", "while [ ! -e /data/msg ]; do sleep 0.2; done; cat /data/msg; echo $ROLE"]
-                env: [{name: ROLE, value: reader}]
-                volumeMounts: [{name: data, mountPath: /data, readOnly: true}]
-                resources: {limits: {memory: 64Mi}}
-              volumes:
-              - name: data
-                emptyDir: {}
-            """.write(toFile: file, atomically: true, encoding: .utf8)
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: duo
+        spec:
+          containers:
+          - name: writer
+            image: demo
+            command: ["sh", "-c", "echo shared > /data/new && mv /data/new /data/msg; echo wrote"]
+            volumeMounts: [{name: data, mountPath: /data}]
+            resources: {limits: {memory: 64Mi, cpu: 500m}}
+          - name: reader
+            image: demo
+            command: ["sh", "-c", "while [ ! -e /data/msg ]; do sleep 0.2; done; cat /data/msg; echo $ROLE"]
+            env: [{name: ROLE, value: reader}]
+            volumeMounts: [{name: data, mountPath: /data, readOnly: true}]
+            resources: {limits: {memory: 64Mi}}
+          volumes:
+          - name: data
+            emptyDir: {}
+        """.write(toFile: file, atomically: true, encoding: .utf8)
         let result = try await CLI.podvisor(["run", "--rm", "-f", file])
         #expect(result.status == 0 && result.stderr.isEmpty, "\(result)")
         let lines = Set(result.stdout.split(separator: "\n").map(String.init))
@@ -183,8 +187,10 @@ import TestSupport
         let config = try await CLI.prepared.value
         let process = Process()
         process.executableURL = URL(fileURLWithPath: CLI.binary)
-        process.arguments = ["run", "--rm", "--config", config, "--log-root", CLI.logs, "--name", "interrupted", "demo", "--",
-                             "sh", "-c", "echo ready; sleep 1000"]
+        process.arguments = [
+            "run", "--rm", "--config", config, "--log-root", CLI.logs, "--name", "interrupted", "demo", "--",
+            "sh", "-c", "echo ready; sleep 1000",
+        ]
         let out = Pipe()
         process.standardOutput = out
         process.standardError = FileHandle.nullDevice
@@ -255,7 +261,8 @@ import TestSupport
         for _ in 0..<600 where access(socket, F_OK) != 0 { try await Task.sleep(for: .milliseconds(100)) }
 
         let endpoint = ["--endpoint", "unix://\(socket)"]
-        let result = try await CLI.run(["run", "--rm", "--log-root", CLI.logs] + endpoint + ["demo", "--", "sh", "-c", "echo via podvisord; exit 5"])
+        let result = try await CLI.run(
+            ["run", "--rm", "--log-root", CLI.logs] + endpoint + ["demo", "--", "sh", "-c", "echo via podvisord; exit 5"])
         #expect(result.status == 5 && result.stdout == "via podvisord\n", "\(result)")
         let pods = try await CLI.run(["pods", "--output", "json"] + endpoint)
         #expect(pods.status == 0 && (CLI.json(pods.stdout) as? [Any])?.isEmpty == true, "\(pods)")
@@ -266,7 +273,8 @@ import TestSupport
         #expect(inspected.status == 0 && inspected.stdout.contains("\"uid\""), "\(inspected)")
         let locked = try await CLI.run(["image", "import", "--config", config, "--state-dir", state, "\(layout):busybox", "other"])
         #expect(locked.status == 125 && locked.stderr.contains("in use by another podvisor process"), "\(locked)")
-        let detached = try await CLI.run(["run", "-d", "--name", "user", "--log-root", CLI.logs] + endpoint + ["demo", "--", "sh", "-c", "sleep 600"])
+        let detached = try await CLI.run(
+            ["run", "-d", "--name", "user", "--log-root", CLI.logs] + endpoint + ["demo", "--", "sh", "-c", "sleep 600"])
         #expect(detached.status == 0, "\(detached)")
         let inUse = try await CLI.run(["image", "rm", "demo"] + endpoint)
         #expect(inUse.status == 125 && inUse.stderr.contains("in use"), "\(inUse)")

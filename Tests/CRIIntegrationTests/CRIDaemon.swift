@@ -84,7 +84,8 @@ final class CRIDaemon: @unchecked Sendable {
     func start() async throws {
         unlink(socket)  // left by a killed daemon: its presence says nothing
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: ProcessInfo.processInfo.environment["PODVISORD"] ?? "\(Self.repositoryRoot)/.build/debug/podvisord")
+        process.executableURL = URL(
+            fileURLWithPath: ProcessInfo.processInfo.environment["PODVISORD"] ?? "\(Self.repositoryRoot)/.build/debug/podvisord")
         process.arguments = ["--config", "\(stateDirectory)/config.toml"]
         let log = FileHandle(forWritingAtPath: logFile)!
         log.seekToEndOfFile()
@@ -105,7 +106,7 @@ final class CRIDaemon: @unchecked Sendable {
             do {
                 _ = try await runtime.version(Runtime_V1_VersionRequest())
                 return
-            } catch where ContinuousClock.now < deadline {
+            } catch  where ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(100))
             }
         }
@@ -151,7 +152,9 @@ func podConfig(_ name: String, labels: [String: String] = [:], logDirectory: Str
     }
 }
 
-func containerConfig(_ name: String, image: String, _ command: [String], attempt: UInt32 = 0, log: String = "", labels: [String: String] = [:])
+func containerConfig(
+    _ name: String, image: String, _ command: [String], attempt: UInt32 = 0, log: String = "", labels: [String: String] = [:]
+)
     -> Runtime_V1_ContainerConfig
 {
     .with {
@@ -203,11 +206,13 @@ extension CRIDaemon {
     }
 
     func create(_ sandbox: String, _ pod: Runtime_V1_PodSandboxConfig, _ config: Runtime_V1_ContainerConfig) async throws -> String {
-        try await runtime.createContainer(.with {
-            $0.podSandboxID = sandbox
-            $0.config = config
-            $0.sandboxConfig = pod
-        }).containerID
+        try await runtime.createContainer(
+            .with {
+                $0.podSandboxID = sandbox
+                $0.config = config
+                $0.sandboxConfig = pod
+            }
+        ).containerID
     }
 
     func start(_ id: String) async throws {
@@ -229,9 +234,15 @@ enum PodTraces {
     static func expectNothingLeft(_ daemon: CRIDaemon, sandbox id: String, containers: [String], sourceLocation: SourceLocation = #_sourceLocation) {
         #expect(qemu(sandbox: id).isEmpty, "QEMU still runs", sourceLocation: sourceLocation)
         #expect(TestPodNetwork.leftovers(sandbox: id).isEmpty, "\(TestPodNetwork.leftovers(sandbox: id))", sourceLocation: sourceLocation)
-        #expect(!FileManager.default.fileExists(atPath: "\(daemon.stateDirectory)/network/\(id).json"), "CNI attachment left", sourceLocation: sourceLocation)
-        #expect(!FileManager.default.fileExists(atPath: "\(daemon.stateDirectory)/sandboxes/\(id)"), "sandbox directory left", sourceLocation: sourceLocation)
-        #expect(!FileManager.default.fileExists(atPath: "\(daemon.stateDirectory)/vm/\(id.prefix(16))"), "run directory left", sourceLocation: sourceLocation)
+        #expect(
+            !FileManager.default.fileExists(atPath: "\(daemon.stateDirectory)/network/\(id).json"), "CNI attachment left",
+            sourceLocation: sourceLocation)
+        #expect(
+            !FileManager.default.fileExists(atPath: "\(daemon.stateDirectory)/sandboxes/\(id)"), "sandbox directory left",
+            sourceLocation: sourceLocation)
+        #expect(
+            !FileManager.default.fileExists(atPath: "\(daemon.stateDirectory)/vm/\(id.prefix(16))"), "run directory left",
+            sourceLocation: sourceLocation)
         for container in containers {
             #expect(mountPoints(under: "\(daemon.stateDirectory)/containers/\(container)").isEmpty, "mounts left", sourceLocation: sourceLocation)
             #expect(!FileManager.default.fileExists(atPath: "\(daemon.stateDirectory)/containers/\(container)"), sourceLocation: sourceLocation)

@@ -93,11 +93,11 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: hosts) }
         try FileManager.default.createDirectory(atPath: "\(hosts)/registry.k8s.io", withIntermediateDirectories: true)
         try """
-            server = "https://registry.k8s.io"
+        server = "https://registry.k8s.io"
 
-            [host."http://\(registry.address)"]
-              capabilities = ["pull", "resolve"]
-            """.write(toFile: "\(hosts)/registry.k8s.io/hosts.toml", atomically: true, encoding: .utf8)
+        [host."http://\(registry.address)"]
+          capabilities = ["pull", "resolve"]
+        """.write(toFile: "\(hosts)/registry.k8s.io/hosts.toml", atomically: true, encoding: .utf8)
         var options = RegistryClient.Options()
         options.hosts = RegistryHosts(directory: hosts)
         try await withStore(registry, options: options) { store in
@@ -213,7 +213,10 @@ import Testing
         let blobs = "\(storage)/docker/registry/v2/blobs/sha256"
         let damaged = try FileManager.default.subpathsOfDirectory(atPath: blobs).filter { $0.hasSuffix("/data") }
             .map { "\(blobs)/\($0)" }
-            .max { (try? FileManager.default.attributesOfItem(atPath: $0)[.size] as? Int) ?? 0 < (try? FileManager.default.attributesOfItem(atPath: $1)[.size] as? Int) ?? 0 }
+            .max {
+                (try? FileManager.default.attributesOfItem(atPath: $0)[.size] as? Int) ?? 0
+                    < (try? FileManager.default.attributesOfItem(atPath: $1)[.size] as? Int) ?? 0
+            }
         let path = try #require(damaged)
         var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
         bytes[bytes.count / 2] ^= 0xff

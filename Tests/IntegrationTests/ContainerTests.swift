@@ -88,7 +88,9 @@ struct SharedPodVM: SuiteTrait, TestScoping {
     }
 
     @Test func ownPIDNamespaceAndContainerMounts() async throws {
-        let outcome = try await run(["sh", "-c", "echo $$; ls /proc/1/exe >/dev/null && ls -d /dev/pts /dev/shm; cat /proc/mounts | grep -c ' /sys sysfs ro'"])
+        let outcome = try await run([
+            "sh", "-c", "echo $$; ls /proc/1/exe >/dev/null && ls -d /dev/pts /dev/shm; cat /proc/mounts | grep -c ' /sys sysfs ro'",
+        ])
         #expect(outcome.stdout == "1\n/dev/pts\n/dev/shm\n1\n", "stderr: \(outcome.stderr)")
     }
 
@@ -121,10 +123,14 @@ struct SharedPodVM: SuiteTrait, TestScoping {
         #expect(withAdmin.stdout == "renamed\n")
         // An unprivileged user gets exactly the capability it is given (ambient), here NET_ADMIN.
         let probe = ["sh", "-c", "grep CapEff /proc/self/status; ip link set lo mtu 65536"]
-        let user = try await run(probe) { $0.process.username = "app"; $0.process.capabilities.names = [] }
+        let user = try await run(probe) {
+            $0.process.username = "app"; $0.process.capabilities.names = []
+        }
         #expect(user.stdout == "CapEff:\t0000000000000000\n")
         #expect(user.exitCode != 0, "NET_ADMIN was not given")
-        let admin = try await run(probe) { $0.process.username = "app"; $0.process.capabilities.names = ["NET_ADMIN"] }
+        let admin = try await run(probe) {
+            $0.process.username = "app"; $0.process.capabilities.names = ["NET_ADMIN"]
+        }
         #expect(admin.stdout == "CapEff:\t0000000000001000\n")
         #expect(admin.exitCode == 0, "stderr: \(admin.stderr)")
     }
@@ -162,10 +168,18 @@ struct SharedPodVM: SuiteTrait, TestScoping {
         // pids.max at what runs, plus the exec's own shell (joining a cgroup is not limited, forking in it is):
         // the shell cannot fork (the last command it would exec in place); with the limit lifted it can.
         try await agent.updateResources(id, .with { $0.pidsLimit = Int64(stats.pids) + 1 })
-        try await agent.exec(id, execID: "limited", .with { $0.args = ["sh", "-c", "/bin/true; /bin/true"]; $0.env = ["PATH=/bin"] })
+        try await agent.exec(
+            id, execID: "limited",
+            .with {
+                $0.args = ["sh", "-c", "/bin/true; /bin/true"]; $0.env = ["PATH=/bin"]
+            })
         #expect(try await agent.wait(AgentClient.process(id, exec: "limited")).exitCode != 0)
         try await agent.updateResources(id, .with { $0.pidsLimit = 0 })
-        try await agent.exec(id, execID: "again", .with { $0.args = ["sh", "-c", "/bin/true; /bin/true"]; $0.env = ["PATH=/bin"] })
+        try await agent.exec(
+            id, execID: "again",
+            .with {
+                $0.args = ["sh", "-c", "/bin/true; /bin/true"]; $0.env = ["PATH=/bin"]
+            })
         #expect(try await agent.wait(AgentClient.process(id, exec: "again")).exitCode == 0)
         await #expect { try await agent.containerStats("no-such") } throws: { ($0 as? PodvisorError)?.code == .notFound }
         try await agent.removeContainer(id)
@@ -204,15 +218,26 @@ struct SharedPodVM: SuiteTrait, TestScoping {
             """
         let outcome = try await run(["sh", "-c", script], id: id) {
             $0.mounts = [
-                .with { $0.source = rw; $0.destination = "/data" },
-                .with { $0.source = ro; $0.destination = "/config"; $0.readonly = true; $0.recursiveReadonly = true },
-                .with { $0.source = top; $0.destination = "/top"; $0.readonly = true; $0.submounts = ["sub"] },
-                .with { $0.source = rw; $0.destination = "/shared"; $0.propagation = .rshared },
-                .with { $0.source = rw; $0.destination = "/slave"; $0.propagation = .rslave },
+                .with {
+                    $0.source = rw; $0.destination = "/data"
+                },
+                .with {
+                    $0.source = ro; $0.destination = "/config"; $0.readonly = true; $0.recursiveReadonly = true
+                },
+                .with {
+                    $0.source = top; $0.destination = "/top"; $0.readonly = true; $0.submounts = ["sub"]
+                },
+                .with {
+                    $0.source = rw; $0.destination = "/shared"; $0.propagation = .rshared
+                },
+                .with {
+                    $0.source = rw; $0.destination = "/slave"; $0.propagation = .rslave
+                },
             ]
         }
-        #expect(outcome.stdout == "from host\nread only\nro-refused\nsub-refused\nremount-refused\ntop-refused\ntopsub-writable\nrshared\nrslave\n",
-                "stderr: \(outcome.stderr)")
+        #expect(
+            outcome.stdout == "from host\nread only\nro-refused\nsub-refused\nremount-refused\ntop-refused\ntopsub-writable\nrshared\nrslave\n",
+            "stderr: \(outcome.stderr)")
         #expect((try? String(contentsOfFile: "\(base)/rw/new.txt", encoding: .utf8)) == "guest\n")
         #expect(try fm.contentsOfDirectory(atPath: "\(base)/ro").sorted() == ["ro.txt", "sub"])
         #expect(try fm.contentsOfDirectory(atPath: "\(base)/ro/sub") == ["x"])
@@ -228,7 +253,11 @@ struct SharedPodVM: SuiteTrait, TestScoping {
 
     @Test func rlimitsApply() async throws {
         let outcome = try await run(["sh", "-c", "ulimit -n; ulimit -Hn"]) {
-            $0.process.rlimits = [.with { $0.type = "RLIMIT_NOFILE"; $0.soft = 123; $0.hard = 456 }]
+            $0.process.rlimits = [
+                .with {
+                    $0.type = "RLIMIT_NOFILE"; $0.soft = 123; $0.hard = 456
+                }
+            ]
         }
         #expect(outcome.stdout == "123\n456\n")
     }
@@ -238,10 +267,12 @@ struct SharedPodVM: SuiteTrait, TestScoping {
         let id = TestHost.uniqueID("svc")
         defer { try? pod.unmountContainer(containerID: id) }
         try await start(["sh", "-c", "trap 'exit 42' TERM; while true; do sleep 0.1; done"], id: id) { $0.hostname = "svc" }
-        try await agent.exec(id, execID: "probe", .with {
-            $0.args = ["sh", "-c", "hostname; cat /proc/1/cmdline | tr '\\0' ' '"]
-            $0.env = ["PATH=/bin"]
-        })
+        try await agent.exec(
+            id, execID: "probe",
+            .with {
+                $0.args = ["sh", "-c", "hostname; cat /proc/1/cmdline | tr '\\0' ' '"]
+                $0.env = ["PATH=/bin"]
+            })
         let probe = AgentClient.process(id, exec: "probe")
         let output = String(decoding: try await agent.readAllOutput(probe), as: UTF8.self)
         #expect(output.hasPrefix("svc\nsh -c trap"))
@@ -250,7 +281,11 @@ struct SharedPodVM: SuiteTrait, TestScoping {
         try await agent.releaseProcess(probe)
         await #expect(throws: PodvisorError.self) { try await agent.wait(probe) }
         try await agent.releaseProcess(probe)
-        try await agent.exec(id, execID: "busy", .with { $0.args = ["sleep", "30"]; $0.env = ["PATH=/bin"] })
+        try await agent.exec(
+            id, execID: "busy",
+            .with {
+                $0.args = ["sleep", "30"]; $0.env = ["PATH=/bin"]
+            })
         let busy = AgentClient.process(id, exec: "busy")
         let running = await #expect(throws: PodvisorError.self) { try await agent.releaseProcess(busy) }
         #expect(running?.code == .failedPrecondition)
@@ -264,8 +299,10 @@ struct SharedPodVM: SuiteTrait, TestScoping {
 
     @Test func stopSendsTermThenKillAfterGrace() async throws {
         let agent = pod.agent
-        for (script, expected) in [("trap 'exit 7' TERM; while true; do sleep 0.1; done", Int32(7)),
-                                   ("trap '' TERM; while true; do sleep 0.1; done", Int32(137))] {
+        for (script, expected) in [
+            ("trap 'exit 7' TERM; while true; do sleep 0.1; done", Int32(7)),
+            ("trap '' TERM; while true; do sleep 0.1; done", Int32(137)),
+        ] {
             let id = TestHost.uniqueID("stop")
             defer { try? pod.unmountContainer(containerID: id) }
             try await start(["sh", "-c", script], id: id)
@@ -344,7 +381,15 @@ struct SharedPodVM: SuiteTrait, TestScoping {
         await #expect { try await create { $0.process.capabilities.names = ["CAP_FLY"] } } throws: {
             ($0 as? PodvisorError)?.code == .invalidArgument && "\($0)".contains("CAP_FLY")
         }
-        await #expect { try await create { $0.process.rlimits = [.with { $0.type = "RLIMIT_NOFILE"; $0.soft = 2; $0.hard = 1 }] } } throws: {
+        await #expect {
+            try await create {
+                $0.process.rlimits = [
+                    .with {
+                        $0.type = "RLIMIT_NOFILE"; $0.soft = 2; $0.hard = 1
+                    }
+                ]
+            }
+        } throws: {
             ($0 as? PodvisorError)?.code == .invalidArgument
         }
         // A missing binary is found at start, and the container can then be removed and re-created.
@@ -357,7 +402,11 @@ struct SharedPodVM: SuiteTrait, TestScoping {
         #expect(try await agent.wait(AgentClient.process(id)).exitCode == 0)
         try await agent.removeContainer(id)
         #expect(try await agent.health().status == .serving)
-        try await agent.exec(bystander, execID: "alive", .with { $0.args = ["true"]; $0.env = ["PATH=/bin"] })
+        try await agent.exec(
+            bystander, execID: "alive",
+            .with {
+                $0.args = ["true"]; $0.env = ["PATH=/bin"]
+            })
         #expect(try await agent.wait(AgentClient.process(bystander, exec: "alive")).exitCode == 0)
         try await agent.removeContainer(bystander)
     }

@@ -88,11 +88,12 @@ extension PodVMTests {
         defer { try? pod.destroy() }
         let rootfs = try BusyboxRootfs.make(at: "/tmp/podvisor-test/busybox-rootfs")
         let relative = try pod.mountRootfs(containerID: "panic", from: rootfs)
-        try await pod.agent.createContainer(.with {
-            $0.containerID = "panic"
-            $0.rootfs = relative
-            $0.process.args = ["sh", "-c", "echo c > /proc/sysrq-trigger"]
-        })
+        try await pod.agent.createContainer(
+            .with {
+                $0.containerID = "panic"
+                $0.rootfs = relative
+                $0.process.args = ["sh", "-c", "echo c > /proc/sysrq-trigger"]
+            })
         let clock = ContinuousClock()
         let started = clock.now
         // The answer may never come: the guest dies while answering.

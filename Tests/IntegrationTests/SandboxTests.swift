@@ -18,14 +18,15 @@ import Testing
 
         func create(_ id: String, _ args: [String], ownPID: Bool, hostname: String = "") async throws(PodvisorError) {
             let relative = try pod.mountRootfs(containerID: id, from: rootfs)
-            try await agent.createContainer(.with {
-                $0.containerID = id
-                $0.rootfs = relative
-                $0.ownPidNamespace = ownPID
-                $0.hostname = hostname
-                $0.process.args = args
-                $0.process.env = ["PATH=/bin"]
-            })
+            try await agent.createContainer(
+                .with {
+                    $0.containerID = id
+                    $0.rootfs = relative
+                    $0.ownPidNamespace = ownPID
+                    $0.hostname = hostname
+                    $0.process.args = args
+                    $0.process.env = ["PATH=/bin"]
+                })
         }
         func output(_ id: String) async throws -> String {
             try await agent.startContainer(id)

@@ -82,7 +82,10 @@ extension ContainerTests {
             ("{\"defaultAction\": ", "malformed seccomp profile"),
             (#"{"defaultAction": "SCMP_ACT_FLY"}"#, "SCMP_ACT_FLY"),
             (#"{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_VAX"]}"#, "SCMP_ARCH_VAX"),
-            (#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_ABOUT"}]}]}"#, "SCMP_CMP_ABOUT"),
+            (
+                #"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_ABOUT"}]}]}"#,
+                "SCMP_CMP_ABOUT"
+            ),
         ]
         for (json, mention) in bad {
             await #expect { try await agent.createContainer(request(Self.localhost(json))) } throws: {

@@ -51,20 +51,24 @@ import Testing
         let client = try Self.connect()
         defer { client.close() }
         let network = await #expect(throws: PodvisorError.self) {
-            try await client.configureNetwork(.with {
-                $0.interfaces = [.with {
-                    $0.mac = "02:00:00:00:00:01"
-                    $0.addresses = ["10.1.2.3/33"]
-                }]
-            })
+            try await client.configureNetwork(
+                .with {
+                    $0.interfaces = [
+                        .with {
+                            $0.mac = "02:00:00:00:00:01"
+                            $0.addresses = ["10.1.2.3/33"]
+                        }
+                    ]
+                })
         }
         #expect(network?.code == .invalidArgument)
         #expect(network?.message == "agent ConfigureNetwork: address of 02:00:00:00:00:01 \"10.1.2.3/33\": prefix length 33 exceeds 32")
         let container = await #expect(throws: PodvisorError.self) {
-            try await client.createContainer(.with {
-                $0.containerID = "web"
-                $0.rootfs = "../etc"
-            })
+            try await client.createContainer(
+                .with {
+                    $0.containerID = "web"
+                    $0.rootfs = "../etc"
+                })
         }
         #expect(container?.code == .invalidArgument)
         #expect(container?.message.contains("rootfs must be a relative path inside the shared directory") == true)

@@ -28,30 +28,33 @@ import Testing
     }
 
     @Test func interfacesAndRoutes() throws {
-        let interface = try GuestNetwork.Interface(.with {
-            $0.mac = "02:AB:00:00:00:01"
-            $0.name = "eth0"
-        })
+        let interface = try GuestNetwork.Interface(
+            .with {
+                $0.mac = "02:AB:00:00:00:01"
+                $0.name = "eth0"
+            })
         #expect(interface.mac == [2, 0xab, 0, 0, 0, 1] && interface.macText == "02:ab:00:00:00:01")
         for mac in ["02:ab:00:00:00", "02:ab:00:00:00:1", "02-ab-00-00-00-01", "02:ab:00:00:00:0g"] {
             #expect(throws: RPCError(.invalidArgument, "malformed MAC \"\(mac)\"")) { try GuestNetwork.Interface(.with { $0.mac = mac }) }
         }
         for name in ["eth/0", "eth 0", "eth:0", "..", "a-name-too-long0"] {
             #expect(throws: RPCError(.invalidArgument, "invalid interface name \"\(name)\"")) {
-                try GuestNetwork.Interface(.with {
-                    $0.mac = "02:00:00:00:00:01"
-                    $0.name = name
-                })
+                try GuestNetwork.Interface(
+                    .with {
+                        $0.mac = "02:00:00:00:00:01"
+                        $0.name = name
+                    })
             }
         }
         #expect(throws: RPCError(.invalidArgument, "route 10.9.0.0/16: an on-link route needs an interface")) {
             try GuestNetwork.Route(.with { $0.destination = "10.9.0.0/16" })
         }
         #expect(throws: RPCError(.invalidArgument, "route ::/0 via 10.1.2.1: gateway and destination are of different address families")) {
-            try GuestNetwork.Route(.with {
-                $0.destination = "::/0"
-                $0.gateway = "10.1.2.1"
-            })
+            try GuestNetwork.Route(
+                .with {
+                    $0.destination = "::/0"
+                    $0.gateway = "10.1.2.1"
+                })
         }
     }
 }
@@ -69,12 +72,14 @@ struct GuestNetworkTests {
     }
 
     static let request = Podvisor_Agent_V1_ConfigureNetworkRequest.with {
-        $0.interfaces = [.with {
-            $0.mac = mac.uppercased()
-            $0.name = "eth0"
-            $0.mtu = 1400
-            $0.addresses = ["10.1.2.3/24", "fd00::3/64"]
-        }]
+        $0.interfaces = [
+            .with {
+                $0.mac = mac.uppercased()
+                $0.name = "eth0"
+                $0.mtu = 1400
+                $0.addresses = ["10.1.2.3/24", "fd00::3/64"]
+            }
+        ]
         $0.routes = [
             .with {
                 $0.destination = "0.0.0.0/0"

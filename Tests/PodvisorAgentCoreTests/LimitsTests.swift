@@ -9,18 +9,21 @@ import Testing
     @Test func cgroupValuesFromResources() throws {
         let defaults = try Cgroups.settings(Podvisor_Agent_V1_Resources())
         #expect(defaults.map { "\($0.file)=\($0.value)" } == ["memory.max=max", "cpu.max=max 100000", "cpu.weight=100", "pids.max=max"])
-        let limited = try Cgroups.settings(.with {
-            $0.memoryLimitBytes = 64 << 20
-            $0.cpuQuotaUs = 50_000
-            $0.cpuPeriodUs = 200_000
-            $0.cpuWeight = 500
-            $0.pidsLimit = 10
-        })
+        let limited = try Cgroups.settings(
+            .with {
+                $0.memoryLimitBytes = 64 << 20
+                $0.cpuQuotaUs = 50_000
+                $0.cpuPeriodUs = 200_000
+                $0.cpuWeight = 500
+                $0.pidsLimit = 10
+            })
         #expect(limited.map { "\($0.file)=\($0.value)" } == ["memory.max=67108864", "cpu.max=50000 200000", "cpu.weight=500", "pids.max=10"])
     }
 
     @Test func cgroupValuesOutOfRangeAreRefused() {
-        for resources: Podvisor_Agent_V1_Resources in [.with { $0.memoryLimitBytes = -1 }, .with { $0.cpuWeight = 10_001 }, .with { $0.pidsLimit = -5 }] {
+        for resources: Podvisor_Agent_V1_Resources in [
+            .with { $0.memoryLimitBytes = -1 }, .with { $0.cpuWeight = 10_001 }, .with { $0.pidsLimit = -5 },
+        ] {
             #expect(throws: RPCError(.invalidArgument, "negative or out-of-range resource limit")) { try Cgroups.settings(resources) }
         }
         #expect(throws: RPCError(.invalidArgument, "memory limit 4096 is below 1 MiB")) {

@@ -7,10 +7,11 @@ import Testing
 /// Profiles compile with the host's libseccomp exactly as in the guest; nothing is loaded here.
 @Suite struct SeccompProfileTests {
     static func localhost(_ json: String) throws(RPCError) -> [UInt8] {
-        try SeccompProfile.program(for: .with {
-            $0.kind = .localhost
-            $0.localhostProfileJson = json
-        }, capabilities: 0)
+        try SeccompProfile.program(
+            for: .with {
+                $0.kind = .localhost
+                $0.localhostProfileJson = json
+            }, capabilities: 0)
     }
 
     /// A BPF program as the kernel loads it: whole instructions, at most 4096, starting by loading the
@@ -40,7 +41,8 @@ import Testing
     }
 
     @Test func localhostProfileCompilesAndSkipsUnknownSyscalls() throws {
-        let program = try Self.localhost("""
+        let program = try Self.localhost(
+            """
             {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 1, "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
              "syscalls": [
                {"names": ["read", "write", "exit_group", "no_such_syscall"], "action": "SCMP_ACT_ALLOW"},
@@ -57,10 +59,14 @@ import Testing
             (#"{"defaultAction": "SCMP_ACT_EXPLODE"}"#, "unsupported seccomp action SCMP_ACT_EXPLODE"),
             (#"{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_VAX"]}"#, "unknown seccomp architecture SCMP_ARCH_VAX"),
             (#"{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 70000}"#, "seccomp errnoRet 70000 out of range"),
-            (#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_ROUGHLY"}]}]}"#,
-             "unknown seccomp operator SCMP_CMP_ROUGHLY"),
-            (#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}]}"#,
-             "seccomp argument index 6 out of range"),
+            (
+                #"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_ROUGHLY"}]}]}"#,
+                "unknown seccomp operator SCMP_CMP_ROUGHLY"
+            ),
+            (
+                #"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}]}"#,
+                "seccomp argument index 6 out of range"
+            ),
         ]
         for (json, message) in cases {
             let error = #expect(throws: RPCError.self) { try Self.localhost(json) }

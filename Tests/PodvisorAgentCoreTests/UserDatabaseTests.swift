@@ -31,20 +31,22 @@ import Testing
     }
 
     @Test func groupNameAndExtraGroupsWin() throws {
-        let identity = try Self.database.resolve(Self.process {
-            $0.username = "app"
-            $0.groupname = "staff"
-            $0.additionalGids = [29, 7]
-        })
+        let identity = try Self.database.resolve(
+            Self.process {
+                $0.username = "app"
+                $0.groupname = "staff"
+                $0.additionalGids = [29, 7]
+            })
         // 29 is already there through the group file: listed once.
         #expect(identity == UserDatabase.Identity(uid: 1000, gid: 50, additionalGIDs: [10, 29, 7]))
     }
 
     @Test func numericIdsNeedNoEntry() throws {
-        let unknown = try Self.database.resolve(Self.process {
-            $0.uid = 4242
-            $0.gid = 4343
-        })
+        let unknown = try Self.database.resolve(
+            Self.process {
+                $0.uid = 4242
+                $0.gid = 4343
+            })
         #expect(unknown == UserDatabase.Identity(uid: 4242, gid: 4343, additionalGIDs: []))
         // A uid that has an entry still gets that user's supplementary groups.
         let known = try Self.database.resolve(Self.process { $0.uid = 1000 })

@@ -8,7 +8,9 @@ import Testing
 @testable import PodvisorCRIServer
 
 @Suite struct ContainerSpecTests {
-    func image(entrypoint: [String]? = ["/entry"], cmd: [String]? = ["default"], env: [String]? = nil, user: String? = nil)
+    func image(
+        entrypoint: [String]? = ["/entry"], cmd: [String]? = ["default"], env: [String]? = nil, user: String? = nil
+    )
         -> ImageConfiguration.Config
     {
         let fields: [String: Any?] = ["User": user, "Env": env, "Entrypoint": entrypoint, "Cmd": cmd, "WorkingDir": "/work"]
@@ -28,12 +30,21 @@ import Testing
         config.args = []
         // command drops the image's cmd as well as its entrypoint.
         #expect(try ContainerSpecBuilder.arguments(config, image: image()) == ["/bin/x"])
-        #expect(throws: PodvisorError.self) { try ContainerSpecBuilder.arguments(Runtime_V1_ContainerConfig(), image: image(entrypoint: nil, cmd: nil)) }
+        #expect(throws: PodvisorError.self) {
+            try ContainerSpecBuilder.arguments(Runtime_V1_ContainerConfig(), image: image(entrypoint: nil, cmd: nil))
+        }
     }
 
     @Test func environmentOverridesByKeyAndHasAPath() {
         var config = Runtime_V1_ContainerConfig()
-        config.envs = [.with { $0.key = "A"; $0.value = Data("2".utf8) }, .with { $0.key = "B"; $0.value = Data("x=y".utf8) }]
+        config.envs = [
+            .with {
+                $0.key = "A"; $0.value = Data("2".utf8)
+            },
+            .with {
+                $0.key = "B"; $0.value = Data("x=y".utf8)
+            },
+        ]
         let env = ContainerSpecBuilder.environment(config, image: image(env: ["A=1", "PATH=/bin"]))
         #expect(env == ["A=2", "PATH=/bin", "B=x=y"])
         #expect(ContainerSpecBuilder.environment(Runtime_V1_ContainerConfig(), image: nil) == [ContainerSpecBuilder.defaultPath])
@@ -61,11 +72,18 @@ import Testing
     }
 
     @Test func capabilitiesAddDropAndAll() {
-        let dropAll = ContainerSpecBuilder.capabilities(.with { $0.dropCapabilities = ["ALL"]; $0.addCapabilities = ["net_admin"] })
+        let dropAll = ContainerSpecBuilder.capabilities(
+            .with {
+                $0.dropCapabilities = ["ALL"]; $0.addCapabilities = ["net_admin"]
+            })
         #expect(dropAll == ["CAP_NET_ADMIN"])
         let defaults = ContainerSpecBuilder.capabilities(.with { $0.dropCapabilities = ["KILL"] })
-        #expect(!defaults.contains("CAP_KILL") && defaults.contains("CAP_CHOWN") && defaults.count == ContainerSpecBuilder.defaultCapabilities.count - 1)
-        let all = ContainerSpecBuilder.capabilities(.with { $0.addCapabilities = ["ALL"]; $0.dropCapabilities = ["CAP_SYS_ADMIN"] })
+        #expect(
+            !defaults.contains("CAP_KILL") && defaults.contains("CAP_CHOWN") && defaults.count == ContainerSpecBuilder.defaultCapabilities.count - 1)
+        let all = ContainerSpecBuilder.capabilities(
+            .with {
+                $0.addCapabilities = ["ALL"]; $0.dropCapabilities = ["CAP_SYS_ADMIN"]
+            })
         #expect(all.count == ContainerSpecBuilder.allCapabilities.count - 1 && !all.contains("CAP_SYS_ADMIN"))
     }
 
@@ -74,7 +92,9 @@ import Testing
         config.command = ["/bin/sh"]
         config.linux.securityContext.seccomp = .with { $0.profileType = .runtimeDefault }
         #expect(try ContainerSpecBuilder.process(config, image: nil, readFile: noFile).seccomp == .runtimeDefault)
-        config.linux.securityContext.seccomp = .with { $0.profileType = .localhost; $0.localhostRef = "/p.json" }
+        config.linux.securityContext.seccomp = .with {
+            $0.profileType = .localhost; $0.localhostRef = "/p.json"
+        }
         let localhost = try ContainerSpecBuilder.process(config, image: nil) { (path) throws(PodvisorError) -> String in "{\"from\":\"\(path)\"}" }
         #expect(localhost.seccomp == .localhost(json: "{\"from\":\"/p.json\"}"))
         #expect(throws: PodvisorError.self) { try ContainerSpecBuilder.process(config, image: nil, readFile: noFile) }
@@ -84,12 +104,13 @@ import Testing
     }
 
     @Test func resourcesConvertSharesAndRefuseNegatives() throws {
-        let r = try ContainerSpecBuilder.resources(.with {
-            $0.memoryLimitInBytes = 64 << 20
-            $0.cpuQuota = 50_000
-            $0.cpuPeriod = 100_000
-            $0.cpuShares = 1024
-        })
+        let r = try ContainerSpecBuilder.resources(
+            .with {
+                $0.memoryLimitInBytes = 64 << 20
+                $0.cpuQuota = 50_000
+                $0.cpuPeriod = 100_000
+                $0.cpuShares = 1024
+            })
         #expect(r.memoryLimitBytes == 64 << 20 && r.cpuQuotaMicroseconds == 50_000 && r.cpuPeriodMicroseconds == 100_000)
         #expect(r.cpuWeight == 39)  // runc's conversion of the default 1024 shares
         #expect(throws: PodvisorError.self) { try ContainerSpecBuilder.resources(.with { $0.memoryLimitInBytes = -1 }) }
@@ -101,7 +122,9 @@ import Testing
         config.overheadMiB = 100
         var linux = Runtime_V1_LinuxPodSandboxConfig()
         #expect(try CRIServer.vmSize(linux, config: config) == VMSize(memoryMiB: 256, vcpus: config.vcpus))
-        linux.resources = .with { $0.memoryLimitInBytes = 200 << 20; $0.cpuQuota = 150_000; $0.cpuPeriod = 100_000 }
+        linux.resources = .with {
+            $0.memoryLimitInBytes = 200 << 20; $0.cpuQuota = 150_000; $0.cpuPeriod = 100_000
+        }
         let size = try CRIServer.vmSize(linux, config: config)
         #expect(size.memoryMiB == 300)
         #expect(size.vcpus == min(2, ProcessInfo.processInfo.activeProcessorCount))

@@ -23,7 +23,9 @@ import Testing
                 $0.linux.overhead.memoryLimitInBytes = .max
             }
             #expect(await statusCode { try await cri.runPod(hugeOverhead) } == .invalidArgument)
-            let hugeQuota = Harness.podConfig { $0.linux.resources.cpuQuota = .max; $0.linux.resources.cpuPeriod = 100_000 }
+            let hugeQuota = Harness.podConfig {
+                $0.linux.resources.cpuQuota = .max; $0.linux.resources.cpuPeriod = 100_000
+            }
             #expect(await statusCode { try await cri.runPod(hugeQuota) } == .invalidArgument)
             let uid = Harness.podConfig { $0.linux.securityContext.runAsUser = .with { $0.value = 1 << 40 } }
             #expect(await statusCode { try await cri.runPod(uid) } == .invalidArgument)
@@ -36,11 +38,12 @@ import Testing
 
     @Test func theVMSizeComesFromThePodsResources() async throws {
         try await Harness.with { harness, cri in
-            _ = try await cri.runPod(Harness.podConfig {
-                $0.linux.resources.memoryLimitInBytes = 200 << 20
-                $0.linux.resources.cpuQuota = 4_000_000
-                $0.linux.resources.cpuPeriod = 1_000_000
-            })
+            _ = try await cri.runPod(
+                Harness.podConfig {
+                    $0.linux.resources.memoryLimitInBytes = 200 << 20
+                    $0.linux.resources.cpuQuota = 4_000_000
+                    $0.linux.resources.cpuPeriod = 1_000_000
+                })
             let spec = try #require(harness.runtime.state.withLock { $0.specs.first })
             #expect(spec.size.memoryMiB == 200 + harness.config.overheadMiB)
             #expect(spec.size.vcpus == min(4, ProcessInfo.processInfo.activeProcessorCount))
@@ -61,7 +64,13 @@ import Testing
             #expect(harness.runtime.state.withLock { $0.specs.last?.bandwidth.ingress } == 10_000_000)
             let bad = Harness.podConfig("badly-shaped") { $0.annotations = ["kubernetes.io/egress-bandwidth": "lots"] }
             #expect(await statusCode { try await cri.runPod(bad) } == .invalidArgument)
-            let port = Harness.podConfig("port") { $0.portMappings = [.with { $0.hostPort = 80; $0.containerPort = 70_000 }] }
+            let port = Harness.podConfig("port") {
+                $0.portMappings = [
+                    .with {
+                        $0.hostPort = 80; $0.containerPort = 70_000
+                    }
+                ]
+            }
             #expect(await statusCode { try await cri.runPod(port) } == .invalidArgument)
         }
     }
@@ -107,10 +116,20 @@ import Testing
             #expect(await statusCode { try await cri.create(group, in: pod) } == .invalidArgument)
             let unified = Harness.containerConfig { $0.linux.resources.unified = ["../../cgroup.procs": "1"] }
             #expect(await statusCode { try await cri.create(unified, in: pod) } == .invalidArgument)
-            let device = Harness.containerConfig { $0.devices = [.with { $0.hostPath = "/dev/kvm"; $0.containerPath = "/dev/kvm" }] }
+            let device = Harness.containerConfig {
+                $0.devices = [
+                    .with {
+                        $0.hostPath = "/dev/kvm"; $0.containerPath = "/dev/kvm"
+                    }
+                ]
+            }
             #expect(await statusCode { try await cri.create(device, in: pod) } == .invalidArgument)
             let manyMounts = Harness.containerConfig {
-                $0.mounts = (0...RequestLimits.maxMountsPerContainer).map { n in .with { $0.containerPath = "/m\(n)"; $0.hostPath = "/tmp" } }
+                $0.mounts = (0...RequestLimits.maxMountsPerContainer).map { n in
+                    .with {
+                        $0.containerPath = "/m\(n)"; $0.hostPath = "/tmp"
+                    }
+                }
             }
             #expect(await statusCode { try await cri.create(manyMounts, in: pod) } == .invalidArgument)
             let longPath = Harness.containerConfig { $0.logPath = String(repeating: "a", count: 1 << 20) }
@@ -128,30 +147,73 @@ import Testing
             let pod = try await cri.runPod()
             let container = try await cri.create(in: pod)
             #expect(try await cri.state(of: container) == .containerCreated)
-            #expect(await statusCode { try await cri.execSync(.with { $0.containerID = container; $0.cmd = ["true"] }) } == .failedPrecondition)
+            #expect(
+                await statusCode {
+                    try await cri.execSync(
+                        .with {
+                            $0.containerID = container; $0.cmd = ["true"]
+                        })
+                } == .failedPrecondition)
             _ = try await cri.startContainer(.with { $0.containerID = container })
             #expect(await statusCode { try await cri.startContainer(.with { $0.containerID = container }) } == .failedPrecondition)
             #expect(await statusCode { try await cri.startContainer(.with { $0.containerID = "0123" }) } == .notFound)
             #expect(try await cri.state(of: container) == .containerRunning)
 
-            let out = try await cri.execSync(.with { $0.containerID = container; $0.cmd = ["echo"]; $0.timeout = 5 })
+            let out = try await cri.execSync(
+                .with {
+                    $0.containerID = container; $0.cmd = ["echo"]; $0.timeout = 5
+                })
             #expect(String(decoding: out.stdout, as: UTF8.self) == "hello\n" && out.exitCode == 0)
-            #expect(await statusCode { try await cri.execSync(.with { $0.containerID = container; $0.cmd = ["x"]; $0.timeout = .max }) }
-                == .invalidArgument)
-            #expect(await statusCode { try await cri.execSync(.with { $0.containerID = container; $0.cmd = [] }) } == .invalidArgument)
-            #expect(await statusCode { try await cri.stopContainer(.with { $0.containerID = container; $0.timeout = .max }) } == .invalidArgument)
-            #expect(await statusCode { try await cri.updateContainerResources(.with {
-                $0.containerID = container
-                $0.linux.unified = ["cgroup.procs": "1"]
-            }) } == .invalidArgument)
-            _ = try await cri.updateContainerResources(.with { $0.containerID = container; $0.linux.memoryLimitInBytes = 64 << 20 })
+            #expect(
+                await statusCode {
+                    try await cri.execSync(
+                        .with {
+                            $0.containerID = container; $0.cmd = ["x"]; $0.timeout = .max
+                        })
+                }
+                    == .invalidArgument)
+            #expect(
+                await statusCode {
+                    try await cri.execSync(
+                        .with {
+                            $0.containerID = container; $0.cmd = []
+                        })
+                } == .invalidArgument)
+            #expect(
+                await statusCode {
+                    try await cri.stopContainer(
+                        .with {
+                            $0.containerID = container; $0.timeout = .max
+                        })
+                } == .invalidArgument)
+            #expect(
+                await statusCode {
+                    try await cri.updateContainerResources(
+                        .with {
+                            $0.containerID = container
+                            $0.linux.unified = ["cgroup.procs": "1"]
+                        })
+                } == .invalidArgument)
+            _ = try await cri.updateContainerResources(
+                .with {
+                    $0.containerID = container; $0.linux.memoryLimitInBytes = 64 << 20
+                })
 
-            _ = try await cri.stopContainer(.with { $0.containerID = container; $0.timeout = 1 })
+            _ = try await cri.stopContainer(
+                .with {
+                    $0.containerID = container; $0.timeout = 1
+                })
             let status = try await cri.containerStatus(.with { $0.containerID = container }).status
             #expect(status.state == .containerExited && status.exitCode == 128 + SIGTERM)
             _ = try await cri.stopContainer(.with { $0.containerID = container })
             #expect(await statusCode { try await cri.updateContainerResources(.with { $0.containerID = container }) } == .failedPrecondition)
-            #expect(await statusCode { try await cri.portForward(.with { $0.podSandboxID = pod; $0.port = [70_000] }) } == .invalidArgument)
+            #expect(
+                await statusCode {
+                    try await cri.portForward(
+                        .with {
+                            $0.podSandboxID = pod; $0.port = [70_000]
+                        })
+                } == .invalidArgument)
         }
     }
 
@@ -184,7 +246,13 @@ import Testing
             }
             #expect(try await cri.podSandboxStatus(.with { $0.podSandboxID = pod }).status.state == .sandboxNotready)
             #expect(try await cri.state(of: container) == .containerExited)
-            #expect(await statusCode { try await cri.execSync(.with { $0.containerID = container; $0.cmd = ["true"] }) } == .failedPrecondition)
+            #expect(
+                await statusCode {
+                    try await cri.execSync(
+                        .with {
+                            $0.containerID = container; $0.cmd = ["true"]
+                        })
+                } == .failedPrecondition)
         }
     }
 

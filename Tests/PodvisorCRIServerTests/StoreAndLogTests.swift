@@ -46,9 +46,10 @@ struct Item: StoredRecord, Equatable {
         log.finish(.stderr)
         log.close()
         let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map { $0.split(separator: " ", maxSplits: 3) }
-        #expect(lines.map { "\($0[1]) \($0[2]) \($0[3].prefix(5))" } == [
-            "stdout F one", "stderr F err", "stdout F two", "stdout F three", "stderr P xxxxx", "stderr F xxxxx",
-        ])
+        #expect(
+            lines.map { "\($0[1]) \($0[2]) \($0[3].prefix(5))" } == [
+                "stdout F one", "stderr F err", "stdout F two", "stdout F three", "stderr P xxxxx", "stderr F xxxxx",
+            ])
         #expect(lines.allSatisfy { $0[0].count == 30 && $0[0].hasSuffix("Z") })  // 2026-01-02T03:04:05.123456789Z
     }
 

@@ -31,31 +31,32 @@ import Testing
     }
 
     @Test func everyKeyIsParsed() throws {
-        let config = try PodvisorConfig(toml: """
-            state_dir = "/srv/pv"
-            [vm]
-            libvirt_uri = "qemu:///system"
-            hypervisor = "kvm"
-            transport = "hybrid-vsock"
-            kernel = "/k/vmlinuz"
-            initrd = "/k/initrd"
-            emulator = "/opt/qemu"
-            vsock_backend = "/opt/vhost-device-vsock"
-            virtiofsd = "/opt/virtiofsd"
-            memory_mib = 1_024
-            vcpus = 4
-            boot_timeout_s = 120
-            kernel_params = "loglevel=7 foo=bar"
-            overhead_mib = 64
-            shutdown_timeout_s = 3
-            [cri]
-            socket = "/run/x.sock"
-            runtime_handler = "vm"
-            [images]
-            root = "/srv/images"
-            hosts_dir = "/srv/certs.d"
-            insecure_registries = ["r.local:5000"]
-            """)
+        let config = try PodvisorConfig(
+            toml: """
+                state_dir = "/srv/pv"
+                [vm]
+                libvirt_uri = "qemu:///system"
+                hypervisor = "kvm"
+                transport = "hybrid-vsock"
+                kernel = "/k/vmlinuz"
+                initrd = "/k/initrd"
+                emulator = "/opt/qemu"
+                vsock_backend = "/opt/vhost-device-vsock"
+                virtiofsd = "/opt/virtiofsd"
+                memory_mib = 1_024
+                vcpus = 4
+                boot_timeout_s = 120
+                kernel_params = "loglevel=7 foo=bar"
+                overhead_mib = 64
+                shutdown_timeout_s = 3
+                [cri]
+                socket = "/run/x.sock"
+                runtime_handler = "vm"
+                [images]
+                root = "/srv/images"
+                hosts_dir = "/srv/certs.d"
+                insecure_registries = ["r.local:5000"]
+                """)
         var expected = PodvisorConfig()
         expected.stateDirectory = "/srv/pv"
         expected.libvirtURI = "qemu:///system"
@@ -103,8 +104,9 @@ import Testing
 
     @Test func badChoiceListsTheAllowedValues() {
         #expect(Self.failure("[vm]\nhypervisor = \"xen\"") == "vm.hypervisor must be one of: auto, kvm, tcg")
-        #expect(Self.failure("[vm]\ntransport = \"vsock2\"")
-            == "vm.transport must be one of: auto, vsock, hybrid-vsock, virtio-serial")
+        #expect(
+            Self.failure("[vm]\ntransport = \"vsock2\"")
+                == "vm.transport must be one of: auto, vsock, hybrid-vsock, virtio-serial")
         // The right word with the wrong type is refused too.
         #expect(Self.failure("[vm]\nhypervisor = [\"kvm\"]").hasPrefix("vm.hypervisor must be one of"))
         #expect(Self.failure("[vm]\ntransport = \"VSOCK\"").hasPrefix("vm.transport must be one of"))

@@ -5,23 +5,27 @@ import Testing
 /// Table headers with quoted parts, as containerd's hosts.toml writes them, and tables in document order.
 @Suite struct TOMLTableTests {
     @Test func quotedHeaderPartsKeepTheirDotsAndOrder() throws {
-        let document = try TOMLDocument(parsing: """
-            server = "https://registry.k8s.io"
+        let document = try TOMLDocument(
+            parsing: """
+                server = "https://registry.k8s.io"
 
-            [host."http://127.0.0.1:5000"]
-              capabilities = ["pull", "resolve"]
-            [host.'https://mirror.example:443/v2']
-              skip_verify = true
-            [ host . "http://127.0.0.1:5000" ]
-              override_path = false
-            """)
-        #expect(document.tables == [
-            TOMLTable(path: [], values: ["server": .string("https://registry.k8s.io")]),
-            TOMLTable(path: ["host", "http://127.0.0.1:5000"], values: [
-                "capabilities": .array([.string("pull"), .string("resolve")]), "override_path": .boolean(false),
-            ]),
-            TOMLTable(path: ["host", "https://mirror.example:443/v2"], values: ["skip_verify": .boolean(true)]),
-        ])
+                [host."http://127.0.0.1:5000"]
+                  capabilities = ["pull", "resolve"]
+                [host.'https://mirror.example:443/v2']
+                  skip_verify = true
+                [ host . "http://127.0.0.1:5000" ]
+                  override_path = false
+                """)
+        #expect(
+            document.tables == [
+                TOMLTable(path: [], values: ["server": .string("https://registry.k8s.io")]),
+                TOMLTable(
+                    path: ["host", "http://127.0.0.1:5000"],
+                    values: [
+                        "capabilities": .array([.string("pull"), .string("resolve")]), "override_path": .boolean(false),
+                    ]),
+                TOMLTable(path: ["host", "https://mirror.example:443/v2"], values: ["skip_verify": .boolean(true)]),
+            ])
         #expect(document.values["host.http://127.0.0.1:5000.capabilities"] == .array([.string("pull"), .string("resolve")]))
     }
 

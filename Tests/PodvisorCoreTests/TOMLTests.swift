@@ -16,21 +16,23 @@ import Testing
     }
 
     @Test func tablesAndDottedTablesPrefixKeys() throws {
-        let document = try TOMLDocument(parsing: """
-            top = 1
-            [vm]
-            memory_mib = 256
-            [ a . b-c ]
-            d_e = true
-            [vm]
-            vcpus = 2
-            """)
-        #expect(document.values == [
-            "top": .integer(1),
-            "vm.memory_mib": .integer(256),
-            "a.b-c.d_e": .boolean(true),
-            "vm.vcpus": .integer(2),
-        ])
+        let document = try TOMLDocument(
+            parsing: """
+                top = 1
+                [vm]
+                memory_mib = 256
+                [ a . b-c ]
+                d_e = true
+                [vm]
+                vcpus = 2
+                """)
+        #expect(
+            document.values == [
+                "top": .integer(1),
+                "vm.memory_mib": .integer(256),
+                "a.b-c.d_e": .boolean(true),
+                "vm.vcpus": .integer(2),
+            ])
     }
 
     @Test func quotedKeys() throws {
@@ -71,12 +73,13 @@ import Testing
     }
 
     @Test func arrays() throws {
-        let document = try TOMLDocument(parsing: """
-            empty = []
-            mixed = [ 1, "two", 'three', false ]
-            nested = [[1, 2], [], ["x"]]
-            trailing = [1, 2, ]
-            """)
+        let document = try TOMLDocument(
+            parsing: """
+                empty = []
+                mixed = [ 1, "two", 'three', false ]
+                nested = [[1, 2], [], ["x"]]
+                trailing = [1, 2, ]
+                """)
         #expect(document.values["empty"] == .array([]))
         #expect(document.values["mixed"] == .array([.integer(1), .string("two"), .string("three"), .boolean(false)]))
         #expect(document.values["nested"] == .array([.array([.integer(1), .integer(2)]), .array([]), .array([.string("x")])]))
@@ -93,13 +96,14 @@ import Testing
     }
 
     @Test func commentsBlankLinesAndWhitespace() throws {
-        let document = try TOMLDocument(parsing: """
-            # leading comment
+        let document = try TOMLDocument(
+            parsing: """
+                # leading comment
 
-            \t[vm]   # table comment
-              memory_mib=512# no space needed
-            \tkernel = "/k#1" # hash inside a string is not a comment
-            """)
+                \t[vm]   # table comment
+                  memory_mib=512# no space needed
+                \tkernel = "/k#1" # hash inside a string is not a comment
+                """)
         #expect(document.values == ["vm.memory_mib": .integer(512), "vm.kernel": .string("/k#1")])
     }
 

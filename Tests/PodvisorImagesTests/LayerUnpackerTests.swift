@@ -31,15 +31,16 @@ import CArchive
 
     @Test(arguments: [TarBuilder.Compression.none, .gzip, .zstd])
     func filesDirectoriesAndMetadata(compression: TarBuilder.Compression) async throws {
-        let root = try await unpack([
-            .directory("bin", mode: 0o755),
-            .file("bin/tool", "#!/bin/sh\n", mode: 0o4755, uid: 0, gid: 0),
-            .file("home/user/note", "hi", mode: 0o600, uid: 1002, gid: 1003),
-            .symlink("bin/sh", to: "/bin/busybox"),
-            .hardlink("bin/tool2", to: "bin/tool"),
-            TarBuilder.Entry(path: "dev/null", type: UInt32(Glibc.S_IFCHR), mode: 0o666, rdev: (1, 3)),
-            TarBuilder.Entry(path: "etc/secret", mode: 0o640, content: Data("x".utf8), xattrs: ["user.label": "blue"]),
-        ], compression: compression)
+        let root = try await unpack(
+            [
+                .directory("bin", mode: 0o755),
+                .file("bin/tool", "#!/bin/sh\n", mode: 0o4755, uid: 0, gid: 0),
+                .file("home/user/note", "hi", mode: 0o600, uid: 1002, gid: 1003),
+                .symlink("bin/sh", to: "/bin/busybox"),
+                .hardlink("bin/tool2", to: "bin/tool"),
+                TarBuilder.Entry(path: "dev/null", type: UInt32(Glibc.S_IFCHR), mode: 0o666, rdev: (1, 3)),
+                TarBuilder.Entry(path: "etc/secret", mode: 0o640, content: Data("x".utf8), xattrs: ["user.label": "blue"]),
+            ], compression: compression)
         let tool = try #require(Self.info("\(root)/bin/tool"))
         #expect(tool.st_mode & 0o7777 == 0o4755)
         #expect(try String(contentsOfFile: "\(root)/bin/tool", encoding: .utf8) == "#!/bin/sh\n")

@@ -95,8 +95,9 @@ import Testing
 
 @Suite struct DigestTests {
     @Test func sha256OfKnownInput() {
-        #expect(Digest.sha256(of: Array("abc".utf8)).description
-            == "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(
+            Digest.sha256(of: Array("abc".utf8)).description
+                == "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
     }
 
     @Test func codableAsItsString() throws {

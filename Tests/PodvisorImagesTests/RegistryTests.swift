@@ -26,7 +26,9 @@ import Testing
     }
 
     @Test func mirrorsFirstInOrderThenServer() throws {
-        try write("registry.k8s.io", """
+        try write(
+            "registry.k8s.io",
+            """
             server = "https://registry.k8s.io"
 
             [host."http://127.0.0.1:5000"]
@@ -39,21 +41,24 @@ import Testing
               ca = "/etc/ca.pem"
             """)
         let endpoints = try RegistryHosts(directory: directory.path).endpoints(for: ImageReference(parsing: "registry.k8s.io/pause:3.10"))
-        #expect(endpoints == [
-            RegistryEndpoint(baseURL: "http://127.0.0.1:5000/v2", capabilities: [.pull, .resolve]),
-            RegistryEndpoint(baseURL: "https://mirror.example/custom/path", capabilities: [.pull], skipVerify: true, caFiles: ["/etc/ca.pem"]),
-            RegistryEndpoint(baseURL: "https://registry.k8s.io/v2", capabilities: [.pull, .resolve, .push]),
-        ])
+        #expect(
+            endpoints == [
+                RegistryEndpoint(baseURL: "http://127.0.0.1:5000/v2", capabilities: [.pull, .resolve]),
+                RegistryEndpoint(baseURL: "https://mirror.example/custom/path", capabilities: [.pull], skipVerify: true, caFiles: ["/etc/ca.pem"]),
+                RegistryEndpoint(baseURL: "https://registry.k8s.io/v2", capabilities: [.pull, .resolve, .push]),
+            ])
     }
 
     @Test func dockerHubAndDefaultDirectories() throws {
         try write("docker.io", "[host.\"http://127.0.0.1:5001/v2/\"]\n")
         try write("_default", "[host.\"http://127.0.0.1:5002\"]\n")
         let hosts = RegistryHosts(directory: directory.path)
-        #expect(try hosts.endpoints(for: ImageReference(parsing: "busybox")).map(\.baseURL)
-            == ["http://127.0.0.1:5001/v2", "https://registry-1.docker.io/v2"])
-        #expect(try hosts.endpoints(for: ImageReference(parsing: "quay.io/x")).map(\.baseURL)
-            == ["http://127.0.0.1:5002/v2", "https://quay.io/v2"])
+        #expect(
+            try hosts.endpoints(for: ImageReference(parsing: "busybox")).map(\.baseURL)
+                == ["http://127.0.0.1:5001/v2", "https://registry-1.docker.io/v2"])
+        #expect(
+            try hosts.endpoints(for: ImageReference(parsing: "quay.io/x")).map(\.baseURL)
+                == ["http://127.0.0.1:5002/v2", "https://quay.io/v2"])
     }
 
     @Test(arguments: [
@@ -92,8 +97,9 @@ import Testing
 
     @Test func credentialsFromCRIFields() {
         #expect(RegistryCredentials(username: "u", password: "p", auth: "", registryToken: "") == .basic(username: "u", password: "p"))
-        #expect(RegistryCredentials(username: "", password: "", auth: Data("u:p:q".utf8).base64EncodedString(), registryToken: "")
-            == .basic(username: "u", password: "p:q"))
+        #expect(
+            RegistryCredentials(username: "", password: "", auth: Data("u:p:q".utf8).base64EncodedString(), registryToken: "")
+                == .basic(username: "u", password: "p:q"))
         #expect(RegistryCredentials(username: "u", password: "p", auth: "", registryToken: "t") == .registryToken("t"))
         #expect(RegistryCredentials(username: "", password: "", auth: "", registryToken: "") == nil)
         #expect(RegistryCredentials(username: "", password: "", auth: "not base64!", registryToken: "") == nil)
@@ -117,8 +123,9 @@ import Testing
 
     @Test func platformChoice() throws {
         func entry(_ os: String, _ arch: String, _ n: UInt8) -> Descriptor {
-            Descriptor(mediaType: MediaType.ociManifest, digest: Digest.sha256(of: [n]), size: 1,
-                       platform: Platform(os: os, architecture: arch))
+            Descriptor(
+                mediaType: MediaType.ociManifest, digest: Digest.sha256(of: [n]), size: 1,
+                platform: Platform(os: os, architecture: arch))
         }
         let reference = try ImageReference(parsing: "x")
         let entries = [entry("unknown", "unknown", 0), entry("linux", "arm64", 1), entry("linux", "amd64", 2), entry("linux", "amd64", 3)]

@@ -40,13 +40,15 @@ import TestSupport
     @Test func resizeMessagesMaySplitAnywhere() {
         var decoder = TerminalSizeDecoder()
         #expect(decoder.feed(Array(#"{"Width":80,"Hei"#.utf8)).isEmpty)
-        #expect(decoder.feed(Array("ght\":24}\n{\"Width\":100,\"Height\":30}\n".utf8)) == [
-            TerminalSize(width: 80, height: 24), TerminalSize(width: 100, height: 30),
-        ])
+        #expect(
+            decoder.feed(Array("ght\":24}\n{\"Width\":100,\"Height\":30}\n".utf8)) == [
+                TerminalSize(width: 80, height: 24), TerminalSize(width: 100, height: 30),
+            ])
     }
 
     @Test func httpHeadKeepsRepeatedHeaders() throws {
-        let text = "POST /exec/abc HTTP/1.1\r\nHost: x\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n"
+        let text =
+            "POST /exec/abc HTTP/1.1\r\nHost: x\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n"
             + "X-Stream-Protocol-Version: v3.channel.k8s.io, v2.channel.k8s.io\r\nConnection: Upgrade\r\n\r\n"
         let head = try #require(HTTPHead(Array(text.utf8)))
         #expect(head.startLine == ["POST", "/exec/abc", "HTTP/1.1"])
@@ -176,22 +178,23 @@ func registerUppercasingExec(on server: StreamingServer, stderr: String) -> Stri
         let path = String(url.drop { $0 != "/" }.dropFirst(2).drop { $0 != "/" })
         let frames = try await withCheckedThrowingContinuation { (done: CheckedContinuation<[WebSocketFrame], any Error>) in
             Thread.detachNewThread {
-                done.resume(with: Result {
-                    let socket = try RawWebSocket(port: port, path: path, subprotocol: "v5.channel.k8s.io")
-                    socket.send(WebSocketFrame(opcode: .ping, payload: Array("p".utf8)))
-                    socket.send(WebSocketFrame(opcode: .binary, payload: [0] + Array("hel".utf8)))
-                    // One message in two frames.
-                    socket.send(WebSocketFrame(fin: false, opcode: .binary, payload: [0, UInt8(ascii: "l")]))
-                    socket.send(WebSocketFrame(opcode: .continuation, payload: Array("o".utf8)))
-                    socket.send(WebSocketFrame(opcode: .binary, payload: [255, 0]))
-                    var frames: [WebSocketFrame] = []
-                    while let frame = try socket.next() {
-                        frames.append(frame)
-                        if frame.opcode == .close { break }
-                    }
-                    socket.send(.close())
-                    return frames
-                })
+                done.resume(
+                    with: Result {
+                        let socket = try RawWebSocket(port: port, path: path, subprotocol: "v5.channel.k8s.io")
+                        socket.send(WebSocketFrame(opcode: .ping, payload: Array("p".utf8)))
+                        socket.send(WebSocketFrame(opcode: .binary, payload: [0] + Array("hel".utf8)))
+                        // One message in two frames.
+                        socket.send(WebSocketFrame(fin: false, opcode: .binary, payload: [0, UInt8(ascii: "l")]))
+                        socket.send(WebSocketFrame(opcode: .continuation, payload: Array("o".utf8)))
+                        socket.send(WebSocketFrame(opcode: .binary, payload: [255, 0]))
+                        var frames: [WebSocketFrame] = []
+                        while let frame = try socket.next() {
+                            frames.append(frame)
+                            if frame.opcode == .close { break }
+                        }
+                        socket.send(.close())
+                        return frames
+                    })
             }
         }
         #expect(frames.first == WebSocketFrame(opcode: .pong, payload: Array("p".utf8)))
@@ -221,8 +224,11 @@ final class RawWebSocket {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard connected == 0 else { throw WebSocketError.protocolError("connect: errno \(errno)") }
-        write(Array(("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
-            + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: \(subprotocol)\r\n\r\n").utf8))
+        write(
+            Array(
+                ("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                    + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: \(subprotocol)\r\n\r\n")
+                    .utf8))
         var head: [UInt8] = []
         while head.firstRange(of: Array("\r\n\r\n".utf8)) == nil {
             let bytes = read()
@@ -277,7 +283,8 @@ final class RawWebSocket {
             let answer = StreamOutput()
             let io = answer.io(stdin: nil)
             let first = try await client.forward(
-                port: 80, send: AsyncStream { c in
+                port: 80,
+                send: AsyncStream { c in
                     c.yield(Array("hello ".utf8))
                     c.yield(Array("pod".utf8))
                     c.finish()

@@ -57,11 +57,12 @@ import Testing
 
     @Test(arguments: hosts, AgentTransportKind.allCases)
     func forced(host: HostTransports, kind: AgentTransportKind) throws {
-        let available = switch kind {
-        case .vsock: host.vhostVsockDevice
-        case .hybridVsock: host.vsockBackendExecutable
-        case .virtioSerial: true
-        }
+        let available =
+            switch kind {
+            case .vsock: host.vhostVsockDevice
+            case .hybridVsock: host.vsockBackendExecutable
+            case .virtioSerial: true
+            }
         #expect(host.isAvailable(kind) == available)
         if available {
             #expect(try host.choose(kind) == kind)

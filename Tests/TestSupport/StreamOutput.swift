@@ -13,14 +13,18 @@ public final class StreamOutput: Sendable {
 
     public func io(stdin: [String]?, resizes: [TerminalSize]? = nil) -> RemoteCommandClient.IO {
         RemoteCommandClient.IO(
-            stdin: stdin.map { chunks in AsyncStream { c in
-                for chunk in chunks { c.yield(Array(chunk.utf8)) }
-                c.finish()
-            } },
-            resizes: resizes.map { sizes in AsyncStream { c in
-                for size in sizes { c.yield(size) }
-                c.finish()
-            } },
+            stdin: stdin.map { chunks in
+                AsyncStream { c in
+                    for chunk in chunks { c.yield(Array(chunk.utf8)) }
+                    c.finish()
+                }
+            },
+            resizes: resizes.map { sizes in
+                AsyncStream { c in
+                    for size in sizes { c.yield(size) }
+                    c.finish()
+                }
+            },
             stdout: { bytes in self.output.withLock { $0.stdout += bytes } },
             stderr: { bytes in self.output.withLock { $0.stderr += bytes } })
     }

@@ -25,16 +25,17 @@ public struct TestPodNetwork: Sendable {
 
     /// bridge (gateway, masquerade) → portmap → bandwidth → loopback, plus `extra` plugins.
     public func conflist(extra: [String] = []) -> String {
-        let plugins = [
-            """
-            {"type": "bridge", "bridge": "\(bridge)", "isGateway": true, "ipMasq": true, "hairpinMode": true,
-             "ipam": {"type": "host-local", "dataDir": "\(ipamDir)", "routes": [{"dst": "0.0.0.0/0"}],
-                      "ranges": [[{"subnet": "10.214.\(subnet).0/24"}]]}}
-            """,
-            #"{"type": "portmap", "capabilities": {"portMappings": true}}"#,
-            #"{"type": "bandwidth", "capabilities": {"bandwidth": true}}"#,
-            #"{"type": "loopback"}"#,
-        ] + extra
+        let plugins =
+            [
+                """
+                {"type": "bridge", "bridge": "\(bridge)", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+                 "ipam": {"type": "host-local", "dataDir": "\(ipamDir)", "routes": [{"dst": "0.0.0.0/0"}],
+                          "ranges": [[{"subnet": "10.214.\(subnet).0/24"}]]}}
+                """,
+                #"{"type": "portmap", "capabilities": {"portMappings": true}}"#,
+                #"{"type": "bandwidth", "capabilities": {"bandwidth": true}}"#,
+                #"{"type": "loopback"}"#,
+            ] + extra
         return #"{"cniVersion": "1.0.0", "name": "\#(name)", "plugins": [\#(plugins.joined(separator: ",\n"))]}"#
     }
 

@@ -117,7 +117,8 @@ public final class BearerProxy: @unchecked Sendable {
         let port = try TestRegistry.freePort()
         address = "127.0.0.1:\(port)"
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/bearer-proxy.py").path
-        process = try TestRegistry.serve("/usr/bin/python3", [script, "\(port)", upstream.address, user, password, log, "\(blobDelaySeconds)"], port: port)
+        process = try TestRegistry.serve(
+            "/usr/bin/python3", [script, "\(port)", upstream.address, user, password, log, "\(blobDelaySeconds)"], port: port)
     }
 
     deinit {

@@ -15,7 +15,7 @@ extension ImageService {
                     $0.fsID = .with { $0.mountpoint = server.images.root }
                     $0.usedBytes = .with { $0.value = UInt64(max(0, images.bytes)) }
                     $0.inodesUsed = .with { $0.value = UInt64(max(0, images.inodes)) }
-                },
+                }
             ]
             $0.containerFilesystems = [
                 .with {
@@ -23,7 +23,7 @@ extension ImageService {
                     $0.fsID = .with { $0.mountpoint = containersDirectory }
                     $0.usedBytes = .with { $0.value = containers.bytes }
                     $0.inodesUsed = .with { $0.value = containers.inodes }
-                },
+                }
             ]
         }
     }

@@ -60,9 +60,11 @@ extension Validate {
     /// could name another file or directory.
     static func cgroupKey(_ key: String, _ field: String) throws(PodvisorError) {
         let parts = key.split(separator: ".", omittingEmptySubsequences: false)
-        let valid = parts.count >= 2 && parts.allSatisfy { part in
-            !part.isEmpty && part.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "_" }
-        }
+        let valid =
+            parts.count >= 2
+            && parts.allSatisfy { part in
+                !part.isEmpty && part.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "_" }
+            }
         guard valid, !key.hasPrefix("cgroup.") else {
             throw PodvisorError(.invalidArgument, "\(field) key \(PodvisorError.quote(key)) is not a cgroup interface file of a controller")
         }

@@ -4,7 +4,9 @@ import PodvisorCRI
 import PodvisorCore
 
 extension RuntimeService {
-    public func containerStats(request: Runtime_V1_ContainerStatsRequest, context: ServerContext) async throws
+    public func containerStats(
+        request: Runtime_V1_ContainerStatsRequest, context: ServerContext
+    ) async throws
         -> Runtime_V1_ContainerStatsResponse
     {
         try await handle {
@@ -37,7 +39,7 @@ extension CRIServer {
             }
         }
         guard container.state == .running || container.state == .created, let pod = pod(container.sandboxID),
-              let figures = try? await pod.usage(container.id)
+            let figures = try? await pod.usage(container.id)
         else { return (stats, 0) }
         stats.cpu = .with {
             $0.timestamp = figures.timestampNanoseconds

@@ -2,7 +2,9 @@ import GRPCCore
 import PodvisorCRI
 
 extension RuntimeService {
-    public func containerStatus(request: Runtime_V1_ContainerStatusRequest, context: ServerContext) async throws
+    public func containerStatus(
+        request: Runtime_V1_ContainerStatusRequest, context: ServerContext
+    ) async throws
         -> Runtime_V1_ContainerStatusResponse
     {
         try await handle {

@@ -8,7 +8,9 @@ import PodvisorRuntime
 extension RuntimeService {
     /// Translates the config (ContainerSpec) and has the sandbox create the container: its rootfs (an overlay
     /// of the image's layers), volumes and pod files, held before exec.
-    public func createContainer(request: Runtime_V1_CreateContainerRequest, context: ServerContext) async throws
+    public func createContainer(
+        request: Runtime_V1_CreateContainerRequest, context: ServerContext
+    ) async throws
         -> Runtime_V1_CreateContainerResponse
     {
         try await handle {
@@ -17,7 +19,8 @@ extension RuntimeService {
             try Validate.name(config.metadata.name, "metadata.name")
             try Validate.required(config.image.image, "image.image")
             let nameKey = ContainerRecord.nameKey(sandboxID: sandboxID, config.metadata)
-            if let existing = server.containers.all.first(where: { ContainerRecord.nameKey(sandboxID: $0.sandboxID, $0.config.metadata) == nameKey }) {
+            if let existing = server.containers.all.first(where: { ContainerRecord.nameKey(sandboxID: $0.sandboxID, $0.config.metadata) == nameKey })
+            {
                 throw PodvisorError(.alreadyExists, "container name \(nameKey) is already used by \(existing.id)")
             }
             try server.reserve(nameKey, what: "container")
@@ -43,12 +46,14 @@ extension CRIServer {
         for mount in config.mounts { try validate(mount) }
         // A host device cannot cross into the VM: refused, never silently left out.
         guard config.devices.isEmpty else {
-            throw PodvisorError(.invalidArgument, "devices: host devices cannot be passed into a pod VM (\(PodvisorError.quote(config.devices[0].hostPath)))")
+            throw PodvisorError(
+                .invalidArgument, "devices: host devices cannot be passed into a pod VM (\(PodvisorError.quote(config.devices[0].hostPath)))")
         }
         try Validate.count(config.envs.count, atMost: RequestLimits.maxEnvironmentVariables, "envs")
         try Validate.metadataMaps(config.labels, config.annotations)
-        try Validate.count(config.linux.securityContext.maskedPaths.count + config.linux.securityContext.readonlyPaths.count,
-                           atMost: RequestLimits.maxMountsPerContainer, "masked_paths and readonly_paths")
+        try Validate.count(
+            config.linux.securityContext.maskedPaths.count + config.linux.securityContext.readonlyPaths.count,
+            atMost: RequestLimits.maxMountsPerContainer, "masked_paths and readonly_paths")
         let logPath = try containerLogPath(config, sandbox: sandbox.config)
 
         guard let image = await images.image(config.image.image) else {

@@ -2,7 +2,9 @@ import GRPCCore
 import PodvisorCRI
 
 extension RuntimeService {
-    public func listContainerStats(request: Runtime_V1_ListContainerStatsRequest, context: ServerContext) async throws
+    public func listContainerStats(
+        request: Runtime_V1_ListContainerStatsRequest, context: ServerContext
+    ) async throws
         -> Runtime_V1_ListContainerStatsResponse
     {
         let stats = await server.containerStatsList(request.filter)

@@ -2,7 +2,9 @@ import GRPCCore
 import PodvisorCRI
 
 extension RuntimeService {
-    public func listContainers(request: Runtime_V1_ListContainersRequest, context: ServerContext) async throws
+    public func listContainers(
+        request: Runtime_V1_ListContainersRequest, context: ServerContext
+    ) async throws
         -> Runtime_V1_ListContainersResponse
     {
         .with { $0.containers = server.containerList(request.filter) }

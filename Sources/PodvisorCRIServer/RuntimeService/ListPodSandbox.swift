@@ -2,7 +2,9 @@ import GRPCCore
 import PodvisorCRI
 
 extension RuntimeService {
-    public func listPodSandbox(request: Runtime_V1_ListPodSandboxRequest, context: ServerContext) async throws
+    public func listPodSandbox(
+        request: Runtime_V1_ListPodSandboxRequest, context: ServerContext
+    ) async throws
         -> Runtime_V1_ListPodSandboxResponse
     {
         .with { $0.items = server.podSandboxes(request.filter) }

@@ -2,7 +2,9 @@ import GRPCCore
 import PodvisorCRI
 
 extension RuntimeService {
-    public func listPodSandboxStats(request: Runtime_V1_ListPodSandboxStatsRequest, context: ServerContext) async throws
+    public func listPodSandboxStats(
+        request: Runtime_V1_ListPodSandboxStatsRequest, context: ServerContext
+    ) async throws
         -> Runtime_V1_ListPodSandboxStatsResponse
     {
         let stats = await server.sandboxStatsList(request.filter)

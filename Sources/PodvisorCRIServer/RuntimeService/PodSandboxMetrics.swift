@@ -11,7 +11,9 @@ extension RuntimeService {
         ("container_memory_working_set_bytes", "Current working set in bytes.", .gauge),
     ]
 
-    public func listMetricDescriptors(request: Runtime_V1_ListMetricDescriptorsRequest, context: ServerContext) async throws
+    public func listMetricDescriptors(
+        request: Runtime_V1_ListMetricDescriptorsRequest, context: ServerContext
+    ) async throws
         -> Runtime_V1_ListMetricDescriptorsResponse
     {
         .with {
@@ -25,7 +27,9 @@ extension RuntimeService {
         }
     }
 
-    public func listPodSandboxMetrics(request: Runtime_V1_ListPodSandboxMetricsRequest, context: ServerContext) async throws
+    public func listPodSandboxMetrics(
+        request: Runtime_V1_ListPodSandboxMetricsRequest, context: ServerContext
+    ) async throws
         -> Runtime_V1_ListPodSandboxMetricsResponse
     {
         let metrics = await podMetrics()
@@ -45,29 +49,30 @@ extension RuntimeService {
         var result: [Runtime_V1_PodSandboxMetrics] = []
         for sandbox in await server.sandboxStatsList(Runtime_V1_PodSandboxStatsFilter()) {
             let pod = sandbox.attributes.metadata
-            result.append(.with {
-                $0.podSandboxID = sandbox.attributes.id
-                $0.containerMetrics = sandbox.linux.containers.map { container in
-                    let labels = [container.attributes.metadata.name, pod.name, pod.namespace]
-                    let values: [(UInt64, Int64)] = [
-                        (container.cpu.usageCoreNanoSeconds.value / 1_000_000_000, container.cpu.timestamp),
-                        (container.memory.usageBytes.value, container.memory.timestamp),
-                        (container.memory.workingSetBytes.value, container.memory.timestamp),
-                    ]
-                    return .with {
-                        $0.containerID = container.attributes.id
-                        $0.metrics = zip(Self.metrics, values).map { metric, value in
-                            .with {
-                                $0.name = metric.name
-                                $0.timestamp = value.1
-                                $0.metricType = metric.type
-                                $0.labelValues = labels
-                                $0.value = .with { $0.value = value.0 }
+            result.append(
+                .with {
+                    $0.podSandboxID = sandbox.attributes.id
+                    $0.containerMetrics = sandbox.linux.containers.map { container in
+                        let labels = [container.attributes.metadata.name, pod.name, pod.namespace]
+                        let values: [(UInt64, Int64)] = [
+                            (container.cpu.usageCoreNanoSeconds.value / 1_000_000_000, container.cpu.timestamp),
+                            (container.memory.usageBytes.value, container.memory.timestamp),
+                            (container.memory.workingSetBytes.value, container.memory.timestamp),
+                        ]
+                        return .with {
+                            $0.containerID = container.attributes.id
+                            $0.metrics = zip(Self.metrics, values).map { metric, value in
+                                .with {
+                                    $0.name = metric.name
+                                    $0.timestamp = value.1
+                                    $0.metricType = metric.type
+                                    $0.labelValues = labels
+                                    $0.value = .with { $0.value = value.0 }
+                                }
                             }
                         }
                     }
-                }
-            })
+                })
         }
         return result
     }

@@ -3,7 +3,9 @@ import PodvisorCRI
 import PodvisorCore
 
 extension RuntimeService {
-    public func podSandboxStats(request: Runtime_V1_PodSandboxStatsRequest, context: ServerContext) async throws
+    public func podSandboxStats(
+        request: Runtime_V1_PodSandboxStatsRequest, context: ServerContext
+    ) async throws
         -> Runtime_V1_PodSandboxStatsResponse
     {
         try await handle {

@@ -5,7 +5,9 @@ import PodvisorCore
 import PodvisorRuntime
 
 extension RuntimeService {
-    public func podSandboxStatus(request: Runtime_V1_PodSandboxStatusRequest, context: ServerContext) async throws
+    public func podSandboxStatus(
+        request: Runtime_V1_PodSandboxStatusRequest, context: ServerContext
+    ) async throws
         -> Runtime_V1_PodSandboxStatusResponse
     {
         try await handle {

@@ -7,7 +7,9 @@ import PodvisorImages
 extension RuntimeService {
     /// Kills the container if it still runs, then removes it from the guest and every host-side trace.
     /// Idempotent. Its log file stays: kubelet owns log files.
-    public func removeContainer(request: Runtime_V1_RemoveContainerRequest, context: ServerContext) async throws
+    public func removeContainer(
+        request: Runtime_V1_RemoveContainerRequest, context: ServerContext
+    ) async throws
         -> Runtime_V1_RemoveContainerResponse
     {
         try await handle {

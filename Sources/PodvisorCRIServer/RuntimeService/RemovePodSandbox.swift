@@ -5,7 +5,9 @@ import PodvisorCore
 
 extension RuntimeService {
     /// Stops the sandbox if needed, removes its containers and every host-side trace. Idempotent.
-    public func removePodSandbox(request: Runtime_V1_RemovePodSandboxRequest, context: ServerContext) async throws
+    public func removePodSandbox(
+        request: Runtime_V1_RemovePodSandboxRequest, context: ServerContext
+    ) async throws
         -> Runtime_V1_RemovePodSandboxResponse
     {
         try await handle {

@@ -4,7 +4,9 @@ import PodvisorCore
 
 extension RuntimeService {
     /// kubelet rotated the log (renamed it): write on in a new file at the same path.
-    public func reopenContainerLog(request: Runtime_V1_ReopenContainerLogRequest, context: ServerContext) async throws
+    public func reopenContainerLog(
+        request: Runtime_V1_ReopenContainerLogRequest, context: ServerContext
+    ) async throws
         -> Runtime_V1_ReopenContainerLogResponse
     {
         try await handle {

@@ -7,14 +7,19 @@ import PodvisorRuntime
 extension RuntimeService {
     /// Boots the pod's VM (sized from the pod's resources plus the configured overhead), starts the sandbox
     /// in it (hostname, sysctls) and writes the files its containers get (hostname, resolv.conf, hosts).
-    public func runPodSandbox(request: Runtime_V1_RunPodSandboxRequest, context: ServerContext) async throws
+    public func runPodSandbox(
+        request: Runtime_V1_RunPodSandboxRequest, context: ServerContext
+    ) async throws
         -> Runtime_V1_RunPodSandboxResponse
     {
         try await handle {
             let config = request.config
             try server.validate(config)
             guard request.runtimeHandler.isEmpty || request.runtimeHandler == server.config.runtimeHandler else {
-                throw PodvisorError(.invalidArgument, "unknown runtime handler \(PodvisorError.quote(request.runtimeHandler)) (this runtime serves \"\(server.config.runtimeHandler)\")")
+                throw PodvisorError(
+                    .invalidArgument,
+                    "unknown runtime handler \(PodvisorError.quote(request.runtimeHandler)) (this runtime serves \"\(server.config.runtimeHandler)\")"
+                )
             }
             let nameKey = SandboxRecord.nameKey(config.metadata)
             if let existing = server.sandboxes.all.first(where: { SandboxRecord.nameKey($0.metadata) == nameKey }) {
@@ -84,7 +89,7 @@ extension CRIServer {
         try Validate.count(config.portMappings.count, atMost: RequestLimits.maxPortMappings, "port_mappings")
         for mapping in config.portMappings {
             guard (0...65535).contains(mapping.hostPort), (0...65535).contains(mapping.containerPort),
-                  mapping.hostPort == 0 || mapping.containerPort > 0
+                mapping.hostPort == 0 || mapping.containerPort > 0
             else {
                 throw PodvisorError(.invalidArgument, "port mapping \(mapping.hostPort) → \(mapping.containerPort) is out of range")
             }
@@ -121,7 +126,8 @@ extension CRIServer {
         var size = VMSize(memoryMiB: config.memoryMiB, vcpus: config.vcpus)
         let r = linux.resources
         if r.memoryLimitInBytes > 0 {
-            let overhead = linux.overhead.memoryLimitInBytes > 0
+            let overhead =
+                linux.overhead.memoryLimitInBytes > 0
                 ? try Validate.mebibytes(linux.overhead.memoryLimitInBytes, "linux.overhead.memory_limit_in_bytes") : config.overheadMiB
             let (total, overflow) = try Validate.mebibytes(r.memoryLimitInBytes, "linux.resources.memory_limit_in_bytes")
                 .addingReportingOverflow(overhead)

@@ -5,7 +5,9 @@ import PodvisorCore
 
 extension RuntimeService {
     /// Releases the container's process into exec; its output then flows to its log.
-    public func startContainer(request: Runtime_V1_StartContainerRequest, context: ServerContext) async throws
+    public func startContainer(
+        request: Runtime_V1_StartContainerRequest, context: ServerContext
+    ) async throws
         -> Runtime_V1_StartContainerResponse
     {
         try await handle {
@@ -22,10 +24,14 @@ extension RuntimeService {
                     server.containerExited(id, code: 128, at: Clock.nowNanoseconds(), reason: "StartError", message: error.message)
                     throw error
                 }
-                guard let running = try server.containers.update(id, {
-                    $0.state = .running
-                    $0.startedAt = Clock.nowNanoseconds()
-                }) else { throw PodvisorError(.notFound, "container \(id) was removed") }
+                guard
+                    let running = try server.containers.update(
+                        id,
+                        {
+                            $0.state = .running
+                            $0.startedAt = Clock.nowNanoseconds()
+                        })
+                else { throw PodvisorError(.notFound, "container \(id) was removed") }
                 server.follow(running, on: pod)
                 server.log.debug("container \(id) started")
                 server.publish(.containerStartedEvent, container: running)

@@ -8,7 +8,9 @@ extension RuntimeService {
     /// The stop signal (SIGTERM unless the config or the image names another), then SIGKILL once `timeout`
     /// seconds have passed. Idempotent: an unknown or exited
     /// container is not an error.
-    public func stopContainer(request: Runtime_V1_StopContainerRequest, context: ServerContext) async throws
+    public func stopContainer(
+        request: Runtime_V1_StopContainerRequest, context: ServerContext
+    ) async throws
         -> Runtime_V1_StopContainerResponse
     {
         try await handle {
@@ -18,7 +20,7 @@ extension RuntimeService {
             }
             try await server.locks.withLock(found.id) {
                 guard let container = server.containers.get(found.id), container.state != .exited,
-                      let sandbox = server.sandboxes.get(container.sandboxID), let pod = try? server.readyPod(sandbox)
+                    let sandbox = server.sandboxes.get(container.sandboxID), let pod = try? server.readyPod(sandbox)
                 else { return }
                 let exit = try await pod.stop(
                     ProcessRef(container: container.id), grace: .seconds(request.timeout), signal: container.stopSignal)

@@ -7,7 +7,9 @@ extension RuntimeService {
     /// Stops every container (the guest powers off; the VM is destroyed if it takes longer than the
     /// shutdown timeout) and removes the VM. The record stays, NOTREADY, until RemovePodSandbox.
     /// Idempotent: an unknown or already stopped sandbox is not an error.
-    public func stopPodSandbox(request: Runtime_V1_StopPodSandboxRequest, context: ServerContext) async throws
+    public func stopPodSandbox(
+        request: Runtime_V1_StopPodSandboxRequest, context: ServerContext
+    ) async throws
         -> Runtime_V1_StopPodSandboxResponse
     {
         try await handle {
@@ -24,7 +26,7 @@ extension CRIServer {
     /// The record named by a unique id prefix, or nil when there is none (Stop and Remove are idempotent).
     func existing<R>(_ store: RecordStore<R>, _ id: String, _ field: String) throws(PodvisorError) -> R? {
         try Validate.required(id, field)
-        do { return try store.find(id) } catch where error.code == .notFound { return nil }
+        do { return try store.find(id) } catch  where error.code == .notFound { return nil }
     }
 
     func stopSandbox(_ id: String) async throws(PodvisorError) {

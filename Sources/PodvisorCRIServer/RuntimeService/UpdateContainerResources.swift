@@ -5,7 +5,9 @@ import PodvisorCore
 
 extension RuntimeService {
     /// New cgroup limits for a created or running container, inside its VM (the VM's own size is fixed).
-    public func updateContainerResources(request: Runtime_V1_UpdateContainerResourcesRequest, context: ServerContext) async throws
+    public func updateContainerResources(
+        request: Runtime_V1_UpdateContainerResourcesRequest, context: ServerContext
+    ) async throws
         -> Runtime_V1_UpdateContainerResourcesResponse
     {
         try await handle {

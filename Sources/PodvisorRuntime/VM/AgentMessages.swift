@@ -74,12 +74,14 @@ extension PodInterface {
     /// The guest's eth0: found by the MAC the VM's NIC got from the pod's CNI interface.
     var agentMessage: Podvisor_Agent_V1_ConfigureNetworkRequest {
         .with {
-            $0.interfaces = [.with {
-                $0.mac = mac
-                $0.name = "eth0"
-                $0.mtu = UInt32(clamping: mtu)
-                $0.addresses = addresses
-            }]
+            $0.interfaces = [
+                .with {
+                    $0.mac = mac
+                    $0.name = "eth0"
+                    $0.mtu = UInt32(clamping: mtu)
+                    $0.addresses = addresses
+                }
+            ]
             $0.routes = routes.map { route in
                 .with {
                     $0.destination = route.destination

@@ -42,7 +42,7 @@ extension VMHost {
         let deadline = start + .seconds(120)
         while clock.now < deadline {
             if let console = FileManager.default.contents(atPath: vm.consoleLog),
-               console.range(of: Data(Self.baselineMarker.utf8)) != nil
+                console.range(of: Data(Self.baselineMarker.utf8)) != nil
             {
                 return start.duration(to: clock.now)
             }

@@ -15,7 +15,9 @@ extension PodVM {
     /// is made read-only in a private staging mount *before* it appears under the share: a read-only remount
     /// made after that does not propagate to virtiofsd, and the guest could still write (measured here).
     /// `recursive`: mounts below the source are read-only too; otherwise they stay writable.
-    package func mountVolume(containerID: String, name: String, from source: String, readonly: Bool, recursive: Bool = true)
+    package func mountVolume(
+        containerID: String, name: String, from source: String, readonly: Bool, recursive: Bool = true
+    )
         throws(PodvisorError) -> String
     {
         let relative = "\(try Self.component(containerID, "container id"))/volumes/\(try Self.component(name, "volume name"))"

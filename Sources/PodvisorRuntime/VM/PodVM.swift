@@ -26,7 +26,9 @@ public final class PodVM: Sendable {
     }
 
     /// Starts the VM and dials its agent until it answers. On any failure nothing is left behind.
-    static func boot(_ configuration: VirtualMachine.Configuration, on connection: LibvirtConnection, timeout: Duration)
+    static func boot(
+        _ configuration: VirtualMachine.Configuration, on connection: LibvirtConnection, timeout: Duration
+    )
         async throws(PodvisorError) -> PodVM
     {
         let clock = ContinuousClock()
@@ -35,8 +37,9 @@ public final class PodVM: Sendable {
         let domainStart = started.duration(to: clock.now)
         do {
             let (agent, version) = try await dial(vm, deadline: started + timeout)
-            return PodVM(vm: vm, agent: agent, version: version,
-                         timings: BootTimings(domainStart: domainStart, ready: started.duration(to: clock.now)))
+            return PodVM(
+                vm: vm, agent: agent, version: version,
+                timings: BootTimings(domainStart: domainStart, ready: started.duration(to: clock.now)))
         } catch {
             let console = (try? String(contentsOfFile: vm.consoleLog, encoding: .utf8)) ?? ""
             try? vm.destroy()
@@ -46,7 +49,9 @@ public final class PodVM: Sendable {
 
     /// Takes over a VM an earlier runtime process started (see VirtualMachine.reattach) and dials its agent.
     /// Its timings are zero: the boot was not observed by this process.
-    static func reattach(_ configuration: VirtualMachine.Configuration, on connection: LibvirtConnection, timeout: Duration)
+    static func reattach(
+        _ configuration: VirtualMachine.Configuration, on connection: LibvirtConnection, timeout: Duration
+    )
         async throws(PodvisorError) -> PodVM
     {
         let vm = try VirtualMachine.reattach(configuration, on: connection)
@@ -55,7 +60,9 @@ public final class PodVM: Sendable {
     }
 
     /// Retries until the agent answers Version, the VM dies, or the deadline passes.
-    private static func dial(_ vm: VirtualMachine, deadline: ContinuousClock.Instant) async throws(PodvisorError)
+    private static func dial(
+        _ vm: VirtualMachine, deadline: ContinuousClock.Instant
+    ) async throws(PodvisorError)
         -> (AgentClient, Podvisor_Agent_V1_VersionResponse)
     {
         var lastError = PodvisorError(.timeout, "agent did not answer")

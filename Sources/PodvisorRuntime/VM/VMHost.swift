@@ -23,8 +23,10 @@ public final class VMHost: Sendable {
         self.accelerator = accelerator
         self.warning = warning
         transport = try HostTransports.probe(vsockBackendPath: config.vsockBackendPath).choose(config.transport)
-        for (what, path) in [("guest kernel", config.kernelPath), ("guest initrd", config.initrdPath), ("emulator", config.emulatorPath),
-            ("virtiofsd", config.virtiofsdPath)]
+        for (what, path) in [
+            ("guest kernel", config.kernelPath), ("guest initrd", config.initrdPath), ("emulator", config.emulatorPath),
+            ("virtiofsd", config.virtiofsdPath),
+        ]
         where !FileManager.default.isReadableFile(atPath: path) {
             throw PodvisorError(.failedPrecondition, "\(what) \(path) is missing (run `make image` / `make deps`)")
         }
@@ -72,7 +74,9 @@ public final class VMHost: Sendable {
     public static let domainPrefix = "podvisor-"
 
     /// Boots a pod VM; `size` overrides the configured memory and vCPUs; `network` is its NIC.
-    public func boot(id: String, transport: AgentTransportKind? = nil, size: VMSize? = nil, network: DomainSpec.NetworkInterface? = nil)
+    public func boot(
+        id: String, transport: AgentTransportKind? = nil, size: VMSize? = nil, network: DomainSpec.NetworkInterface? = nil
+    )
         async throws(PodvisorError) -> PodVM
     {
         var configuration = try vmConfiguration(id: id, transport: transport, size: size)
@@ -104,7 +108,9 @@ public final class VMHost: Sendable {
     }
 
     /// The VM a pod with this id gets; `transport`, `size` and `initrd` override the host's choice.
-    public func vmConfiguration(id: String, transport override: AgentTransportKind? = nil, size: VMSize? = nil, initrd: String? = nil)
+    public func vmConfiguration(
+        id: String, transport override: AgentTransportKind? = nil, size: VMSize? = nil, initrd: String? = nil
+    )
         throws(PodvisorError) -> VirtualMachine.Configuration
     {
         if let override {

@@ -74,26 +74,28 @@ final class VMSandbox: PodSandbox {
             let placed = try pod.mountVolume(
                 containerID: spec.id, name: "v\(index)", from: source.path, readonly: volume.readonly,
                 recursive: volume.recursiveReadonly)
-            result.append(.with {
-                $0.source = placed
-                $0.destination = volume.containerPath
-                $0.readonly = volume.readonly
-                $0.recursiveReadonly = volume.recursiveReadonly
-                if volume.readonly && !volume.recursiveReadonly {
-                    $0.submounts = mountPoints(under: source.resolved).map { String($0.dropFirst(source.resolved.count + 1)) }
-                }
-                $0.propagation = volume.propagation.agentMessage
-            })
+            result.append(
+                .with {
+                    $0.source = placed
+                    $0.destination = volume.containerPath
+                    $0.readonly = volume.readonly
+                    $0.recursiveReadonly = volume.recursiveReadonly
+                    if volume.readonly && !volume.recursiveReadonly {
+                        $0.submounts = mountPoints(under: source.resolved).map { String($0.dropFirst(source.resolved.count + 1)) }
+                    }
+                    $0.propagation = volume.propagation.agentMessage
+                })
         }
         let taken = Set(spec.mounts.map(\.containerPath))
         for file in VMRuntime.podFiles where !taken.contains("/etc/\(file)") {
             let placed = try pod.mountVolume(
                 containerID: spec.id, name: file, from: "\(runtime.sandboxDirectory(id))/\(file)", readonly: spec.readonlyRootfs)
-            result.append(.with {
-                $0.source = placed
-                $0.destination = "/etc/\(file)"
-                $0.readonly = spec.readonlyRootfs
-            })
+            result.append(
+                .with {
+                    $0.source = placed
+                    $0.destination = "/etc/\(file)"
+                    $0.readonly = spec.readonlyRootfs
+                })
         }
         return result
     }
@@ -103,7 +105,7 @@ final class VMSandbox: PodSandbox {
     }
 
     func removeContainer(_ id: String) async throws(PodvisorError) {
-        do throws(PodvisorError) { try await agent.removeContainer(id) } catch where error.code == .notFound {}
+        do throws(PodvisorError) { try await agent.removeContainer(id) } catch  where error.code == .notFound {}
         releaseHostSide(id)
     }
 

@@ -37,7 +37,9 @@ struct Harness {
         try await CRIServer.open(config: config, runtime: runtime, logger: Logger(label: "handler-test", level: .error))
     }
 
-    func serve(_ server: CRIServer, _ body: (Harness, Runtime_V1_RuntimeService.Client<InProcessTransport.Client>) async throws -> Void)
+    func serve(
+        _ server: CRIServer, _ body: (Harness, Runtime_V1_RuntimeService.Client<InProcessTransport.Client>) async throws -> Void
+    )
         async throws
     {
         let transport = InProcessTransport()
@@ -67,28 +69,34 @@ struct Harness {
             return digest.description
         }
         let layerDigest = try blob(layer)
-        let imageConfig = Data("""
+        let imageConfig = Data(
+            """
             {"architecture":"amd64","os":"linux","config":{"Cmd":["/hello"],"Env":["PATH=/bin"]},
              "rootfs":{"type":"layers","diff_ids":["\(layerDigest)"]}}
             """.utf8)
         let configDigest = try blob(imageConfig)
-        let manifest = Data("""
+        let manifest = Data(
+            """
             {"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
              "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"\(configDigest)","size":\(imageConfig.count)},
              "layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"\(layerDigest)","size":\(layer.count)}]}
             """.utf8)
         let manifestDigest = try blob(manifest)
-        try Data("""
+        try Data(
+            """
             {"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"\(manifestDigest)",
              "size":\(manifest.count),"annotations":{"org.opencontainers.image.ref.name":"1"}}]}
-            """.utf8).write(to: URL(fileURLWithPath: "\(layout)/index.json"))
+            """.utf8
+        ).write(to: URL(fileURLWithPath: "\(layout)/index.json"))
         try Data(#"{"imageLayoutVersion":"1.0.0"}"#.utf8).write(to: URL(fileURLWithPath: "\(layout)/oci-layout"))
         return layout
     }
 
     // MARK: requests
 
-    static func podConfig(_ name: String = "pod", configure: (inout Runtime_V1_PodSandboxConfig) -> Void = { _ in })
+    static func podConfig(
+        _ name: String = "pod", configure: (inout Runtime_V1_PodSandboxConfig) -> Void = { _ in }
+    )
         -> Runtime_V1_PodSandboxConfig
     {
         var config = Runtime_V1_PodSandboxConfig.with {
@@ -102,7 +110,9 @@ struct Harness {
         return config
     }
 
-    static func containerConfig(_ name: String = "c", configure: (inout Runtime_V1_ContainerConfig) -> Void = { _ in })
+    static func containerConfig(
+        _ name: String = "c", configure: (inout Runtime_V1_ContainerConfig) -> Void = { _ in }
+    )
         -> Runtime_V1_ContainerConfig
     {
         var config = Runtime_V1_ContainerConfig.with {
@@ -120,10 +130,12 @@ extension Runtime_V1_RuntimeService.Client where Transport == InProcessTransport
     }
 
     func create(_ config: Runtime_V1_ContainerConfig = Harness.containerConfig(), in sandbox: String) async throws -> String {
-        try await createContainer(.with {
-            $0.podSandboxID = sandbox
-            $0.config = config
-        }).containerID
+        try await createContainer(
+            .with {
+                $0.podSandboxID = sandbox
+                $0.config = config
+            }
+        ).containerID
     }
 
     func state(of container: String) async throws -> Runtime_V1_ContainerState {
