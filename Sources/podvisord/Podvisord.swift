@@ -32,7 +32,8 @@ struct Podvisord: AsyncParsableCommand {
         if let socket { config = try config.merging(toml: "[cri]\nsocket = \(PodvisorConfig.quote(socket))") }
 
         LogOutput.bootstrap(program: "podvisord", format: config.logFormat)
-        let server = try await CRIServer.open(config: config, logger: Logger(label: "podvisord", level: config.logLevel))
+        let log = Logger(label: "podvisord", level: config.logLevel)
+        let server = try await CRIServer.open(config: config, logger: log)
         let path = config.socketPath
         try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         unlink(path)  // a socket left by a previous process
@@ -40,7 +41,7 @@ struct Podvisord: AsyncParsableCommand {
             address: .unixDomainSocket(path: path), transportSecurity: .plaintext,
             // kubelet's own limit: large List answers on busy nodes.
             config: .defaults { $0.rpc.maxRequestPayloadSize = 16 << 20 })
-        let grpc = GRPCServer(transport: transport, services: [server.runtimeService, server.imageService])
+        let grpc = GRPCServer(transport: transport, services: [server.runtimeService, server.imageService], interceptors: [CallLog(log: log)])
 
         let signals = [SIGTERM, SIGINT].map { signalNumber in
             signal(signalNumber, SIG_IGN)

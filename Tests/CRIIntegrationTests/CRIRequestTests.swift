@@ -120,6 +120,10 @@ extension CRITests {
             #expect(try await d.images.imageStatus(.with { $0.image.image = "127.0.0.1:1/absent:1" }).hasImage == false)
             // Nothing was booted by any of these.
             #expect(try await r.listPodSandbox(Runtime_V1_ListPodSandboxRequest()).items.isEmpty)
+            // The operator sees each call and each refusal with its reason in podvisord's log.
+            let log = (try? String(contentsOfFile: d.logFile, encoding: .utf8)) ?? ""
+            #expect(log.contains("CRI call refused: hostname") && log.contains("method=RunPodSandbox"), "\(d.tail())")
+            #expect(log.contains("method=ListPodSandbox status=OK"), "\(d.tail())")
         }
 
         @Test func imageServiceOnTheStore() async throws {
