@@ -14,6 +14,11 @@ extension CRIServer {
             if let id = try? Digest(parsing: container.imageID) { try? await images.startUsing(id) }
         }
         for sandbox in sandboxes.all where sandbox.state == .ready {
+            // Its stop had begun: it is finished below (the runtime removes what is left), never reported READY.
+            guard sandbox.stopping != true else {
+                sandboxLost(sandbox.id, reason: "stopped (podvisord restarted during StopPodSandbox)")
+                continue
+            }
             do {
                 let pod = try await runtime.reattachSandbox(id: sandbox.id)
                 pods.withLock { $0[sandbox.id] = pod }

@@ -23,7 +23,7 @@ struct SharedDirectory {
         guard pv_make_shared_mountpoint(path) == 0 else {
             throw PodvisorError(.internalError, "cannot make \(path) a shared mount point: errno \(errno)")
         }
-        let socket = "\(runDirectory)/fs/virtiofsd.sock"
+        let socket = socketPath(runDirectory)
         do {
             let virtiofsd = try HelperProcess.start(
                 "virtiofsd", executable: executable,
@@ -44,7 +44,7 @@ struct SharedDirectory {
     /// The share of a VM started by an earlier runtime process; its mount and virtiofsd outlived that process.
     static func adopt(runDirectory: String) throws(PodvisorError) -> SharedDirectory {
         SharedDirectory(
-            path: "\(runDirectory)/share", socket: "\(runDirectory)/fs/virtiofsd.sock",
+            path: "\(runDirectory)/share", socket: socketPath(runDirectory),
             virtiofsd: try HelperProcess.adopt("virtiofsd", directory: "\(runDirectory)/fs"))
     }
 
@@ -52,6 +52,15 @@ struct SharedDirectory {
     /// handles, so a plain umount would fail with EBUSY; a detached mount goes once the last user does.
     func stop() {
         virtiofsd.stop()
+        Self.removePidFile(socket: socket)
         detachMount(path)
+    }
+
+    static func socketPath(_ runDirectory: String) -> String { "\(runDirectory)/fs/virtiofsd.sock" }
+
+    /// Debian's C virtiofsd leaves `/run/virtiofsd/<socket path, '/' as '.'>.pid` behind when it is stopped:
+    /// one file per VM ever started, unless whoever stops it removes it.
+    static func removePidFile(socket: String) {
+        unlink("/run/virtiofsd/\(socket.replacingOccurrences(of: "/", with: ".")).pid")
     }
 }

@@ -220,6 +220,7 @@ public final class VirtualMachine: Sendable {
         for (name, directory) in [("vhost-device-vsock", "\(run)/vsock"), ("virtiofsd", "\(run)/fs")] {
             (try? HelperProcess.adopt(name, directory: directory))?.stop()
         }
+        SharedDirectory.removePidFile(socket: SharedDirectory.socketPath(run))
         detachMounts(under: run)
         try removeUnmountedDirectory(run)
     }

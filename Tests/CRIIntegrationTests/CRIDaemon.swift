@@ -233,6 +233,10 @@ enum PodTraces {
     /// sandbox is left.
     static func expectNothingLeft(_ daemon: CRIDaemon, sandbox id: String, containers: [String], sourceLocation: SourceLocation = #_sourceLocation) {
         #expect(qemu(sandbox: id).isEmpty, "QEMU still runs", sourceLocation: sourceLocation)
+        // Debian's virtiofsd names its pid file after its socket's path.
+        let socket = "\(daemon.stateDirectory)/vm/\(id.prefix(16))/fs/virtiofsd.sock"
+        let pidFile = "/run/virtiofsd/" + socket.replacingOccurrences(of: "/", with: ".") + ".pid"
+        #expect(!FileManager.default.fileExists(atPath: pidFile), "virtiofsd's pid file left", sourceLocation: sourceLocation)
         #expect(TestPodNetwork.leftovers(sandbox: id).isEmpty, "\(TestPodNetwork.leftovers(sandbox: id))", sourceLocation: sourceLocation)
         #expect(
             !FileManager.default.fileExists(atPath: "\(daemon.stateDirectory)/network/\(id).json"), "CNI attachment left",

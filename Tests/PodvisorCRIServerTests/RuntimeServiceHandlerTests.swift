@@ -256,6 +256,23 @@ import Testing
         }
     }
 
+    @Test func aStopInterruptedByARestartIsFinishedNotReportedReady() async throws {
+        try await Harness.with { harness, cri in
+            let pod = try await cri.runPod()
+            // What a kill -9 between StopPodSandbox's first durable step and its end leaves.
+            let path = "\(harness.config.stateDirectory)/cri/records/sandboxes/\(pod).json"
+            var record = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
+            record["stopping"] = true
+            try JSONSerialization.data(withJSONObject: record).write(to: URL(fileURLWithPath: path))
+            let restarted = try await harness.open()
+            try await harness.serve(restarted) { _, again in
+                let status = try await again.podSandboxStatus(.with { $0.podSandboxID = pod; $0.verbose = true })
+                #expect(status.status.state == .sandboxNotready && status.info["info"]?.contains("StopPodSandbox") == true)
+            }
+            #expect(harness.runtime.sandboxIDs().isEmpty)
+        }
+    }
+
     @Test func recoveryRemovesWhatNoRecordOwns() async throws {
         try await Harness.with { harness, cri in
             _ = try await cri.runPod()

@@ -88,6 +88,7 @@ extension CRIServer {
         _ = try? sandboxes.update(sandboxID) {
             $0.state = .notReady
             $0.notReadyReason = reason
+            $0.stopping = nil
         }
         let now = Clock.nowNanoseconds()
         for container in containers.all where container.sandboxID == sandboxID && container.state != .exited {

@@ -34,6 +34,7 @@ extension CRIServer {
         let pod = pods.withLock { $0.removeValue(forKey: id) }
         hostPorts.close(id)
         if let pod {
+            try sandboxes.update(id) { $0.stopping = true }
             let cleanly = try await pod.stop(timeout: .seconds(config.shutdownTimeoutSeconds))
             log.info("sandbox \(id) stopped\(cleanly ? "" : " (VM destroyed after the shutdown timeout)")")
         }
@@ -44,6 +45,7 @@ extension CRIServer {
         try sandboxes.update(id) {
             if $0.state == .ready { $0.notReadyReason = nil }
             $0.state = .notReady
+            $0.stopping = nil
         }
     }
 }

@@ -20,6 +20,9 @@ struct SandboxRecord: StoredRecord {
     var state: State
     /// Why the sandbox is not ready when that was not asked for (its VM died, or was gone after a restart).
     var notReadyReason: String?
+    /// Set, durably, before StopPodSandbox powers the VM off: a podvisord restarted half-way must finish the
+    /// stop, not report READY a VM that is going down.
+    var stopping: Bool?
 
     var config: Runtime_V1_PodSandboxConfig {
         (try? Runtime_V1_PodSandboxConfig(serializedBytes: configData)) ?? Runtime_V1_PodSandboxConfig()
