@@ -31,8 +31,12 @@ enum CLI {
         try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
         let podNetwork = try TestPodNetwork(directory: "\(state)/cni", bridge: "pvcli0", subnet: 251)
         network = podNetwork
-        atexit { CLI.network?.remove() }
         let config = "/tmp/pvcli-test.toml"
+        TestCleanup.atExit {
+            podNetwork.remove()
+            for file in [config, "/tmp/pvcli-test-pod.yaml", "/tmp/pvcli-test-bad.yaml", "/tmp/pvcli-test-progress.toml"] { unlink(file) }
+        }
+        for directory in [state, logs, "/tmp/pvcli-daemon", "/tmp/pvcli-test-progress-images"] { TestCleanup.removeAtExit(directory) }
         try """
         state_dir = "\(state)"
         [vm]

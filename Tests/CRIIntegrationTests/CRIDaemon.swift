@@ -20,8 +20,6 @@ final class CRIDaemon: @unchecked Sendable {
     /// The daemon's pod network: bridge pvcri0, 10.214.250.0/24.
     let network: TestPodNetwork
     private var process: Process?
-    nonisolated(unsafe) static var running: pid_t = 0
-    nonisolated(unsafe) static var sharedNetwork: TestPodNetwork?
     private var client: GRPCClient<Transport>?
 
     var runtime: Runtime_V1_RuntimeService.Client<Transport> { .init(wrapping: client!) }
@@ -31,12 +29,13 @@ final class CRIDaemon: @unchecked Sendable {
     /// One daemon for the whole test process; tests that restart it leave it running again. It is killed
     /// when the test process exits (its pods are all removed by then).
     static let shared = Task { () throws -> CRIDaemon in
-        atexit {
-            if CRIDaemon.running > 0 { kill(CRIDaemon.running, SIGKILL) }
-            CRIDaemon.sharedNetwork?.remove()
-        }
         let daemon = try CRIDaemon(name: "pvcri")
-        sharedNetwork = daemon.network
+        // Newest first at exit: the daemon and its VMs, the state directory, then the bridge and the log.
+        TestCleanup.atExit {
+            daemon.network.remove()
+            unlink(daemon.logFile)
+        }
+        TestCleanup.removeAtExit(daemon.stateDirectory)
         try await daemon.start()
         return daemon
     }
@@ -93,7 +92,6 @@ final class CRIDaemon: @unchecked Sendable {
         process.standardError = log
         try process.run()
         self.process = process
-        Self.running = process.processIdentifier
         let deadline = ContinuousClock.now + .seconds(120)
         while access(socket, F_OK) != 0 {
             guard process.isRunning, ContinuousClock.now < deadline else { throw TestError("podvisord did not start: \(tail())") }

@@ -20,6 +20,7 @@ enum TestHost {
         config.stateDirectory = "/tmp/podvisor-test"
         config.bootTimeoutSeconds = 120
         return Result { () throws(PodvisorError) in
+            TestCleanup.removeAtExit(config.stateDirectory)
             let host = try VMHost(config: config)
             // A test process killed earlier leaves its VMs running; libvirt finds them again on connect.
             for stale in try host.connection.domains() { try? stale.destroy() }

@@ -37,6 +37,8 @@ public final class TestRegistry: @unchecked Sendable {
         }
         try config.write(toFile: "\(directory)/config.yml", atomically: true, encoding: .utf8)
         process = try Self.serve("/usr/bin/docker-registry", ["serve", "\(directory)/config.yml"], port: port)
+        // Shared registries live as long as the test process: they go with it.
+        TestCleanup.removeAtExit(directory)
     }
 
     /// Starts a server and waits until it accepts connections on `port`.
@@ -155,6 +157,7 @@ public actor FixtureImages {
             }
         }
         let root = "/tmp/podvisor-image-fixtures-\(getpid())"
+        TestCleanup.removeAtExit(root)
         let registry = try TestRegistry(storage: "\(root)/registry")
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/make-images.sh").path
         try TestRegistry.run(script, ["\(root)/work", registry.address])
@@ -171,6 +174,7 @@ public actor FixtureImages {
     /// A private copy of the storage, for a test that corrupts it.
     public func copyOfStorage() throws -> String {
         let copy = "/tmp/podvisor-image-fixtures-copy-\(UUID().uuidString)"
+        TestCleanup.removeAtExit(copy)
         try TestRegistry.run("/bin/cp", ["-a", try storageDirectory(), copy])
         return copy
     }
