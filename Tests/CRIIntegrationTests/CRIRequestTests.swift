@@ -118,6 +118,25 @@ extension CRITests {
             _ = try await d.images.removeImage(.with { $0.image.image = "127.0.0.1:1/absent:1" })
             // An absent image is an empty status, not an error.
             #expect(try await d.images.imageStatus(.with { $0.image.image = "127.0.0.1:1/absent:1" }).hasImage == false)
+            // The five single requests that once crashed podvisord: answered, and it still serves.
+            var memory = podConfig("huge-memory")
+            memory.linux.resources.memoryLimitInBytes = .max
+            await expectStatus(.invalidArgument, "memory_limit_in_bytes at Int64.max") { try await d.run(memory) }
+            var overhead = podConfig("huge-overhead")
+            overhead.linux.resources.memoryLimitInBytes = 64 << 20
+            overhead.linux.overhead.memoryLimitInBytes = .max
+            await expectStatus(.invalidArgument, "overhead at Int64.max") { try await d.run(overhead) }
+            var quota = podConfig("huge-quota")
+            quota.linux.resources.cpuQuota = .max
+            quota.linux.resources.cpuPeriod = 100_000
+            await expectStatus(.invalidArgument, "cpu_quota at Int64.max") { try await d.run(quota) }
+            await expectStatus(.invalidArgument, "ExecSync timeout at Int64.max") {
+                try await r.execSync(.with { $0.containerID = "0123abcd"; $0.cmd = ["true"]; $0.timeout = .max })
+            }
+            await expectStatus(.invalidArgument, "StopContainer timeout at Int64.max") {
+                try await r.stopContainer(.with { $0.containerID = "0123abcd"; $0.timeout = .max })
+            }
+            #expect(try await r.version(Runtime_V1_VersionRequest()).runtimeName == "podvisor")
             // Nothing was booted by any of these.
             #expect(try await r.listPodSandbox(Runtime_V1_ListPodSandboxRequest()).items.isEmpty)
             // The operator sees each call and each refusal with its reason in podvisord's log.

@@ -8,8 +8,14 @@ extension RuntimeService {
     ) async throws {
         let (id, events) = server.events.subscribe()
         defer { server.events.unsubscribe(id) }
-        for await event in events {
-            try await response.write(event)
+        // A client that goes away ends the stream even while no event comes (kubelet restarting, crictl's
+        // Ctrl-C): otherwise each one would keep a subscriber, and a task, for the life of podvisord.
+        try await withRPCCancellationHandler {
+            for await event in events {
+                try await response.write(event)
+            }
+        } onCancelRPC: { [events = server.events] in
+            events.unsubscribe(id)
         }
     }
 }
