@@ -23,10 +23,11 @@ public struct CallLog: ServerInterceptor {
         if let identified = message as? any IdentifiedRequest { metadata.merge(identified.logMetadata) { $1 } }
         let forwarded = StreamingServerRequest(
             metadata: request.metadata,
-            messages: RPCAsyncSequence(wrapping: AsyncThrowingStream<Input, any Error> { continuation in
-                if let message { continuation.yield(message) }
-                continuation.finish()
-            }))
+            messages: RPCAsyncSequence(
+                wrapping: AsyncThrowingStream<Input, any Error> { continuation in
+                    if let message { continuation.yield(message) }
+                    continuation.finish()
+                }))
         let outcome: Result<StreamingServerResponse<Output>, any Error>
         do { outcome = .success(try await next(forwarded, context)) } catch { outcome = .failure(error) }
         metadata["duration_ms"] = "\(String(format: "%.1f", Self.milliseconds(started.duration(to: .now))))"

@@ -131,10 +131,16 @@ extension CRITests {
             quota.linux.resources.cpuPeriod = 100_000
             await expectStatus(.invalidArgument, "cpu_quota at Int64.max") { try await d.run(quota) }
             await expectStatus(.invalidArgument, "ExecSync timeout at Int64.max") {
-                try await r.execSync(.with { $0.containerID = "0123abcd"; $0.cmd = ["true"]; $0.timeout = .max })
+                try await r.execSync(
+                    .with {
+                        $0.containerID = "0123abcd"; $0.cmd = ["true"]; $0.timeout = .max
+                    })
             }
             await expectStatus(.invalidArgument, "StopContainer timeout at Int64.max") {
-                try await r.stopContainer(.with { $0.containerID = "0123abcd"; $0.timeout = .max })
+                try await r.stopContainer(
+                    .with {
+                        $0.containerID = "0123abcd"; $0.timeout = .max
+                    })
             }
             #expect(try await r.version(Runtime_V1_VersionRequest()).runtimeName == "podvisor")
             // Nothing was booted by any of these.

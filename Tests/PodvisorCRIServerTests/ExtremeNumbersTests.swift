@@ -41,22 +41,36 @@ import Testing
                     try await fuzz(Runtime_V1_RunPodSandboxRequest.with { $0.config = podConfig }) { try await cri.runPodSandbox($0) }
                     try await fuzz(Runtime_V1_PodSandboxStatusRequest.with { $0.podSandboxID = pod }) { try await cri.podSandboxStatus($0) }
                     try await fuzz(Runtime_V1_ListPodSandboxRequest()) { try await cri.listPodSandbox($0) }
-                    try await fuzz(Runtime_V1_CreateContainerRequest.with {
-                        $0.podSandboxID = pod
-                        $0.config = named
-                        $0.sandboxConfig = podConfig
-                    }) { try await cri.createContainer($0) }
+                    try await fuzz(
+                        Runtime_V1_CreateContainerRequest.with {
+                            $0.podSandboxID = pod
+                            $0.config = named
+                            $0.sandboxConfig = podConfig
+                        }
+                    ) { try await cri.createContainer($0) }
                     try await fuzz(Runtime_V1_ListContainersRequest()) { try await cri.listContainers($0) }
                     try await fuzz(Runtime_V1_ContainerStatusRequest.with { $0.containerID = container }) { try await cri.containerStatus($0) }
                     try await fuzz(Runtime_V1_UpdateContainerResourcesRequest.with { $0.containerID = container }) {
                         try await cri.updateContainerResources($0)
                     }
                     try await fuzz(Runtime_V1_ReopenContainerLogRequest.with { $0.containerID = container }) { try await cri.reopenContainerLog($0) }
-                    try await fuzz(Runtime_V1_ExecSyncRequest.with { $0.containerID = container; $0.cmd = ["true"] }) { try await cri.execSync($0) }
-                    try await fuzz(Runtime_V1_ExecRequest.with { $0.containerID = container; $0.cmd = ["true"]; $0.stdout = true }) {
+                    try await fuzz(
+                        Runtime_V1_ExecSyncRequest.with {
+                            $0.containerID = container; $0.cmd = ["true"]
+                        }
+                    ) { try await cri.execSync($0) }
+                    try await fuzz(
+                        Runtime_V1_ExecRequest.with {
+                            $0.containerID = container; $0.cmd = ["true"]; $0.stdout = true
+                        }
+                    ) {
                         try await cri.exec($0)
                     }
-                    try await fuzz(Runtime_V1_AttachRequest.with { $0.containerID = container; $0.stdout = true }) { try await cri.attach($0) }
+                    try await fuzz(
+                        Runtime_V1_AttachRequest.with {
+                            $0.containerID = container; $0.stdout = true
+                        }
+                    ) { try await cri.attach($0) }
                     try await fuzz(Runtime_V1_PortForwardRequest.with { $0.podSandboxID = pod }) { try await cri.portForward($0) }
                     try await fuzz(Runtime_V1_ContainerStatsRequest.with { $0.containerID = container }) { try await cri.containerStats($0) }
                     try await fuzz(Runtime_V1_ListContainerStatsRequest()) { try await cri.listContainerStats($0) }
@@ -64,7 +78,9 @@ import Testing
                     try await fuzz(Runtime_V1_ListPodSandboxStatsRequest()) { try await cri.listPodSandboxStats($0) }
                     try await fuzz(Runtime_V1_UpdateRuntimeConfigRequest()) { try await cri.updateRuntimeConfig($0) }
                     try await fuzz(Runtime_V1_StatusRequest()) { try await cri.status($0) }
-                    try await fuzz(Runtime_V1_CheckpointContainerRequest.with { $0.containerID = container }) { try await cri.checkpointContainer($0) }
+                    try await fuzz(Runtime_V1_CheckpointContainerRequest.with { $0.containerID = container }) {
+                        try await cri.checkpointContainer($0)
+                    }
                     try await fuzz(Runtime_V1_GetEventsRequest()) { try await cri.getContainerEvents($0) { _ in } }
                     try await fuzz(Runtime_V1_ListMetricDescriptorsRequest()) { try await cri.listMetricDescriptors($0) }
                     try await fuzz(Runtime_V1_ListPodSandboxMetricsRequest()) { try await cri.listPodSandboxMetrics($0) }

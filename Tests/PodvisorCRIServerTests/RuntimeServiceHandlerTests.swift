@@ -266,7 +266,10 @@ import Testing
             try JSONSerialization.data(withJSONObject: record).write(to: URL(fileURLWithPath: path))
             let restarted = try await harness.open()
             try await harness.serve(restarted) { _, again in
-                let status = try await again.podSandboxStatus(.with { $0.podSandboxID = pod; $0.verbose = true })
+                let status = try await again.podSandboxStatus(
+                    .with {
+                        $0.podSandboxID = pod; $0.verbose = true
+                    })
                 #expect(status.status.state == .sandboxNotready && status.info["info"]?.contains("StopPodSandbox") == true)
             }
             #expect(harness.runtime.sandboxIDs().isEmpty)
