@@ -16,7 +16,7 @@ PODVISOR := .build/debug/podvisor
 DEMO_STATE ?= /var/lib/podvisor
 IMAGE_FLAGS = --kernel $(abspath $(IMAGE_DIR)/vmlinuz) --initrd $(abspath $(IMAGE_DIR)/initramfs.img)
 
-.PHONY: all deps build demo test check unit-test bench clean FORCE
+.PHONY: all deps build demo test check unit-test chaos bench clean FORCE
 all: build image
 
 deps:
@@ -62,6 +62,12 @@ test: build image check
 
 unit-test: deps
 	$(SWIFT) test --skip IntegrationTests
+
+# kill -9 of podvisord at random points of many pods' lives, each followed by a census of what is left.
+CHAOS_CYCLES ?= 25
+chaos: build image
+	PODVISOR_CHAOS_CYCLES=$(CHAOS_CYCLES) PODVISOR_TEST_KERNEL=$(abspath $(IMAGE_DIR)/vmlinuz) \
+		PODVISOR_TEST_INITRD=$(abspath $(IMAGE_DIR)/initramfs.img) $(SWIFT) test --filter 'CRITests.Chaos'
 
 # Format (.swift-format), the layering of Docs/architecture.md (every import allowed and declared), unit tests.
 check: deps

@@ -69,6 +69,7 @@ public final class VMRuntime: SandboxRuntime {
     /// into the netns, the guest's eth0, the pod's namespaces in the guest. Anything done is undone on failure.
     public func createSandbox(_ spec: SandboxSpec) async throws(PodvisorError) -> any PodSandbox {
         var record = SandboxState(id: spec.id, transport: host.transport, size: spec.size)
+        log.debug("creating sandbox \(spec.id)", metadata: ["netns": "\(PodNetworks.namespace(spec.id).path)", "tap": "\(PodNetworks.tap(spec.id))"])
         do throws(PodvisorError) {
             try makeDirectory(sandboxDirectory(spec.id))
             try AtomicFile.write(json: record, to: statePath(spec.id))
