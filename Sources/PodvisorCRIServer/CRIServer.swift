@@ -34,6 +34,8 @@ public final class CRIServer: Sendable {
     /// Name keys taken by objects being created (records hold the rest): two concurrent requests for the
     /// same name must not both succeed.
     let reservedNames = Mutex<Set<String>>([])
+    /// Series read when Prometheus scrapes (sandboxes and containers by state, each pod VM's host cost).
+    let scrapeGauges = ScrapeGauges()
     /// UpdateRuntimeConfig's pod CIDR, reported back by Status.
     let podCIDR = Mutex<String>("")
     let log: Logger
@@ -70,6 +72,9 @@ public final class CRIServer: Sendable {
     }
 
     public var runtimeService: RuntimeService { RuntimeService(server: self) }
+
+    /// Brings the series that are read at scrape time up to date (before the registry is rendered).
+    public func refreshMetrics() { scrapeGauges.refresh(self) }
     public var imageService: ImageService { ImageService(server: self) }
 
     func pod(_ sandboxID: String) -> (any PodSandbox)? { pods.withLock { $0[sandboxID] } }

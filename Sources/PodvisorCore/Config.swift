@@ -42,6 +42,9 @@ public struct PodvisorConfig: Sendable, Equatable {
     public var cniConfDirectory = "/etc/cni/net.d"
     public var cniBinDirectories = ["/opt/cni/bin", "/usr/lib/cni"]
 
+    /// Prometheus metrics on HOST:PORT (`GET /metrics`); empty: off.
+    public var metricsAddress = ""
+
     /// Empty: `<state_dir>/images`.
     public var imageRoot = ""
     /// containerd-style `hosts.toml` directories (mirrors, CAs) per registry.
@@ -125,6 +128,7 @@ public struct PodvisorConfig: Sendable, Equatable {
                     throw PodvisorError(.invalidArgument, "log_format must be one of: text, json")
                 }
                 logFormat = format
+            case "metrics.address": metricsAddress = try value.string(key)
             case "cni.conf_dir": cniConfDirectory = try value.string(key)
             case "cni.bin_dirs": cniBinDirectories = try value.strings(key)
             case "images.root": imageRoot = try value.string(key)

@@ -56,6 +56,11 @@ import Testing
                 root = "/srv/images"
                 hosts_dir = "/srv/certs.d"
                 insecure_registries = ["r.local:5000"]
+                [cni]
+                conf_dir = "/srv/net.d"
+                bin_dirs = ["/srv/cni"]
+                [metrics]
+                address = "127.0.0.1:9404"
                 """)
         var expected = PodvisorConfig()
         expected.stateDirectory = "/srv/pv"
@@ -78,8 +83,12 @@ import Testing
         expected.imageRoot = "/srv/images"
         expected.registryHostsDirectory = "/srv/certs.d"
         expected.insecureRegistries = ["r.local:5000"]
+        expected.cniConfDirectory = "/srv/net.d"
+        expected.cniBinDirectories = ["/srv/cni"]
+        expected.metricsAddress = "127.0.0.1:9404"
         #expect(config == expected)
         #expect(try PodvisorConfig(toml: "log_level = \"debug\"").logLevel == .debug)
+        #expect(try PodvisorConfig(toml: "log_format = \"json\"").logFormat == .json)
     }
 
     /// The documented file is the defaults, key for key.

@@ -2,6 +2,7 @@ import GRPCCore
 import PodvisorCRI
 import PodvisorCore
 import PodvisorImages
+import Synchronization
 
 extension ImageService {
     /// Pulls linux/amd64 of the reference (mirrors from hosts.toml first); answers the image id.
@@ -26,8 +27,19 @@ extension CRIServer {
     public func pull(
         _ reference: String, credentials: RegistryCredentials? = nil, progress: (@Sendable (PullProgress) -> Void)? = nil
     ) async throws -> Digest {
-        let record = try await images.pull(reference, credentials: credentials, progress: progress)
-        log.info("pulled \(reference) as \(record.id)")
-        return record.id
+        // Bytes that came over the network (blobs already present cost none), for the metrics.
+        let downloaded = Mutex<[Digest: Int64]>([:])
+        do {
+            let record = try await images.pull(reference, credentials: credentials) { step in
+                downloaded.withLock { $0[step.digest] = step.done }
+                progress?(step)
+            }
+            CRIMetrics.imagePulled(bytes: downloaded.withLock { $0.values.reduce(0, +) }, failed: false)
+            log.info("pulled \(reference) as \(record.id)")
+            return record.id
+        } catch {
+            CRIMetrics.imagePulled(bytes: downloaded.withLock { $0.values.reduce(0, +) }, failed: true)
+            throw error
+        }
     }
 }

@@ -13,6 +13,7 @@ extension RuntimeService {
         -> Runtime_V1_RunPodSandboxResponse
     {
         try await handle {
+            let started = ContinuousClock.now
             let config = request.config
             try server.validate(config)
             guard request.runtimeHandler.isEmpty || request.runtimeHandler == server.config.runtimeHandler else {
@@ -60,6 +61,7 @@ extension RuntimeService {
             server.pods.withLock { $0[record.id] = pod }
             server.watch(sandboxID: record.id, pod: pod)
             server.log.info("sandbox \(record.id) (\(nameKey)) ready in \(pod.info.bootToReady)")
+            CRIMetrics.sandboxStarted(boot: pod.info.bootToReady, total: started.duration(to: .now))
             return .with { $0.podSandboxID = record.id }
         }
     }

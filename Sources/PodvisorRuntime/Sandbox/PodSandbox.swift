@@ -99,6 +99,18 @@ public struct SandboxInfo: Sendable {
     }
 }
 
+/// A pod VM's processes on the host: QEMU and its helpers (virtiofsd, the vsock backend).
+public struct SandboxHostUsage: Sendable, Equatable {
+    /// Proportional set size: what the VM adds to the host's memory, shared pages counted once.
+    public var pssBytes: Int
+    public var cpuSeconds: Double
+
+    public init(pssBytes: Int, cpuSeconds: Double) {
+        self.pssBytes = pssBytes
+        self.cpuSeconds = cpuSeconds
+    }
+}
+
 public struct SandboxHealth: Sendable {
     public var agentRSSBytes: UInt64
     public var guestMemAvailableBytes: UInt64
@@ -191,4 +203,6 @@ public protocol SandboxRuntime: Sendable {
     func networkReadiness() -> (ready: Bool, reason: String, message: String)
     /// What `crictl info` shows about the host.
     var hostInfo: [String: String] { get }
+    /// What each pod VM costs the host right now, by VM id (the first 16 hex digits of the sandbox id).
+    func hostUsage() -> [String: SandboxHostUsage]
 }

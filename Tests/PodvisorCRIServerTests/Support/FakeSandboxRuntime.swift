@@ -63,6 +63,13 @@ final class FakeSandboxRuntime: SandboxRuntime {
     func networkReadiness() -> (ready: Bool, reason: String, message: String) { state.withLock { $0.network } }
 
     var hostInfo: [String: String] { ["hypervisor": "fake"] }
+
+    func hostUsage() -> [String: SandboxHostUsage] {
+        Dictionary(
+            uniqueKeysWithValues: state.withLock { $0.sandboxes.keys }.map {
+                (SandboxSpec.vmID($0), SandboxHostUsage(pssBytes: 1 << 20, cpuSeconds: 1))
+            })
+    }
 }
 
 /// One fake pod: container processes are continuations that a signal or a stop resumes.
