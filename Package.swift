@@ -141,6 +141,7 @@ let package = Package(
             name: "podvisor",
             dependencies: [
                 "PodvisorRuntime", "PodvisorImages", "PodvisorCRI", "PodvisorCRIServer", "PodvisorStreaming", "PodvisorCore",
+                "PodvisorNetwork",
                 "PodvisorAgentProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
