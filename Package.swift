@@ -113,6 +113,8 @@ let package = Package(
             dependencies: [
                 "PodvisorCRI", "PodvisorRuntime", "PodvisorImages", "PodvisorStreaming", "PodvisorCore",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ]

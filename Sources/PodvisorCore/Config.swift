@@ -42,6 +42,10 @@ public struct PodvisorConfig: Sendable, Equatable {
     public var cniConfDirectory = "/etc/cni/net.d"
     public var cniBinDirectories = ["/opt/cni/bin", "/usr/lib/cni"]
 
+    /// containerd's CRI socket (`unix://…`) for pods that share the host's namespaces; empty: they are refused.
+    public var hostPodsEndpoint = ""
+    /// RuntimeClass handlers whose pods always go to containerd (e.g. "runc").
+    public var hostPodsHandlers: [String] = []
     /// Prometheus metrics on HOST:PORT (`GET /metrics`); empty: off.
     public var metricsAddress = ""
 
@@ -129,6 +133,8 @@ public struct PodvisorConfig: Sendable, Equatable {
                 }
                 logFormat = format
             case "metrics.address": metricsAddress = try value.string(key)
+            case "host_pods.endpoint": hostPodsEndpoint = try value.string(key)
+            case "host_pods.handlers": hostPodsHandlers = try value.strings(key)
             case "cni.conf_dir": cniConfDirectory = try value.string(key)
             case "cni.bin_dirs": cniBinDirectories = try value.strings(key)
             case "images.root": imageRoot = try value.string(key)

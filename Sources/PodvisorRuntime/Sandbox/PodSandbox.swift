@@ -196,6 +196,8 @@ public protocol SandboxRuntime: Sendable {
     func containerIDs() -> [String]
     /// The container's writable (upper) directory, for its filesystem usage.
     func writableLayer(containerID: String) -> String
+    /// Where every container's writable layer lives (ImageFsInfo's container filesystem).
+    var writableLayersRoot: String { get }
 
     /// Whether the VM host answers (the RuntimeReady condition), and why not.
     func readiness() -> (ready: Bool, message: String)

@@ -158,6 +158,8 @@ public final class VMRuntime: SandboxRuntime {
 
     public func writableLayer(containerID: String) -> String { "\(containerDirectory(containerID))/upper" }
 
+    public var writableLayersRoot: String { "\(state)/containers" }
+
     /// A volume's host path, created as a directory when missing (as containerd does), refused when it
     /// resolves to the runtime's own state, into it, or to a directory above it.
     func guardHostPath(_ path: String) throws(PodvisorError) -> HostPathGuard.Opened {

@@ -58,6 +58,8 @@ final class FakeSandboxRuntime: SandboxRuntime {
 
     func writableLayer(containerID: String) -> String { "\(root)/upper-\(containerID)" }
 
+    var writableLayersRoot: String { root }
+
     func readiness() -> (ready: Bool, message: String) { (true, "") }
 
     func networkReadiness() -> (ready: Bool, reason: String, message: String) { state.withLock { $0.network } }
