@@ -325,6 +325,43 @@ extension CRITests {
             PodTraces.expectNothingLeft(d, sandbox: sandbox, containers: [c1, c2, c2b, echo, web, graceful])
         }
 
+        /// SupplementalGroupsPolicy as kubelet passes it, and the identity ContainerStatus reports: Merge adds the
+        /// groups of the image's /etc/group, Strict does not; a numeric uid takes its primary group from passwd.
+        @Test func supplementalGroupsPolicyAndTheContainersUser() async throws {
+            let d = try await CRIDaemon.shared.value
+            let image = "\(try await TestImages.registry.value.address)/groups:latest"
+            _ = try await d.images.pullImage(.with { $0.image = .with { $0.image = image } })
+            let features = try await d.runtime.status(Runtime_V1_StatusRequest()).features
+            #expect(features.supplementalGroupsPolicy)
+            let pod = podConfig("groups")
+            let sandbox = try await d.run(pod)
+            func start(_ name: String, _ policy: Runtime_V1_SupplementalGroupsPolicy) async throws -> String {
+                var config = containerConfig(name, image: image, ["/bin/sh", "-c", "sleep 600"])
+                config.linux.securityContext.runAsUser = .with { $0.value = 1000 }
+                config.linux.securityContext.supplementalGroups = [1234]
+                config.linux.securityContext.supplementalGroupsPolicy = policy
+                let id = try await d.create(sandbox, pod, config)
+                try await d.start(id)
+                return id
+            }
+            do {
+                for (policy, groups) in [(Runtime_V1_SupplementalGroupsPolicy.merge, [Int64]([1000, 1234, 50000])), (.strict, [1000, 1234])] {
+                    let id = try await start("\(policy)", policy)
+                    let user = try await d.status(id).user.linux
+                    #expect(user.uid == 1000 && user.gid == 1000 && user.supplementalGroups.sorted() == groups, "\(policy): \(user)")
+                    let id_G = try await d.runtime.execSync(
+                        .with {
+                            $0.containerID = id; $0.cmd = ["/bin/sh", "-c", "id -G"]; $0.timeout = 30
+                        })
+                    #expect(String(decoding: id_G.stdout, as: UTF8.self) == groups.map(String.init).joined(separator: " ") + "\n", "\(policy)")
+                }
+            } catch {
+                try? await d.removePod(sandbox)
+                throw error
+            }
+            try await d.removePod(sandbox)
+        }
+
         /// QEMU killed behind podvisord's back: the sandbox turns NOTREADY and its container EXITED, with reasons.
         @Test func vmKilledFromOutside() async throws {
             let d = try await CRIDaemon.shared.value

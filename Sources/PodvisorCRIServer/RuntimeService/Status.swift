@@ -53,6 +53,8 @@ extension RuntimeService {
                     $0.features = .with { $0.recursiveReadOnlyMounts = true }
                 },
             ]
+            // ContainerStatus.user carries the identity the guest resolved; Strict leaves /etc/group out.
+            $0.features = .with { $0.supplementalGroupsPolicy = true }
             if request.verbose {
                 var info = server.runtime.hostInfo
                 info["podCIDR"] = server.podCIDR.withLock { $0 }

@@ -131,8 +131,9 @@ public protocol PodSandbox: AnyObject, Sendable {
     func health() async throws(PodvisorError) -> SandboxHealth
 
     /// Places the rootfs (an overlay of the layers) and volumes, then has the agent create the container,
-    /// held before exec. On failure nothing of it is left.
-    func createContainer(_ spec: ContainerSpec) async throws(PodvisorError)
+    /// held before exec; answers who it will run as. On failure nothing of it is left.
+    @discardableResult
+    func createContainer(_ spec: ContainerSpec) async throws(PodvisorError) -> ContainerIdentity
     func startContainer(_ id: String) async throws(PodvisorError)
     /// Kills what still runs, removes it from the guest and removes its host side. Idempotent.
     func removeContainer(_ id: String) async throws(PodvisorError)

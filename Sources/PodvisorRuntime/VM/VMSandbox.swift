@@ -41,7 +41,7 @@ final class VMSandbox: PodSandbox {
 
     // MARK: containers
 
-    func createContainer(_ spec: ContainerSpec) async throws(PodvisorError) {
+    func createContainer(_ spec: ContainerSpec) async throws(PodvisorError) -> ContainerIdentity {
         let directory = runtime.containerDirectory(spec.id)
         do throws(PodvisorError) {
             try mountOverlay(lower: spec.layers, upper: "\(directory)/upper", work: "\(directory)/work", at: "\(directory)/rootfs")
@@ -56,7 +56,8 @@ final class VMSandbox: PodSandbox {
             request.readonlyPaths = spec.readonlyPaths
             request.resources = spec.resources.agentMessage
             request.mounts = try mounts(spec)
-            try await agent.createContainer(request)
+            let created = try await agent.createContainer(request)
+            return ContainerIdentity(uid: created.uid, gid: created.gid, groups: created.groups)
         } catch {
             releaseHostSide(spec.id)
             throw error

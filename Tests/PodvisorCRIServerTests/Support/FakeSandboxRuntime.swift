@@ -107,9 +107,11 @@ final class FakeSandbox: PodSandbox {
 
     func health() async throws(PodvisorError) -> SandboxHealth { SandboxHealth(agentRSSBytes: 1, guestMemAvailableBytes: 1) }
 
-    func createContainer(_ spec: ContainerSpec) async throws(PodvisorError) {
+    func createContainer(_ spec: ContainerSpec) async throws(PodvisorError) -> ContainerIdentity {
         containers.withLock { $0[spec.id] = Container(spec: spec) }
         _ = runtime.state.withLock { $0.containerTraces.insert(spec.id) }
+        let gid = spec.process.gid ?? 1000
+        return ContainerIdentity(uid: spec.process.uid, gid: gid, groups: [gid] + spec.process.additionalGids)
     }
 
     func startContainer(_ id: String) async throws(PodvisorError) {
