@@ -19,6 +19,8 @@ public struct PodvisorConfig: Sendable, Equatable {
     public var memoryMiB = 256
     public var vcpus = 1
     public var bootTimeoutSeconds = 60
+    /// Under TCG: the bound of QEMU's translated-code cache, in MiB (0: QEMU's default).
+    public var tcgCacheMiB = 32
     /// Extra guest kernel parameters.
     public var kernelParameters = ""
     /// Added to the memory a pod's resources ask for: the guest kernel, agent and page cache.
@@ -116,6 +118,7 @@ public struct PodvisorConfig: Sendable, Equatable {
             case "vm.vcpus": vcpus = try value.integer(key, in: 1...256)
             case "vm.boot_timeout_s": bootTimeoutSeconds = try value.integer(key, in: 1...3600)
             case "vm.kernel_params": kernelParameters = try value.string(key)
+            case "vm.tcg_cache_mib": tcgCacheMiB = try value.integer(key, in: 0...4096)
             case "vm.overhead_mib": overheadMiB = try value.integer(key, in: 0...65536)
             case "vm.shutdown_timeout_s": shutdownTimeoutSeconds = try value.integer(key, in: 0...3600)
             case "cri.socket": socketPath = try value.string(key)

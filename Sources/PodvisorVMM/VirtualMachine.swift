@@ -23,11 +23,13 @@ public final class VirtualMachine: Sendable {
         public var virtiofsdExecutable: String?
         /// The pod's network: a tap that exists before the VM starts.
         public var networkInterface: DomainSpec.NetworkInterface?
+        /// TCG's translation cache bound (DomainSpec.tcgCacheMiB).
+        public var tcgCacheMiB: Int?
 
         public init(
             name: String, runDirectory: String, accelerator: Accelerator, transport: AgentTransportKind,
             memoryMiB: Int, vcpus: Int, kernel: String, initrd: String, emulator: String,
-            extraKernelParameters: String, vsockBackendExecutable: String, virtiofsdExecutable: String?
+            extraKernelParameters: String, vsockBackendExecutable: String, virtiofsdExecutable: String?, tcgCacheMiB: Int? = nil
         ) {
             self.name = name
             self.runDirectory = runDirectory
@@ -41,6 +43,7 @@ public final class VirtualMachine: Sendable {
             self.extraKernelParameters = extraKernelParameters
             self.vsockBackendExecutable = vsockBackendExecutable
             self.virtiofsdExecutable = virtiofsdExecutable
+            self.tcgCacheMiB = tcgCacheMiB
         }
     }
 
@@ -97,7 +100,7 @@ public final class VirtualMachine: Sendable {
                 kernel: configuration.kernel, initrd: configuration.initrd,
                 kernelCommandLine: DomainSpec.baseKernelCommandLine(extra: configuration.extraKernelParameters),
                 consoleLog: "\(run)/console.log", agentChannel: channel, sharedDirectorySocket: share?.socket,
-                networkInterface: configuration.networkInterface)
+                networkInterface: configuration.networkInterface, tcgCacheMiB: configuration.tcgCacheMiB)
             _ = ProcessExitWatch.adoptOrphans
             let domain = try connection.createDomain(xml: spec.xml)
             return try observed(configuration, domain: domain, backend: backend, share: share)

@@ -122,7 +122,7 @@ public final class VMHost: Sendable {
             vcpus: size?.vcpus ?? config.vcpus,
             kernel: config.kernelPath, initrd: initrd ?? config.initrdPath, emulator: config.emulatorPath,
             extraKernelParameters: config.kernelParameters, vsockBackendExecutable: config.vsockBackendPath,
-            virtiofsdExecutable: config.virtiofsdPath)
+            virtiofsdExecutable: config.virtiofsdPath, tcgCacheMiB: config.tcgCacheMiB > 0 ? config.tcgCacheMiB : nil)
     }
 }
 
