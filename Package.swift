@@ -157,6 +157,7 @@ let package = Package(
 
         .testTarget(name: "PodvisorAgentProtocolTests", dependencies: ["PodvisorAgentProtocol"]),
         .testTarget(name: "PodvisorCoreTests", dependencies: ["PodvisorCore"]),
+        .testTarget(name: "PodvisorRuntimeTests", dependencies: ["PodvisorRuntime", "PodvisorCore"]),
         .testTarget(name: "PodvisorVMMTests", dependencies: ["PodvisorVMM", "PodvisorCore"], resources: [.copy("Golden")]),
         .testTarget(name: "PodvisorAgentClientTests", dependencies: ["PodvisorAgentClient", "PodvisorAgentProtocol", "PodvisorCore"]),
         .testTarget(

@@ -25,6 +25,9 @@ public final class VirtualMachine: Sendable {
         public var networkInterface: DomainSpec.NetworkInterface?
         /// TCG's translation cache bound (DomainSpec.tcgCacheMiB).
         public var tcgCacheMiB: Int?
+        /// Given QEMU's and the helpers' processes (every one of each tree) before the guest runs a single
+        /// instruction: a cgroup placed there then holds all the memory the VM will touch.
+        public var placeProcesses: (@Sendable ([pid_t]) throws(PodvisorError) -> Void)?
 
         public init(
             name: String, runDirectory: String, accelerator: Accelerator, transport: AgentTransportKind,
@@ -66,6 +69,11 @@ public final class VirtualMachine: Sendable {
     public var consoleLog: String { "\(configuration.runDirectory)/console.log" }
     public var currentState: State { state.withLock { $0.state } }
 
+    /// The VM's host processes: QEMU and its helpers (what the pod's cgroup must hold).
+    public var processIDs: [pid_t] {
+        (ProcessExitWatch.qemuPID(domain: name).map { [$0] } ?? []) + [backend?.helper.pid, share?.virtiofsd.pid].compactMap { $0 }
+    }
+
     /// Creates the run directory, starts helpers, then the domain. Anything started is undone on failure.
     public static func start(_ configuration: Configuration, on connection: LibvirtConnection) throws(PodvisorError) -> VirtualMachine {
         let run = configuration.runDirectory
@@ -102,8 +110,13 @@ public final class VirtualMachine: Sendable {
                 consoleLog: "\(run)/console.log", agentChannel: channel, sharedDirectorySocket: share?.socket,
                 networkInterface: configuration.networkInterface, tcgCacheMiB: configuration.tcgCacheMiB)
             _ = ProcessExitWatch.adoptOrphans
-            let domain = try connection.createDomain(xml: spec.xml)
-            return try observed(configuration, domain: domain, backend: backend, share: share)
+            let domain = try connection.createDomain(xml: spec.xml, paused: configuration.placeProcesses != nil)
+            let vm = try observed(configuration, domain: domain, backend: backend, share: share)
+            if let place = configuration.placeProcesses {
+                try place(processTrees(vm.processIDs))
+                try domain.resume()
+            }
+            return vm
         } catch {
             if let domain = connection.lookupDomain(name: configuration.name) { try? domain.destroy() }
             backend?.helper.stop()

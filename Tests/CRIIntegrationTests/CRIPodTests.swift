@@ -362,6 +362,53 @@ extension CRITests {
             try await d.removePod(sandbox)
         }
 
+        /// kubelet's pod cgroup holds the VM: QEMU and its helpers are placed in `cgroup_parent`, and the VM's
+        /// memory is charged there (what kubelet's accounting and eviction read).
+        @Test func thePodVMLivesInItsCgroupParent() async throws {
+            let d = try await CRIDaemon.shared.value
+            let parent = "/podvisor-test-\(UUID().uuidString.prefix(8).lowercased())"
+            let unified = FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cgroup.controllers")
+            let memory = unified ? "/sys/fs/cgroup\(parent)" : "/sys/fs/cgroup/memory\(parent)"
+            let directories = unified ? [memory] : ["memory", "cpu", "cpuacct", "pids", "blkio"].map { "/sys/fs/cgroup/\($0)\(parent)" }
+            defer { for directory in directories { rmdir(directory) } }
+            var pod = podConfig("cgroup")
+            pod.linux.cgroupParent = parent
+            let sandbox = try await d.run(pod)
+            do {
+                let processes = PodTraces.qemu(sandbox: sandbox) + HostState.processes(matching: "\(d.stateDirectory)/vm/\(sandbox.prefix(16))/")
+                #expect(processes.count >= 3, "QEMU, virtiofsd and the vsock backend")
+                for pid in processes {
+                    let cgroups = (try? String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8)) ?? ""
+                    let line = cgroups.split(separator: "\n").first { unified ? $0.hasPrefix("0::") : $0.contains(":memory:") }
+                    #expect(line?.hasSuffix(parent) == true, "process \(pid): \(cgroups.split(separator: "\n").joined(separator: " | "))")
+                }
+                let charged =
+                    (try? String(contentsOfFile: "\(memory)/\(unified ? "memory.current" : "memory.usage_in_bytes")", encoding: .utf8))
+                    .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 0
+                #expect(charged > 32 << 20, "the VM's memory is charged to the pod's cgroup (\(charged) bytes)")
+
+                // A VM that outgrows the pod's limit is OOM-killed by the host, and reported as such.
+                let limit = unified ? "memory.max" : "memory.limit_in_bytes"
+                try "\(charged + (24 << 20))".write(toFile: "\(memory)/\(limit)", atomically: false, encoding: .utf8)
+                let image = try await TestImages.busybox(d)
+                let filler = try await d.create(
+                    sandbox, pod,
+                    containerConfig("filler", image: image, ["/bin/sh", "-c", "dd if=/dev/zero of=/dev/shm/fill bs=1M count=150; sleep 600"]))
+                try await d.start(filler)
+                let status = try await d.wait(filler, until: .containerExited, seconds: 60)
+                #expect(status.reason == "OOMKilled" && status.message.contains("OOM"), "\(status)")
+                let sandboxStatus = try await d.runtime.podSandboxStatus(
+                    .with {
+                        $0.podSandboxID = sandbox; $0.verbose = true
+                    })
+                #expect(sandboxStatus.status.state == .sandboxNotready && sandboxStatus.info["info"]?.contains("OOM-killed") == true)
+            } catch {
+                try? await d.removePod(sandbox)
+                throw error
+            }
+            try await d.removePod(sandbox)
+        }
+
         /// QEMU killed behind podvisord's back: the sandbox turns NOTREADY and its container EXITED, with reasons.
         @Test func vmKilledFromOutside() async throws {
             let d = try await CRIDaemon.shared.value
