@@ -29,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // C APIs used from Swift.
@@ -47,8 +48,10 @@ let package = Package(
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf"), "CLinuxSupport"],
             exclude: ["Proto"]
         ),
-        // Host: error type, configuration.
-        .target(name: "PodvisorCore", dependencies: [.product(name: "Logging", package: "swift-log")]),
+        // Host: error type, configuration (TOML through TOMLKit).
+        .target(
+            name: "PodvisorCore",
+            dependencies: [.product(name: "Logging", package: "swift-log"), .product(name: "TOMLKit", package: "TOMLKit")]),
         // Host: libvirt, domain XML, hypervisor choice, agent transports.
         .target(name: "PodvisorVMM", dependencies: ["CLibvirt", "CLinuxSupport", "PodvisorCore"]),
         // Host: ttrpc client of the in-guest agent.
@@ -167,7 +170,13 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: ["PodvisorRuntime", "PodvisorVMM", "PodvisorAgentClient", "PodvisorAgentProtocol", "PodvisorCore", "TestSupport"]),
         .testTarget(name: "PodvisorStreamingTests", dependencies: ["PodvisorStreaming", "TestSupport"]),
-        .testTarget(name: "PodvisorImagesTests", dependencies: ["PodvisorImages", "PodvisorCore", "CArchive"]),
+        .testTarget(
+            name: "PodvisorImagesTests",
+            dependencies: [
+                "PodvisorImages", "PodvisorCore", "CArchive", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
         .testTarget(name: "PodvisorNetworkTests", dependencies: ["PodvisorNetwork", "PodvisorCore"]),
         // Test helpers shared by the integration suites: a real docker-registry with the fixture images.
         .target(name: "TestSupport", dependencies: ["PodvisorVMM", "PodvisorStreaming"], path: "Tests/TestSupport", exclude: ["Fixtures"]),
