@@ -6,9 +6,7 @@ import PodvisorVMM
 /// The `podvisor` binary as users and CI run it, on a state directory of its own, with the fixture busybox
 /// imported as `demo` (no registry).
 enum CLI {
-    static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent().path
-    static let binary = ProcessInfo.processInfo.environment["PODVISOR"] ?? "\(repositoryRoot)/.build/debug/podvisor"
+    static let binary = ProcessInfo.processInfo.environment["PODVISOR"] ?? "\(GuestImage.repositoryRoot)/.build/debug/podvisor"
     static let state = "/tmp/pvcli-test"
     static let logs = "/tmp/pvcli-test-logs"
 
@@ -23,7 +21,6 @@ enum CLI {
 
     /// Config file (state directory, guest image, pod network) and the demo image, once per test process.
     static let prepared = Task { () throws -> String in
-        let env = ProcessInfo.processInfo.environment
         for pid in HostState.processes(matching: state) { kill(pid, SIGKILL) }
         HostState.detachMounts(under: state)
         try? FileManager.default.removeItem(atPath: state)
@@ -40,8 +37,7 @@ enum CLI {
         try """
         state_dir = "\(state)"
         [vm]
-        kernel = "\(env["PODVISOR_TEST_KERNEL"] ?? "\(repositoryRoot)/build/image/vmlinuz")"
-        initrd = "\(env["PODVISOR_TEST_INITRD"] ?? "\(repositoryRoot)/build/image/initramfs.img")"
+        \(GuestImage.configLines)
         boot_timeout_s = 180
         [cni]
         conf_dir = "\(podNetwork.confDir)"

@@ -11,8 +11,6 @@ typealias Transport = HTTP2ClientTransport.Posix
 /// A real podvisord process (the binary `make build` made) on a state directory of its own, and gRPC
 /// clients of its two services over its unix socket: what kubelet sees.
 final class CRIDaemon: @unchecked Sendable {
-    static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent().path
 
     let stateDirectory: String
     let socket: String
@@ -51,13 +49,11 @@ final class CRIDaemon: @unchecked Sendable {
         network = try TestPodNetwork(directory: "\(stateDirectory)/cni", bridge: "\(name)0", subnet: 250)
         let metricsPort = try TestRegistry.freePort()
         metricsURL = URL(string: "http://127.0.0.1:\(metricsPort)/metrics")!
-        let env = ProcessInfo.processInfo.environment
         let config = """
             state_dir = "\(stateDirectory)"
             log_level = "debug"
             [vm]
-            kernel = "\(env["PODVISOR_TEST_KERNEL"] ?? "\(Self.repositoryRoot)/build/image/vmlinuz")"
-            initrd = "\(env["PODVISOR_TEST_INITRD"] ?? "\(Self.repositoryRoot)/build/image/initramfs.img")"
+            \(GuestImage.configLines)
             boot_timeout_s = 180
             shutdown_timeout_s = 5
             [cri]
@@ -90,7 +86,7 @@ final class CRIDaemon: @unchecked Sendable {
         unlink(socket)  // left by a killed daemon: its presence says nothing
         let process = Process()
         process.executableURL = URL(
-            fileURLWithPath: ProcessInfo.processInfo.environment["PODVISORD"] ?? "\(Self.repositoryRoot)/.build/debug/podvisord")
+            fileURLWithPath: ProcessInfo.processInfo.environment["PODVISORD"] ?? "\(GuestImage.repositoryRoot)/.build/debug/podvisord")
         process.arguments = ["--config", "\(stateDirectory)/config.toml"]
         let log = FileHandle(forWritingAtPath: logFile)!
         log.seekToEndOfFile()

@@ -181,9 +181,17 @@ import Testing
         let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
             .appendingPathComponent("podvisor").path
         #expect(FileManager.default.isExecutableFile(atPath: binary), "build the podvisor product first")
+        // The command runs the runtime in-process (which checks for the guest image), its image store at `root`.
+        let config = "\(root).toml"
+        defer {
+            try? FileManager.default.removeItem(atPath: config)
+            try? FileManager.default.removeItem(atPath: "\(root)-state")
+        }
+        try "state_dir = \"\(root)-state\"\n[vm]\n\(GuestImage.configLines)\n[images]\nroot = \"\(root)\"\n".write(
+            toFile: config, atomically: true, encoding: .utf8)
         let pull = Process()
         pull.executableURL = URL(fileURLWithPath: binary)
-        pull.arguments = ["image", "pull", "--root", root, "--username", "bob", "--password", "pw", "\(proxy.address)/busybox"]
+        pull.arguments = ["image", "pull", "--config", config, "--username", "bob", "--password", "pw", "\(proxy.address)/busybox"]
         pull.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         pull.standardError = FileHandle(forWritingAtPath: "/dev/null")
         try pull.run()

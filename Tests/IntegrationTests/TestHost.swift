@@ -7,14 +7,11 @@ import TestSupport
 /// One VMHost for the whole test process, on the guest image that `make image` built.
 /// The tests never skip: without an image or libvirt they fail and say why.
 enum TestHost {
-    static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent().path
 
     static let shared: Result<VMHost, PodvisorError> = {
         var config = PodvisorConfig()
-        let env = ProcessInfo.processInfo.environment
-        config.kernelPath = env["PODVISOR_TEST_KERNEL"] ?? "\(repositoryRoot)/build/image/vmlinuz"
-        config.initrdPath = env["PODVISOR_TEST_INITRD"] ?? "\(repositoryRoot)/build/image/initramfs.img"
+        config.kernelPath = GuestImage.kernel
+        config.initrdPath = GuestImage.initrd
         // Short and fixed: unix socket paths are limited to 108 bytes, and libvirt's QEMU capability
         // cache under it survives between runs.
         config.stateDirectory = "/tmp/podvisor-test"
