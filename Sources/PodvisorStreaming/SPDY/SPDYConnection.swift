@@ -68,7 +68,7 @@ public final class SPDYConnection: Sendable {
     /// Writes queued frames until `finishWriting`, or until the socket fails.
     func runWriter(_ outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>) async {
         let encoder = SPDYFrameEncoder()
-        await writer.run(outbound) { encoder.encode($0) }
+        await writer.run(outbound) { ByteBuffer(bytes: encoder.encode($0)) }
     }
 
     /// Ends the writer once what is queued is written.

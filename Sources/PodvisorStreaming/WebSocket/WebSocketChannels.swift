@@ -76,7 +76,7 @@ final class WebSocketChannels: Sendable {
     }
 
     func runWriter(_ outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>) async {
-        await writer.run(outbound) { $0.encoded() }
+        await writer.run(outbound) { ByteBuffer(bytes: $0.encoded()) }
     }
 
     /// Sends bytes on a channel in messages of at most 32 KiB; returns once they are written.
