@@ -160,6 +160,11 @@ final class ByteReader: @unchecked Sendable {
 
     func putBack(_ bytes: [UInt8]) { buffered = bytes + buffered }
 
+    /// Reads to the end of the connection and keeps nothing: for when handlers after it take the bytes.
+    func drain() async {
+        while (try? await iterator.next()) != nil {}
+    }
+
     func takeBuffered() -> [UInt8] {
         defer { buffered = [] }
         return buffered
