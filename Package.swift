@@ -105,9 +105,10 @@ let package = Package(
             name: "PodvisorStreaming",
             dependencies: [
                 "CZlib",
-                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
             ]
         ),
         // Host: the CRI RuntimeService and ImageService over pod VMs and the image store.
@@ -169,7 +170,15 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["PodvisorRuntime", "PodvisorVMM", "PodvisorAgentClient", "PodvisorAgentProtocol", "PodvisorCore", "TestSupport"]),
-        .testTarget(name: "PodvisorStreamingTests", dependencies: ["PodvisorStreaming", "TestSupport"]),
+        .testTarget(
+            name: "PodvisorStreamingTests",
+            dependencies: [
+                "PodvisorStreaming", "TestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ]),
         .testTarget(
             name: "PodvisorImagesTests",
             dependencies: [

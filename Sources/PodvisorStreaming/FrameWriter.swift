@@ -36,12 +36,13 @@ final class FrameWriter<Frame: Sendable>: Sendable {
     /// Ends `run` once what is queued is written.
     func finish() { outgoing.finish() }
 
-    /// Writes queued frames, each as `encode` turns it into bytes, until `finish` or until the socket fails.
-    func run(_ outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>, _ bytes: (Frame) -> [UInt8]) async {
+    /// Writes queued frames, each as `encode` turns it into what the channel takes, until `finish` or until
+    /// the socket fails.
+    func run<Written: Sendable>(_ outbound: NIOAsyncChannelOutboundWriter<Written>, _ encode: (Frame) -> Written) async {
         var failed = false
         for await item in queue {
             if !failed {
-                do { try await outbound.write(ByteBuffer(bytes: bytes(item.frame))) } catch { failed = true }
+                do { try await outbound.write(encode(item.frame)) } catch { failed = true }
             }
             if failed { item.written?.resume(throwing: Closed()) } else { item.written?.resume() }
         }

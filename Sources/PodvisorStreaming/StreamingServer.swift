@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import NIOHTTP1
 import Synchronization
 
 /// The streaming server behind CRI Exec, Attach and PortForward. The CRI call only validates and registers
@@ -217,14 +218,25 @@ public final class StreamingServer: Sendable {
         }
     }
 
-    /// WebSocket (RFC 6455) with the v5 or v4 channel protocol: `crictl --transport websocket`, client-go's
-    /// WebSocket executor. Both report the status as v4 does.
+    /// WebSocket with the v5 or v4 channel protocol: `crictl --transport websocket`, client-go's WebSocket
+    /// executor. Both report the status as v4 does. NIOWebSocket's upgrader checks the handshake, computes
+    /// its answer and adds the frame handlers behind the handler of the connection's bytes. A client sends
+    /// nothing before it has the 101 (RFC 6455 §4.1), so with the handlers added first they see all it sends.
     private func serveWebSocket(
         _ head: HTTPHead, _ kind: Kind, _ token: String, _ reader: ByteReader, _ outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>,
         _ connection: TCPListener.Connection,
         refuse: (Int, String, String, [String: [String]]) async throws -> Void
     ) async throws {
-        guard head.values("sec-websocket-version").contains("13"), let key = head.values("sec-websocket-key").first else {
+        let upgrader = WebSocketChannels.upgrader
+        let upgradeRequest = HTTPRequestHead(
+            version: .http1_1, method: HTTPMethod(rawValue: head.startLine[0]), uri: head.startLine[1],
+            headers: HTTPHeaders(head.headers.flatMap { name, values in values.map { (name, $0) } }))
+        guard
+            let answer = try? await upgrader.buildUpgradeResponse(
+                channel: connection.channel, upgradeRequest: upgradeRequest, initialResponseHeaders: [:]
+            )
+            .get()
+        else {
             return try await refuse(400, "Bad Request", "a WebSocket upgrade needs Sec-WebSocket-Version 13 and a Sec-WebSocket-Key", [:])
         }
         let served = ["v5.channel.k8s.io", "v4.channel.k8s.io"]
@@ -237,22 +249,32 @@ public final class StreamingServer: Sendable {
         guard let request = take(token, kind), case .command(let options, let handler) = request.work else {
             return try await refuse(404, "Not Found", Self.unknownToken(kind), [:])
         }
+        let frames = try await connection.channel.eventLoop.flatSubmit {
+            upgrader.upgrade(channel: connection.channel, upgradeRequest: upgradeRequest)
+        }.get()
         try await outbound.write(
             ByteBuffer(
                 bytes: Self.switching(
-                    to: "websocket", ["sec-websocket-accept": [WebSocketFrame.accept(key: key)], "sec-websocket-protocol": [subprotocol]])))
+                    to: "websocket", ["sec-websocket-accept": answer["sec-websocket-accept"], "sec-websocket-protocol": [subprotocol]])))
 
         let channels = WebSocketChannels()
-        await Self.upgraded(
-            connection, writer: { await channels.runWriter(outbound) }, reader: { await channels.run(reader) },
-            session: { disconnected in
-                let result = await handler(
-                    RemoteCommandStreams(
-                        options: options, stdin: channels.stdin, resize: channels.resize,
-                        output: { type, bytes in try? await channels.send(bytes, on: type) }, disconnected: disconnected))
-                try? await channels.send(RemoteCommandProtocol.v4.statusMessage(result), on: .error)
-            },
-            end: { channels.close() })
+        await withDiscardingTaskGroup { group in
+            // The handler of the connection's bytes sees every read before the frame handlers do: drained, it
+            // keeps reading until the channel closes.
+            group.addTask { await reader.drain() }
+            try? await frames.executeThenClose { inbound, outbound in
+                await Self.upgraded(
+                    connection, writer: { await channels.runWriter(outbound) }, reader: { await channels.run(inbound) },
+                    session: { disconnected in
+                        let result = await handler(
+                            RemoteCommandStreams(
+                                options: options, stdin: channels.stdin, resize: channels.resize,
+                                output: { type, bytes in try? await channels.send(bytes, on: type) }, disconnected: disconnected))
+                        try? await channels.send(RemoteCommandProtocol.v4.statusMessage(result), on: .error)
+                    },
+                    end: { channels.close() })
+            }
+        }
     }
 }
 

@@ -1,4 +1,8 @@
 import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
 import Synchronization
 import Testing
 import TestSupport
@@ -148,122 +152,103 @@ func registerUppercasingExec(on server: StreamingServer, stderr: String) -> Stri
 }
 
 @Suite struct WebSocketTests {
-    @Test func framesRoundTripMaskedOrNot() throws {
-        for size in [0, 5, 125, 126, 65535, 65536, 70000] {
-            let frame = WebSocketFrame(opcode: .binary, payload: (0..<size).map { UInt8($0 % 251) })
-            for mask in [nil, [UInt8(1), 2, 3, 4]] {
-                let decoder = WebSocketFrameDecoder()
-                let bytes = frame.encoded(mask: mask)
-                decoder.feed(Array(bytes.dropLast()))
-                #expect(try decoder.nextFrame() == nil)
-                decoder.feed([bytes.last!])
-                #expect(try decoder.nextFrame() == frame)
-            }
-        }
-        let bad = WebSocketFrameDecoder()
-        bad.feed([0x83, 0x00])
-        #expect(throws: WebSocketError.self) { try bad.nextFrame() }
-    }
-
-    /// RFC 6455 §1.3's example.
-    @Test func handshakeAnswer() {
-        #expect(WebSocketFrame.accept(key: "dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
-    }
-
-    /// The v5 channel protocol as client-go's WebSocket executor speaks it, from a blocking socket.
+    /// The v5 channel protocol as client-go's WebSocket executor speaks it, from NIOWebSocket's client.
     @Test func execOverWebSocket() async throws {
         let server = try await StreamingServer.start(host: "127.0.0.1", port: 0)
         let url = registerUppercasingExec(on: server, stderr: "e")
-        let port = UInt16(url.split(separator: ":")[2].prefix { $0.isNumber })!
-        let path = String(url.drop { $0 != "/" }.dropFirst(2).drop { $0 != "/" })
-        let frames = try await withCheckedThrowingContinuation { (done: CheckedContinuation<[WebSocketFrame], any Error>) in
-            Thread.detachNewThread {
-                done.resume(
-                    with: Result {
-                        let socket = try RawWebSocket(port: port, path: path, subprotocol: "v5.channel.k8s.io")
-                        socket.send(WebSocketFrame(opcode: .ping, payload: Array("p".utf8)))
-                        socket.send(WebSocketFrame(opcode: .binary, payload: [0] + Array("hel".utf8)))
-                        // One message in two frames.
-                        socket.send(WebSocketFrame(fin: false, opcode: .binary, payload: [0, UInt8(ascii: "l")]))
-                        socket.send(WebSocketFrame(opcode: .continuation, payload: Array("o".utf8)))
-                        socket.send(WebSocketFrame(opcode: .binary, payload: [255, 0]))
-                        var frames: [WebSocketFrame] = []
-                        while let frame = try socket.next() {
-                            frames.append(frame)
-                            if frame.opcode == .close { break }
-                        }
-                        socket.send(.close())
-                        return frames
-                    })
-            }
-        }
-        #expect(frames.first == WebSocketFrame(opcode: .pong, payload: Array("p".utf8)))
+        let frames = try await exchangeWebSocketFrames(
+            url: url, subprotocol: "v5.channel.k8s.io",
+            [
+                WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer(string: "p")),
+                WebSocketFrame(fin: true, opcode: .binary, data: ByteBuffer(bytes: [0] + Array("hel".utf8))),
+                // One message in two frames.
+                WebSocketFrame(fin: false, opcode: .binary, data: ByteBuffer(bytes: [0, UInt8(ascii: "l")])),
+                WebSocketFrame(fin: true, opcode: .continuation, data: ByteBuffer(string: "o")),
+                WebSocketFrame(fin: true, opcode: .binary, data: ByteBuffer(bytes: [255, 0])),
+            ])
+        #expect(frames.first == WebSocketFrame(fin: true, opcode: .pong, data: ByteBuffer(string: "p")))
         func channel(_ id: UInt8) -> String {
-            String(decoding: frames.filter { $0.opcode == .binary && $0.payload.first == id }.flatMap { $0.payload.dropFirst() }, as: UTF8.self)
+            let messages = frames.filter { $0.opcode == .binary && $0.data.readableBytesView.first == id }
+            return String(decoding: messages.flatMap { $0.data.readableBytesView.dropFirst() }, as: UTF8.self)
         }
         #expect(channel(1) == "HELLO")
         #expect(channel(2) == "e")
         #expect(RemoteCommandProtocol.v4.result(from: Array(channel(3).utf8)) == .exitCode(3))
-        #expect(frames.last == .close())
+        #expect(frames.last == closeFrame(.normalClosure))
+        server.close()
+    }
+
+    /// Lengths past 16 bits both ways: stdin in one 70000-byte frame, stdout back in messages of 32 KiB.
+    @Test func largeMessages() async throws {
+        let server = try await StreamingServer.start(host: "127.0.0.1", port: 0)
+        let url = registerUppercasingExec(on: server, stderr: "")
+        let frames = try await exchangeWebSocketFrames(
+            url: url, subprotocol: "v5.channel.k8s.io",
+            [
+                WebSocketFrame(fin: true, opcode: .binary, data: ByteBuffer(bytes: [0] + Array(repeating: UInt8(ascii: "x"), count: 70000))),
+                WebSocketFrame(fin: true, opcode: .binary, data: ByteBuffer(bytes: [255, 0])),
+            ])
+        let stdout = frames.filter { $0.opcode == .binary && $0.data.readableBytesView.first == 1 }
+        #expect(stdout.map(\.length) == [1 + 32768, 1 + 32768, 1 + 4464])
+        #expect(stdout.allSatisfy { $0.data.readableBytesView.dropFirst().allSatisfy { $0 == UInt8(ascii: "X") } })
+        server.close()
+    }
+
+    /// A client that offers v4 only gets it; a reserved opcode (no extension was negotiated) is answered
+    /// with a protocol error close.
+    @Test func v4AndReservedOpcode() async throws {
+        let server = try await StreamingServer.start(host: "127.0.0.1", port: 0)
+        let url = registerUppercasingExec(on: server, stderr: "e")
+        let reserved = WebSocketFrame(fin: true, opcode: WebSocketOpcode(encodedWebSocketOpcode: 3)!, data: ByteBuffer())
+        let frames = try await exchangeWebSocketFrames(url: url, subprotocol: "v4.channel.k8s.io", [reserved])
+        #expect(frames == [closeFrame(.protocolError)])
         server.close()
     }
 }
 
-/// A minimal WebSocket client over a blocking socket, for the test above: handshake, masked frames out.
-final class RawWebSocket {
-    private let fd: Int32
-    private let decoder = WebSocketFrameDecoder()
+func closeFrame(_ code: WebSocketErrorCode) -> WebSocketFrame {
+    WebSocketFrame(fin: true, opcode: .connectionClose, data: ByteBuffer(integer: UInt16(webSocketErrorCode: code)))
+}
 
-    init(port: UInt16, path: String, subprotocol: String) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { throw WebSocketError.protocolError("connect: errno \(errno)") }
-        write(
-            Array(
-                ("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
-                    + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: \(subprotocol)\r\n\r\n")
-                    .utf8))
-        var head: [UInt8] = []
-        while head.firstRange(of: Array("\r\n\r\n".utf8)) == nil {
-            let bytes = read()
-            guard !bytes.isEmpty else { throw WebSocketError.protocolError("no handshake answer") }
-            head += bytes
-        }
-        let end = head.firstRange(of: Array("\r\n\r\n".utf8))!.upperBound
-        let answer = String(decoding: head[..<end], as: UTF8.self)
-        guard answer.hasPrefix("HTTP/1.1 101"), answer.contains("sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
-            answer.contains("sec-websocket-protocol: \(subprotocol)")
-        else { throw WebSocketError.protocolError("handshake answered \(answer)") }
-        decoder.feed(Array(head[end...]))
-    }
-
-    deinit { close(fd) }
-
-    func send(_ frame: WebSocketFrame) { write(frame.encoded(mask: [7, 1, 3, 9])) }
-
-    func next() throws -> WebSocketFrame? {
-        while true {
-            if let frame = try decoder.nextFrame() { return frame }
-            let bytes = read()
-            if bytes.isEmpty { return nil }
-            decoder.feed(bytes)
+/// NIOWebSocket's client over NIO's HTTP/1.1 upgrade, with RFC 6455 §1.3's key so that the server's answer
+/// is known: sends `frames` masked, then reads what the server sends up to its close frame and answers it.
+func exchangeWebSocketFrames(url: String, subprotocol: String, _ frames: [WebSocketFrame]) async throws -> [WebSocketFrame] {
+    let port = Int(url.split(separator: ":")[2].prefix { $0.isNumber })!
+    let path = String(url.drop { $0 != "/" }.dropFirst(2).drop { $0 != "/" })
+    typealias Upgraded = (NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, HTTPHeaders)?
+    let upgrade = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port) { channel in
+        channel.eventLoop.makeCompletedFuture {
+            let upgrader = NIOTypedWebSocketClientUpgrader<Upgraded>(requestKey: "dGhlIHNhbXBsZSBub25jZQ==", maxFrameSize: 1 << 16) {
+                channel, answer in
+                channel.eventLoop.makeCompletedFuture { (try NIOAsyncChannel(wrappingChannelSynchronously: channel), answer.headers) }
+            }
+            let request = HTTPRequestHead(
+                version: .http1_1, method: .GET, uri: path, headers: ["Host": "127.0.0.1:\(port)", "Sec-WebSocket-Protocol": subprotocol])
+            return try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(
+                configuration: .init(
+                    upgradeConfiguration: .init(
+                        upgradeRequestHead: request, upgraders: [upgrader], notUpgradingCompletionHandler: { $0.eventLoop.makeSucceededFuture(nil) }))
+            )
         }
     }
-
-    private func write(_ bytes: [UInt8]) {
-        _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-    }
-
-    private func read() -> [UInt8] {
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-        return n > 0 ? Array(buffer[..<n]) : []
+    let (channel, answer) = try #require(try await upgrade.get())
+    #expect(answer["sec-websocket-accept"] == ["s3pPLMBiTxaQ9kYGzzhZRbK+xOo="])
+    #expect(answer["sec-websocket-protocol"] == [subprotocol])
+    return try await channel.executeThenClose { inbound, outbound in
+        for var frame in frames {
+            frame.maskKey = .random()
+            try await outbound.write(frame)
+        }
+        var received: [WebSocketFrame] = []
+        for try await frame in inbound {
+            received.append(frame)
+            if frame.opcode == .connectionClose { break }
+        }
+        var close = closeFrame(.normalClosure)
+        close.maskKey = .random()
+        // After a protocol error the server does not wait for the answer (RFC 6455 §7.1.7).
+        try? await outbound.write(close)
+        return received
     }
 }
 

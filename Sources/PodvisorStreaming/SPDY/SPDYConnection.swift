@@ -68,7 +68,7 @@ public final class SPDYConnection: Sendable {
     /// Writes queued frames until `finishWriting`, or until the socket fails.
     func runWriter(_ outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>) async {
         let encoder = SPDYFrameEncoder()
-        await writer.run(outbound) { encoder.encode($0) }
+        await writer.run(outbound) { ByteBuffer(bytes: encoder.encode($0)) }
     }
 
     /// Ends the writer once what is queued is written.
@@ -159,6 +159,11 @@ final class ByteReader: @unchecked Sendable {
     }
 
     func putBack(_ bytes: [UInt8]) { buffered = bytes + buffered }
+
+    /// Reads to the end of the connection and keeps nothing: for when handlers after it take the bytes.
+    func drain() async {
+        while (try? await iterator.next()) != nil {}
+    }
 
     func takeBuffered() -> [UInt8] {
         defer { buffered = [] }
