@@ -24,7 +24,13 @@ public struct LogOutput: LogHandler {
     /// Whole lines from many threads must not interleave.
     private static let output = Mutex(FileHandle.standardError)
 
-    public var logLevel: Logger.Level = .info
+    /// One level for the whole process, whichever logger sets it: podvisord's `log_level`, which SIGHUP
+    /// reloads for every logger at once.
+    public var logLevel: Logger.Level {
+        get { Self.level.withLock { $0 } }
+        set { Self.level.withLock { $0 = newValue } }
+    }
+    private static let level = Mutex(Logger.Level.info)
     public var metadata: Logger.Metadata = [:]
     private let program: String
     private let label: String

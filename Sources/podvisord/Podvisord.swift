@@ -7,9 +7,12 @@ import GRPCNIOTransportHTTP2Posix
 import PodvisorCRIServer
 import PodvisorCore
 import Prometheus
+import ServiceLifecycle
+import UnixSignals
 
 /// kubelet's container runtime: CRI RuntimeService and ImageService on one unix socket. Stopping it
-/// (SIGTERM) leaves pods running; the next start takes them back.
+/// (SIGTERM, SIGINT) ends serving and leaves pods running; the next start takes them back. SIGHUP reloads
+/// the configuration's log level.
 @main
 struct Podvisord: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -45,9 +48,9 @@ struct Podvisord: AsyncParsableCommand {
         var none = sigset_t()
         sigemptyset(&none)
         pthread_sigmask(SIG_SETMASK, &none, nil)
-        var config = try PodvisorConfig.load(path: self.config)
-        if let stateDir { config = try config.merging(toml: "state_dir = \(PodvisorConfig.quote(stateDir))") }
-        if let socket { config = try config.merging(toml: "[cri]\nsocket = \(PodvisorConfig.quote(socket))") }
+        // SIGHUP's default ends the process; until its handler is in place (LogLevelReload) it does nothing.
+        signal(SIGHUP, SIG_IGN)
+        let config = try loadConfig()
 
         LogOutput.bootstrap(program: "podvisord", format: config.logFormat)
         let log = Logger(label: "podvisord", level: config.logLevel)
@@ -60,28 +63,70 @@ struct Podvisord: AsyncParsableCommand {
             }
             log.info("serving metrics on \(config.metricsAddress) (port \(endpoint.port))")
         }
-        let path = config.socketPath
+        let cri = try CRIService(server: server, socket: config.socketPath)
+        let reload = LogLevelReload(log: log, load: loadConfig)
+        // swift-service-lifecycle owns the signals: SIGTERM and SIGINT shut the group down gracefully.
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: cri), .init(service: reload)], gracefulShutdownSignals: [.sigterm, .sigint], logger: log))
+        try await group.run()
+    }
+
+    /// The configuration file with the command line's overrides.
+    @Sendable func loadConfig() throws -> PodvisorConfig {
+        var config = try PodvisorConfig.load(path: self.config)
+        if let stateDir { config = try config.merging(toml: "state_dir = \(PodvisorConfig.quote(stateDir))") }
+        if let socket { config = try config.merging(toml: "[cri]\nsocket = \(PodvisorConfig.quote(socket))") }
+        return config
+    }
+}
+
+/// The CRI's gRPC server on its unix socket; a graceful shutdown lets calls in flight finish.
+struct CRIService: Service {
+    let grpc: GRPCServer<HTTP2ServerTransport.Posix>
+    let transport: HTTP2ServerTransport.Posix
+    let path: String
+
+    init(server: CRIServer, socket path: String) throws {
         try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         unlink(path)  // a socket left by a previous process
-        let transport = HTTP2ServerTransport.Posix(
+        transport = HTTP2ServerTransport.Posix(
             address: .unixDomainSocket(path: path), transportSecurity: .plaintext,
             // kubelet's own limit: large List answers on busy nodes.
             config: .defaults { $0.rpc.maxRequestPayloadSize = 16 << 20 })
-        let grpc = GRPCServer(transport: transport, services: [server.runtimeService, server.imageService], interceptors: server.interceptors)
+        grpc = GRPCServer(transport: transport, services: [server.runtimeService, server.imageService], interceptors: server.interceptors)
+        self.path = path
+    }
 
-        let signals = [SIGTERM, SIGINT].map { signalNumber in
-            signal(signalNumber, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
-            source.setEventHandler { grpc.beginGracefulShutdown() }
-            source.resume()
-            return source
+    func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask { try await grpc.serve() }
+                _ = try await transport.listeningAddress
+                chmod(path, 0o660)
+                FileHandle.standardError.write(Data("podvisord: serving CRI on unix://\(path)\n".utf8))
+            }
+        } onGracefulShutdown: {
+            grpc.beginGracefulShutdown()
         }
-        try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { try await grpc.serve() }
-            _ = try await transport.listeningAddress
-            chmod(path, 0o660)
-            FileHandle.standardError.write(Data("podvisord: serving CRI on unix://\(path)\n".utf8))
+    }
+}
+
+/// SIGHUP: the configuration is read again and its log level applies to every logger; the rest of it takes
+/// a restart (pods keep running across one).
+struct LogLevelReload: Service {
+    let log: Logger
+    let load: @Sendable () throws -> PodvisorConfig
+
+    func run() async throws {
+        for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
+            do {
+                var logger = log
+                logger.logLevel = try load().logLevel.swiftLog
+                log.notice("SIGHUP: log level \(logger.logLevel)")
+            } catch {
+                log.warning("SIGHUP: configuration not reloaded, log level stays \(log.logLevel): \(error)")
+            }
         }
-        signals.forEach { $0.cancel() }
     }
 }

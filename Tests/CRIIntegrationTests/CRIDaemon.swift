@@ -122,6 +122,39 @@ final class CRIDaemon: @unchecked Sendable {
         self.process = nil
     }
 
+    /// `kill -SIGNAL`, as an operator or systemd sends it.
+    func signal(_ signal: Int32) {
+        if let process { kill(process.processIdentifier, signal) }
+    }
+
+    /// SIGTERM, as `systemctl stop` sends it; the daemon's exit status.
+    func terminate() -> Int32 {
+        client?.beginGracefulShutdown()
+        client = nil
+        guard let process else { return -1 }
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        self.process = nil
+        return process.terminationStatus
+    }
+
+    /// Waits until the daemon's log has grown by a line containing `text`.
+    func waitForLog(_ text: String, after offset: Int, seconds: Int = 10) async throws {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while !log(after: offset).contains(text) {
+            guard ContinuousClock.now < deadline else { throw TestError("no \"\(text)\" in podvisord's log: \(tail())") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    /// The log written since `offset` bytes (`logSize`).
+    func log(after offset: Int) -> String {
+        let data = FileManager.default.contents(atPath: logFile) ?? Data()
+        return String(decoding: data.dropFirst(offset), as: UTF8.self)
+    }
+
+    var logSize: Int { FileManager.default.contents(atPath: logFile)?.count ?? 0 }
+
     func tail() -> String { String(((try? String(contentsOfFile: logFile, encoding: .utf8)) ?? "").suffix(2000)) }
 }
 

@@ -152,6 +152,40 @@ extension CRITests {
             #expect(log.contains("method=ListPodSandbox status=OK"), "\(d.tail())")
         }
 
+        /// An operator's signals: SIGHUP applies the file's log level to every logger, SIGTERM ends serving
+        /// with status 0 (pods stay; the restart suites check they are taken back).
+        @Test func sighupReloadsTheLogLevelAndSigtermStops() async throws {
+            let d = try await CRIDaemon.shared.value
+            let config = "\(d.stateDirectory)/config.toml"
+            let debug = try String(contentsOfFile: config, encoding: .utf8)
+            defer { try? debug.write(toFile: config, atomically: true, encoding: .utf8) }
+            try debug.replacingOccurrences(of: #"log_level = "debug""#, with: #"log_level = "info""#)
+                .write(toFile: config, atomically: true, encoding: .utf8)
+            var offset = d.logSize
+            d.signal(SIGHUP)
+            try await d.waitForLog("SIGHUP: log level info", after: offset)
+            _ = try await d.runtime.version(Runtime_V1_VersionRequest())
+            #expect(!d.log(after: offset).contains("method=Version"), "\(d.tail())")
+
+            try debug.write(toFile: config, atomically: true, encoding: .utf8)
+            offset = d.logSize
+            d.signal(SIGHUP)
+            try await d.waitForLog("SIGHUP: log level debug", after: offset)
+            _ = try await d.runtime.version(Runtime_V1_VersionRequest())
+            try await d.waitForLog("method=Version", after: offset)
+
+            // A broken file changes nothing and says why.
+            try "log_level = 3\n".write(toFile: config, atomically: true, encoding: .utf8)
+            offset = d.logSize
+            d.signal(SIGHUP)
+            try await d.waitForLog("configuration not reloaded, log level stays debug", after: offset)
+            try debug.write(toFile: config, atomically: true, encoding: .utf8)
+
+            #expect(d.terminate() == 0, "\(d.tail())")
+            try await d.start()
+            _ = try await d.runtime.version(Runtime_V1_VersionRequest())
+        }
+
         /// Prometheus's view: the endpoint answers a real HTTP client, and a call moves its counter.
         @Test func metricsAreScrapedAndMove() async throws {
             let d = try await CRIDaemon.shared.value
