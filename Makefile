@@ -75,8 +75,9 @@ check: deps
 	.ci/check-imports
 	$(MAKE) --no-print-directory unit-test
 
-# Boot-to-ready and CRI pod start against a bare boot, CRI latency and memory with 20 pods, image pull
-# against skopeo copy; each rewrites its section of Docs/performance.md.
+# Boot-to-ready and CRI pod start against a bare boot, CRI latency and memory with 20 pods, the pod network
+# against a plain netns, idle pods until 150 or the host's limit, image pull against skopeo copy; each
+# rewrites its section of Docs/performance.md.
 bench: build image $(BASELINE) $(BUSYBOX_ROOTFS) $(DEMO_IMAGE)/index.json
 	$(PODVISOR) bench boot --state-dir $(DEMO_STATE) $(IMAGE_FLAGS) --baseline-initrd $(abspath $(BASELINE)) \
 		--container-rootfs $(abspath $(BUSYBOX_ROOTFS)) --runs 5 --report Docs/performance.md
@@ -85,6 +86,7 @@ bench: build image $(BASELINE) $(BUSYBOX_ROOTFS) $(DEMO_IMAGE)/index.json
 		--runs 5 --pods 20 --report Docs/performance.md
 	$(PODVISOR) bench network --state-dir $(DEMO_STATE) $(IMAGE_FLAGS) --container-rootfs $(abspath $(BUSYBOX_ROOTFS)) \
 		--runs 5 --report Docs/performance.md
+	$(PODVISOR) bench density --state-dir $(DEMO_STATE) $(IMAGE_FLAGS) --target 150 --report Docs/performance.md
 	Tests/TestSupport/Fixtures/bench-pull.sh $(PODVISOR) 5 Docs/performance.md
 
 clean:

@@ -25,24 +25,12 @@ struct CRIBench: AsyncParsableCommand {
     static let endMarker = "<!-- bench:cri:end -->"
 
     func run() async throws {
-        var loaded = try runtime.load()
-        loaded.logLevel = .error
-        let config = loaded
-        let logs = "/tmp/podvisor-bench-logs-\(getpid())"
-        defer { try? FileManager.default.removeItem(atPath: logs) }
-        LogOutput.bootstrap(program: "podvisor", format: config.logFormat)
-        let host = try VMHost(config: config)
-        let sandboxRuntime = try VMRuntime(host: host, imageRoot: config.effectiveImageRoot, logger: Logger(label: "bench", level: .error))
-        let server = try await CRIServer.open(config: config, runtime: sandboxRuntime, logger: Logger(label: "bench", level: .error))
-        let markdown = try await withInProcessRuntime(server) { runtime, images in
-            guard try await images.imageStatus(.with { $0.image.image = image }).hasImage else {
-                throw ValidationError("image \(image) is not in the store (podvisor image import/pull it first)")
-            }
+        let markdown = try await BenchPods.withRuntime(runtime, image: image) { bench, host, sandboxRuntime in
+            let runtime = bench.runtime
             var starts: [Duration] = [], bare: [Duration] = []
             for i in 0...runs {
-                let (started, sandbox) = try await podStart(runtime, logs: logs, name: "bench-\(i)", command: "echo ready")
-                _ = try await runtime.stopPodSandbox(.with { $0.podSandboxID = sandbox })
-                _ = try await runtime.removePodSandbox(.with { $0.podSandboxID = sandbox })
+                let (started, sandbox) = try await podStart(bench, name: "bench-\(i)", command: "echo ready")
+                try await bench.remove(sandbox)
                 let baseline = try await host.bareBoot(id: "bench-bare-\(getpid())-\(i)", initrd: baselineInitrd)
                 guard i > 0 else { continue }
                 starts.append(started)
@@ -56,17 +44,8 @@ struct CRIBench: AsyncParsableCommand {
                 try await withThrowingTaskGroup(of: (String, String).self) { group in
                     for n in batch..<min(batch + 4, pods) {
                         group.addTask {
-                            let pod = podConfig("idle-\(n)", logs: logs)
-                            let sandbox = try await runtime.runPodSandbox(.with { $0.config = pod }).podSandboxID
-                            let container = try await runtime.createContainer(
-                                .with {
-                                    $0.podSandboxID = sandbox
-                                    $0.config = containerConfig("idle", command: "sleep 3600")
-                                    $0.sandboxConfig = pod
-                                }
-                            ).containerID
-                            _ = try await runtime.startContainer(.with { $0.containerID = container })
-                            return (sandbox, container)
+                            let started = try await bench.start("idle-\(n)", command: "sleep 3600")
+                            return (started.sandbox, started.container)
                         }
                     }
                     for try await (sandbox, container) in group {
@@ -76,19 +55,19 @@ struct CRIBench: AsyncParsableCommand {
                 }
             }
             print("\(pods) idle pods running")
-            let list = try await latencies(200) { _ in _ = try await runtime.listPodSandbox(Runtime_V1_ListPodSandboxRequest()) }
-            let status = try await latencies(200) { i in
+            let list = try await BenchPods.latencies(200) { _ in _ = try await runtime.listPodSandbox(Runtime_V1_ListPodSandboxRequest()) }
+            let status = try await BenchPods.latencies(200) { i in
                 _ = try await runtime.containerStatus(.with { $0.containerID = containers[i % containers.count] })
             }
             // Exec of `true`: ExecSync (kubelet's probes) against the streaming path kubectl exec takes (the CRI
             // call, then an SPDY session to the URL).
-            let execSync = try await latencies(50) { i in
+            let execSync = try await BenchPods.latencies(50) { i in
                 _ = try await runtime.execSync(
                     .with {
                         $0.containerID = containers[i % containers.count]; $0.cmd = ["true"]
                     })
             }
-            let execStream = try await latencies(50) { i in
+            let execStream = try await BenchPods.latencies(50) { i in
                 let url = try await runtime.exec(
                     .with {
                         $0.containerID = containers[i % containers.count]
@@ -101,12 +80,9 @@ struct CRIBench: AsyncParsableCommand {
                 _ = try await RemoteCommandClient.run(url: url, tty: false, io: quiet)
             }
             let memory = sandboxes.map(sandboxRuntime.hostMemory(sandboxID:))
-            for sandbox in sandboxes {
-                _ = try await runtime.stopPodSandbox(.with { $0.podSandboxID = sandbox })
-                _ = try await runtime.removePodSandbox(.with { $0.podSandboxID = sandbox })
-            }
+            for sandbox in sandboxes { try await bench.remove(sandbox) }
             return Self.markdown(
-                accelerator: host.accelerator.rawValue, guestMiB: config.memoryMiB, starts: starts, bare: bare, list: list, status: status,
+                accelerator: host.accelerator.rawValue, guestMiB: host.config.memoryMiB, starts: starts, bare: bare, list: list, status: status,
                 exec: (execSync, execStream), memory: memory)
         }
         print(markdown)
@@ -114,19 +90,10 @@ struct CRIBench: AsyncParsableCommand {
     }
 
     /// RunPodSandbox → CreateContainer → StartContainer → the container's first line in its log.
-    private func podStart(_ runtime: RuntimeClient, logs: String, name: String, command: String) async throws -> (Duration, String) {
-        let pod = podConfig(name, logs: logs)
+    private func podStart(_ bench: BenchPods, name: String, command: String) async throws -> (Duration, String) {
         let clock = ContinuousClock()
         let started = clock.now
-        let sandbox = try await runtime.runPodSandbox(.with { $0.config = pod }).podSandboxID
-        let container = try await runtime.createContainer(
-            .with {
-                $0.podSandboxID = sandbox
-                $0.config = containerConfig("main", command: command)
-                $0.sandboxConfig = pod
-            }
-        ).containerID
-        _ = try await runtime.startContainer(.with { $0.containerID = container })
+        let (pod, sandbox, _) = try await bench.start(name, container: "main", command: command)
         let log = "\(pod.logDirectory)/main.log"
         while (try? Data(contentsOf: URL(fileURLWithPath: log)))?.contains(0x0a) != true {
             guard clock.now - started < .seconds(120) else { throw PodvisorError(.timeout, "no log line from \(name)") }
@@ -135,42 +102,12 @@ struct CRIBench: AsyncParsableCommand {
         return (started.duration(to: clock.now), sandbox)
     }
 
-    private func podConfig(_ name: String, logs: String) -> Runtime_V1_PodSandboxConfig {
-        .with {
-            $0.metadata = .with {
-                $0.name = name
-                $0.namespace = "bench"
-                $0.uid = UUID().uuidString
-            }
-            $0.logDirectory = "\(logs)/\(name)-\($0.metadata.uid)"
-        }
-    }
-
-    private func containerConfig(_ name: String, command: String) -> Runtime_V1_ContainerConfig {
-        .with {
-            $0.metadata = .with { $0.name = name }
-            $0.image = .with { $0.image = image }
-            $0.command = ["sh", "-c", command]
-            $0.logPath = "\(name).log"
-        }
-    }
-
-    private func latencies(_ count: Int, _ call: (Int) async throws -> Void) async throws -> [Duration] {
-        var result: [Duration] = []
-        for i in 0..<count {
-            let started = ContinuousClock.now
-            try await call(i)
-            result.append(started.duration(to: .now))
-        }
-        return result
-    }
-
     static func markdown(
         accelerator: String, guestMiB: Int, starts: [Duration], bare: [Duration], list: [Duration], status: [Duration],
         exec: (sync: [Duration], stream: [Duration]), memory: [(qemu: UInt64, helpers: UInt64)]
     ) -> String {
         let p = BootBenchResult.percentile
-        let ms = { (d: Duration) in String(format: "%.1f", Double(d.components.attoseconds) / 1e15 + Double(d.components.seconds) * 1000) }
+        let ms = { (d: Duration) in d.millisecondsText }
         let start50 = p(starts, 0.5), bare50 = p(bare, 0.5)
         let ratio = Double(start50.milliseconds) / Double(max(1, bare50.milliseconds))
         let qemu = BootBenchResult.median(memory.map(\.qemu)), helpers = BootBenchResult.median(memory.map(\.helpers))

@@ -141,7 +141,7 @@ struct NetworkBench: AsyncParsableCommand {
         process.arguments = ["-c", script, host, "\(sinkPort)", "\(mebibytes)"]
         process.standardOutput = output
         try process.run()
-        let seconds = try await Task.detached {
+        let seconds = await Task.detached {
             process.waitUntilExit()
             return Double(
                 String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
