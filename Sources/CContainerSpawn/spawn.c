@@ -314,13 +314,15 @@ static void child(int status, const struct pv_spawn_config *c) {
         if (setrlimit(c->rlimits[i].resource, &limit) != 0) fail(status, "setrlimit");
     }
     drop_bounding(status, c);
+    // Without no_new_privs the kernel lets only CAP_SYS_ADMIN load a filter: load it while still root with
+    // every capability (as runc does), before the switch to the container's user drops them.
+    if (!c->no_new_privileges) load_seccomp(status, c);
     // Raw system calls: glibc's setgroups/setgid/setuid broadcast the change to every thread it believes the
     // process has, and after a raw clone() of a multithreaded agent it waits forever for threads that
     // do not exist in the child.
     if (syscall(SYS_setgroups, c->group_count, c->groups) != 0) fail(status, "setgroups");
     if (syscall(SYS_setresgid, c->gid, c->gid, c->gid) != 0) fail(status, "setgid");
     if (syscall(SYS_setresuid, c->uid, c->uid, c->uid) != 0) fail(status, "setuid");
-    if (!c->no_new_privileges) load_seccomp(status, c);
     set_capabilities(status, c);
     if (c->no_new_privileges) {
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(status, "no_new_privs");

@@ -78,6 +78,7 @@ public final class VirtualMachine: Sendable {
     public static func start(_ configuration: Configuration, on connection: LibvirtConnection) throws(PodvisorError) -> VirtualMachine {
         let run = configuration.runDirectory
         let qemuGroup = getgrnam("libvirt-qemu")?.pointee.gr_gid
+        let qemuUser = getpwnam("libvirt-qemu").map { (uid: $0.pointee.pw_uid, gid: $0.pointee.pw_gid) }
         do {
             try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true)
         } catch {
@@ -99,7 +100,7 @@ public final class VirtualMachine: Sendable {
                 channel = .virtioSerial(socket: "\(run)/agent.sock")
             case .hybridVsock:
                 backend = try VsockBackend.start(
-                    executable: configuration.vsockBackendExecutable, directory: "\(run)/vsock", qemuGroup: qemuGroup)
+                    executable: configuration.vsockBackendExecutable, directory: "\(run)/vsock", qemuUser: qemuUser)
                 channel = .hybridVsock(backendSocket: backend!.vhostSocket)
             }
             let spec = DomainSpec(

@@ -9,11 +9,12 @@ struct VsockBackend {
     let vhostSocket: String
     let hostSocket: String
 
-    static func start(executable: String, directory: String, qemuGroup: gid_t?) throws(PodvisorError) -> VsockBackend {
+    /// It only moves bytes between sockets in its directory: it runs as QEMU's user where there is one.
+    static func start(executable: String, directory: String, qemuUser: (uid: uid_t, gid: gid_t)?) throws(PodvisorError) -> VsockBackend {
         let helper = try HelperProcess.start(
             "vhost-device-vsock", executable: executable,
             arguments: ["--vm", "guest-cid=3,socket=\(vhostSocket(directory)),uds-path=\(hostSocket(directory))"],
-            directory: directory, socket: vhostSocket(directory), qemuGroup: qemuGroup)
+            directory: directory, socket: vhostSocket(directory), qemuGroup: qemuUser?.gid, user: qemuUser)
         return VsockBackend(helper: helper, vhostSocket: vhostSocket(directory), hostSocket: hostSocket(directory))
     }
 

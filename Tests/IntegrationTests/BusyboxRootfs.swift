@@ -11,7 +11,8 @@ enum BusyboxRootfs {
         lock.lock()
         defer { lock.unlock() }
         let fm = FileManager.default
-        if fm.fileExists(atPath: "\(path)/bin/busybox") { return path }
+        // The last file made: a rootfs from an earlier run with fewer probes is made again.
+        if fm.fileExists(atPath: "\(path)/bin/vsockprobe") { return path }
         // What a killed run left half made.
         try? fm.removeItem(atPath: path)
         let staging = path + ".tmp"
@@ -25,11 +26,27 @@ enum BusyboxRootfs {
         for applet in applets where applet != "busybox" {
             try fm.createSymbolicLink(atPath: "\(staging)/bin/\(applet)", withDestinationPath: "busybox")
         }
-        let source = "\(staging)/euid.c"
-        try "#include <stdio.h>\n#include <unistd.h>\nint main(void) { printf(\"%d\\n\", (int)geteuid()); return 0; }\n"
-            .write(toFile: source, atomically: true, encoding: .utf8)
-        try run("/usr/bin/env", "clang", "-static", "-O2", "-o", "\(staging)/bin/euid", source)
-        try fm.removeItem(atPath: source)
+        // Probes busybox has no applet for: the effective uid (set-uid below), whether a vsock socket opens.
+        let probes = [
+            "euid": "#include <stdio.h>\n#include <unistd.h>\nint main(void) { printf(\"%d\\n\", (int)geteuid()); return 0; }\n",
+            "vsockprobe": """
+            #include <errno.h>
+            #include <stdio.h>
+            #include <string.h>
+            #include <sys/socket.h>
+            int main(void) {
+                int fd = socket(AF_VSOCK, SOCK_STREAM, 0);
+                printf("%s\\n", fd < 0 ? strerror(errno) : "opened");
+                return fd < 0;
+            }
+            """,
+        ]
+        for (name, program) in probes {
+            let source = "\(staging)/\(name).c"
+            try program.write(toFile: source, atomically: true, encoding: .utf8)
+            try run("/usr/bin/env", "clang", "-static", "-O2", "-o", "\(staging)/bin/\(name)", source)
+            try fm.removeItem(atPath: source)
+        }
         chmod("\(staging)/bin/euid", 0o4755)
         try "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n"
             .write(toFile: "\(staging)/etc/passwd", atomically: true, encoding: .utf8)

@@ -34,9 +34,24 @@ extension ContainerTests {
         #expect(admin.stdout == "inside\n", "stderr: \(admin.stderr)")
     }
 
+    /// vsock is the host's and the agent's: no container opens a vsock socket, unconfined or not, unless it is
+    /// privileged (every capability).
+    @Test func onlyPrivilegedContainersOpenVsockSockets() async throws {
+        let unconfined = try await run(["vsockprobe"]) { $0.process.capabilities.names = Self.defaultCapabilities }
+        #expect(unconfined.stdout == "Address family not supported by protocol\n", "stderr: \(unconfined.stderr)")
+        let confined = try await run(["vsockprobe"]) {
+            $0.process.capabilities.names = Self.defaultCapabilities
+            $0.process.seccomp.kind = .runtimeDefault
+        }
+        #expect(confined.exitCode == 1, "\(confined.stdout)")
+        let privileged = try await run(["vsockprobe"])
+        #expect(privileged.stdout == "opened\n", "stderr: \(privileged.stderr)")
+    }
+
     @Test func runtimeDefaultSeccompRunsOrdinaryPrograms() async throws {
         let probe = ["sh", "-c", "echo ok; ls / >/dev/null && grep 'Seccomp:' /proc/self/status"]
-        // Root without no_new_privs (filter loaded before capabilities are reduced) and a user with it (loaded last).
+        // Without no_new_privs the filter is loaded while the process is still root with every capability, with
+        // it last, just before exec.
         let root = try await run(probe) {
             $0.process.capabilities.names = Self.defaultCapabilities
             $0.process.seccomp.kind = .runtimeDefault
@@ -49,6 +64,13 @@ extension ContainerTests {
             $0.process.seccomp.kind = .runtimeDefault
         }
         #expect(user.stdout == "ok\nSeccomp:\t2\n", "stderr: \(user.stderr)")
+        // Kubernetes' runAsUser without allowPrivilegeEscalation: false, a user without no_new_privs.
+        let escalatable = try await run(probe) {
+            $0.process.username = "app"
+            $0.process.capabilities.names = []
+            $0.process.seccomp.kind = .runtimeDefault
+        }
+        #expect(escalatable.stdout == "ok\nSeccomp:\t2\n", "stderr: \(escalatable.stderr)")
     }
 
     @Test func localhostSeccompProfileIsHonoured() async throws {
