@@ -67,7 +67,7 @@ struct Podvisord: AsyncParsableCommand {
             address: .unixDomainSocket(path: path), transportSecurity: .plaintext,
             // kubelet's own limit: large List answers on busy nodes.
             config: .defaults { $0.rpc.maxRequestPayloadSize = 16 << 20 })
-        let grpc = GRPCServer(transport: transport, services: [server.runtimeService, server.imageService], interceptors: [CallLog(log: log)])
+        let grpc = GRPCServer(transport: transport, services: [server.runtimeService, server.imageService], interceptors: server.interceptors)
 
         let signals = [SIGTERM, SIGINT].map { signalNumber in
             signal(signalNumber, SIG_IGN)

@@ -76,6 +76,7 @@ extension CRIServer {
         if !config.hostname.isEmpty { try Validate.hostname(config.hostname) }
         if !config.logDirectory.isEmpty { try Validate.absolutePath(config.logDirectory, "log_directory") }
         try Validate.metadataMaps(config.labels, config.annotations)
+        if !config.linux.cgroupParent.isEmpty { try Validate.absolutePath("/" + config.linux.cgroupParent, "linux.cgroup_parent") }
         try Validate.count(config.linux.sysctls.count, atMost: RequestLimits.maxSysctls, "linux.sysctls")
         try Validate.resources(config.linux.resources, "linux.resources")
         try Validate.resources(config.linux.overhead, "linux.overhead")
@@ -109,6 +110,7 @@ extension CRIServer {
             id: record.id, name: m.name, namespace: m.namespace, uid: m.uid, hostname: hostname(config),
             size: try Self.vmSize(config.linux, config: self.config))
         spec.sysctls = config.linux.sysctls
+        spec.cgroupParent = config.linux.cgroupParent
         spec.portMappings = config.portMappings.map {
             PortMapping(
                 hostPort: UInt16($0.hostPort), containerPort: UInt16($0.containerPort),
