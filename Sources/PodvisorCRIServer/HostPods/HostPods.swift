@@ -70,9 +70,17 @@ final class HostPods: Sendable {
                 request: ClientRequest(message: request), descriptor: method, serializer: RawBytes(), deserializer: RawBytes(),
                 options: .defaults
             ) { try $0.message }
-        } catch let error as RPCError where error.code == .unavailable {
-            throw unavailable(error)
+        } catch {
+            throw failure(error)
         }
+    }
+
+    /// containerd's error as podvisord's answer: its status and message only. Its metadata holds the trailers of
+    /// containerd's own response (`:status`, `content-type`, `grpc-status`), which sent again beside ours broke the
+    /// stream: kubelet heard "Stream unexpectedly closed" for containerd's NotFound.
+    func failure(_ error: any Error) -> any Error {
+        guard let error = error as? RPCError else { return error }
+        return error.code == .unavailable ? unavailable(error) : RPCError(code: error.code, message: error.message)
     }
 
     /// What a caller hears when containerd does not answer: which runtime, where, and why.
