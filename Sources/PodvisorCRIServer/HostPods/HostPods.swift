@@ -83,6 +83,17 @@ final class HostPods: Sendable {
         return error.code == .unavailable ? unavailable(error) : RPCError(code: error.code, message: error.message)
     }
 
+    /// containerd's copy of a host container's image, pulled (anonymously) by the first of `names` that works
+    /// when containerd lacks it; nil when it had it or no name worked (containerd's CreateContainer then says
+    /// what is missing).
+    func ensureImage(_ image: Runtime_V1_ImageSpec, names: [String]) async -> String? {
+        guard let status = try? await images.imageStatus(.with { $0.image = image }), !status.hasImage else { return nil }
+        for name in names where (try? await images.pullImage(.with { $0.image = .with { $0.image = name } })) != nil {
+            return name
+        }
+        return nil
+    }
+
     /// What a caller hears when containerd does not answer: which runtime, where, and why.
     func unavailable(_ error: any Error) -> RPCError {
         RPCError(code: .unavailable, message: "host pods' runtime (containerd's CRI at \(endpoint)) is unavailable: \(error)")
