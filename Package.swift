@@ -190,8 +190,16 @@ let package = Package(
             ]
         ),
         .testTarget(name: "PodvisorNetworkTests", dependencies: ["PodvisorNetwork", "PodvisorCore"]),
-        // Test helpers shared by the integration suites: a real docker-registry with the fixture images.
-        .target(name: "TestSupport", dependencies: ["PodvisorVMM", "PodvisorStreaming"], path: "Tests/TestSupport", exclude: ["Fixtures"]),
+        // Test helpers shared by the integration suites: a real docker-registry with the fixture images, a private
+        // containerd (its CRI answers through the generated clients).
+        .target(
+            name: "TestSupport",
+            dependencies: [
+                "PodvisorVMM", "PodvisorStreaming", "PodvisorCRI",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+            ],
+            path: "Tests/TestSupport", exclude: ["Fixtures"]),
         .testTarget(name: "ImageIntegrationTests", dependencies: ["PodvisorImages", "PodvisorCore", "TestSupport"]),
         .testTarget(
             name: "CRIIntegrationTests",

@@ -69,10 +69,32 @@ fi
 [ "$(id -u)" -eq 0 ] || die "must run as root (try: sudo make deps)"
 
 # --- apt packages -----------------------------------------------------------------
+# Debian's containerd package enables containerd.service and, under a running systemd, starts it at once with
+# its default config: a second CRI on /run/containerd/containerd.sock (root /var/lib/containerd) that nobody
+# asked for. podvisor's host pods run in a containerd instance of their own (podvisor-containerd.service, its
+# own socket, root and state), so when this script installs the package it keeps Debian's service from
+# starting (a runtime mask during the install) and leaves it disabled. A containerd installed before is the
+# operator's and is left as it is.
+systemd_running() { [ -d /run/systemd/system ]; }
+fresh_containerd=0
+for p in "${missing[@]}"; do [ "$p" = containerd ] && fresh_containerd=1; done
 if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
+    if [ $fresh_containerd -eq 1 ] && systemd_running; then systemctl mask --runtime containerd.service >/dev/null; fi
     apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+if [ $fresh_containerd -eq 1 ]; then
+    if command -v systemctl >/dev/null; then
+        systemctl disable containerd.service >/dev/null 2>&1 || true # also without a running systemd
+    else
+        rm -f /etc/systemd/system/multi-user.target.wants/containerd.service
+    fi
+    if systemd_running; then
+        systemctl unmask --runtime containerd.service >/dev/null
+        systemctl stop containerd.service 2>/dev/null || true
+    fi
+    log "Debian's containerd.service left disabled; podvisor's host pods use podvisor-containerd.service (Configs/systemd)"
 fi
 [ -x /usr/lib/qemu/virtiofsd ] || die "/usr/lib/qemu/virtiofsd missing (package qemu-system-common)"
 

@@ -15,7 +15,7 @@ final class CRIDaemon: @unchecked Sendable {
     let stateDirectory: String
     let socket: String
     let logFile: String
-    /// The daemon's pod network: bridge pvcri0, 10.214.250.0/24.
+    /// The daemon's pod network: bridge <name>0, 10.214.<subnet>.0/24.
     let network: TestPodNetwork
     /// Where it serves Prometheus metrics.
     let metricsURL: URL
@@ -40,13 +40,14 @@ final class CRIDaemon: @unchecked Sendable {
         return daemon
     }
 
-    init(name: String) throws {
+    /// `extraConfig`: more TOML tables for config.toml (e.g. [host_pods]).
+    init(name: String, subnet: Int = 250, extraConfig: String = "") throws {
         // Short: unix socket paths below it must stay under 108 bytes.
-        stateDirectory = "/tmp/\(name)"
+        stateDirectory = Self.stateDirectory(name)
         socket = "\(stateDirectory)/cri.sock"
         logFile = "/tmp/\(name)-podvisord.log"
         try Self.clean(stateDirectory)
-        network = try TestPodNetwork(directory: "\(stateDirectory)/cni", bridge: "\(name)0", subnet: 250)
+        network = try TestPodNetwork(directory: Self.networkDirectory(name), bridge: "\(name)0", subnet: subnet)
         let metricsPort = try TestRegistry.freePort()
         metricsURL = URL(string: "http://127.0.0.1:\(metricsPort)/metrics")!
         let config = """
@@ -63,11 +64,15 @@ final class CRIDaemon: @unchecked Sendable {
             [cni]
             conf_dir = "\(network.confDir)"
             bin_dirs = ["/usr/lib/cni"]
-
+            \(extraConfig)
             """
         try config.write(toFile: "\(stateDirectory)/config.toml", atomically: true, encoding: .utf8)
         FileManager.default.createFile(atPath: logFile, contents: nil)
     }
+
+    static func stateDirectory(_ name: String) -> String { "/tmp/\(name)" }
+    /// The pod network's files (a `TestPodNetwork`: conf dir net.d, IPAM leases), known before `init` makes them.
+    static func networkDirectory(_ name: String) -> String { "\(stateDirectory(name))/cni" }
 
     /// What a killed earlier run left: its CRI records and files go, the runtime's own state stays, so the
     /// daemon's recovery removes that run's VMs, networks and layers as it does after any crash (no record

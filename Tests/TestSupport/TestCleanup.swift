@@ -21,6 +21,17 @@ public enum TestCleanup {
         }
     }
 
+    /// What test processes killed before their exit handlers ran (a crash, kill -9) left: every
+    /// `<prefix><pid>…` whose process is gone goes through `remove` (default: deleted).
+    public static func removeStale(prefix: String, _ remove: (String) -> Void = { try? FileManager.default.removeItem(atPath: $0) }) {
+        let parent = (prefix as NSString).deletingLastPathComponent
+        let name = (prefix as NSString).lastPathComponent
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] where entry.hasPrefix(name) {
+            guard let pid = Int32(entry.dropFirst(name.count).prefix { $0.isNumber }), pid != getpid() else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { remove("\(parent)/\(entry)") }
+        }
+    }
+
     /// Kills every process whose command line names `directory` (a daemon on it, QEMU and helpers of its
     /// VMs), detaches what is mounted below it, and removes it.
     public static func removeAtExit(_ directory: String) {

@@ -12,7 +12,7 @@ public struct TestPodNetwork: Sendable {
     public let subnet: Int
 
     public init(directory: String, bridge: String, subnet: Int) throws {
-        confDir = "\(directory)/net.d"
+        confDir = Self.confDir(in: directory)
         ipamDir = "\(directory)/ipam"
         self.bridge = bridge
         name = "\(bridge)-net"
@@ -20,6 +20,9 @@ public struct TestPodNetwork: Sendable {
         try FileManager.default.createDirectory(atPath: confDir, withIntermediateDirectories: true)
         try write(conflist())
     }
+
+    /// Where a network made in `directory` keeps its conflist (for a runtime configured before it exists).
+    public static func confDir(in directory: String) -> String { "\(directory)/net.d" }
 
     public var gateway: String { "10.214.\(subnet).1" }
 

@@ -31,6 +31,9 @@ struct HostPodForwarding: ServerInterceptor {
                         })),
                 context)
         }
+        if let request = protobuf as? Runtime_V1_CreateContainerRequest {
+            await pullIntoContainerd(request.config.image)
+        }
         let answer: [UInt8]
         do {
             answer = try await hostPods.forward(try protobuf.serializedBytes(), method: context.descriptor)
@@ -41,6 +44,17 @@ struct HostPodForwarding: ServerInterceptor {
         let output = try outputType.init(serializedBytes: answer)
         try route.recordAfterwards(output)
         return StreamingServerResponse(single: ServerResponse(message: output as! Output))
+    }
+
+    /// kubelet pulls only what ImageStatus does not find, and ImageStatus answers from podvisord's store first:
+    /// an image that a VM pod (or a pull without a host pod's sandbox config) brought reaches containerd here,
+    /// by the names podvisord pulled it as (digests first) or the one kubelet was given.
+    private func pullIntoContainerd(_ image: Runtime_V1_ImageSpec) async {
+        let record = await server.images.image(image.image)
+        let names = (record?.repoDigests ?? []) + [image.userSpecifiedImage] + (record?.repoTags ?? [])
+        if let name = await hostPods.ensureImage(image, names: names.filter { !$0.isEmpty }) {
+            server.log.info("pulled \(name) into containerd for a host pod's container: it had only podvisord's copy")
+        }
     }
 
     struct Route {

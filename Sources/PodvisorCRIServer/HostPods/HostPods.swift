@@ -70,9 +70,28 @@ final class HostPods: Sendable {
                 request: ClientRequest(message: request), descriptor: method, serializer: RawBytes(), deserializer: RawBytes(),
                 options: .defaults
             ) { try $0.message }
-        } catch let error as RPCError where error.code == .unavailable {
-            throw unavailable(error)
+        } catch {
+            throw failure(error)
         }
+    }
+
+    /// containerd's error as podvisord's answer: its status and message only. Its metadata holds the trailers of
+    /// containerd's own response (`:status`, `content-type`, `grpc-status`), which sent again beside ours broke the
+    /// stream: kubelet heard "Stream unexpectedly closed" for containerd's NotFound.
+    func failure(_ error: any Error) -> any Error {
+        guard let error = error as? RPCError else { return error }
+        return error.code == .unavailable ? unavailable(error) : RPCError(code: error.code, message: error.message)
+    }
+
+    /// containerd's copy of a host container's image, pulled (anonymously) by the first of `names` that works
+    /// when containerd lacks it; nil when it had it or no name worked (containerd's CreateContainer then says
+    /// what is missing).
+    func ensureImage(_ image: Runtime_V1_ImageSpec, names: [String]) async -> String? {
+        guard let status = try? await images.imageStatus(.with { $0.image = image }), !status.hasImage else { return nil }
+        for name in names where (try? await images.pullImage(.with { $0.image = .with { $0.image = name } })) != nil {
+            return name
+        }
+        return nil
     }
 
     /// What a caller hears when containerd does not answer: which runtime, where, and why.

@@ -19,9 +19,7 @@ extension ImageService {
                 username: auth.username, password: auth.password, auth: auth.auth, registryToken: auth.registryToken)
             let id = try await server.pull(request.image.image, credentials: credentials)
             if let hostPods = server.hostPods, request.hasSandboxConfig, hostPods.wants(request.sandboxConfig, handler: "") {
-                do { _ = try await hostPods.images.pullImage(request) } catch let error as RPCError where error.code == .unavailable {
-                    throw hostPods.unavailable(error)
-                }
+                do { _ = try await hostPods.images.pullImage(request) } catch { throw hostPods.failure(error) }
             }
             return .with { $0.imageRef = id.description }
         }
