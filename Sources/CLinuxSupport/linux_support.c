@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <time.h>
@@ -15,6 +16,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <linux/vm_sockets.h>
 
 static int fill_unix(struct sockaddr_un *addr, const char *path) {
@@ -165,11 +167,6 @@ int pv_mount(const char *source, const char *target, const char *fstype, unsigne
     return mount(source, target, fstype, flags, data);
 }
 
-int pv_make_shared_mountpoint(const char *path) {
-    if (mount(path, path, NULL, MS_BIND, NULL) != 0) return -1;
-    return pv_make_shared(path);
-}
-
 int pv_make_shared(const char *path) {
     return mount(NULL, path, NULL, MS_SHARED | MS_REC, NULL);
 }
@@ -180,6 +177,8 @@ struct pv_mount_attr {
 };
 #define PV_MOUNT_ATTR_RDONLY 0x1
 #define PV_AT_RECURSIVE 0x8000
+#define PV_OPEN_TREE_CLONE 1
+#define PV_MOVE_MOUNT_F_EMPTY_PATH 0x4
 
 int pv_make_readonly_recursive(const char *path) {
     struct pv_mount_attr attr = {PV_MOUNT_ATTR_RDONLY, 0, 0, 0};
@@ -188,13 +187,48 @@ int pv_make_readonly_recursive(const char *path) {
     return mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL);
 }
 
-int pv_bind_mount(const char *source, const char *target, int readonly) {
-    if (mount(source, target, NULL, MS_BIND | MS_REC, NULL) != 0) return -1;
-    if (readonly == PV_READWRITE) return 0;
-    // Private first: the read-only change must not travel to the source's peers.
-    if (mount(NULL, target, NULL, MS_PRIVATE | MS_REC, NULL) != 0) return -1;
-    if (readonly == PV_READONLY_TOP) return mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL);
-    return pv_make_readonly_recursive(target);
+// The child's work; its exit status is 0 or the errno that stopped it. Only system calls: the parent is
+// multithreaded, so nothing that takes a lock may run between fork and _exit.
+static int in_namespace(int ns_fd, int operation, const char *source, const char *target, const char *options, int readonly) {
+    int tree = -1;
+    if (operation == PV_NS_BIND) {
+        // Cloned here, where the source was judged (a /proc/self/fd/N link: the descriptor is inherited); attached there.
+        tree = (int)syscall(SYS_open_tree, AT_FDCWD, source, PV_OPEN_TREE_CLONE | O_CLOEXEC | PV_AT_RECURSIVE);
+        if (tree < 0) return errno;
+        if (readonly != PV_READWRITE) {
+            struct pv_mount_attr private = {0, 0, MS_PRIVATE, 0};
+            struct pv_mount_attr rdonly = {PV_MOUNT_ATTR_RDONLY, 0, 0, 0};
+            if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | PV_AT_RECURSIVE, &private, sizeof(private)) != 0) return errno;
+            unsigned int depth = readonly == PV_READONLY_RECURSIVE ? PV_AT_RECURSIVE : 0;
+            if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | depth, &rdonly, sizeof(rdonly)) != 0) return errno;
+        }
+    }
+    if (setns(ns_fd, CLONE_NEWNS) != 0) return errno;
+    switch (operation) {
+    case PV_NS_BIND:
+        if (syscall(SYS_move_mount, tree, "", AT_FDCWD, target, PV_MOVE_MOUNT_F_EMPTY_PATH) != 0) return errno;
+        return 0;
+    case PV_NS_OVERLAY:
+        return mount("overlay", target, "overlay", 0, options) == 0 ? 0 : errno;
+    case PV_NS_DETACH:
+        return umount2(target, MNT_DETACH) == 0 ? 0 : errno;
+    default:
+        return EINVAL;
+    }
+}
+
+int pv_mount_in_namespace(int ns_fd, int operation, const char *source, const char *target, const char *options, int readonly) {
+    pid_t child = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+    if (child < 0) return -1;
+    if (child == 0) _exit(in_namespace(ns_fd, operation, source, target, options, readonly));
+    int status = 0;
+    while (waitpid(child, &status, 0) < 0) {
+        if (errno != EINTR) return -1;
+    }
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : EIO;
+    if (code == 0) return 0;
+    errno = code;
+    return -1;
 }
 
 int pv_move_mount(const char *source, const char *target) {

@@ -11,18 +11,19 @@ final class HelperProcess: @unchecked Sendable {
     /// nil for a helper adopted from an earlier runtime process (not our child: we cannot wait for it).
     let process: Process?
 
-    /// Starts `executable` and waits until `socket` exists; QEMU must find it listening. With `user`, the
-    /// helper runs as that user (QEMU's) with no capabilities and no_new_privs: a compromised helper gets no
-    /// more than QEMU already has.
+    /// Starts `executable` (through `wrapper`, a command that ends by exec'ing the rest of its arguments, so
+    /// the pid stays the helper's) and waits until `socket` exists; QEMU must find it listening. `prepare`
+    /// runs once the helper's directory exists.
     static func start(
         _ name: String, executable: String, arguments: [String], directory: String, socket: String, qemuGroup: gid_t?,
-        user: (uid: uid_t, gid: gid_t)? = nil
+        prepare: () -> Void = {}, wrapper: [String] = []
     ) throws(PodvisorError) -> HelperProcess {
         guard mkdir(directory, 0o2770) == 0 || errno == EEXIST else {
             throw PodvisorError(.internalError, "cannot create \(directory): errno \(errno)")
         }
         if let qemuGroup { chown(directory, 0, qemuGroup) }
         chmod(directory, 0o2770)
+        prepare()
 
         let logPath = "\(directory)/\(name).log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
@@ -30,13 +31,7 @@ final class HelperProcess: @unchecked Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
         // exec, so that the pid we signal is the helper's own.
-        let unprivileged = user.map {
-            [
-                "/usr/bin/setpriv", "--reuid=\($0.uid)", "--regid=\($0.gid)", "--clear-groups", "--no-new-privs", "--bounding-set=-all",
-                "--inh-caps=-all", "--",
-            ]
-        }
-        process.arguments = ["-c", "umask 007; exec \"$@\"", "sh"] + (unprivileged ?? []) + [executable] + arguments
+        process.arguments = ["-c", "umask 007; exec \"$@\"", "sh"] + wrapper + [executable] + arguments
         process.standardOutput = log
         process.standardError = log
         process.standardInput = FileHandle.nullDevice

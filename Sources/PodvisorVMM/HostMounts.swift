@@ -2,13 +2,12 @@ import CLinuxSupport
 import Foundation
 import PodvisorCore
 
-// Every mount the host side makes or undoes, and the one way it deletes directories: never through a
-// mount. VM shares, container rootfs overlays and volumes all go through here.
+// Mount points, and the one way the host side deletes directories: never through a mount. The mounts of a
+// VM's share (rootfs overlays, volumes) are made in the VM's own mount namespace (SharedDirectory).
 
 /// Mount points at or below `path` in this process's mount namespace, deepest first.
 public func mountPoints(under path: String) -> [String] {
-    let mountinfo = readProcFile("/proc/self/mountinfo")
-    return mountinfo.split(separator: "\n").compactMap { line -> String? in
+    readProcFile("/proc/self/mountinfo").split(separator: "\n").compactMap { line -> String? in
         let fields = line.split(separator: " ")
         return fields.count > 4 ? String(fields[4]) : nil
     }.filter { $0 == path || $0.hasPrefix(path + "/") }.sorted { $0.count > $1.count }
@@ -56,16 +55,7 @@ public func removeUnmountedDirectory(_ path: String) throws(PodvisorError) {
     }
 }
 
-/// Mounts an overlay of `lower` (top first) at `target`, writes going to `upper` (with `work` beside it).
-public func mountOverlay(lower: [String], upper: String, work: String, at target: String) throws(PodvisorError) {
-    for directory in [upper, work, target] { try makeDirectory(directory) }
-    let options = "lowerdir=\(lower.joined(separator: ":")),upperdir=\(upper),workdir=\(work)"
-    guard mount("overlay", target, "overlay", 0, options) == 0 else {
-        throw PodvisorError(.internalError, "cannot mount an overlay on \(target): \(String(cString: strerror(errno)))")
-    }
-}
-
-/// Read-only modes of `bindMount`: everything below too, or the top mount only (its submounts stay writable).
+/// Read-only modes of a bind into a VM's share (`VirtualMachine.bind`): everything below too, or the top mount only (its submounts stay writable).
 public enum BindMode: Sendable {
     case readWrite, readonlyRecursive, readonlyTop
 
@@ -75,15 +65,6 @@ public enum BindMode: Sendable {
         case .readonlyRecursive: Int32(PV_READONLY_RECURSIVE)
         case .readonlyTop: Int32(PV_READONLY_TOP)
         }
-    }
-}
-
-/// Binds `source` (with what is mounted below it) on `target`, creating the mount point like the source
-/// (a directory, or an empty file for a file). A read-only bind is read-only before it becomes visible.
-public func bindMount(_ source: String, at target: String, _ mode: BindMode = .readWrite) throws(PodvisorError) {
-    try makeMountPoint(target, like: source)
-    guard pv_bind_mount(source, target, mode.raw) == 0 else {
-        throw PodvisorError(.internalError, "cannot bind \(source) on \(target): \(String(cString: strerror(errno)))")
     }
 }
 
@@ -104,7 +85,7 @@ public func makeDirectory(_ path: String) throws(PodvisorError) {
 }
 
 /// An empty directory, or an empty file when `source` is a file (a bind needs the same kind).
-private func makeMountPoint(_ path: String, like source: String) throws(PodvisorError) {
+func makeMountPoint(_ path: String, like source: String) throws(PodvisorError) {
     var isDirectory: ObjCBool = false
     guard FileManager.default.fileExists(atPath: source, isDirectory: &isDirectory) else {
         throw PodvisorError(.notFound, "\(source) does not exist")

@@ -4,26 +4,28 @@ import PodvisorCore
 
 /// The one host directory a VM sees through virtio-fs (tag `share`), served by Debian's C virtiofsd.
 ///
-/// Recipe measured on these machines (brief §2): the directory is made a shared mount point of its own
-/// *before* virtiofsd starts, so mounts added under it later (container rootfs, volumes) propagate into
-/// virtiofsd's mount namespace and reach the guest; `announce_submounts` keeps their inode numbers apart.
-/// Without it, the guest never sees those mounts and its writes land in the empty directories beneath.
+/// virtiofsd starts in a mount namespace of the VM's own (unshare, pinned at `fs/mntns` so that it outlives
+/// virtiofsd's own sandboxing and this process), where the share is made a shared mount point of its own
+/// *before* virtiofsd starts: mounts added under it later (container rootfs, volumes) propagate into
+/// virtiofsd's sandbox and reach the guest; `announce_submounts` keeps their inode numbers apart. Those
+/// mounts are made in that namespace, never in the host's: the host sees none of a pod's mounts (a volume's
+/// submount stays removable there), and they all go with the namespace, whatever happened to the runtime.
 struct SharedDirectory {
     static let tag = "share"
 
     let path: String
     let socket: String
     let virtiofsd: HelperProcess
+    /// The bind mount (in the host's namespace) that keeps the VM's mount namespace alive.
+    let namespacePin: String
 
     static func start(executable: String, runDirectory: String, qemuGroup: gid_t?) throws(PodvisorError) -> SharedDirectory {
         let path = "\(runDirectory)/share"
         guard mkdir(path, 0o755) == 0 || errno == EEXIST else {
             throw PodvisorError(.internalError, "cannot create \(path): errno \(errno)")
         }
-        guard pv_make_shared_mountpoint(path) == 0 else {
-            throw PodvisorError(.internalError, "cannot make \(path) a shared mount point: errno \(errno)")
-        }
         let socket = socketPath(runDirectory)
+        let pin = namespacePin(runDirectory)
         do {
             let virtiofsd = try HelperProcess.start(
                 "virtiofsd", executable: executable,
@@ -33,10 +35,17 @@ struct SharedDirectory {
                     "--socket-path=\(socket)", "--socket-group=libvirt-qemu", "-o", "source=\(path)",
                     "-o", "announce_submounts", "-o", "xattr",
                 ],
-                directory: "\(runDirectory)/fs", socket: socket, qemuGroup: qemuGroup)
-            return SharedDirectory(path: path, socket: socket, virtiofsd: virtiofsd)
+                directory: "\(runDirectory)/fs", socket: socket, qemuGroup: qemuGroup,
+                // Private: no host mount propagates in (the pin itself would, and keep its namespace forever);
+                // volumes still follow their sources, as peers of them.
+                prepare: { FileManager.default.createFile(atPath: pin, contents: nil) },
+                wrapper: [
+                    "/usr/bin/unshare", "--mount=\(pin)", "--propagation", "private", "--", "/bin/sh", "-c",
+                    #"/usr/bin/mount --bind "$0" "$0" && /usr/bin/mount --make-shared "$0" && exec "$@""#, path,
+                ])
+            return SharedDirectory(path: path, socket: socket, virtiofsd: virtiofsd, namespacePin: pin)
         } catch {
-            detachMount(path)
+            Self.unpin(pin)
             throw error
         }
     }
@@ -45,15 +54,66 @@ struct SharedDirectory {
     static func adopt(runDirectory: String) throws(PodvisorError) -> SharedDirectory {
         SharedDirectory(
             path: "\(runDirectory)/share", socket: socketPath(runDirectory),
-            virtiofsd: try HelperProcess.adopt("virtiofsd", directory: "\(runDirectory)/fs"))
+            virtiofsd: try HelperProcess.adopt("virtiofsd", directory: "\(runDirectory)/fs"), namespacePin: namespacePin(runDirectory))
     }
 
-    /// Stops virtiofsd and detaches the share with everything mounted below it. The guest may still hold
-    /// handles, so a plain umount would fail with EBUSY; a detached mount goes once the last user does.
+    /// Stops virtiofsd and lets the VM's mount namespace go, and every mount in it.
     func stop() {
         virtiofsd.stop()
         Self.removePidFile(socket: socket)
-        detachMount(path)
+        Self.unpin(namespacePin)
+    }
+
+    static func namespacePin(_ runDirectory: String) -> String { "\(runDirectory)/fs/mntns" }
+
+    private static func unpin(_ pin: String) {
+        detachMount(pin)
+        unlink(pin)
+    }
+
+    /// Binds `source` (with what is mounted below it) at `target` in the VM's namespace; a read-only bind is
+    /// read-only before it is attached. The source is resolved here, in this process's namespace.
+    func bind(_ source: String, at target: String, _ mode: BindMode) throws(PodvisorError) {
+        try makeMountPoint(target, like: source)
+        try inNamespace(.bind, source: source, target: target, mode: mode) { "cannot bind \(source) on \(target)" }
+    }
+
+    /// An overlay of `lower` (top first) at `target` in the VM's namespace, writes going to `upper`.
+    func mountOverlay(lower: [String], upper: String, work: String, at target: String) throws(PodvisorError) {
+        for directory in [upper, work, target] { try makeDirectory(directory) }
+        let options = "lowerdir=\(lower.joined(separator: ":")),upperdir=\(upper),workdir=\(work)"
+        try inNamespace(.overlay, target: target, options: options) { "cannot mount an overlay on \(target)" }
+    }
+
+    /// Detaches the mounts at `targets` in the VM's namespace, with what is below them (virtiofsd may still
+    /// hold handles the guest used: a plain umount would fail with EBUSY). Not mount points: nothing to do.
+    func detach(_ targets: [String]) {
+        for target in targets { try? inNamespace(.detach, target: target) { "cannot detach \(target)" } }
+    }
+
+    private enum Operation {
+        case bind, overlay, detach
+        var raw: Int32 {
+            switch self {
+            case .bind: Int32(PV_NS_BIND)
+            case .overlay: Int32(PV_NS_OVERLAY)
+            case .detach: Int32(PV_NS_DETACH)
+            }
+        }
+    }
+
+    private func inNamespace(
+        _ operation: Operation, source: String = "", target: String, options: String = "", mode: BindMode = .readWrite,
+        _ what: () -> String
+    ) throws(PodvisorError) {
+        let namespace = open(namespacePin, O_RDONLY | O_CLOEXEC)
+        guard namespace >= 0 else {
+            throw PodvisorError(.unavailable, "\(what()): the VM's mount namespace (\(namespacePin)) is gone")
+        }
+        defer { close(namespace) }
+        guard pv_mount_in_namespace(namespace, operation.raw, source, target, options, mode.raw) == 0 else {
+            throw PodvisorError(.internalError, "\(what()): \(String(cString: strerror(errno)))")
+        }
     }
 
     static func socketPath(_ runDirectory: String) -> String { "\(runDirectory)/fs/virtiofsd.sock" }

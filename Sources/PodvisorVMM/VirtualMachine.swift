@@ -230,6 +230,34 @@ public final class VirtualMachine: Sendable {
         }
     }
 
+    // MARK: the share's mounts, in the VM's mount namespace (SharedDirectory)
+
+    /// Binds `source` at `<share>/<relative>`; read-only ones are read-only before the guest can see them.
+    public func bind(_ source: String, intoShareAt relative: String, _ mode: BindMode = .readWrite) throws(PodvisorError) {
+        try requireShare().bind(source, at: "\(try requireShare().path)/\(relative)", mode)
+    }
+
+    /// An overlay of `lower` (top first) at `<share>/<relative>`, writes going to `upper`.
+    public func mountOverlay(lower: [String], upper: String, work: String, intoShareAt relative: String) throws(PodvisorError) {
+        let share = try requireShare()
+        try share.mountOverlay(lower: lower, upper: upper, work: work, at: "\(share.path)/\(relative)")
+    }
+
+    /// Detaches what is mounted for `<share>/<relative>` (its rootfs and volumes, as `PodVM` places them),
+    /// then removes that directory. Its mount points are plain directories on the host: removing them never
+    /// reaches into a mount, and the kernel detaches anything left on them in the VM's namespace.
+    public func removeFromShare(_ relative: String, mountPoints: [String]) throws(PodvisorError) {
+        let share = try requireShare()
+        let directory = "\(share.path)/\(relative)"
+        share.detach(mountPoints.map { "\(directory)/\($0)" })
+        try removeUnmountedDirectory(directory)
+    }
+
+    private func requireShare() throws(PodvisorError) -> SharedDirectory {
+        guard let share else { throw PodvisorError(.failedPrecondition, "VM \(name) has no shared directory") }
+        return share
+    }
+
     /// What a VM leaves when its runtime died while starting or stopping it (the domain gone or never
     /// made): helpers still running from their pid files, the share's mounts, the run directory. Idempotent.
     public static func removeLeftovers(_ configuration: Configuration) throws(PodvisorError) {
@@ -238,6 +266,7 @@ public final class VirtualMachine: Sendable {
             (try? HelperProcess.adopt(name, directory: directory))?.stop()
         }
         SharedDirectory.removePidFile(socket: SharedDirectory.socketPath(run))
+        // The pin of the VM's mount namespace (whose mounts go with it).
         detachMounts(under: run)
         try removeUnmountedDirectory(run)
     }

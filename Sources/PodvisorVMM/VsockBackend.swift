@@ -9,12 +9,19 @@ struct VsockBackend {
     let vhostSocket: String
     let hostSocket: String
 
-    /// It only moves bytes between sockets in its directory: it runs as QEMU's user where there is one.
+    /// It only moves bytes between sockets in its directory: where QEMU has a user of its own, it runs as that
+    /// user with no capabilities and no_new_privs, so a compromised backend gets no more than QEMU has.
     static func start(executable: String, directory: String, qemuUser: (uid: uid_t, gid: gid_t)?) throws(PodvisorError) -> VsockBackend {
+        let unprivileged = qemuUser.map {
+            [
+                "/usr/bin/setpriv", "--reuid=\($0.uid)", "--regid=\($0.gid)", "--clear-groups", "--no-new-privs",
+                "--bounding-set=-all", "--inh-caps=-all", "--",
+            ]
+        }
         let helper = try HelperProcess.start(
             "vhost-device-vsock", executable: executable,
             arguments: ["--vm", "guest-cid=3,socket=\(vhostSocket(directory)),uds-path=\(hostSocket(directory))"],
-            directory: directory, socket: vhostSocket(directory), qemuGroup: qemuUser?.gid, user: qemuUser)
+            directory: directory, socket: vhostSocket(directory), qemuGroup: qemuUser?.gid, wrapper: unprivileged ?? [])
         return VsockBackend(helper: helper, vhostSocket: vhostSocket(directory), hostSocket: hostSocket(directory))
     }
 

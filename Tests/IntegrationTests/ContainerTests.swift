@@ -245,6 +245,26 @@ struct SharedPodVM: SuiteTrait, TestScoping {
         #expect(mountPoints(under: pod.vm.configuration.runDirectory + "/share/" + id).isEmpty)
     }
 
+    /// A pod's rootfs and volumes live in its VM's mount namespace: the host sees none of them, and a mount
+    /// below a volume's source can be undone and removed on the host while the pod uses the volume (what
+    /// critest's read-only mount specs do when they clean up).
+    @Test func theHostNeverSeesAPodsMounts() throws {
+        let base = "/tmp/podvisor-test/hidden-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: "\(base)/volume/sub", withIntermediateDirectories: true)
+        try BusyboxRootfs.run("/bin/mount", "-t", "tmpfs", "tmpfs", "\(base)/volume/sub")
+        let id = TestHost.uniqueID("hid")
+        defer {
+            try? pod.unmountContainer(containerID: id)
+            _ = try? BusyboxRootfs.run("/bin/umount", "-l", "\(base)/volume/sub")
+            try? FileManager.default.removeItem(atPath: base)
+        }
+        _ = try pod.mountRootfs(containerID: id, from: rootfs)
+        _ = try pod.mountVolume(containerID: id, name: "v", from: "\(base)/volume", readonly: true)
+        #expect(mountPoints(under: "\(pod.vm.configuration.runDirectory)/share").isEmpty)
+        try BusyboxRootfs.run("/bin/umount", "\(base)/volume/sub")
+        #expect(rmdir("\(base)/volume/sub") == 0, "errno \(errno)")
+    }
+
     @Test func privilegedSeesTheGuestsDevicesOnly() async throws {
         let probe = ["sh", "-c", "ls /dev/kmsg 2>/dev/null || echo no-kmsg; grep -q ' /sys sysfs rw' /proc/mounts && echo sys-rw || echo sys-ro"]
         #expect(try await run(probe).stdout == "no-kmsg\nsys-ro\n")

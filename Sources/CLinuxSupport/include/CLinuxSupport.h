@@ -46,20 +46,24 @@ int pv_poweroff(void);
 
 // Filesystems.
 int pv_mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data);
-// Makes `path` a mount point of its own with shared propagation, so mounts made below it later propagate
-// into the namespaces (virtiofsd's) that copied it.
-int pv_make_shared_mountpoint(const char *path);
 // mount --make-rshared on an existing mount point.
 int pv_make_shared(const char *path);
 // Makes a mount and every mount below it read-only (mount_setattr with AT_RECURSIVE; a plain read-only
 // remount, which leaves submounts writable, only where the kernel lacks it). Async-signal-safe.
 int pv_make_readonly_recursive(const char *path);
-// Read-only modes of pv_bind_mount and of container volumes: everything below too, or the top mount only
-// (its submounts stay writable, as CRI's plain readonly).
+// Read-only modes of volumes (a VM's share, a container's mounts): everything below too, or the top mount
+// only (its submounts stay writable, as CRI's plain readonly).
 enum { PV_READWRITE = 0, PV_READONLY_RECURSIVE = 1, PV_READONLY_TOP = 2 };
-// Bind-mounts `source` (recursively) on `target`; read-only binds (a PV_* mode) are made read-only before
-// they become visible.
-int pv_bind_mount(const char *source, const char *target, int readonly);
+// Mount operations in another mount namespace (a pod VM's, which its virtiofsd holds): a forked child joins
+// the namespace `ns_fd` and does one of them; a multithreaded process cannot join one itself.
+//   PV_NS_BIND: clones the tree at `source` (resolved in this namespace, where it was judged) with what
+//     is mounted below it, makes the clone read-only per `readonly` (a PV_* mode; private first, so the
+//     change stays on the clone) while it is still detached, and attaches it at `target`.
+//   PV_NS_OVERLAY: mounts an overlay with `options` at `target`.
+//   PV_NS_DETACH: umount2(MNT_DETACH) of `target`.
+// 0, or -1 with errno (the child's).
+enum { PV_NS_BIND = 1, PV_NS_OVERLAY = 2, PV_NS_DETACH = 3 };
+int pv_mount_in_namespace(int ns_fd, int operation, const char *source, const char *target, const char *options, int readonly);
 // mount(MS_MOVE): moves a mount (with its submounts) to another place.
 int pv_move_mount(const char *source, const char *target);
 // umount2(MNT_DETACH): detaches the mount and everything below it, even while busy.

@@ -3,53 +3,44 @@ import PodvisorCore
 import PodvisorVMM
 
 /// Placing a container's root filesystem and volumes into the VM's shared directory, below
-/// `<share>/<container id>/`. Mounts made here reach the running guest through virtio-fs.
+/// `<share>/<container id>/`, in the VM's own mount namespace: they reach the running guest through
+/// virtio-fs, and the host never sees them.
 extension PodVM {
     /// Bind-mounts `directory` at `<share>/<containerID>/rootfs`; returns that path relative to the share,
     /// which is what the agent's CreateContainer takes.
     package func mountRootfs(containerID: String, from directory: String) throws(PodvisorError) -> String {
-        try place(directory, at: "\(try Self.component(containerID, "container id"))/rootfs")
+        let relative = "\(try Self.component(containerID, "container id"))/rootfs"
+        try vm.bind(directory, intoShareAt: relative)
+        return relative
     }
 
-    /// Bind-mounts a volume (directory or file) at `<share>/<containerID>/volumes/<name>`. A read-only volume
-    /// is made read-only in a private staging mount *before* it appears under the share: a read-only remount
-    /// made after that does not propagate to virtiofsd, and the guest could still write (measured here).
-    /// `recursive`: mounts below the source are read-only too; otherwise they stay writable.
+    /// An overlay of image layers (top first) at `<share>/<containerID>/rootfs`, writes going to `upper`;
+    /// returns that path relative to the share.
+    package func mountRootfs(containerID: String, layers: [String], upper: String, work: String) throws(PodvisorError) -> String {
+        let relative = "\(try Self.component(containerID, "container id"))/rootfs"
+        try vm.mountOverlay(lower: layers, upper: upper, work: work, intoShareAt: relative)
+        return relative
+    }
+
+    /// Bind-mounts a volume (directory or file) at `<share>/<containerID>/volumes/<name>`, read-only before
+    /// the guest can see it when asked. `recursive`: mounts below the source are read-only too; otherwise
+    /// they stay writable.
     package func mountVolume(
         containerID: String, name: String, from source: String, readonly: Bool, recursive: Bool = true
     )
         throws(PodvisorError) -> String
     {
         let relative = "\(try Self.component(containerID, "container id"))/volumes/\(try Self.component(name, "volume name"))"
-        guard readonly else { return try place(source, at: relative) }
-        let staging = "\(vm.configuration.runDirectory)/staging-\(containerID)-\(name)"
-        defer {
-            detachMount(staging)
-            try? removeUnmountedDirectory(staging)
-        }
-        try bindMount(source, at: staging, recursive ? .readonlyRecursive : .readonlyTop)
-        return try place(staging, at: relative)
+        try vm.bind(source, intoShareAt: relative, readonly ? (recursive ? .readonlyRecursive : .readonlyTop) : .readWrite)
+        return relative
     }
 
     /// Detaches everything mounted for the container and removes its directory. Detached, not unmounted:
     /// virtiofsd may still hold handles the guest used.
     package func unmountContainer(containerID: String) throws(PodvisorError) {
         let directory = "\(try sharedDirectory())/\(try Self.component(containerID, "container id"))"
-        detachMounts(under: directory)
-        try removeUnmountedDirectory(directory)
-    }
-
-    /// Read-write bind under the share (read-only sources arrive already read-only from a staging mount).
-    private func place(_ source: String, at relative: String) throws(PodvisorError) -> String {
-        try bindMount(source, at: "\(try sharedDirectory())/\(relative)")
-        return relative
-    }
-
-    private static func component(_ value: String, _ what: String) throws(PodvisorError) -> String {
-        guard !value.isEmpty, !value.contains("/"), value != ".", value != ".." else {
-            throw PodvisorError(.invalidArgument, "\(what) \"\(value)\" cannot name a directory")
-        }
-        return value
+        let volumes = ((try? FileManager.default.contentsOfDirectory(atPath: "\(directory)/volumes")) ?? []).map { "volumes/\($0)" }
+        try vm.removeFromShare(try Self.component(containerID, "container id"), mountPoints: ["rootfs"] + volumes)
     }
 
     private func sharedDirectory() throws(PodvisorError) -> String {
@@ -57,5 +48,12 @@ extension PodVM {
             throw PodvisorError(.failedPrecondition, "VM \(vm.name) has no shared directory")
         }
         return share
+    }
+
+    private static func component(_ value: String, _ what: String) throws(PodvisorError) -> String {
+        guard !value.isEmpty, !value.contains("/"), value != ".", value != ".." else {
+            throw PodvisorError(.invalidArgument, "\(what) \"\(value)\" cannot name a directory")
+        }
+        return value
     }
 }

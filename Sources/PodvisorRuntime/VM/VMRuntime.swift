@@ -152,9 +152,7 @@ public final class VMRuntime: SandboxRuntime {
     // MARK: containers
 
     public func removeContainer(id: String) throws(PodvisorError) {
-        let directory = containerDirectory(id)
-        detachMount("\(directory)/rootfs")
-        try removeUnmountedDirectory(directory)
+        try removeUnmountedDirectory(containerDirectory(id))
     }
 
     public func containerIDs() -> [String] {

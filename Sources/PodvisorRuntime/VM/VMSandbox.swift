@@ -47,10 +47,10 @@ final class VMSandbox: PodSandbox {
     func createContainer(_ spec: ContainerSpec) async throws(PodvisorError) -> ContainerIdentity {
         let directory = runtime.containerDirectory(spec.id)
         do throws(PodvisorError) {
-            try mountOverlay(lower: spec.layers, upper: "\(directory)/upper", work: "\(directory)/work", at: "\(directory)/rootfs")
             var request = Podvisor_Agent_V1_CreateContainerRequest()
             request.containerID = spec.id
-            request.rootfs = try pod.mountRootfs(containerID: spec.id, from: "\(directory)/rootfs")
+            request.rootfs = try pod.mountRootfs(
+                containerID: spec.id, layers: spec.layers, upper: "\(directory)/upper", work: "\(directory)/work")
             request.readonlyRootfs = spec.readonlyRootfs
             request.process = spec.process.agentMessage
             request.ownPidNamespace = spec.ownPIDNamespace
