@@ -16,7 +16,7 @@ PODVISOR := .build/debug/podvisor
 DEMO_STATE ?= /var/lib/podvisor
 IMAGE_FLAGS = --kernel $(abspath $(IMAGE_DIR)/vmlinuz) --initrd $(abspath $(IMAGE_DIR)/initramfs.img)
 
-.PHONY: all deps build demo test check unit-test chaos bench clean release install uninstall FORCE
+.PHONY: all deps build demo test check unit-test chaos bench clean release install uninstall deb FORCE
 all: build image
 
 deps:
@@ -169,6 +169,14 @@ uninstall:
 ifeq ($(DESTDIR),)
 	[ ! -d /run/systemd/system ] || systemctl daemon-reload
 endif
+
+# build/podvisor_<version>_<arch>.deb: `make install` staged below /usr, packaged by Configs/deb/build-deb.sh.
+DEB_STAGE := $(BUILD)/deb/debian/podvisor
+DEB := $(BUILD)/podvisor_$(VERSION)_$(shell dpkg --print-architecture).deb
+deb:
+	rm -rf $(DEB_STAGE)
+	$(MAKE) --no-print-directory install PREFIX=/usr DESTDIR=$(abspath $(DEB_STAGE))
+	Configs/deb/build-deb.sh $(DEB_STAGE) $(VERSION) $(DEB)
 
 clean:
 	rm -rf .build .build-guest $(BUILD)
