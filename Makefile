@@ -16,7 +16,7 @@ PODVISOR := .build/debug/podvisor
 DEMO_STATE ?= /var/lib/podvisor
 IMAGE_FLAGS = --kernel $(abspath $(IMAGE_DIR)/vmlinuz) --initrd $(abspath $(IMAGE_DIR)/initramfs.img)
 
-.PHONY: all deps build demo test check unit-test chaos bench clean release install uninstall deb FORCE
+.PHONY: all deps build demo test check unit-test chaos bench clean release install uninstall deb install-test FORCE
 all: build image
 
 deps:
@@ -59,6 +59,7 @@ demo: build image $(DEMO_IMAGE)/index.json
 test: build image check
 	PODVISOR_TEST_KERNEL=$(abspath $(IMAGE_DIR)/vmlinuz) PODVISOR_TEST_INITRD=$(abspath $(IMAGE_DIR)/initramfs.img) \
 		$(SWIFT) test
+	$(MAKE) --no-print-directory install-test
 
 unit-test: deps
 	$(SWIFT) test --skip IntegrationTests
@@ -177,6 +178,10 @@ deb:
 	rm -rf $(DEB_STAGE)
 	$(MAKE) --no-print-directory install PREFIX=/usr DESTDIR=$(abspath $(DEB_STAGE))
 	Configs/deb/build-deb.sh $(DEB_STAGE) $(VERSION) $(DEB)
+
+# The package unpacked into a scratch root runs the demo image in a pod VM (Tests/Install/install-test.sh).
+install-test: deb $(DEMO_IMAGE)/index.json
+	Tests/Install/install-test.sh $(DEB) $(DEMO_IMAGE)
 
 clean:
 	rm -rf .build .build-guest $(BUILD)
