@@ -84,6 +84,8 @@ bench: build image $(BASELINE) $(BUSYBOX_ROOTFS) $(DEMO_IMAGE)/index.json
 	$(PODVISOR) image import --state-dir $(DEMO_STATE) $(DEMO_IMAGE):latest demo
 	$(PODVISOR) bench cri --state-dir $(DEMO_STATE) $(IMAGE_FLAGS) --baseline-initrd $(abspath $(BASELINE)) \
 		--runs 5 --pods 20 --report Docs/performance.md
+	$(PODVISOR) bench network --state-dir $(DEMO_STATE) $(IMAGE_FLAGS) --container-rootfs $(abspath $(BUSYBOX_ROOTFS)) \
+		--runs 5 --report Docs/performance.md
 	Tests/TestSupport/Fixtures/bench-pull.sh $(PODVISOR) 5 Docs/performance.md
 
 # --- on a node: make install, make deb --------------------------------------------------------------------

@@ -27,6 +27,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // C APIs used from Swift.
@@ -45,8 +48,10 @@ let package = Package(
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf"), "CLinuxSupport"],
             exclude: ["Proto"]
         ),
-        // Host: error type, configuration.
-        .target(name: "PodvisorCore", dependencies: [.product(name: "Logging", package: "swift-log")]),
+        // Host: error type, configuration (TOML through TOMLKit).
+        .target(
+            name: "PodvisorCore",
+            dependencies: [.product(name: "Logging", package: "swift-log"), .product(name: "TOMLKit", package: "TOMLKit")]),
         // Host: libvirt, domain XML, hypervisor choice, agent transports.
         .target(name: "PodvisorVMM", dependencies: ["CLibvirt", "CLinuxSupport", "PodvisorCore"]),
         // Host: ttrpc client of the in-guest agent.
@@ -111,7 +116,10 @@ let package = Package(
             dependencies: [
                 "PodvisorCRI", "PodvisorRuntime", "PodvisorImages", "PodvisorStreaming", "PodvisorCore",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
         // The CRI daemon kubelet talks to.
@@ -120,6 +128,8 @@ let package = Package(
             dependencies: [
                 "PodvisorCRIServer", "PodvisorCore",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -136,6 +146,7 @@ let package = Package(
             name: "podvisor",
             dependencies: [
                 "PodvisorRuntime", "PodvisorImages", "PodvisorCRI", "PodvisorCRIServer", "PodvisorStreaming", "PodvisorCore",
+                "PodvisorNetwork",
                 "PodvisorAgentProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
@@ -149,6 +160,7 @@ let package = Package(
 
         .testTarget(name: "PodvisorAgentProtocolTests", dependencies: ["PodvisorAgentProtocol"]),
         .testTarget(name: "PodvisorCoreTests", dependencies: ["PodvisorCore"]),
+        .testTarget(name: "PodvisorRuntimeTests", dependencies: ["PodvisorRuntime", "PodvisorCore"]),
         .testTarget(name: "PodvisorVMMTests", dependencies: ["PodvisorVMM", "PodvisorCore"], resources: [.copy("Golden")]),
         .testTarget(name: "PodvisorAgentClientTests", dependencies: ["PodvisorAgentClient", "PodvisorAgentProtocol", "PodvisorCore"]),
         .testTarget(
@@ -158,7 +170,13 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: ["PodvisorRuntime", "PodvisorVMM", "PodvisorAgentClient", "PodvisorAgentProtocol", "PodvisorCore", "TestSupport"]),
         .testTarget(name: "PodvisorStreamingTests", dependencies: ["PodvisorStreaming", "TestSupport"]),
-        .testTarget(name: "PodvisorImagesTests", dependencies: ["PodvisorImages", "PodvisorCore", "CArchive"]),
+        .testTarget(
+            name: "PodvisorImagesTests",
+            dependencies: [
+                "PodvisorImages", "PodvisorCore", "CArchive", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
         .testTarget(name: "PodvisorNetworkTests", dependencies: ["PodvisorNetwork", "PodvisorCore"]),
         // Test helpers shared by the integration suites: a real docker-registry with the fixture images.
         .target(name: "TestSupport", dependencies: ["PodvisorVMM", "PodvisorStreaming"], path: "Tests/TestSupport", exclude: ["Fixtures"]),

@@ -22,11 +22,14 @@ extension AgentClient {
         _ = try await call(.createSandbox, request)
     }
 
-    /// Sets the container up and holds its process before exec; returns its guest pid.
+    /// Sets the container up and holds its process before exec; answers its guest pid and its identity.
     @discardableResult
-    public func createContainer(_ request: Podvisor_Agent_V1_CreateContainerRequest) async throws(PodvisorError) -> UInt32 {
-        let response = try await call(.createContainer, request)
-        return response.pid
+    public func createContainer(
+        _ request: Podvisor_Agent_V1_CreateContainerRequest
+    ) async throws(PodvisorError)
+        -> Podvisor_Agent_V1_CreateContainerResponse
+    {
+        try await call(.createContainer, request)
     }
 
     public func startContainer(_ id: String) async throws(PodvisorError) {

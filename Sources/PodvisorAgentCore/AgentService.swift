@@ -80,8 +80,13 @@ public enum AgentService {
             return Empty()
         }
         builder.add(.createContainer) { r in
-            let pid = try containers.create(r)
-            return Podvisor_Agent_V1_CreateContainerResponse.with { $0.pid = UInt32(pid) }
+            let created = try containers.create(r)
+            return Podvisor_Agent_V1_CreateContainerResponse.with {
+                $0.pid = UInt32(created.pid)
+                $0.uid = created.identity.uid
+                $0.gid = created.identity.gid
+                $0.groups = created.identity.groups
+            }
         }
         builder.add(.startContainer) { r in
             try containers.start(r.containerID)

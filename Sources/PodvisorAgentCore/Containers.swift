@@ -112,7 +112,8 @@ public final class Containers: Sendable {
         }
     }
 
-    func create(_ request: Podvisor_Agent_V1_CreateContainerRequest) throws(RPCError) -> pid_t {
+    /// The container's init, held before exec: its pid and the identity it will run as.
+    func create(_ request: Podvisor_Agent_V1_CreateContainerRequest) throws(RPCError) -> (pid: pid_t, identity: UserDatabase.Identity) {
         try Self.validate(id: request.containerID, what: "container id")
         let relative = request.rootfs
         guard !relative.isEmpty, !relative.hasPrefix("/"), !relative.split(separator: "/").contains("..") else {
@@ -160,7 +161,7 @@ public final class Containers: Sendable {
             forget(request.containerID)
             throw RPCError(.invalidArgument, "cannot create container \(request.containerID): \(failure)")
         }
-        return spawned.pid
+        return (spawned.pid, identity)
     }
 
     func start(_ id: String) throws(RPCError) {

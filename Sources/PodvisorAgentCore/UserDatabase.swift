@@ -6,6 +6,9 @@ struct UserDatabase {
         var uid: UInt32
         var gid: UInt32
         var additionalGIDs: [UInt32]
+
+        /// The primary group, then the supplementary ones: what `id -G` prints.
+        var groups: [UInt32] { [gid] + additionalGIDs.filter { $0 != gid } }
     }
 
     var passwd: [(name: String, uid: UInt32, gid: UInt32)]
@@ -32,27 +35,30 @@ struct UserDatabase {
     }
 
     /// The identity a process runs as: names win over numbers; a user's primary group comes from passwd
-    /// when no group is given; supplementary groups are those listing the user, plus the ones asked for.
+    /// when no group is given (as runc resolves it); supplementary groups are those listing the user
+    /// (unless strict), plus the ones asked for.
     func resolve(_ spec: Podvisor_Agent_V1_ProcessSpec) throws(RPCError) -> Identity {
         var uid = spec.uid
         var gid = spec.gid
-        var userName: String?
+        var entry: (name: String, uid: UInt32, gid: UInt32)?
         if !spec.username.isEmpty {
-            guard let entry = passwd.first(where: { $0.name == spec.username }) else {
+            guard let named = passwd.first(where: { $0.name == spec.username }) else {
                 throw RPCError(.invalidArgument, "user \(spec.username) not found in the container's /etc/passwd")
             }
-            (uid, userName) = (entry.uid, entry.name)
-            if spec.groupname.isEmpty && spec.gid == 0 { gid = entry.gid }
-        } else if let entry = passwd.first(where: { $0.uid == uid }) {
-            userName = entry.name
+            entry = named
+            uid = named.uid
+        } else {
+            entry = passwd.first(where: { $0.uid == uid })
         }
+        let userName = entry?.name
+        if !spec.hasGid && spec.groupname.isEmpty { gid = entry?.gid ?? 0 }
         if !spec.groupname.isEmpty {
             guard let entry = groups.first(where: { $0.name == spec.groupname }) else {
                 throw RPCError(.invalidArgument, "group \(spec.groupname) not found in the container's /etc/group")
             }
             gid = entry.gid
         }
-        var additional = userName.map { name in groups.filter { $0.members.contains(name) }.map(\.gid) } ?? []
+        var additional = spec.strictSupplementalGroups ? [] : userName.map { name in groups.filter { $0.members.contains(name) }.map(\.gid) } ?? []
         for extra in spec.additionalGids where !additional.contains(extra) { additional.append(extra) }
         return Identity(uid: uid, gid: gid, additionalGIDs: additional)
     }

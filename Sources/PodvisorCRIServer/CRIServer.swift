@@ -1,4 +1,5 @@
 import Foundation
+import GRPCCore
 import Logging
 import PodvisorCRI
 import PodvisorCore
@@ -34,6 +35,11 @@ public final class CRIServer: Sendable {
     /// Name keys taken by objects being created (records hold the rest): two concurrent requests for the
     /// same name must not both succeed.
     let reservedNames = Mutex<Set<String>>([])
+    /// containerd's CRI for pods that share the host's namespaces (`[host_pods]`), when configured.
+    let hostPods: HostPods?
+    private let hostEvents: Task<Void, Never>?
+    /// Series read when Prometheus scrapes (sandboxes and containers by state, each pod VM's host cost).
+    let scrapeGauges = ScrapeGauges()
     /// UpdateRuntimeConfig's pod CIDR, reported back by Status.
     let podCIDR = Mutex<String>("")
     let log: Logger
@@ -67,9 +73,24 @@ public final class CRIServer: Sendable {
         images = try ImageStore(root: config.effectiveImageRoot, registry: RegistryClient(options: options))
         sandboxes = try RecordStore(directory: "\(config.stateDirectory)/cri/records/sandboxes", what: "pod sandbox")
         containers = try RecordStore(directory: "\(config.stateDirectory)/cri/records/containers", what: "container")
+        hostPods =
+            config.hostPodsEndpoint.isEmpty
+            ? nil : try HostPods(endpoint: config.hostPodsEndpoint, handlers: config.hostPodsHandlers, stateDirectory: config.stateDirectory)
+        hostEvents = hostPods?.relayEvents(into: events)
+    }
+
+    deinit { hostEvents?.cancel() }
+
+    /// What every transport serving this server puts in front of the handlers: one log line per call, and
+    /// host pods' calls going to containerd.
+    public var interceptors: [any ServerInterceptor] {
+        [CallLog(log: log)] + (hostPods.map { [HostPodForwarding(server: self, hostPods: $0)] } ?? [])
     }
 
     public var runtimeService: RuntimeService { RuntimeService(server: self) }
+
+    /// Brings the series that are read at scrape time up to date (before the registry is rendered).
+    public func refreshMetrics() { scrapeGauges.refresh(self) }
     public var imageService: ImageService { ImageService(server: self) }
 
     func pod(_ sandboxID: String) -> (any PodSandbox)? { pods.withLock { $0[sandboxID] } }

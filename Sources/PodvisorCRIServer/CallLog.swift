@@ -30,21 +30,26 @@ public struct CallLog: ServerInterceptor {
                 }))
         let outcome: Result<StreamingServerResponse<Output>, any Error>
         do { outcome = .success(try await next(forwarded, context)) } catch { outcome = .failure(error) }
-        metadata["duration_ms"] = "\(String(format: "%.1f", Self.milliseconds(started.duration(to: .now))))"
+        let duration = started.duration(to: .now)
+        metadata["duration_ms"] = "\(String(format: "%.1f", Self.milliseconds(duration)))"
         switch outcome {
         case .success(let response):
             switch response.accepted {
             case .success:
                 metadata["status"] = "OK"
                 log.debug("CRI call", metadata: metadata)
+                CRIMetrics.call(context.descriptor.method, status: "OK", duration: duration)
             case .failure(let error):
                 record(error, metadata)
+                CRIMetrics.call(context.descriptor.method, status: "\(error.code)", duration: duration)
             }
         case .failure(let error as RPCError):
             record(error, metadata)
+            CRIMetrics.call(context.descriptor.method, status: "\(error.code)", duration: duration)
         case .failure(let error):
             metadata["status"] = "UNKNOWN"
             log.warning("CRI call failed: \(error)", metadata: metadata)
+            CRIMetrics.call(context.descriptor.method, status: "unknown", duration: duration)
         }
         return try outcome.get()
     }

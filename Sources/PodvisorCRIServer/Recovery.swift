@@ -17,6 +17,7 @@ extension CRIServer {
             // Its stop had begun: it is finished below (the runtime removes what is left), never reported READY.
             guard sandbox.stopping != true else {
                 sandboxLost(sandbox.id, reason: "stopped (podvisord restarted during StopPodSandbox)")
+                CRIMetrics.recovered(.lost)
                 continue
             }
             do {
@@ -28,15 +29,20 @@ extension CRIServer {
                 }
                 do { try await openHostPorts(sandbox.id, sandbox.config, on: pod) } catch { log.error("sandbox \(sandbox.id): \(error)") }
                 log.info("sandbox \(sandbox.id): VM taken over after restart")
+                CRIMetrics.recovered(.reattached)
             } catch {
                 log.warning("sandbox \(sandbox.id): VM not recovered: \(error)")
                 sandboxLost(sandbox.id, reason: "pod VM was gone when podvisord restarted")
+                CRIMetrics.recovered(.lost)
             }
         }
         let live = Set(pods.withLock { Array($0.keys) })
         for id in runtime.sandboxIDs() where !live.contains(id) {
             log.info("removing what is left of sandbox \(id): no ready sandbox owns it")
-            do { try await runtime.removeSandbox(id: id) } catch { log.error("sandbox \(id): \(error)") }
+            do {
+                try await runtime.removeSandbox(id: id)
+                CRIMetrics.recovered(.removed)
+            } catch { log.error("sandbox \(id): \(error)") }
         }
         let recorded = Set(containers.all.map(\.id))
         for id in runtime.containerIDs() where !recorded.contains(id) {

@@ -133,7 +133,8 @@ enum Validate {
             guard mode != .node else {
                 throw PodvisorError(
                     .failedPrecondition,
-                    "host \(what) namespace requested: \(who) cannot share the host's \(what) namespace (Docs/limitations.md)")
+                    "host \(what) namespace requested: \(who) cannot share the host's \(what) namespace; set [host_pods] endpoint "
+                        + "to hand such pods to containerd (Docs/limitations.md)")
             }
         }
     }

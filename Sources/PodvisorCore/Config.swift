@@ -19,6 +19,8 @@ public struct PodvisorConfig: Sendable, Equatable {
     public var memoryMiB = 256
     public var vcpus = 1
     public var bootTimeoutSeconds = 60
+    /// Under TCG: the bound of QEMU's translated-code cache, in MiB (0: QEMU's default).
+    public var tcgCacheMiB = 32
     /// Extra guest kernel parameters.
     public var kernelParameters = ""
     /// Added to the memory a pod's resources ask for: the guest kernel, agent and page cache.
@@ -41,6 +43,13 @@ public struct PodvisorConfig: Sendable, Equatable {
     /// The pod network's CNI configuration (the first valid file in lexical order) and plugin directories.
     public var cniConfDirectory = "/etc/cni/net.d"
     public var cniBinDirectories = ["/opt/cni/bin", "/usr/lib/cni"]
+
+    /// containerd's CRI socket (`unix://…`) for pods that share the host's namespaces; empty: they are refused.
+    public var hostPodsEndpoint = ""
+    /// RuntimeClass handlers whose pods always go to containerd (e.g. "runc").
+    public var hostPodsHandlers: [String] = []
+    /// Prometheus metrics on HOST:PORT (`GET /metrics`); empty: off.
+    public var metricsAddress = ""
 
     /// Empty: `<state_dir>/images`.
     public var imageRoot = ""
@@ -74,9 +83,17 @@ public struct PodvisorConfig: Sendable, Equatable {
         return try PodvisorConfig(toml: text)
     }
 
-    /// A string as a TOML basic string, for overrides given on a command line.
+    /// A string as a TOML basic string, control characters escaped: any string an override or a key name holds.
     public static func quote(_ s: String) -> String {
-        "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        var quoted = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\\", "\"": quoted += "\\\(scalar)"
+            case "\u{0}"..."\u{1F}", "\u{7F}": quoted += String(format: "\\u%04X", scalar.value)
+            default: quoted.unicodeScalars.append(scalar)
+            }
+        }
+        return quoted + "\""
     }
 
     /// Reads a TOML document; keys it does not set keep their defaults, unknown keys are an error.
@@ -92,58 +109,75 @@ public struct PodvisorConfig: Sendable, Equatable {
         return copy
     }
 
+    /// The tables keys are grouped in; any other table is an unknown key itself.
+    static let tables: Set<String> = ["vm", "cri", "cni", "metrics", "host_pods", "images"]
+
     private mutating func apply(toml text: String) throws(PodvisorError) {
-        let document = try TOMLDocument(parsing: text)
-        for (key, value) in document.values {
-            switch key {
-            case "state_dir": stateDirectory = try value.string(key)
-            case "vm.libvirt_uri": libvirtURI = try value.string(key)
-            case "vm.hypervisor": hypervisor = try value.choiceOrAuto(key, of: Accelerator.self)
-            case "vm.transport": transport = try value.choiceOrAuto(key, of: AgentTransportKind.self)
-            case "vm.kernel": kernelPath = try value.string(key)
-            case "vm.initrd": initrdPath = try value.string(key)
-            case "vm.emulator": emulatorPath = try value.string(key)
-            case "vm.vsock_backend": vsockBackendPath = try value.string(key)
-            case "vm.virtiofsd": virtiofsdPath = try value.string(key)
-            case "vm.memory_mib": memoryMiB = try value.integer(key, in: 64...1_048_576)
-            case "vm.vcpus": vcpus = try value.integer(key, in: 1...256)
-            case "vm.boot_timeout_s": bootTimeoutSeconds = try value.integer(key, in: 1...3600)
-            case "vm.kernel_params": kernelParameters = try value.string(key)
-            case "vm.overhead_mib": overheadMiB = try value.integer(key, in: 0...65536)
-            case "vm.shutdown_timeout_s": shutdownTimeoutSeconds = try value.integer(key, in: 0...3600)
-            case "cri.socket": socketPath = try value.string(key)
-            case "cri.runtime_handler": runtimeHandler = try value.string(key)
-            case "cri.streaming_address": streamingAddress = try value.string(key)
-            case "cri.streaming_port": streamingPort = try value.integer(key, in: 0...65535)
-            case "log_level":
-                guard let level = try value.choiceOrAuto(key, of: LogLevel.self) else {
-                    throw PodvisorError(.invalidArgument, "log_level must be one of: debug, info, warning, error")
-                }
-                logLevel = level
-            case "log_format":
-                guard let format = try value.choiceOrAuto(key, of: LogOutput.Format.self) else {
-                    throw PodvisorError(.invalidArgument, "log_format must be one of: text, json")
-                }
-                logFormat = format
-            case "cni.conf_dir": cniConfDirectory = try value.string(key)
-            case "cni.bin_dirs": cniBinDirectories = try value.strings(key)
-            case "images.root": imageRoot = try value.string(key)
-            case "images.hosts_dir": registryHostsDirectory = try value.string(key)
-            case "images.insecure_registries": insecureRegistries = try value.strings(key)
-            default: throw PodvisorError(.invalidArgument, "unknown configuration key \(key)")
+        for key in try TOMLDocument(parsing: text).leaves(descendingInto: Self.tables) {
+            switch key.name {
+            case "state_dir": stateDirectory = try key.string()
+            case "vm.libvirt_uri": libvirtURI = try key.string()
+            case "vm.hypervisor": hypervisor = try key.choiceOrAuto(of: Accelerator.self)
+            case "vm.transport": transport = try key.choiceOrAuto(of: AgentTransportKind.self)
+            case "vm.kernel": kernelPath = try key.string()
+            case "vm.initrd": initrdPath = try key.string()
+            case "vm.emulator": emulatorPath = try key.string()
+            case "vm.vsock_backend": vsockBackendPath = try key.string()
+            case "vm.virtiofsd": virtiofsdPath = try key.string()
+            case "vm.memory_mib": memoryMiB = try key.integer(in: 64...1_048_576)
+            case "vm.vcpus": vcpus = try key.integer(in: 1...256)
+            case "vm.boot_timeout_s": bootTimeoutSeconds = try key.integer(in: 1...3600)
+            case "vm.kernel_params": kernelParameters = try key.string()
+            case "vm.tcg_cache_mib": tcgCacheMiB = try key.integer(in: 0...4096)
+            case "vm.overhead_mib": overheadMiB = try key.integer(in: 0...65536)
+            case "vm.shutdown_timeout_s": shutdownTimeoutSeconds = try key.integer(in: 0...3600)
+            case "cri.socket": socketPath = try key.string()
+            case "cri.runtime_handler": runtimeHandler = try key.string()
+            case "cri.streaming_address": streamingAddress = try key.string()
+            case "cri.streaming_port": streamingPort = try key.integer(in: 0...65535)
+            case "log_level": logLevel = try key.choice(of: LogLevel.self)
+            case "log_format": logFormat = try key.choice(of: LogOutput.Format.self)
+            case "metrics.address": metricsAddress = try key.string()
+            case "host_pods.endpoint": hostPodsEndpoint = try key.string()
+            case "host_pods.handlers": hostPodsHandlers = try key.strings()
+            case "cni.conf_dir": cniConfDirectory = try key.string()
+            case "cni.bin_dirs": cniBinDirectories = try key.strings()
+            case "images.root": imageRoot = try key.string()
+            case "images.hosts_dir": registryHostsDirectory = try key.string()
+            case "images.insecure_registries": insecureRegistries = try key.strings()
+            case let table where Self.tables.contains(table): throw key.mismatch("a table")
+            default: throw PodvisorError(.invalidArgument, "line \(key.line): unknown configuration key \(key.name)")
             }
         }
     }
 }
 
-extension TOMLValue {
-    /// "auto" is nil: the runtime decides from what the host offers.
-    func choiceOrAuto<T: RawRepresentable & CaseIterable>(_ key: String, of: T.Type) throws(PodvisorError) -> T?
-    where T.RawValue == String {
-        guard case .string(let s) = self, s == "auto" || T(rawValue: s) != nil else {
-            let allowed = (["auto"] + T.allCases.map(\.rawValue)).joined(separator: ", ")
-            throw PodvisorError(.invalidArgument, "\(key) must be one of: \(allowed)")
+extension TOMLDocument {
+    /// Every key, depth first in file order, descending only into the tables named in `tables`: another table is
+    /// handed over whole, so a reader with a fixed set of keys refuses an unknown table by its own name and line.
+    func leaves(descendingInto tables: Set<String>) -> [TOMLKey] {
+        func walk(_ keys: [TOMLKey]) -> [TOMLKey] {
+            keys.flatMap { key in
+                guard case .table(let children) = key.value, tables.contains(key.name) else { return [key] }
+                return walk(children)
+            }
         }
-        return T(rawValue: s)
+        return walk(keys)
+    }
+}
+
+extension TOMLKey {
+    /// One of `T`'s names.
+    func choice<T: RawRepresentable & CaseIterable>(of type: T.Type, alsoAllowed extra: [String] = []) throws(PodvisorError) -> T
+    where T.RawValue == String {
+        let expected = "one of: " + (extra + T.allCases.map(\.rawValue)).joined(separator: ", ")
+        guard case .string(let name) = value else { throw mismatch(expected) }
+        guard let choice = T(rawValue: name) else { throw error("must be \(expected) (not \(PodvisorError.quote(name)))") }
+        return choice
+    }
+
+    /// One of `T`'s names or "auto", which is nil: the runtime decides from what the host offers.
+    func choiceOrAuto<T: RawRepresentable & CaseIterable>(of type: T.Type) throws(PodvisorError) -> T? where T.RawValue == String {
+        value == .string("auto") ? nil : try choice(of: type, alsoAllowed: ["auto"])
     }
 }

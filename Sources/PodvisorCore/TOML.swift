@@ -1,208 +1,147 @@
-/// The subset of TOML that podvisor's configuration and containerd's `hosts.toml` use: `[table]`, `[a.b]` and
-/// `[a."quoted.part"]` headers, `key = value` with basic and literal strings, integers, booleans and arrays of
-/// those, and comments. Anything else is refused with its line number, so a typo never silently becomes a default.
-public enum TOMLValue: Sendable, Equatable {
+import TOMLKit
+
+/// A TOML document (TOML 1.0 in full: TOMLKit, over toml++, parses and validates it) as podvisor's readers check
+/// it: every key with its full dotted name and the line it is written on, tables in the order they are written.
+/// A syntax error is refused with toml++'s line and description, so a typo never silently becomes a default.
+public struct TOMLDocument: Sendable, Equatable {
+    /// The root table's keys.
+    public var keys: [TOMLKey]
+
+    public init(parsing text: String) throws(PodvisorError) {
+        // TOMLKit hands the text to C++ as a C string, which would end at a NUL and drop the rest unread.
+        if let nul = text.utf8.firstIndex(of: 0) {
+            let line = text.utf8[..<nul].count(where: { $0 == UInt8(ascii: "\n") }) + 1
+            throw PodvisorError(.invalidArgument, "line \(line): a NUL character is not allowed in TOML")
+        }
+        let table: TOMLKit.TOMLTable
+        do {
+            table = try TOMLKit.TOMLTable(string: text)
+        } catch {
+            let parseError = error as? TOMLParseError
+            throw PodvisorError(
+                .invalidArgument, parseError.map { "line \($0.source.begin.line): \($0.description)" } ?? "\(error)")
+        }
+        // TOMLKit never frees a parsed document (9 KiB for Configs/podvisor.toml); clearing it frees its nodes, all
+        // but 2 KiB of that. hosts.toml is read for every registry request, so this matters.
+        defer { table.clear() }
+        keys = Self.keys(of: table, at: [], line: 1, TOMLKeyPositions(scanning: text))
+    }
+
+    /// TOMLKit lists a table's keys sorted by name; the scan's positions put them back in file order. A key the scan
+    /// did not find (it should find every one) gets its table's line and goes last rather than failing the read.
+    private static func keys(
+        of table: TOMLKit.TOMLTable, at path: [String], line: Int, _ positions: TOMLKeyPositions
+    )
+        -> [TOMLKey]
+    {
+        table.map { name, value in
+            let keyPath = path + [name]
+            let position = positions[keyPath]
+            let keyLine = position?.line ?? line
+            let key = TOMLKey(path: keyPath, line: keyLine, value: Self.value(value, at: keyPath, line: keyLine, positions))
+            return (offset: position?.offset ?? Int.max, key: key)
+        }
+        .sorted { $0.offset < $1.offset }
+        .map(\.key)
+    }
+
+    /// `path` is nil inside arrays: their elements have no dotted name of their own.
+    private static func value(
+        _ value: TOMLValueConvertible, at path: [String]?, line: Int, _ positions: TOMLKeyPositions
+    ) -> TOMLValue {
+        switch value.type {
+        case .string: return .string(value.string!)
+        case .int: return .integer(value.int!)
+        case .bool: return .boolean(value.bool!)
+        case .array: return .array(value.array!.map { Self.value($0, at: nil, line: line, positions) })
+        case .table:
+            guard let path else { return .other("a table") }
+            return .table(keys(of: value.table!, at: path, line: line, positions))
+        case .double: return .other("a float")
+        case .date: return .other("a date")
+        case .time: return .other("a time")
+        case .dateTime: return .other("a date-time")
+        }
+    }
+}
+
+/// A value as podvisor's readers check it.
+public indirect enum TOMLValue: Sendable, Equatable {
     case string(String)
     case integer(Int)
     case boolean(Bool)
     case array([TOMLValue])
+    /// Keys in the order they are written.
+    case table([TOMLKey])
+    /// A float, date, time or date-time, or a table inside an array: valid TOML that no podvisor key takes, kept
+    /// as its kind ("a date") for the error that refuses it.
+    case other(String)
+
+    /// What the value is, for an error: "a string", "an integer", ….
+    public var kind: String {
+        switch self {
+        case .string: "a string"
+        case .integer: "an integer"
+        case .boolean: "a boolean"
+        case .array: "an array"
+        case .table: "a table"
+        case .other(let kind): kind
+        }
+    }
 }
 
-/// One `[header]` and the keys under it.
-public struct TOMLTable: Sendable, Equatable {
-    /// The header's key parts; a quoted part keeps its dots (`[host."http://127.0.0.1:5000"]` is
-    /// `["host", "http://127.0.0.1:5000"]`). Keys before the first header are in the table with no parts.
+/// One key of a document: its path from the root, the line it is written on, its value.
+public struct TOMLKey: Sendable, Equatable {
     public var path: [String]
-    public var values: [String: TOMLValue]
-}
+    public var line: Int
+    public var value: TOMLValue
 
-public struct TOMLDocument: Sendable, Equatable {
-    /// Values by dotted path: `vm.memory_mib`.
-    public var values: [String: TOMLValue]
-    /// Tables in the order their headers first appear (the root table first); for keys that are not plain words,
-    /// such as URLs, and where order matters.
-    public var tables: [TOMLTable]
+    /// The full dotted name as TOML writes it, parts that are not bare keys quoted: `vm.memory_mib`,
+    /// `host."https://mirror:5000".ca`.
+    public var name: String {
+        path.map { !$0.isEmpty && $0.utf8.allSatisfy(TOMLKeyPositions.isBareKey) ? $0 : PodvisorConfig.quote($0) }
+            .joined(separator: ".")
+    }
 
-    public init(parsing text: String) throws(PodvisorError) {
-        var values: [String: TOMLValue] = [:]
-        var tables = [TOMLTable(path: [], values: [:])]
-        var table = 0
-        // "\r\n" is one Character in Swift: splitting on "\n" alone would leave a CRLF file one long line.
-        let lines = text.split(omittingEmptySubsequences: false) { $0 == "\n" || $0 == "\r\n" }
-        for (index, rawLine) in lines.enumerated() {
-            let lineNumber = index + 1
-            var parser = LineParser(text: Substring(rawLine), line: lineNumber)
-            parser.skipSpaces()
-            if parser.atEndOrComment { continue }
-            if parser.peek == "[" {
-                let path = try parser.tableHeader()
-                if let existing = tables.firstIndex(where: { $0.path == path }) {
-                    table = existing
-                } else {
-                    table = tables.count
-                    tables.append(TOMLTable(path: path, values: [:]))
-                }
-                continue
+    /// An error about this key: "line 3: vm.kernel must be a string (not a date)".
+    public func error(_ message: String) -> PodvisorError {
+        PodvisorError(.invalidArgument, "line \(line): \(name) \(message)")
+    }
+
+    /// The error for a value of the wrong type: what it must be, and what it is.
+    public func mismatch(_ expected: String) -> PodvisorError {
+        error("must be \(expected) (not \(value.kind))")
+    }
+
+    public func string() throws(PodvisorError) -> String {
+        guard case .string(let string) = value else { throw mismatch("a string") }
+        return string
+    }
+
+    public func boolean() throws(PodvisorError) -> Bool {
+        guard case .boolean(let boolean) = value else { throw mismatch("true or false") }
+        return boolean
+    }
+
+    public func integer(in range: ClosedRange<Int>) throws(PodvisorError) -> Int {
+        let expected = "an integer in \(range.lowerBound)...\(range.upperBound)"
+        guard case .integer(let integer) = value else { throw mismatch(expected) }
+        guard range.contains(integer) else { throw error("must be \(expected) (not \(integer))") }
+        return integer
+    }
+
+    public func strings() throws(PodvisorError) -> [String] {
+        guard case .array(let items) = value else { throw mismatch("an array of strings") }
+        return try items.map { (item) throws(PodvisorError) in
+            guard case .string(let string) = item else {
+                throw error("must be an array of strings (not an array holding \(item.kind))")
             }
-            let key = try parser.key()
-            parser.skipSpaces()
-            try parser.expect("=")
-            parser.skipSpaces()
-            let value = try parser.value()
-            parser.skipSpaces()
-            guard parser.atEndOrComment else { throw parser.error("unexpected text after the value") }
-            let path = (tables[table].path + [key]).joined(separator: ".")
-            guard values[path] == nil else { throw parser.error("duplicate key \(path)") }
-            values[path] = value
-            tables[table].values[key] = value
-        }
-        self.values = values
-        self.tables = tables
-    }
-}
-
-private struct LineParser {
-    var text: Substring
-    let line: Int
-
-    var peek: Character? { text.first }
-    var atEndOrComment: Bool { text.isEmpty || text.first == "#" || text.first == "\r" }
-
-    func error(_ message: String) -> PodvisorError {
-        PodvisorError(.invalidArgument, "TOML line \(line): \(message)")
-    }
-
-    mutating func skipSpaces() {
-        text = text.drop { $0 == " " || $0 == "\t" }
-    }
-
-    mutating func expect(_ c: Character) throws(PodvisorError) {
-        guard text.first == c else { throw error("expected '\(c)'") }
-        text.removeFirst()
-    }
-
-    mutating func tableHeader() throws(PodvisorError) -> [String] {
-        try expect("[")
-        var parts: [String] = []
-        repeat {
-            skipSpaces()
-            parts.append(try key())
-            skipSpaces()
-        } while text.first == "." && text.removeFirst() == "."
-        try expect("]")
-        skipSpaces()
-        guard atEndOrComment else { throw error("unexpected text after the table header") }
-        return parts
-    }
-
-    mutating func key() throws(PodvisorError) -> String {
-        if text.first == "\"" { return try basicString() }
-        if text.first == "'" { return try literalString() }
-        return try bareKey()
-    }
-
-    mutating func bareKey() throws(PodvisorError) -> String {
-        let key = text.prefix { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" }
-        guard !key.isEmpty else { throw error("expected a key") }
-        text.removeFirst(key.count)
-        return String(key)
-    }
-
-    mutating func value() throws(PodvisorError) -> TOMLValue {
-        switch text.first {
-        case "\"": return .string(try basicString())
-        case "'": return .string(try literalString())
-        case "[": return try array()
-        case "t" where text.hasPrefix("true"):
-            text.removeFirst(4)
-            return .boolean(true)
-        case "f" where text.hasPrefix("false"):
-            text.removeFirst(5)
-            return .boolean(false)
-        default:
-            let token = text.prefix { $0.isNumber || $0 == "-" || $0 == "+" || $0 == "_" }
-            guard !token.isEmpty, let number = Int(token.replacingOccurrences(of: "_", with: "")) else {
-                throw error("expected a string, integer, boolean or array")
-            }
-            text.removeFirst(token.count)
-            return .integer(number)
+            return string
         }
     }
 
-    mutating func array() throws(PodvisorError) -> TOMLValue {
-        try expect("[")
-        var items: [TOMLValue] = []
-        while true {
-            skipSpaces()
-            if text.first == "]" { break }
-            items.append(try value())
-            skipSpaces()
-            if text.first == "," { text.removeFirst() } else { break }
-        }
-        skipSpaces()
-        try expect("]")
-        return .array(items)
-    }
-
-    mutating func literalString() throws(PodvisorError) -> String {
-        try expect("'")
-        guard let end = text.firstIndex(of: "'") else { throw error("unterminated string") }
-        let s = String(text[..<end])
-        text = text[text.index(after: end)...]
-        return s
-    }
-
-    mutating func basicString() throws(PodvisorError) -> String {
-        try expect("\"")
-        var result = ""
-        while let c = text.first {
-            text.removeFirst()
-            switch c {
-            case "\"": return result
-            case "\\":
-                guard let escaped = text.first else { throw error("unterminated escape") }
-                text.removeFirst()
-                switch escaped {
-                case "n": result.append("\n")
-                case "t": result.append("\t")
-                case "\\": result.append("\\")
-                case "\"": result.append("\"")
-                default: throw error("unsupported escape \\\(escaped)")
-                }
-            default: result.append(c)
-            }
-        }
-        throw error("unterminated string")
-    }
-}
-
-extension Substring {
-    fileprivate func replacingOccurrences(of target: Character, with replacement: String) -> String {
-        String(self.filter { $0 != target })
-    }
-}
-
-/// Typed reads of a value for a configuration key; the error names the key and what it must be.
-extension TOMLValue {
-    public func string(_ key: String) throws(PodvisorError) -> String {
-        guard case .string(let s) = self else { throw PodvisorError(.invalidArgument, "\(key) must be a string") }
-        return s
-    }
-
-    public func boolean(_ key: String) throws(PodvisorError) -> Bool {
-        guard case .boolean(let b) = self else { throw PodvisorError(.invalidArgument, "\(key) must be true or false") }
-        return b
-    }
-
-    public func strings(_ key: String) throws(PodvisorError) -> [String] {
-        guard case .array(let items) = self else { throw PodvisorError(.invalidArgument, "\(key) must be an array") }
-        return try items.map { (item) throws(PodvisorError) in try item.string(key) }
-    }
-
-    public func integer(_ key: String, in range: ClosedRange<Int>) throws(PodvisorError) -> Int {
-        guard case .integer(let n) = self, range.contains(n) else {
-            throw PodvisorError(.invalidArgument, "\(key) must be an integer in \(range.lowerBound)...\(range.upperBound)")
-        }
-        return n
+    public func table() throws(PodvisorError) -> [TOMLKey] {
+        guard case .table(let keys) = value else { throw mismatch("a table") }
+        return keys
     }
 }

@@ -141,6 +141,9 @@ public final class RegistryClient: Sendable {
                 attempt += 1
                 do {
                     var request = HTTPClientRequest(url: url)
+                    for (name, values) in endpoint.headers {
+                        for value in values { request.headers.add(name: name, value: value) }
+                    }
                     request.headers.add(name: "Accept", value: accept)
                     let authorization = await tokens.authorization(endpoint: endpoint.baseURL, repository: image.repository)
                     if let authorization { request.headers.add(name: "Authorization", value: authorization) }
@@ -199,13 +202,23 @@ public final class RegistryClient: Sendable {
         }
     }
 
-    private static func tls(for endpoint: RegistryEndpoint) throws -> TLSConfiguration? {
-        guard endpoint.skipVerify || !endpoint.caFiles.isEmpty else { return nil }
+    /// nil: the client's default (the system's trust roots, no client certificate).
+    static func tls(for endpoint: RegistryEndpoint) throws(PodvisorError) -> TLSConfiguration? {
+        guard endpoint.skipVerify || !endpoint.caFiles.isEmpty || endpoint.clientCertificate != nil else { return nil }
         var configuration = TLSConfiguration.makeClientConfiguration()
         if endpoint.skipVerify { configuration.certificateVerification = .none }
-        if !endpoint.caFiles.isEmpty {
-            let certificates = try endpoint.caFiles.flatMap { try NIOSSLCertificate.fromPEMFile($0) }
-            configuration.additionalTrustRoots = [.certificates(certificates)]
+        do {
+            if !endpoint.caFiles.isEmpty {
+                let certificates = try endpoint.caFiles.flatMap { try NIOSSLCertificate.fromPEMFile($0) }
+                configuration.additionalTrustRoots = [.certificates(certificates)]
+            }
+            if let client = endpoint.clientCertificate {
+                configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(client.certificateFile).map { .certificate($0) }
+                configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: client.keyFile, format: .pem))
+            }
+        } catch {
+            // A file the administrator named is wrong: not worth retrying, unlike the network.
+            throw PodvisorError(.invalidArgument, "the ca or client files of \(endpoint.baseURL) cannot be loaded", cause: error)
         }
         return configuration
     }

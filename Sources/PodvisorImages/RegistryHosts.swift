@@ -18,6 +18,17 @@ public struct RegistryEndpoint: Sendable, Equatable {
     public var skipVerify = false
     /// Extra CA certificate files (PEM) to trust for this endpoint (hosts.toml `ca`).
     public var caFiles: [String] = []
+    /// The certificate presented when the endpoint asks for one (hosts.toml `client`).
+    public var clientCertificate: ClientCertificate?
+    /// Sent with every request to this endpoint, a name's values in order (hosts.toml `[header]`).
+    public var headers: [String: [String]] = [:]
+
+    public struct ClientCertificate: Sendable, Equatable {
+        /// PEM: the certificate and its chain.
+        public var certificateFile: String
+        /// PEM: the private key; the certificate file itself when containerd's pair names no key file.
+        public var keyFile: String
+    }
 
     var isPlainHTTP: Bool { baseURL.hasPrefix("http://") }
 }
@@ -49,7 +60,7 @@ public struct RegistryHosts: Sendable {
             let path = "\(directory)/\(name)/hosts.toml"
             guard let data = FileManager.default.contents(atPath: path) else { continue }
             do {
-                return try Self.parse(String(decoding: data, as: UTF8.self), defaultServer: upstream)
+                return try Self.parse(String(decoding: data, as: UTF8.self), defaultServer: upstream, directory: "\(directory)/\(name)")
             } catch {
                 throw PodvisorError(error.code, "\(path): \(error.message)")
             }
@@ -70,64 +81,128 @@ public struct RegistryHosts: Sendable {
         hostname == "localhost" || hostname == "::1" || hostname.hasPrefix("127.")
     }
 
-    /// Parses one hosts.toml (containerd docs/hosts.md): `server`, and per `[host."url"]` `capabilities`,
-    /// `skip_verify`, `ca` and `override_path`. Other keys are refused rather than silently ignored.
-    static func parse(_ text: String, defaultServer: String) throws(PodvisorError) -> [RegistryEndpoint] {
-        let document = try TOMLDocument(parsing: text)
-        var endpoints: [RegistryEndpoint] = []
-        var server = defaultServer + "/v2"
-        for table in document.tables {
-            switch table.path.count {
-            case 0:
-                for (key, value) in table.values {
-                    guard key == "server" else { throw PodvisorError(.invalidArgument, "unknown key \(key)") }
-                    server = try Self.baseURL(value.string(key), overridePath: false)
+    /// Parses one hosts.toml (containerd's docs/hosts.md): `[host."url"]` mirrors in file order, then `server`. A
+    /// mirror's table and the root (for `server`) take `capabilities`, `skip_verify`, `ca`, `client`,
+    /// `override_path` and a `[header]` table; relative paths are relative to `directory`, the file's own, as in
+    /// containerd. Other keys are refused with their line rather than silently ignored.
+    static func parse(_ text: String, defaultServer: String, directory: String) throws(PodvisorError) -> [RegistryEndpoint] {
+        var mirrors: [RegistryEndpoint] = []
+        var server = defaultServer
+        var serverOptions: [TOMLKey] = []
+        for key in try TOMLDocument(parsing: text).keys {
+            switch key.name {
+            case "server": server = try url(key.string(), of: key)
+            case "host":
+                for host in try key.table() {
+                    mirrors.append(try endpoint(url(host.path[1], of: host), options: host.table(), directory: directory))
                 }
-            case 2 where table.path[0] == "host":
-                endpoints.append(try Self.endpoint(url: table.path[1], table.values))
-            default:
-                throw PodvisorError(.invalidArgument, "unknown table [\(table.path.joined(separator: "."))]")
+            default: serverOptions.append(key)
             }
         }
-        endpoints.append(RegistryEndpoint(baseURL: server, capabilities: all))
-        return endpoints
+        return mirrors + [try endpoint(server, options: serverOptions, directory: directory)]
     }
 
-    private static func endpoint(url: String, _ values: [String: TOMLValue]) throws(PodvisorError) -> RegistryEndpoint {
-        var capabilities = all
-        var skipVerify = false
-        var caFiles: [String] = []
+    private static func url(_ url: String, of key: TOMLKey) throws(PodvisorError) -> String {
+        guard let components = URLComponents(string: url), let scheme = components.scheme,
+            scheme == "http" || scheme == "https", components.host?.isEmpty == false
+        else { throw key.error("must be an http:// or https:// URL (not \(PodvisorError.quote(url)))") }
+        return url
+    }
+
+    private static func endpoint(_ url: String, options: [TOMLKey], directory: String) throws(PodvisorError) -> RegistryEndpoint {
+        var endpoint = RegistryEndpoint(baseURL: url, capabilities: all)
         var overridePath = false
-        for (key, value) in values {
-            switch key {
+        for key in options {
+            switch key.path.last {
             case "capabilities":
-                capabilities = []
-                for name in try value.strings(key) {
-                    guard let capability = RegistryEndpoint.Capability(rawValue: name) else {
-                        throw PodvisorError(.invalidArgument, "unknown capability \(name) for \(url)")
-                    }
-                    capabilities.insert(capability)
-                }
-            case "skip_verify": skipVerify = try value.boolean(key)
-            case "override_path": overridePath = try value.boolean(key)
-            case "ca":
-                if case .string(let file) = value { caFiles = [file] } else { caFiles = try value.strings(key) }
-            default: throw PodvisorError(.invalidArgument, "unknown key \(key) for \(url)")
+                endpoint.capabilities = Set(
+                    try key.strings().map { (name) throws(PodvisorError) in
+                        guard let capability = RegistryEndpoint.Capability(rawValue: name) else {
+                            throw key.error("has an unknown capability \(PodvisorError.quote(name)) (pull, resolve, push)")
+                        }
+                        return capability
+                    })
+            case "skip_verify": endpoint.skipVerify = try key.boolean()
+            case "override_path": overridePath = try key.boolean()
+            case "ca": endpoint.caFiles = try key.stringOrStrings().map { Self.path($0, in: directory) }
+            case "client": endpoint.clientCertificate = try clientCertificate(key, directory: directory)
+            case "header": endpoint.headers = try headers(key)
+            default: throw PodvisorError(.invalidArgument, "line \(key.line): unknown key \(key.name)")
             }
         }
-        return RegistryEndpoint(
-            baseURL: try baseURL(url, overridePath: overridePath), capabilities: capabilities, skipVerify: skipVerify,
-            caFiles: caFiles)
+        endpoint.baseURL = baseURL(url, overridePath: overridePath)
+        return endpoint
+    }
+
+    private static func path(_ path: String, in directory: String) -> String {
+        path.hasPrefix("/") ? path : "\(directory)/\(path)"
+    }
+
+    /// containerd's three forms: a path, an array of paths, an array of [certificate, key] pairs; a path alone, or
+    /// a pair whose key is "", holds the key too. NIOSSL presents one certificate chain, so one is allowed.
+    private static func clientCertificate(
+        _ key: TOMLKey, directory: String
+    ) throws(PodvisorError)
+        -> RegistryEndpoint.ClientCertificate?
+    {
+        let wrongForm = key.error("must be a path, an array of paths or an array of [certificate, key] pairs")
+        let items: [TOMLValue]
+        switch key.value {
+        case .string: items = [key.value]
+        case .array(let array): items = array
+        default: throw wrongForm
+        }
+        let pairs = try items.map { (item) throws(PodvisorError) -> [String] in
+            switch item {
+            case .string(let file): return [file]
+            case .array(let pair) where (1...2).contains(pair.count):
+                return try pair.map { (file) throws(PodvisorError) in
+                    guard case .string(let file) = file else { throw wrongForm }
+                    return file
+                }
+            default: throw wrongForm
+            }
+        }
+        guard pairs.count <= 1 else { throw key.error("names \(pairs.count) client certificates; podvisor presents one") }
+        guard let pair = pairs.first else { return nil }
+        let certificate = path(pair[0], in: directory)
+        let keyFile = pair.count == 2 && !pair[1].isEmpty ? path(pair[1], in: directory) : certificate
+        return RegistryEndpoint.ClientCertificate(certificateFile: certificate, keyFile: keyFile)
+    }
+
+    /// RFC 9110's token: what a header name is made of.
+    private static let tokenCharacters = Set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+    /// `[header]`: each key a header name, its value a string or an array of strings (one header line each).
+    private static func headers(_ key: TOMLKey) throws(PodvisorError) -> [String: [String]] {
+        var headers: [String: [String]] = [:]
+        for header in try key.table() {
+            let name = header.path.last!
+            guard !name.isEmpty, name.allSatisfy(Self.tokenCharacters.contains) else { throw header.error("is not an HTTP header name") }
+            let values = try header.stringOrStrings()
+            // A value that ended its line early would add a header of its own.
+            guard values.allSatisfy({ !$0.unicodeScalars.contains { $0 == "\r" || $0 == "\n" || $0 == "\0" } }) else {
+                throw header.error("must not hold a line break or NUL")
+            }
+            headers[name] = values
+        }
+        return headers
     }
 
     /// `http://h:5000` → `http://h:5000/v2`; a path is kept as written with `override_path`.
-    private static func baseURL(_ url: String, overridePath: Bool) throws(PodvisorError) -> String {
-        guard let components = URLComponents(string: url), let scheme = components.scheme,
-            scheme == "http" || scheme == "https", components.host?.isEmpty == false
-        else { throw PodvisorError(.invalidArgument, "\(url) is not an http:// or https:// URL") }
+    private static func baseURL(_ url: String, overridePath: Bool) -> String {
         var base = url
         while base.hasSuffix("/") { base.removeLast() }
         if overridePath || base.hasSuffix("/v2") { return base }
         return base + "/v2"
+    }
+}
+
+extension TOMLKey {
+    /// A string or an array of strings: containerd takes either for `ca` and a header's value.
+    fileprivate func stringOrStrings() throws(PodvisorError) -> [String] {
+        if case .string(let string) = value { return [string] }
+        guard case .array = value else { throw mismatch("a string or an array of strings") }
+        return try strings()
     }
 }

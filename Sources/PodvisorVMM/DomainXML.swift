@@ -49,11 +49,14 @@ public struct DomainSpec: Sendable, Equatable {
     /// virtiofsd's vhost-user socket; the guest mounts the export by the tag `share`.
     public var sharedDirectorySocket: String?
     public var networkInterface: NetworkInterface?
+    /// TCG only: the translated-code cache QEMU may grow (its default, 1 GiB, ends up as ~85 MiB of an idle
+    /// pod's host memory); nil leaves QEMU's default.
+    public var tcgCacheMiB: Int?
 
     public init(
         name: String, uuid: String, accelerator: Accelerator, memoryMiB: Int, vcpus: Int, emulator: String,
         kernel: String, initrd: String, kernelCommandLine: String, consoleLog: String, agentChannel: AgentChannel,
-        sharedDirectorySocket: String? = nil, networkInterface: NetworkInterface? = nil
+        sharedDirectorySocket: String? = nil, networkInterface: NetworkInterface? = nil, tcgCacheMiB: Int? = nil
     ) {
         self.name = name
         self.uuid = uuid
@@ -68,6 +71,7 @@ public struct DomainSpec: Sendable, Equatable {
         self.agentChannel = agentChannel
         self.sharedDirectorySocket = sharedDirectorySocket
         self.networkInterface = networkInterface
+        self.tcgCacheMiB = tcgCacheMiB
     }
 
     /// The guest kernel parameters every pod VM needs. SWIFT_ROOT=/ reaches the static agent as an environment
@@ -95,6 +99,11 @@ public struct DomainSpec: Sendable, Equatable {
         // Without ACPI the guest's poweroff only halts the CPU and the domain never stops.
         x.open("features")
         x.element("acpi")
+        if accelerator == .tcg, let tcgCacheMiB {
+            x.open("tcg")
+            x.element("tb-cache", [("unit", "MiB")], text: String(tcgCacheMiB))
+            x.close("tcg")
+        }
         x.close("features")
         if accelerator == .kvm {
             x.element("cpu", [("mode", "host-passthrough")])
@@ -144,7 +153,9 @@ public struct DomainSpec: Sendable, Equatable {
             x.element("target", [("dir", "share")])
             x.close("filesystem")
         }
-        x.element("memballoon", [("model", "none")])
+        // Free page reporting: what the guest frees (the initramfs once unpacked, exited containers) goes back
+        // to the host instead of staying in QEMU's memory for the pod's life.
+        x.element("memballoon", [("model", "virtio"), ("freePageReporting", "on")])
         x.close("devices")
         if case .hybridVsock(let backendSocket) = agentChannel {
             // libvirt 9.0 has no XML for vhost-user-vsock; QEMU gets it as extra arguments.

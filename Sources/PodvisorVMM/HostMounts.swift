@@ -23,6 +23,26 @@ public func readProcFile(_ path: String) -> String {
     return String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
 }
 
+/// The processes and every descendant of them (a helper that forked: virtiofsd's sandboxed child).
+public func processTrees(_ roots: [pid_t]) -> [pid_t] {
+    var parents: [pid_t: pid_t] = [:]
+    for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+        guard let pid = pid_t(entry) else { continue }
+        let stat = readProcFile("/proc/\(entry)/stat")
+        guard let close = stat.lastIndex(of: ")") else { continue }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        if fields.count > 1, let parent = pid_t(fields[1]) { parents[pid] = parent }
+    }
+    var found = roots
+    var index = 0
+    while index < found.count {
+        let parent = found[index]
+        found += parents.filter { $0.value == parent && !found.contains($0.key) }.map(\.key)
+        index += 1
+    }
+    return found
+}
+
 /// Deletes a directory tree, but never through a mount: a rootfs or volume still mounted below it would
 /// have its host files deleted.
 public func removeUnmountedDirectory(_ path: String) throws(PodvisorError) {

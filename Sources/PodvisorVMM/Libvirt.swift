@@ -116,9 +116,10 @@ public final class LibvirtConnection: @unchecked Sendable {
         virConnectClose(handle)
     }
 
-    /// Starts a transient domain (it leaves no definition behind once it stops).
-    public func createDomain(xml: String) throws(PodvisorError) -> LibvirtDomain {
-        guard let domain = virDomainCreateXML(handle, xml, 0) else {
+    /// Starts a transient domain (it leaves no definition behind once it stops); `paused`: QEMU runs, its
+    /// vCPUs do not until `resume`.
+    public func createDomain(xml: String, paused: Bool = false) throws(PodvisorError) -> LibvirtDomain {
+        guard let domain = virDomainCreateXML(handle, xml, paused ? UInt32(VIR_DOMAIN_START_PAUSED.rawValue) : 0) else {
             throw PodvisorError(.internalError, "libvirt refused to start the domain: \(lastLibvirtError())")
         }
         return LibvirtDomain(domain, connection: self)
@@ -170,6 +171,12 @@ public final class LibvirtDomain: @unchecked Sendable {
         }
         defer { free(raw) }
         return String(cString: raw)
+    }
+
+    public func resume() throws(PodvisorError) {
+        guard virDomainResume(handle) == 0 else {
+            throw PodvisorError(.internalError, "cannot resume domain \(name): \(lastLibvirtError())")
+        }
     }
 
     /// Hard power-off. Destroying a domain that is already gone is not an error.

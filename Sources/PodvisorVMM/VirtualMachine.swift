@@ -23,11 +23,16 @@ public final class VirtualMachine: Sendable {
         public var virtiofsdExecutable: String?
         /// The pod's network: a tap that exists before the VM starts.
         public var networkInterface: DomainSpec.NetworkInterface?
+        /// TCG's translation cache bound (DomainSpec.tcgCacheMiB).
+        public var tcgCacheMiB: Int?
+        /// Given QEMU's and the helpers' processes (every one of each tree) before the guest runs a single
+        /// instruction: a cgroup placed there then holds all the memory the VM will touch.
+        public var placeProcesses: (@Sendable ([pid_t]) throws(PodvisorError) -> Void)?
 
         public init(
             name: String, runDirectory: String, accelerator: Accelerator, transport: AgentTransportKind,
             memoryMiB: Int, vcpus: Int, kernel: String, initrd: String, emulator: String,
-            extraKernelParameters: String, vsockBackendExecutable: String, virtiofsdExecutable: String?
+            extraKernelParameters: String, vsockBackendExecutable: String, virtiofsdExecutable: String?, tcgCacheMiB: Int? = nil
         ) {
             self.name = name
             self.runDirectory = runDirectory
@@ -41,6 +46,7 @@ public final class VirtualMachine: Sendable {
             self.extraKernelParameters = extraKernelParameters
             self.vsockBackendExecutable = vsockBackendExecutable
             self.virtiofsdExecutable = virtiofsdExecutable
+            self.tcgCacheMiB = tcgCacheMiB
         }
     }
 
@@ -62,6 +68,11 @@ public final class VirtualMachine: Sendable {
     public var sharedDirectory: String? { share?.path }
     public var consoleLog: String { "\(configuration.runDirectory)/console.log" }
     public var currentState: State { state.withLock { $0.state } }
+
+    /// The VM's host processes: QEMU and its helpers (what the pod's cgroup must hold).
+    public var processIDs: [pid_t] {
+        (ProcessExitWatch.qemuPID(domain: name).map { [$0] } ?? []) + [backend?.helper.pid, share?.virtiofsd.pid].compactMap { $0 }
+    }
 
     /// Creates the run directory, starts helpers, then the domain. Anything started is undone on failure.
     public static func start(_ configuration: Configuration, on connection: LibvirtConnection) throws(PodvisorError) -> VirtualMachine {
@@ -97,10 +108,15 @@ public final class VirtualMachine: Sendable {
                 kernel: configuration.kernel, initrd: configuration.initrd,
                 kernelCommandLine: DomainSpec.baseKernelCommandLine(extra: configuration.extraKernelParameters),
                 consoleLog: "\(run)/console.log", agentChannel: channel, sharedDirectorySocket: share?.socket,
-                networkInterface: configuration.networkInterface)
+                networkInterface: configuration.networkInterface, tcgCacheMiB: configuration.tcgCacheMiB)
             _ = ProcessExitWatch.adoptOrphans
-            let domain = try connection.createDomain(xml: spec.xml)
-            return try observed(configuration, domain: domain, backend: backend, share: share)
+            let domain = try connection.createDomain(xml: spec.xml, paused: configuration.placeProcesses != nil)
+            let vm = try observed(configuration, domain: domain, backend: backend, share: share)
+            if let place = configuration.placeProcesses {
+                try place(processTrees(vm.processIDs))
+                try domain.resume()
+            }
+            return vm
         } catch {
             if let domain = connection.lookupDomain(name: configuration.name) { try? domain.destroy() }
             backend?.helper.stop()

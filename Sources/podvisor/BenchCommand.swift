@@ -6,7 +6,8 @@ import PodvisorRuntime
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench", abstract: "Benchmarks whose results go into Docs/performance.md.", subcommands: [Boot.self, CRIBench.self])
+        commandName: "bench", abstract: "Benchmarks whose results go into Docs/performance.md.",
+        subcommands: [Boot.self, CRIBench.self, NetworkBench.self])
 
     struct Boot: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -62,7 +62,9 @@ func withInProcessRuntime<T: Sendable>(
     _ server: CRIServer, _ body: @Sendable (RuntimeClient, ImageClient) async throws -> T
 ) async throws -> T {
     let transport = InProcessTransport()
-    return try await withGRPCServer(transport: transport.server, services: [server.runtimeService, server.imageService]) { _ in
+    return try await withGRPCServer(
+        transport: transport.server, services: [server.runtimeService, server.imageService], interceptors: server.interceptors
+    ) { _ in
         try await withGRPCClient(transport: transport.client) { client in
             try await body(Runtime_V1_RuntimeService.Client(wrapping: client), Runtime_V1_ImageService.Client(wrapping: client))
         }

@@ -2,9 +2,11 @@ import ArgumentParser
 import Foundation
 import GRPCCore
 import Logging
+import Metrics
 import GRPCNIOTransportHTTP2Posix
 import PodvisorCRIServer
 import PodvisorCore
+import Prometheus
 
 /// kubelet's container runtime: CRI RuntimeService and ImageService on one unix socket. Stopping it
 /// (SIGTERM) leaves pods running; the next start takes them back.
@@ -23,6 +25,22 @@ struct Podvisord: AsyncParsableCommand {
     @Option(help: "State directory (overrides state_dir).")
     var stateDir: String?
 
+    /// swift-metrics → swift-prometheus, with buckets that fit each series: pod VMs start in seconds (tens
+    /// under TCG), CRI calls in milliseconds.
+    static func bootstrapMetrics() -> PrometheusCollectorRegistry {
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        let starts: [Duration] = [
+            .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2), .seconds(5), .seconds(10), .seconds(20), .seconds(30), .seconds(60),
+            .seconds(120),
+        ]
+        for series in ["podvisor_sandbox_boot_seconds", "podvisor_sandbox_start_seconds", "podvisor_container_start_seconds"] {
+            factory.durationHistogramBuckets[series] = starts
+        }
+        MetricsSystem.bootstrap(factory)
+        return registry
+    }
+
     func run() async throws {
         // A parent may have blocked signals (test runners do): the daemon needs SIGTERM and SIGCHLD.
         var none = sigset_t()
@@ -34,7 +52,15 @@ struct Podvisord: AsyncParsableCommand {
 
         LogOutput.bootstrap(program: "podvisord", format: config.logFormat)
         let log = Logger(label: "podvisord", level: config.logLevel)
+        let metrics = config.metricsAddress.isEmpty ? nil : Self.bootstrapMetrics()
         let server = try await CRIServer.open(config: config, logger: log)
+        if let metrics {
+            let endpoint = try await MetricsEndpoint.start(address: config.metricsAddress) {
+                server.refreshMetrics()
+                return metrics.emitToBuffer()
+            }
+            log.info("serving metrics on \(config.metricsAddress) (port \(endpoint.port))")
+        }
         let path = config.socketPath
         try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         unlink(path)  // a socket left by a previous process
@@ -42,7 +68,7 @@ struct Podvisord: AsyncParsableCommand {
             address: .unixDomainSocket(path: path), transportSecurity: .plaintext,
             // kubelet's own limit: large List answers on busy nodes.
             config: .defaults { $0.rpc.maxRequestPayloadSize = 16 << 20 })
-        let grpc = GRPCServer(transport: transport, services: [server.runtimeService, server.imageService], interceptors: [CallLog(log: log)])
+        let grpc = GRPCServer(transport: transport, services: [server.runtimeService, server.imageService], interceptors: server.interceptors)
 
         let signals = [SIGTERM, SIGINT].map { signalNumber in
             signal(signalNumber, SIG_IGN)

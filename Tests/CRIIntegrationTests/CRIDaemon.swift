@@ -19,6 +19,8 @@ final class CRIDaemon: @unchecked Sendable {
     let logFile: String
     /// The daemon's pod network: bridge pvcri0, 10.214.250.0/24.
     let network: TestPodNetwork
+    /// Where it serves Prometheus metrics.
+    let metricsURL: URL
     private var process: Process?
     private var client: GRPCClient<Transport>?
 
@@ -47,6 +49,8 @@ final class CRIDaemon: @unchecked Sendable {
         logFile = "/tmp/\(name)-podvisord.log"
         try Self.clean(stateDirectory)
         network = try TestPodNetwork(directory: "\(stateDirectory)/cni", bridge: "\(name)0", subnet: 250)
+        let metricsPort = try TestRegistry.freePort()
+        metricsURL = URL(string: "http://127.0.0.1:\(metricsPort)/metrics")!
         let env = ProcessInfo.processInfo.environment
         let config = """
             state_dir = "\(stateDirectory)"
@@ -58,6 +62,8 @@ final class CRIDaemon: @unchecked Sendable {
             shutdown_timeout_s = 5
             [cri]
             socket = "\(socket)"
+            [metrics]
+            address = "127.0.0.1:\(metricsPort)"
             [cni]
             conf_dir = "\(network.confDir)"
             bin_dirs = ["/usr/lib/cni"]

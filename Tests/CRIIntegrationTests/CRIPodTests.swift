@@ -325,6 +325,90 @@ extension CRITests {
             PodTraces.expectNothingLeft(d, sandbox: sandbox, containers: [c1, c2, c2b, echo, web, graceful])
         }
 
+        /// SupplementalGroupsPolicy as kubelet passes it, and the identity ContainerStatus reports: Merge adds the
+        /// groups of the image's /etc/group, Strict does not; a numeric uid takes its primary group from passwd.
+        @Test func supplementalGroupsPolicyAndTheContainersUser() async throws {
+            let d = try await CRIDaemon.shared.value
+            let image = "\(try await TestImages.registry.value.address)/groups:latest"
+            _ = try await d.images.pullImage(.with { $0.image = .with { $0.image = image } })
+            let features = try await d.runtime.status(Runtime_V1_StatusRequest()).features
+            #expect(features.supplementalGroupsPolicy)
+            let pod = podConfig("groups")
+            let sandbox = try await d.run(pod)
+            func start(_ name: String, _ policy: Runtime_V1_SupplementalGroupsPolicy) async throws -> String {
+                var config = containerConfig(name, image: image, ["/bin/sh", "-c", "sleep 600"])
+                config.linux.securityContext.runAsUser = .with { $0.value = 1000 }
+                config.linux.securityContext.supplementalGroups = [1234]
+                config.linux.securityContext.supplementalGroupsPolicy = policy
+                let id = try await d.create(sandbox, pod, config)
+                try await d.start(id)
+                return id
+            }
+            do {
+                for (policy, groups) in [(Runtime_V1_SupplementalGroupsPolicy.merge, [Int64]([1000, 1234, 50000])), (.strict, [1000, 1234])] {
+                    let id = try await start("\(policy)", policy)
+                    let user = try await d.status(id).user.linux
+                    #expect(user.uid == 1000 && user.gid == 1000 && user.supplementalGroups.sorted() == groups, "\(policy): \(user)")
+                    let id_G = try await d.runtime.execSync(
+                        .with {
+                            $0.containerID = id; $0.cmd = ["/bin/sh", "-c", "id -G"]; $0.timeout = 30
+                        })
+                    #expect(String(decoding: id_G.stdout, as: UTF8.self) == groups.map(String.init).joined(separator: " ") + "\n", "\(policy)")
+                }
+            } catch {
+                try? await d.removePod(sandbox)
+                throw error
+            }
+            try await d.removePod(sandbox)
+        }
+
+        /// kubelet's pod cgroup holds the VM: QEMU and its helpers are placed in `cgroup_parent`, and the VM's
+        /// memory is charged there (what kubelet's accounting and eviction read).
+        @Test func thePodVMLivesInItsCgroupParent() async throws {
+            let d = try await CRIDaemon.shared.value
+            let parent = "/podvisor-test-\(UUID().uuidString.prefix(8).lowercased())"
+            let unified = FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cgroup.controllers")
+            let memory = unified ? "/sys/fs/cgroup\(parent)" : "/sys/fs/cgroup/memory\(parent)"
+            let directories = unified ? [memory] : ["memory", "cpu", "cpuacct", "pids", "blkio"].map { "/sys/fs/cgroup/\($0)\(parent)" }
+            defer { for directory in directories { rmdir(directory) } }
+            var pod = podConfig("cgroup")
+            pod.linux.cgroupParent = parent
+            let sandbox = try await d.run(pod)
+            do {
+                let processes = PodTraces.qemu(sandbox: sandbox) + HostState.processes(matching: "\(d.stateDirectory)/vm/\(sandbox.prefix(16))/")
+                #expect(processes.count >= 3, "QEMU, virtiofsd and the vsock backend")
+                for pid in processes {
+                    let cgroups = (try? String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8)) ?? ""
+                    let line = cgroups.split(separator: "\n").first { unified ? $0.hasPrefix("0::") : $0.contains(":memory:") }
+                    #expect(line?.hasSuffix(parent) == true, "process \(pid): \(cgroups.split(separator: "\n").joined(separator: " | "))")
+                }
+                let charged =
+                    (try? String(contentsOfFile: "\(memory)/\(unified ? "memory.current" : "memory.usage_in_bytes")", encoding: .utf8))
+                    .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 0
+                #expect(charged > 32 << 20, "the VM's memory is charged to the pod's cgroup (\(charged) bytes)")
+
+                // A VM that outgrows the pod's limit is OOM-killed by the host, and reported as such.
+                let limit = unified ? "memory.max" : "memory.limit_in_bytes"
+                try "\(charged + (24 << 20))".write(toFile: "\(memory)/\(limit)", atomically: false, encoding: .utf8)
+                let image = try await TestImages.busybox(d)
+                let filler = try await d.create(
+                    sandbox, pod,
+                    containerConfig("filler", image: image, ["/bin/sh", "-c", "dd if=/dev/zero of=/dev/shm/fill bs=1M count=150; sleep 600"]))
+                try await d.start(filler)
+                let status = try await d.wait(filler, until: .containerExited, seconds: 60)
+                #expect(status.reason == "OOMKilled" && status.message.contains("OOM"), "\(status)")
+                let sandboxStatus = try await d.runtime.podSandboxStatus(
+                    .with {
+                        $0.podSandboxID = sandbox; $0.verbose = true
+                    })
+                #expect(sandboxStatus.status.state == .sandboxNotready && sandboxStatus.info["info"]?.contains("OOM-killed") == true)
+            } catch {
+                try? await d.removePod(sandbox)
+                throw error
+            }
+            try await d.removePod(sandbox)
+        }
+
         /// QEMU killed behind podvisord's back: the sandbox turns NOTREADY and its container EXITED, with reasons.
         @Test func vmKilledFromOutside() async throws {
             let d = try await CRIDaemon.shared.value

@@ -1,6 +1,7 @@
 import Foundation
 import GRPCCore
 import PodvisorCRI
+import TestSupport
 import Testing
 
 /// Requests that need no VM: versions, status, and malformed or impossible requests, each answered with
@@ -149,6 +150,26 @@ extension CRITests {
             let log = (try? String(contentsOfFile: d.logFile, encoding: .utf8)) ?? ""
             #expect(log.contains("CRI call refused: hostname") && log.contains("method=RunPodSandbox"), "\(d.tail())")
             #expect(log.contains("method=ListPodSandbox status=OK"), "\(d.tail())")
+        }
+
+        /// Prometheus's view: the endpoint answers a real HTTP client, and a call moves its counter.
+        @Test func metricsAreScrapedAndMove() async throws {
+            let d = try await CRIDaemon.shared.value
+            func scrape() async throws -> String { try await HostNetwork.fetch(d.metricsURL.absoluteString) }
+            func versionCalls(_ text: String) -> Int {
+                let line = text.split(separator: "\n").first { $0.hasPrefix(#"podvisor_cri_requests_total{method="Version",status="OK"}"#) }
+                return line.flatMap { Int($0.split(separator: " ").last ?? "") } ?? 0
+            }
+            _ = try await d.runtime.version(Runtime_V1_VersionRequest())
+            let before = try await scrape()
+            _ = try await d.runtime.version(Runtime_V1_VersionRequest())
+            _ = try await d.runtime.version(Runtime_V1_VersionRequest())
+            let after = try await scrape()
+            #expect(versionCalls(after) == versionCalls(before) + 2, "\(after)")
+            #expect(after.contains("podvisor_cri_request_duration_seconds_bucket"), "\(after)")
+            #expect(after.contains(#"podvisor_sandboxes{state="ready"}"#), "\(after)")
+            let other = try await HostNetwork.fetch(d.metricsURL.deletingLastPathComponent().appendingPathComponent("other").absoluteString)
+            #expect(other.contains("only /metrics"))
         }
 
         @Test func imageServiceOnTheStore() async throws {

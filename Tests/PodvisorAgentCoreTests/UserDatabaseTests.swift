@@ -53,6 +53,31 @@ import Testing
         #expect(known.additionalGIDs == [10, 29])
     }
 
+    /// Kubernetes' SupplementalGroupsPolicy, as critest checks it: a numeric uid takes its primary group from
+    /// passwd unless one is given; Merge adds the groups listing the user, Strict only those asked for.
+    @Test func numericUidTakesItsPrimaryGroupAndStrictLeavesTheGroupFileOut() throws {
+        let merged = try Self.database.resolve(
+            Self.process {
+                $0.uid = 1000; $0.additionalGids = [1234]
+            })
+        #expect(merged == UserDatabase.Identity(uid: 1000, gid: 1000, additionalGIDs: [10, 29, 1234]))
+        #expect(merged.groups == [1000, 10, 29, 1234])
+        let strict = try Self.database.resolve(
+            Self.process {
+                $0.uid = 1000
+                $0.additionalGids = [1234]
+                $0.strictSupplementalGroups = true
+            })
+        #expect(strict.groups == [1000, 1234])
+        // An explicit group 0 stays 0 (root's group asked for), unlike an absent one.
+        #expect(
+            try Self.database.resolve(
+                Self.process {
+                    $0.uid = 1000; $0.gid = 0
+                }
+            ).gid == 0)
+    }
+
     @Test func unknownNamesAreRefused() {
         let user = #expect(throws: RPCError.self) { try Self.database.resolve(Self.process { $0.username = "nobody" }) }
         #expect(user?.code == .invalidArgument)

@@ -58,11 +58,20 @@ import Testing
         for event in ["on_poweroff", "on_reboot", "on_crash"] {
             #expect(xml.contains("<\(event)>destroy</\(event)>"))
         }
-        #expect(xml.contains("<memballoon model='none'/>"))
+        #expect(xml.contains("<memballoon model='virtio' freePageReporting='on'/>"))
         #expect(xml.contains("<serial type='file'>"))
         #expect(xml.contains("<source path='\(Self.run)/console.log'/>"))
         #expect(xml.contains("<vsock model='virtio'>") == (channel == .vsock))
         #expect(xml.contains("<channel type='unix'>") == (channel.transport == .virtioSerial))
+    }
+
+    @Test func tcgGetsABoundedTranslationCache() {
+        var spec = Self.spec(.vsock, .tcg)
+        #expect(!spec.xml.contains("<tcg>"))
+        spec.tcgCacheMiB = 32
+        #expect(spec.xml.contains("<tcg>\n      <tb-cache unit='MiB'>32</tb-cache>\n    </tcg>"))
+        spec.accelerator = .kvm
+        #expect(!spec.xml.contains("<tcg>"), "KVM translates nothing")
     }
 
     @Test func sharedDirectoryIsAVirtiofsFilesystem() {

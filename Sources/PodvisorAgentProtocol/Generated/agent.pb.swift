@@ -254,7 +254,15 @@ public nonisolated struct Podvisor_Agent_V1_ProcessSpec: Sendable {
 
   public var uid: UInt32 = 0
 
-  public var gid: UInt32 = 0
+  /// Absent: the user's primary group from the container's /etc/passwd (0 when it has no entry).
+  public var gid: UInt32 {
+    get {_gid ?? 0}
+    set {_gid = newValue}
+  }
+  /// Returns true if `gid` has been explicitly set.
+  public var hasGid: Bool {self._gid != nil}
+  /// Clears the value of `gid`. Subsequent reads from it will return its default value.
+  public mutating func clearGid() {self._gid = nil}
 
   public var additionalGids: [UInt32] = []
 
@@ -293,10 +301,15 @@ public nonisolated struct Podvisor_Agent_V1_ProcessSpec: Sendable {
   /// Clears the value of `seccomp`. Subsequent reads from it will return its default value.
   public mutating func clearSeccomp() {self._seccomp = nil}
 
+  /// Kubernetes' SupplementalGroupsPolicy Strict: the groups listing the user in the container's /etc/group
+  /// are not added; only additional_gids are.
+  public var strictSupplementalGroups: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
+  fileprivate var _gid: UInt32? = nil
   fileprivate var _capabilities: Podvisor_Agent_V1_Capabilities? = nil
   fileprivate var _seccomp: Podvisor_Agent_V1_Seccomp? = nil
 }
@@ -551,6 +564,14 @@ public nonisolated struct Podvisor_Agent_V1_CreateContainerResponse: Sendable {
 
   /// pid of the container's init in the guest's initial PID namespace.
   public var pid: UInt32 = 0
+
+  /// The identity it runs as, resolved in its rootfs: CRI's ContainerStatus.user.
+  public var uid: UInt32 = 0
+
+  public var gid: UInt32 = 0
+
+  /// The primary group first, then the supplementary ones (what `id -G` prints).
+  public var groups: [UInt32] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1455,7 +1476,7 @@ nonisolated extension Podvisor_Agent_V1_CreateSandboxRequest: SwiftProtobuf.Mess
 
 nonisolated extension Podvisor_Agent_V1_ProcessSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ProcessSpec"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}args\0\u{1}env\0\u{1}cwd\0\u{1}uid\0\u{1}gid\0\u{3}additional_gids\0\u{1}username\0\u{1}groupname\0\u{1}stdin\0\u{3}no_new_privileges\0\u{1}capabilities\0\u{1}rlimits\0\u{1}seccomp\0\u{1}terminal\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}args\0\u{1}env\0\u{1}cwd\0\u{1}uid\0\u{1}gid\0\u{3}additional_gids\0\u{1}username\0\u{1}groupname\0\u{1}stdin\0\u{3}no_new_privileges\0\u{1}capabilities\0\u{1}rlimits\0\u{1}seccomp\0\u{1}terminal\0\u{3}strict_supplemental_groups\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1467,7 +1488,7 @@ nonisolated extension Podvisor_Agent_V1_ProcessSpec: SwiftProtobuf.Message, Swif
       case 2: try { try decoder.decodeRepeatedStringField(value: &self.env) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.cwd) }()
       case 4: try { try decoder.decodeSingularUInt32Field(value: &self.uid) }()
-      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.gid) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self._gid) }()
       case 6: try { try decoder.decodeRepeatedUInt32Field(value: &self.additionalGids) }()
       case 7: try { try decoder.decodeSingularStringField(value: &self.username) }()
       case 8: try { try decoder.decodeSingularStringField(value: &self.groupname) }()
@@ -1477,6 +1498,7 @@ nonisolated extension Podvisor_Agent_V1_ProcessSpec: SwiftProtobuf.Message, Swif
       case 12: try { try decoder.decodeRepeatedMessageField(value: &self.rlimits) }()
       case 13: try { try decoder.decodeSingularMessageField(value: &self._seccomp) }()
       case 14: try { try decoder.decodeSingularBoolField(value: &self.terminal) }()
+      case 15: try { try decoder.decodeSingularBoolField(value: &self.strictSupplementalGroups) }()
       default: break
       }
     }
@@ -1499,9 +1521,9 @@ nonisolated extension Podvisor_Agent_V1_ProcessSpec: SwiftProtobuf.Message, Swif
     if self.uid != 0 {
       try visitor.visitSingularUInt32Field(value: self.uid, fieldNumber: 4)
     }
-    if self.gid != 0 {
-      try visitor.visitSingularUInt32Field(value: self.gid, fieldNumber: 5)
-    }
+    try { if let v = self._gid {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 5)
+    } }()
     if !self.additionalGids.isEmpty {
       try visitor.visitPackedUInt32Field(value: self.additionalGids, fieldNumber: 6)
     }
@@ -1529,6 +1551,9 @@ nonisolated extension Podvisor_Agent_V1_ProcessSpec: SwiftProtobuf.Message, Swif
     if self.terminal != false {
       try visitor.visitSingularBoolField(value: self.terminal, fieldNumber: 14)
     }
+    if self.strictSupplementalGroups != false {
+      try visitor.visitSingularBoolField(value: self.strictSupplementalGroups, fieldNumber: 15)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1537,7 +1562,7 @@ nonisolated extension Podvisor_Agent_V1_ProcessSpec: SwiftProtobuf.Message, Swif
     if lhs.env != rhs.env {return false}
     if lhs.cwd != rhs.cwd {return false}
     if lhs.uid != rhs.uid {return false}
-    if lhs.gid != rhs.gid {return false}
+    if lhs._gid != rhs._gid {return false}
     if lhs.additionalGids != rhs.additionalGids {return false}
     if lhs.username != rhs.username {return false}
     if lhs.groupname != rhs.groupname {return false}
@@ -1547,6 +1572,7 @@ nonisolated extension Podvisor_Agent_V1_ProcessSpec: SwiftProtobuf.Message, Swif
     if lhs.rlimits != rhs.rlimits {return false}
     if lhs.terminal != rhs.terminal {return false}
     if lhs._seccomp != rhs._seccomp {return false}
+    if lhs.strictSupplementalGroups != rhs.strictSupplementalGroups {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1869,7 +1895,7 @@ nonisolated extension Podvisor_Agent_V1_Mount.Propagation: SwiftProtobuf._ProtoN
 
 nonisolated extension Podvisor_Agent_V1_CreateContainerResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateContainerResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0\u{1}uid\0\u{1}gid\0\u{1}groups\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1878,6 +1904,9 @@ nonisolated extension Podvisor_Agent_V1_CreateContainerResponse: SwiftProtobuf.M
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularUInt32Field(value: &self.pid) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.uid) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.gid) }()
+      case 4: try { try decoder.decodeRepeatedUInt32Field(value: &self.groups) }()
       default: break
       }
     }
@@ -1887,11 +1916,23 @@ nonisolated extension Podvisor_Agent_V1_CreateContainerResponse: SwiftProtobuf.M
     if self.pid != 0 {
       try visitor.visitSingularUInt32Field(value: self.pid, fieldNumber: 1)
     }
+    if self.uid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.uid, fieldNumber: 2)
+    }
+    if self.gid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.gid, fieldNumber: 3)
+    }
+    if !self.groups.isEmpty {
+      try visitor.visitPackedUInt32Field(value: self.groups, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Podvisor_Agent_V1_CreateContainerResponse, rhs: Podvisor_Agent_V1_CreateContainerResponse) -> Bool {
     if lhs.pid != rhs.pid {return false}
+    if lhs.uid != rhs.uid {return false}
+    if lhs.gid != rhs.gid {return false}
+    if lhs.groups != rhs.groups {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

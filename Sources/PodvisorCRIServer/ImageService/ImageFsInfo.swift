@@ -6,8 +6,9 @@ extension ImageService {
     public func imageFsInfo(request: Runtime_V1_ImageFsInfoRequest, context: ServerContext) async throws -> Runtime_V1_ImageFsInfoResponse {
         let now = Clock.nowNanoseconds()
         let images = server.images.usage()
-        let containersDirectory = "\(server.config.stateDirectory)/cri/containers"
+        let containersDirectory = server.runtime.writableLayersRoot
         let containers = directoryUsage(containersDirectory)
+        let host = await server.fromHostPods("ImageFsInfo") { try await $0.images.imageFsInfo(request) }
         return .with {
             $0.imageFilesystems = [
                 .with {
@@ -25,6 +26,8 @@ extension ImageService {
                     $0.inodesUsed = .with { $0.value = containers.inodes }
                 }
             ]
+            $0.imageFilesystems += host?.imageFilesystems ?? []
+            $0.containerFilesystems += host?.containerFilesystems ?? []
         }
     }
 }

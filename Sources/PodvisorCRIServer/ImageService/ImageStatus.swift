@@ -7,7 +7,10 @@ extension ImageService {
     public func imageStatus(request: Runtime_V1_ImageStatusRequest, context: ServerContext) async throws -> Runtime_V1_ImageStatusResponse {
         try await handle {
             try Validate.required(request.image.image, "image.image")
-            guard let record = await server.images.image(request.image.image) else { return Runtime_V1_ImageStatusResponse() }
+            guard let record = await server.images.image(request.image.image) else {
+                // Only containerd may have it (a host pod's image pulled there).
+                return await server.fromHostPods("ImageStatus") { try await $0.images.imageStatus(request) } ?? Runtime_V1_ImageStatusResponse()
+            }
             return .with {
                 $0.image = server.image(record)
                 if request.verbose {

@@ -17,10 +17,13 @@ extension ImageService {
 }
 
 extension CRIServer {
-    /// All images, or the one the filter's image names (by id, tag or digest).
+    /// All images, or the one the filter's image names (by id, tag or digest); containerd's (host pods')
+    /// too, an image both hold listed once.
     func imageList(_ filter: Runtime_V1_ImageFilter) async -> [Runtime_V1_Image] {
         let name = filter.image.image
-        guard !name.isEmpty else { return await images.list().map(image) }
-        return await images.image(name).map { [image($0)] } ?? []
+        let local = name.isEmpty ? await images.list().map(image) : await images.image(name).map { [image($0)] } ?? []
+        let ids = Set(local.map(\.id))
+        let host = await fromHostPods("ListImages") { try await $0.images.listImages(.with { $0.filter = filter }).images } ?? []
+        return local + host.filter { !ids.contains($0.id) }
     }
 }

@@ -8,6 +8,7 @@ extension ImageService {
         try await handle {
             try Validate.required(request.image.image, "image.image")
             do { try await server.images.remove(request.image.image) } catch let error as PodvisorError where error.code == .notFound {}
+            _ = await server.fromHostPods("RemoveImage") { try await $0.images.removeImage(request) }
             return Runtime_V1_RemoveImageResponse()
         }
     }

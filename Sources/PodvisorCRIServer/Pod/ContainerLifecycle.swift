@@ -65,7 +65,7 @@ extension CRIServer {
     /// and its containers EXITED, and the VM's host-side traces are removed.
     func watch(sandboxID: String, pod: any PodSandbox) {
         Task.detached { [self] in
-            let why = await pod.waitUntilStopped()
+            let stop = await pod.waitUntilStopped()
             // StopPodSandbox takes the pod out of `pods` before it stops the VM: that stop was asked for.
             let unexpected = pods.withLock { pods -> Bool in
                 guard pods[sandboxID] === pod else { return false }
@@ -73,17 +73,17 @@ extension CRIServer {
                 return true
             }
             guard unexpected else { return }
-            log.warning("sandbox \(sandboxID): \(why)")
+            log.warning("sandbox \(sandboxID): \(stop.reason)")
             // Under the sandbox's lock: a Stop or Remove that follows finds the VM's traces gone.
             try? await locks.withLock(sandboxID) {
-                sandboxLost(sandboxID, reason: why)
+                sandboxLost(sandboxID, reason: stop.reason, oomKilled: stop.oomKilled)
                 do { try await pod.destroy() } catch { log.error("sandbox \(sandboxID): \(error)") }
             }
         }
     }
 
     /// The sandbox's VM is gone: NOTREADY, and every container that had not exited did now.
-    func sandboxLost(_ sandboxID: String, reason: String) {
+    func sandboxLost(_ sandboxID: String, reason: String, oomKilled: Bool = false) {
         hostPorts.close(sandboxID)
         _ = try? sandboxes.update(sandboxID) {
             $0.state = .notReady
@@ -92,7 +92,7 @@ extension CRIServer {
         }
         let now = Clock.nowNanoseconds()
         for container in containers.all where container.sandboxID == sandboxID && container.state != .exited {
-            containerExited(container.id, code: 255, at: now, reason: "Error", message: reason)
+            containerExited(container.id, code: 255, at: now, reason: oomKilled ? "OOMKilled" : "Error", message: reason)
         }
     }
 }

@@ -48,6 +48,7 @@ enum ContainerSpecBuilder {
         try Validate.absolutePath(process.cwd, "working_dir")
         try user(security, image: image, into: &process)
         process.terminal = config.tty
+        process.strictSupplementalGroups = security.supplementalGroupsPolicy == .strict
         process.stdin = config.stdin
         process.noNewPrivileges = security.noNewPrivs
         if !security.privileged {

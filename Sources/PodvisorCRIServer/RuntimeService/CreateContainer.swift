@@ -81,14 +81,13 @@ extension CRIServer {
             }
             spec.resources = try ContainerSpecBuilder.resources(config.linux.resources)
             spec.mounts = config.mounts.map(ContainerSpecBuilder.volume)
-            try await pod.createContainer(spec)
+            let identity = try await pod.createContainer(spec)
             var record = ContainerRecord(
                 id: id, sandboxID: sandbox.id, configData: try config.serializedBytes(), process: process,
                 imageName: config.image.image, imageID: image.id.description, imageRef: image.repoDigests.first ?? image.id.description,
                 logPath: logPath, state: .created, createdAt: Clock.nowNanoseconds(),
                 resourcesData: try config.linux.resources.serializedBytes(),
-                uid: process.username.isEmpty ? Int64(process.uid) : nil, gid: process.groupname.isEmpty ? Int64(process.gid) : nil,
-                supplementalGroups: process.additionalGids.map(Int64.init))
+                uid: Int64(identity.uid), gid: Int64(identity.gid), supplementalGroups: identity.groups.map(Int64.init))
             record.stopSignal = stopSignal
             do { try containers.put(record) } catch {
                 try? await pod.removeContainer(id)

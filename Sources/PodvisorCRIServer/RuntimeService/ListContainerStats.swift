@@ -7,7 +7,7 @@ extension RuntimeService {
     ) async throws
         -> Runtime_V1_ListContainerStatsResponse
     {
-        let stats = await server.containerStatsList(request.filter)
+        let stats = await server.containerStatsList(request.filter) + server.hostContainerStats(request.filter)
         return .with { $0.stats = stats }
     }
 
@@ -15,7 +15,7 @@ extension RuntimeService {
         request: Runtime_V1_StreamContainerStatsRequest, response: RPCWriter<Runtime_V1_StreamContainerStatsResponse>,
         context: ServerContext
     ) async throws {
-        for page in await server.containerStatsList(request.filter).pages() {
+        for page in await (server.containerStatsList(request.filter) + server.hostContainerStats(request.filter)).pages() {
             try await response.write(.with { $0.containerStats = page })
         }
     }

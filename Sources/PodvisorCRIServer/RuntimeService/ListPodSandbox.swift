@@ -7,7 +7,8 @@ extension RuntimeService {
     ) async throws
         -> Runtime_V1_ListPodSandboxResponse
     {
-        .with { $0.items = server.podSandboxes(request.filter) }
+        let items = await server.podSandboxes(request.filter)
+        return .with { $0.items = items }
     }
 
     /// The same list in pages (kubelet's CRIListStreaming), for nodes with very many pods.
@@ -15,21 +16,22 @@ extension RuntimeService {
         request: Runtime_V1_StreamPodSandboxesRequest, response: RPCWriter<Runtime_V1_StreamPodSandboxesResponse>,
         context: ServerContext
     ) async throws {
-        for page in server.podSandboxes(request.filter).pages() {
+        for page in await server.podSandboxes(request.filter).pages() {
             try await response.write(.with { $0.podSandboxes = page })
         }
     }
 }
 
 extension CRIServer {
-    /// Filters: id (full or a unique prefix), state, labels; sorted by creation, oldest first.
-    func podSandboxes(_ filter: Runtime_V1_PodSandboxFilter) -> [Runtime_V1_PodSandbox] {
-        sandboxes.all
+    /// Filters: id (full or a unique prefix), state, labels; sorted by creation, oldest first. Host pods
+    /// (containerd's) are among them.
+    func podSandboxes(_ filter: Runtime_V1_PodSandboxFilter) async -> [Runtime_V1_PodSandbox] {
+        let local = sandboxes.all
             .filter { filter.id.isEmpty || $0.id.hasPrefix(filter.id) }
             .map(podSandbox)
             .filter { !filter.hasState || $0.state == filter.state.state }
             .filter { matches($0.labels, selector: filter.labelSelector) }
-            .sorted { $0.createdAt < $1.createdAt }
+        return (local + (await hostSandboxes(filter))).sorted { $0.createdAt < $1.createdAt }
     }
 }
 

@@ -7,7 +7,7 @@ extension RuntimeService {
     ) async throws
         -> Runtime_V1_ListPodSandboxStatsResponse
     {
-        let stats = await server.sandboxStatsList(request.filter)
+        let stats = await server.sandboxStatsList(request.filter) + server.hostSandboxStats(request.filter)
         return .with { $0.stats = stats }
     }
 
@@ -15,7 +15,7 @@ extension RuntimeService {
         request: Runtime_V1_StreamPodSandboxStatsRequest, response: RPCWriter<Runtime_V1_StreamPodSandboxStatsResponse>,
         context: ServerContext
     ) async throws {
-        for page in await server.sandboxStatsList(request.filter).pages() {
+        for page in await (server.sandboxStatsList(request.filter) + server.hostSandboxStats(request.filter)).pages() {
             try await response.write(.with { $0.podSandboxStats = page })
         }
     }

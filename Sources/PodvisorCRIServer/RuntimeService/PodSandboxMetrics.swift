@@ -16,15 +16,17 @@ extension RuntimeService {
     ) async throws
         -> Runtime_V1_ListMetricDescriptorsResponse
     {
-        .with {
-            $0.descriptors = Self.metrics.map { metric in
-                .with {
-                    $0.name = metric.name
-                    $0.help = metric.help
-                    $0.labelKeys = Self.metricLabels
-                }
+        let ours: [Runtime_V1_MetricDescriptor] = Self.metrics.map { metric in
+            .with {
+                $0.name = metric.name
+                $0.help = metric.help
+                $0.labelKeys = Self.metricLabels
             }
         }
+        // containerd names its own; a name both serve is described once.
+        let names = Set(ours.map(\.name))
+        let theirs = await server.hostMetricDescriptors().filter { !names.contains($0.name) }
+        return .with { $0.descriptors = ours + theirs }
     }
 
     public func listPodSandboxMetrics(
@@ -32,7 +34,7 @@ extension RuntimeService {
     ) async throws
         -> Runtime_V1_ListPodSandboxMetricsResponse
     {
-        let metrics = await podMetrics()
+        let metrics = await podMetrics() + server.hostPodMetrics()
         return .with { $0.podMetrics = metrics }
     }
 
@@ -40,7 +42,7 @@ extension RuntimeService {
         request: Runtime_V1_StreamPodSandboxMetricsRequest, response: RPCWriter<Runtime_V1_StreamPodSandboxMetricsResponse>,
         context: ServerContext
     ) async throws {
-        for page in await podMetrics().pages() {
+        for page in await (podMetrics() + server.hostPodMetrics()).pages() {
             try await response.write(.with { $0.podSandboxMetrics = page })
         }
     }

@@ -13,6 +13,7 @@ extension RuntimeService {
         -> Runtime_V1_RunPodSandboxResponse
     {
         try await handle {
+            let started = ContinuousClock.now
             let config = request.config
             try server.validate(config)
             guard request.runtimeHandler.isEmpty || request.runtimeHandler == server.config.runtimeHandler else {
@@ -60,6 +61,7 @@ extension RuntimeService {
             server.pods.withLock { $0[record.id] = pod }
             server.watch(sandboxID: record.id, pod: pod)
             server.log.info("sandbox \(record.id) (\(nameKey)) ready in \(pod.info.bootToReady)")
+            CRIMetrics.sandboxStarted(boot: pod.info.bootToReady, total: started.duration(to: .now))
             return .with { $0.podSandboxID = record.id }
         }
     }
@@ -74,6 +76,7 @@ extension CRIServer {
         if !config.hostname.isEmpty { try Validate.hostname(config.hostname) }
         if !config.logDirectory.isEmpty { try Validate.absolutePath(config.logDirectory, "log_directory") }
         try Validate.metadataMaps(config.labels, config.annotations)
+        if !config.linux.cgroupParent.isEmpty { try Validate.absolutePath("/" + config.linux.cgroupParent, "linux.cgroup_parent") }
         try Validate.count(config.linux.sysctls.count, atMost: RequestLimits.maxSysctls, "linux.sysctls")
         try Validate.resources(config.linux.resources, "linux.resources")
         try Validate.resources(config.linux.overhead, "linux.overhead")
@@ -107,6 +110,7 @@ extension CRIServer {
             id: record.id, name: m.name, namespace: m.namespace, uid: m.uid, hostname: hostname(config),
             size: try Self.vmSize(config.linux, config: self.config))
         spec.sysctls = config.linux.sysctls
+        spec.cgroupParent = config.linux.cgroupParent
         spec.portMappings = config.portMappings.map {
             PortMapping(
                 hostPort: UInt16($0.hostPort), containerPort: UInt16($0.containerPort),

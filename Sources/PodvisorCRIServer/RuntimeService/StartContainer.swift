@@ -33,6 +33,9 @@ extension RuntimeService {
                         })
                 else { throw PodvisorError(.notFound, "container \(id) was removed") }
                 server.follow(running, on: pod)
+                if let sandbox = server.sandboxes.get(running.sandboxID) {
+                    CRIMetrics.containerStarted(sinceSandboxCreated: .nanoseconds(running.startedAt - sandbox.createdAt))
+                }
                 server.log.debug("container \(id) started")
                 server.publish(.containerStartedEvent, container: running)
             }

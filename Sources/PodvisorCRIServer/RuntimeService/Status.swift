@@ -8,6 +8,8 @@ extension RuntimeService {
     public func status(request: Runtime_V1_StatusRequest, context: ServerContext) async throws -> Runtime_V1_StatusResponse {
         let runtime = server.runtime.readiness()
         let network = server.runtime.networkReadiness()
+        // containerd's health is its own condition: kubelet does not gate the node on it, VM pods keep working.
+        let hostPods = await server.fromHostPods("Status") { try await $0.runtime.status(.init()).status.conditions }
         return .with {
             $0.status = .with {
                 $0.conditions = [
@@ -26,6 +28,20 @@ extension RuntimeService {
                         $0.message = network.message
                     },
                 ]
+                if let endpoint = server.hostPods?.endpoint {
+                    let ready = hostPods?.allSatisfy(\.status) == true
+                    $0.conditions.append(
+                        .with {
+                            $0.type = "HostPodsReady"
+                            $0.status = ready
+                            if !ready {
+                                $0.reason = hostPods == nil ? "HostRuntimeUnavailable" : "HostRuntimeNotReady"
+                                $0.message =
+                                    hostPods.map { "containerd at \(endpoint): " + $0.filter { !$0.status }.map(\.message).joined(separator: "; ") }
+                                    ?? "containerd's CRI at \(endpoint) does not answer"
+                            }
+                        })
+                }
             }
             $0.runtimeHandlers = [
                 .with {
@@ -37,6 +53,8 @@ extension RuntimeService {
                     $0.features = .with { $0.recursiveReadOnlyMounts = true }
                 },
             ]
+            // ContainerStatus.user carries the identity the guest resolved; Strict leaves /etc/group out.
+            $0.features = .with { $0.supplementalGroupsPolicy = true }
             if request.verbose {
                 var info = server.runtime.hostInfo
                 info["podCIDR"] = server.podCIDR.withLock { $0 }

@@ -42,7 +42,8 @@ public struct ProcessSpec: Sendable, Equatable, Codable {
     public var env: [String] = []
     public var cwd = "/"
     public var uid: UInt32 = 0
-    public var gid: UInt32 = 0
+    /// nil: the user's primary group in the container's /etc/passwd (as runc resolves it).
+    public var gid: UInt32?
     public var additionalGids: [UInt32] = []
     /// Resolved in the container's /etc/passwd and /etc/group when set; they win over uid/gid.
     public var username = ""
@@ -50,6 +51,8 @@ public struct ProcessSpec: Sendable, Equatable, Codable {
     public var stdin = false
     public var terminal = false
     public var noNewPrivileges = false
+    /// Kubernetes' SupplementalGroupsPolicy Strict: the image's /etc/group adds no groups.
+    public var strictSupplementalGroups = false
     /// nil: every capability of the guest (privileged).
     public var capabilities: [String]?
     public var seccomp = Seccomp.unconfined
@@ -87,6 +90,20 @@ public struct VolumeMount: Sendable, Equatable {
         self.hostPath = hostPath
         self.containerPath = containerPath
         self.readonly = readonly
+    }
+}
+
+/// Who a container's process runs as, resolved in its rootfs (CRI's ContainerStatus.user).
+public struct ContainerIdentity: Sendable, Equatable {
+    public var uid: UInt32
+    public var gid: UInt32
+    /// The primary group first, then the supplementary ones.
+    public var groups: [UInt32]
+
+    public init(uid: UInt32, gid: UInt32, groups: [UInt32]) {
+        self.uid = uid
+        self.gid = gid
+        self.groups = groups
     }
 }
 

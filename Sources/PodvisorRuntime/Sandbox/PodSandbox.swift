@@ -15,6 +15,8 @@ public struct SandboxSpec: Sendable {
     /// Namespaced sysctls of the pod (kernel.shm*, net.*, …).
     public var sysctls: [String: String] = [:]
     public var size: VMSize
+    /// kubelet's pod cgroup on the host (LinuxPodSandboxConfig.cgroup_parent); empty: podvisord's own.
+    public var cgroupParent = ""
     public var portMappings: [PortMapping] = []
     /// Traffic shaping in bits per second (kubelet's kubernetes.io/ingress-bandwidth and egress-bandwidth
     /// annotations), through the CNI bandwidth plugin.
@@ -99,6 +101,30 @@ public struct SandboxInfo: Sendable {
     }
 }
 
+/// Why a sandbox's VM stopped without being asked to.
+public struct SandboxStop: Sendable, Equatable {
+    public var reason: String
+    /// The kernel killed it for the memory limit of the pod's cgroup.
+    public var oomKilled: Bool
+
+    public init(reason: String, oomKilled: Bool = false) {
+        self.reason = reason
+        self.oomKilled = oomKilled
+    }
+}
+
+/// A pod VM's processes on the host: QEMU and its helpers (virtiofsd, the vsock backend).
+public struct SandboxHostUsage: Sendable, Equatable {
+    /// Proportional set size: what the VM adds to the host's memory, shared pages counted once.
+    public var pssBytes: Int
+    public var cpuSeconds: Double
+
+    public init(pssBytes: Int, cpuSeconds: Double) {
+        self.pssBytes = pssBytes
+        self.cpuSeconds = cpuSeconds
+    }
+}
+
 public struct SandboxHealth: Sendable {
     public var agentRSSBytes: UInt64
     public var guestMemAvailableBytes: UInt64
@@ -119,8 +145,9 @@ public protocol PodSandbox: AnyObject, Sendable {
     func health() async throws(PodvisorError) -> SandboxHealth
 
     /// Places the rootfs (an overlay of the layers) and volumes, then has the agent create the container,
-    /// held before exec. On failure nothing of it is left.
-    func createContainer(_ spec: ContainerSpec) async throws(PodvisorError)
+    /// held before exec; answers who it will run as. On failure nothing of it is left.
+    @discardableResult
+    func createContainer(_ spec: ContainerSpec) async throws(PodvisorError) -> ContainerIdentity
     func startContainer(_ id: String) async throws(PodvisorError)
     /// Kills what still runs, removes it from the guest and removes its host side. Idempotent.
     func removeContainer(_ id: String) async throws(PodvisorError)
@@ -148,8 +175,8 @@ public protocol PodSandbox: AnyObject, Sendable {
     func portWrite(_ connection: String, _ data: Data, closeWrite: Bool) async throws(PodvisorError)
     func portClose(_ connection: String) async throws(PodvisorError)
 
-    /// Returns once the VM has stopped, however that happened, with the reason in words.
-    func waitUntilStopped() async -> String
+    /// Returns once the VM has stopped, however that happened, with the reason.
+    func waitUntilStopped() async -> SandboxStop
     /// Powers the guest off (destroying the VM after `timeout`) and removes the sandbox's host side but
     /// its containers' writable layers. Returns true when the guest powered itself off.
     func stop(timeout: Duration) async throws(PodvisorError) -> Bool
@@ -184,6 +211,8 @@ public protocol SandboxRuntime: Sendable {
     func containerIDs() -> [String]
     /// The container's writable (upper) directory, for its filesystem usage.
     func writableLayer(containerID: String) -> String
+    /// Where every container's writable layer lives (ImageFsInfo's container filesystem).
+    var writableLayersRoot: String { get }
 
     /// Whether the VM host answers (the RuntimeReady condition), and why not.
     func readiness() -> (ready: Bool, message: String)
@@ -191,4 +220,6 @@ public protocol SandboxRuntime: Sendable {
     func networkReadiness() -> (ready: Bool, reason: String, message: String)
     /// What `crictl info` shows about the host.
     var hostInfo: [String: String] { get }
+    /// What each pod VM costs the host right now, by VM id (the first 16 hex digits of the sandbox id).
+    func hostUsage() -> [String: SandboxHostUsage]
 }

@@ -11,7 +11,8 @@ extension ProcessSpec {
             $0.env = env
             $0.cwd = cwd
             $0.uid = uid
-            $0.gid = gid
+            if let gid { $0.gid = gid }
+            $0.strictSupplementalGroups = strictSupplementalGroups
             $0.additionalGids = additionalGids
             $0.username = username
             $0.groupname = groupname

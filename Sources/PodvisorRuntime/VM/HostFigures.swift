@@ -2,29 +2,54 @@ import Foundation
 import PodvisorCore
 import PodvisorVMM
 
-/// What the host pays for pod VMs: the figures `podvisor bench` reports (and metrics will).
+/// What the host pays for pod VMs: the figures `podvisor bench` reports and metrics export.
 extension VMRuntime {
-    /// Proportional set size in KiB of one sandbox's host processes: QEMU, and its helpers (virtiofsd, the
-    /// vsock backend).
+    public func hostUsage() -> [String: SandboxHostUsage] {
+        hostProcesses().mapValues { processes in
+            SandboxHostUsage(
+                pssBytes: Int((processes.qemu + processes.helpers).reduce(0) { $0 + Self.pssKiB($1) } * 1024),
+                cpuSeconds: (processes.qemu + processes.helpers).reduce(0) { $0 + Self.cpuSeconds($1) })
+        }
+    }
+
+    /// PSS in KiB of one sandbox's QEMU and of its helpers, apart.
     public func hostMemory(sandboxID: String) -> (qemu: UInt64, helpers: UInt64) {
-        let vmID = SandboxSpec.vmID(sandboxID)
-        var qemu: UInt64 = 0, helpers: UInt64 = 0
+        let processes = hostProcesses()[SandboxSpec.vmID(sandboxID)] ?? ([], [])
+        return (processes.qemu.reduce(0) { $0 + Self.pssKiB($1) }, processes.helpers.reduce(0) { $0 + Self.pssKiB($1) })
+    }
+
+    /// Every pod VM's processes, by VM id, from one pass over /proc: QEMU names its domain
+    /// (`guest=podvisor-<vm id>,`), helpers their run directory.
+    private func hostProcesses() -> [String: (qemu: [String], helpers: [String])] {
+        let runs = "\(host.config.stateDirectory)/vm/"
+        var found: [String: (qemu: [String], helpers: [String])] = [:]
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
             guard Int32(entry) != nil, let raw = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { continue }
             let cmdline = String(decoding: raw.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
-            if cmdline.contains("guest=\(VMHost.domainPrefix)\(vmID),") {
-                qemu += Self.pss(entry)
-            } else if cmdline.contains("\(host.config.stateDirectory)/vm/\(vmID)/") {
-                helpers += Self.pss(entry)
+            if let range = cmdline.range(of: "guest=\(VMHost.domainPrefix)") {
+                let vmID = String(cmdline[range.upperBound...].prefix { $0 != "," })
+                found[vmID, default: ([], [])].qemu.append(entry)
+            } else if let range = cmdline.range(of: runs) {
+                let vmID = String(cmdline[range.upperBound...].prefix { $0 != "/" })
+                found[vmID, default: ([], [])].helpers.append(entry)
             }
         }
-        return (qemu, helpers)
+        return found
     }
 
-    private static func pss(_ pid: String) -> UInt64 {
+    private static func pssKiB(_ pid: String) -> UInt64 {
         let rollup = readProcFile("/proc/\(pid)/smaps_rollup")
         guard let line = rollup.split(separator: "\n").first(where: { $0.hasPrefix("Pss:") }) else { return 0 }
         return UInt64(line.split(separator: " ").dropFirst().first ?? "") ?? 0
+    }
+
+    /// utime + stime of /proc/<pid>/stat (fields 14 and 15, after the parenthesised command).
+    private static func cpuSeconds(_ pid: String) -> Double {
+        let stat = readProcFile("/proc/\(pid)/stat")
+        guard let close = stat.lastIndex(of: ")") else { return 0 }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 }
 

@@ -79,14 +79,15 @@ public final class VMHost: Sendable {
     /// Domain names of pod VMs carry this prefix, so a restart can tell ours from anything else on the host.
     public static let domainPrefix = "podvisor-"
 
-    /// Boots a pod VM; `size` overrides the configured memory and vCPUs; `network` is its NIC.
+    /// Boots a pod VM; `size` overrides the configured memory and vCPUs; `network` is its NIC;
+    /// `placeProcesses` gets its processes before the guest's first instruction (the pod's cgroup).
     public func boot(
-        id: String, transport: AgentTransportKind? = nil, size: VMSize? = nil, network: DomainSpec.NetworkInterface? = nil
-    )
-        async throws(PodvisorError) -> PodVM
-    {
+        id: String, transport: AgentTransportKind? = nil, size: VMSize? = nil, network: DomainSpec.NetworkInterface? = nil,
+        placeProcesses: (@Sendable ([pid_t]) throws(PodvisorError) -> Void)? = nil
+    ) async throws(PodvisorError) -> PodVM {
         var configuration = try vmConfiguration(id: id, transport: transport, size: size)
         configuration.networkInterface = network
+        configuration.placeProcesses = placeProcesses
         return try await PodVM.boot(configuration, on: connection, timeout: .seconds(config.bootTimeoutSeconds))
     }
 
@@ -128,7 +129,7 @@ public final class VMHost: Sendable {
             vcpus: size?.vcpus ?? config.vcpus,
             kernel: config.kernelPath, initrd: initrd ?? config.initrdPath, emulator: config.emulatorPath,
             extraKernelParameters: config.kernelParameters, vsockBackendExecutable: config.vsockBackendPath,
-            virtiofsdExecutable: config.virtiofsdPath)
+            virtiofsdExecutable: config.virtiofsdPath, tcgCacheMiB: config.tcgCacheMiB > 0 ? config.tcgCacheMiB : nil)
     }
 }
 

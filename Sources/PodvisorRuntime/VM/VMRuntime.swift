@@ -23,6 +23,8 @@ public final class VMRuntime: SandboxRuntime {
         var size: VMSize
         /// Host ports are served by portmap on the pod network.
         var portMappingsByNetwork = false
+        /// kubelet's pod cgroup, which holds the VM's processes (empty: podvisord's own).
+        var cgroupParent = ""
     }
 
     static let podFiles = ["hostname", "resolv.conf", "hosts"]
@@ -68,7 +70,7 @@ public final class VMRuntime: SandboxRuntime {
     /// The record first, then the network (netns, CNI ADD, tap), the pod's files, the VM on the tap, the tap
     /// into the netns, the guest's eth0, the pod's namespaces in the guest. Anything done is undone on failure.
     public func createSandbox(_ spec: SandboxSpec) async throws(PodvisorError) -> any PodSandbox {
-        var record = SandboxState(id: spec.id, transport: host.transport, size: spec.size)
+        var record = SandboxState(id: spec.id, transport: host.transport, size: spec.size, cgroupParent: spec.cgroupParent)
         log.debug("creating sandbox \(spec.id)", metadata: ["netns": "\(PodNetworks.namespace(spec.id).path)", "tap": "\(PodNetworks.tap(spec.id))"])
         do throws(PodvisorError) {
             try makeDirectory(sandboxDirectory(spec.id))
@@ -77,7 +79,10 @@ public final class VMRuntime: SandboxRuntime {
             record.portMappingsByNetwork = network.mappedPorts
             try AtomicFile.write(json: record, to: statePath(spec.id))
             try writePodFiles(spec, ips: network.pod.ips)
-            let pod = try await host.boot(id: spec.vmID, transport: record.transport, size: record.size, network: network.nic)
+            let cgroup = spec.cgroupParent.isEmpty ? nil : try PodCgroup(parent: spec.cgroupParent)
+            let pod = try await host.boot(
+                id: spec.vmID, transport: record.transport, size: record.size, network: network.nic,
+                placeProcesses: cgroup?.placement)
             let sandbox = VMSandbox(id: spec.id, pod: pod, runtime: self, record: record, ips: network.pod.ips)
             do throws(PodvisorError) {
                 try await networks.connect(spec.id, mtu: network.nic.mtu)
@@ -157,6 +162,8 @@ public final class VMRuntime: SandboxRuntime {
     }
 
     public func writableLayer(containerID: String) -> String { "\(containerDirectory(containerID))/upper" }
+
+    public var writableLayersRoot: String { "\(state)/containers" }
 
     /// A volume's host path, created as a directory when missing (as containerd does), refused when it
     /// resolves to the runtime's own state, into it, or to a directory above it.

@@ -12,6 +12,8 @@ final class VMSandbox: PodSandbox {
     private let runtime: VMRuntime
     private let record: VMRuntime.SandboxState
     private let ips: [String]
+    /// The pod cgroup's OOM kills before this VM lived in it: more at its death means the VM was one.
+    private let oomKillsAtStart: Int
 
     init(id: String, pod: PodVM, runtime: VMRuntime, record: VMRuntime.SandboxState, ips: [String]) {
         self.id = id
@@ -19,6 +21,7 @@ final class VMSandbox: PodSandbox {
         self.runtime = runtime
         self.record = record
         self.ips = ips
+        oomKillsAtStart = record.cgroupParent.isEmpty ? 0 : (try? PodCgroup(parent: record.cgroupParent).oomKills) ?? 0
     }
 
     private var agent: AgentClient { pod.agent }
@@ -41,7 +44,7 @@ final class VMSandbox: PodSandbox {
 
     // MARK: containers
 
-    func createContainer(_ spec: ContainerSpec) async throws(PodvisorError) {
+    func createContainer(_ spec: ContainerSpec) async throws(PodvisorError) -> ContainerIdentity {
         let directory = runtime.containerDirectory(spec.id)
         do throws(PodvisorError) {
             try mountOverlay(lower: spec.layers, upper: "\(directory)/upper", work: "\(directory)/work", at: "\(directory)/rootfs")
@@ -56,7 +59,8 @@ final class VMSandbox: PodSandbox {
             request.readonlyPaths = spec.readonlyPaths
             request.resources = spec.resources.agentMessage
             request.mounts = try mounts(spec)
-            try await agent.createContainer(request)
+            let created = try await agent.createContainer(request)
+            return ContainerIdentity(uid: created.uid, gid: created.gid, groups: created.groups)
         } catch {
             releaseHostSide(spec.id)
             throw error
@@ -181,9 +185,13 @@ final class VMSandbox: PodSandbox {
 
     // MARK: lifetime
 
-    func waitUntilStopped() async -> String {
-        if case .stopped(let reason) = await pod.vm.waitUntilStopped() { return "pod VM stopped (\(reason.rawValue))" }
-        return "pod VM stopped"
+    func waitUntilStopped() async -> SandboxStop {
+        let state = await pod.vm.waitUntilStopped()
+        if let cgroup = record.cgroupParent.isEmpty ? nil : try? PodCgroup(parent: record.cgroupParent), cgroup.oomKills > oomKillsAtStart {
+            return SandboxStop(reason: "pod VM OOM-killed: it outgrew the memory limit of its cgroup \(record.cgroupParent)", oomKilled: true)
+        }
+        if case .stopped(let reason) = state { return SandboxStop(reason: "pod VM stopped (\(reason.rawValue))") }
+        return SandboxStop(reason: "pod VM stopped")
     }
 
     func stop(timeout: Duration) async throws(PodvisorError) -> Bool {

@@ -58,11 +58,20 @@ final class FakeSandboxRuntime: SandboxRuntime {
 
     func writableLayer(containerID: String) -> String { "\(root)/upper-\(containerID)" }
 
+    var writableLayersRoot: String { root }
+
     func readiness() -> (ready: Bool, message: String) { (true, "") }
 
     func networkReadiness() -> (ready: Bool, reason: String, message: String) { state.withLock { $0.network } }
 
     var hostInfo: [String: String] { ["hypervisor": "fake"] }
+
+    func hostUsage() -> [String: SandboxHostUsage] {
+        Dictionary(
+            uniqueKeysWithValues: state.withLock { $0.sandboxes.keys }.map {
+                (SandboxSpec.vmID($0), SandboxHostUsage(pssBytes: 1 << 20, cpuSeconds: 1))
+            })
+    }
 }
 
 /// One fake pod: container processes are continuations that a signal or a stop resumes.
@@ -78,7 +87,7 @@ final class FakeSandbox: PodSandbox {
     private unowned let runtime: FakeSandboxRuntime
     let containers = Mutex<[String: Container]>([:])
     let execs = Mutex<[ProcessRef: ProcessSpec]>([:])
-    let stopped = Mutex<(done: Bool, waiters: [CheckedContinuation<String, Never>])>((false, []))
+    let stopped = Mutex<(done: Bool, waiters: [CheckedContinuation<SandboxStop, Never>])>((false, []))
     /// What every process writes to stdout before it exits.
     let output = Data("hello\n".utf8)
 
@@ -98,9 +107,11 @@ final class FakeSandbox: PodSandbox {
 
     func health() async throws(PodvisorError) -> SandboxHealth { SandboxHealth(agentRSSBytes: 1, guestMemAvailableBytes: 1) }
 
-    func createContainer(_ spec: ContainerSpec) async throws(PodvisorError) {
+    func createContainer(_ spec: ContainerSpec) async throws(PodvisorError) -> ContainerIdentity {
         containers.withLock { $0[spec.id] = Container(spec: spec) }
         _ = runtime.state.withLock { $0.containerTraces.insert(spec.id) }
+        let gid = spec.process.gid ?? 1000
+        return ContainerIdentity(uid: spec.process.uid, gid: gid, groups: [gid] + spec.process.additionalGids)
     }
 
     func startContainer(_ id: String) async throws(PodvisorError) {
@@ -186,24 +197,24 @@ final class FakeSandbox: PodSandbox {
     func portWrite(_ connection: String, _ data: Data, closeWrite: Bool) async throws(PodvisorError) {}
     func portClose(_ connection: String) async throws(PodvisorError) {}
 
-    func waitUntilStopped() async -> String {
+    func waitUntilStopped() async -> SandboxStop {
         await withCheckedContinuation { continuation in
             let done = stopped.withLock { s -> Bool in
                 if !s.done { s.waiters.append(continuation) }
                 return s.done
             }
-            if done { continuation.resume(returning: "stopped") }
+            if done { continuation.resume(returning: SandboxStop(reason: "stopped")) }
         }
     }
 
     /// The fake VM "dies": what a QEMU crash looks like to the CRI server.
     func die() {
-        let waiters = stopped.withLock { s -> [CheckedContinuation<String, Never>] in
+        let waiters = stopped.withLock { s -> [CheckedContinuation<SandboxStop, Never>] in
             s.done = true
             defer { s.waiters = [] }
             return s.waiters
         }
-        waiters.forEach { $0.resume(returning: "pod VM stopped (failed)") }
+        waiters.forEach { $0.resume(returning: SandboxStop(reason: "pod VM stopped (failed)")) }
     }
 
     func stop(timeout: Duration) async throws(PodvisorError) -> Bool {

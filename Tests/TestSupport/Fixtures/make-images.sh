@@ -4,6 +4,8 @@
 #   busybox:latest, busybox:1.0  two layers: busybox + /etc, then a layer deleting /etc/removed (a whiteout) and
 #                                making /var/cache opaque; config User 1002
 #   named-user:latest            one layer, config User www-data:1004
+#   groups:latest                busybox with /etc/passwd and /etc/group: default-user (1000) listed in group
+#                                extra (50000), as critest's predefined-group image
 #   multi:latest                 an index with linux/arm64 and linux/amd64 (the amd64 one has /platform = amd64)
 #   pause:3.10                   one layer (the mirror test names it registry.k8s.io/pause:3.10)
 # Usage: make-images.sh WORKDIR REGISTRY
@@ -35,6 +37,12 @@ umoci tag --image "$layout:busybox" 1.0
 new_image named-user
 add_layer named-user 'mkdir -p etc && echo named > etc/name'
 umoci config --image "$layout:named-user" --config.user www-data:1004
+
+new_image groups
+add_layer groups 'mkdir -p bin etc && cp /bin/busybox bin/busybox && ln -s busybox bin/sh &&
+    printf "root:x:0:0:root:/root:/bin/sh\ndefault-user:x:1000:1000::/:/bin/sh\n" > etc/passwd &&
+    printf "root:x:0:\ndefault-user:x:1000:\nextra:x:50000:default-user\n" > etc/group'
+umoci config --image "$layout:groups" --config.user 1000 --config.cmd /bin/sh
 
 new_image pause
 add_layer pause 'mkdir -p etc && echo pause > etc/pause'
@@ -69,5 +77,6 @@ push() { skopeo copy --quiet --all --dest-tls-verify=false "oci:$layout:$1" "doc
 push busybox busybox:latest
 push 1.0 busybox:1.0
 push named-user named-user:latest
+push groups groups:latest
 push pause pause:3.10
 push multi multi:latest
