@@ -38,6 +38,8 @@ cleanup() {
     rm -rf "$scratch"
 }
 trap cleanup EXIT
+# bash runs the EXIT trap on a signal only where the signal is trapped.
+trap 'exit 143' INT TERM HUP
 
 [ "$(id -u)" -eq 0 ] || fail "needs root (VMs, the pod network)"
 ! ip link show dev "$bridge" >/dev/null 2>&1 || fail "bridge $bridge exists already: another run of this test?"
