@@ -7,7 +7,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-stage=$1 version=$2 deb=$3
+stage=$(realpath "$1") version=$2 deb=$(realpath -m "$3")
 source_dir=$(cd "$stage/../.." && pwd)
 [ "$(basename "$stage")" = podvisor ] && [ "$(basename "$(dirname "$stage")")" = debian ] ||
     { echo "build-deb: $stage is not <dir>/debian/podvisor" >&2; exit 1; }
@@ -17,16 +17,17 @@ source_dir=$(cd "$stage/../.." && pwd)
 runtime_depends=(qemu-system-x86 qemu-system-common libvirt-daemon-driver-qemu containernetworking-plugins
     iptables iproute2 passwd)
 
-# dpkg-shlibdeps reads the source package's control file; a minimal one names the package.
+# dpkg-shlibdeps reads the source package's control file; a minimal one names the package. It finds the
+# package's root (for paths within it and $ORIGIN in RPATHs) by its DEBIAN directory.
 printf 'Source: podvisor\n\nPackage: podvisor\nArchitecture: any\n' >"$source_dir/debian/control"
-mapfile -t executables < <(find "$stage" -type f -perm -u+x -exec sh -c \
+rm -rf "$stage/DEBIAN"
+size=$(du -sk "$stage" | cut -f1)
+install -d -m 0755 "$stage/DEBIAN"
+mapfile -t executables < <(find "$stage" -path "$stage/DEBIAN" -prune -o -type f -perm -u+x -exec sh -c \
     '[ "$(head -c 4 "$1" | od -An -c | tr -d " ")" = 177ELF ]' _ {} \; -print)
 shlibs=$(cd "$source_dir" && dpkg-shlibdeps -O "${executables[@]}" | sed -n 's/^shlibs:Depends=//p')
 [ -n "$shlibs" ] || { echo "build-deb: dpkg-shlibdeps found no libraries" >&2; exit 1; }
 
-rm -rf "$stage/DEBIAN"
-size=$(du -sk "$stage" | cut -f1)
-install -d -m 0755 "$stage/DEBIAN"
 cat >"$stage/DEBIAN/control" <<EOF
 Package: podvisor
 Version: $version
