@@ -82,7 +82,7 @@ MANWIDTH=120 man -l "$root/usr/share/man/man1/podvisor.1.gz" 2>/dev/null | grep 
     fail "podvisor(1) does not render or lacks the subcommands"
 bash -n "$root/usr/share/bash-completion/completions/podvisor" || fail "the bash completion does not parse"
 grep -q '^#compdef podvisor' "$root/usr/share/zsh/vendor-completions/_podvisor" || fail "the zsh completion"
-grep -q 'complete -c podvisor' "$root/usr/share/fish/vendor_completions.d/podvisor.fish" || fail "the fish completion"
+grep -Eq "^complete -c '?podvisor'? " "$root/usr/share/fish/vendor_completions.d/podvisor.fish" || fail "the fish completion"
 grep -qx 'ExecStart=/usr/bin/podvisord --config /etc/podvisor/config.toml' "$root/lib/systemd/system/podvisord.service" ||
     fail "the unit does not run the installed podvisord"
 
