@@ -102,8 +102,9 @@ RELEASE := .build/release
 VSOCK_DIR := /usr/local/libexec/podvisor
 VSOCK_FETCHED := $(VSOCK_DIR)/vhost-device-vsock
 ifeq ($(PREFIX),/usr)
-# A package's files: Debian's unit directory (/lib/systemd/system on Debian 12) and zsh's vendor directory.
-UNIT_DIR := $(shell pkg-config --variable=systemdsystemunitdir systemd)
+# A package's files: Debian's unit directory (systemd's pkg-config file says where; /lib/systemd/system on
+# Debian 12, where a build host without systemd installed gets that) and zsh's vendor directory.
+UNIT_DIR := $(or $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null),/lib/systemd/system)
 ZSH_DIR := $(PREFIX)/share/zsh/vendor-completions
 else
 # An administrator's: the unit directory systemd searches below /etc's (so `systemctl edit` still overrides),
