@@ -16,11 +16,11 @@ PODVISOR := .build/debug/podvisor
 DEMO_STATE ?= /var/lib/podvisor
 IMAGE_FLAGS = --kernel $(abspath $(IMAGE_DIR)/vmlinuz) --initrd $(abspath $(IMAGE_DIR)/initramfs.img)
 
-.PHONY: all deps build demo test check unit-test chaos bench clean FORCE
+.PHONY: all deps build demo test check unit-test chaos bench clean release install uninstall deb install-test FORCE
 all: build image
 
 deps:
-	bash Configs/deps/install.sh
+	PODVISOR_LIBEXEC=$(VSOCK_DIR) bash Configs/deps/install.sh
 
 build: deps
 	$(SWIFT) build --product podvisor
@@ -59,6 +59,7 @@ demo: build image $(DEMO_IMAGE)/index.json
 test: build image check
 	PODVISOR_TEST_KERNEL=$(abspath $(IMAGE_DIR)/vmlinuz) PODVISOR_TEST_INITRD=$(abspath $(IMAGE_DIR)/initramfs.img) \
 		$(SWIFT) test
+	$(MAKE) --no-print-directory install-test
 
 unit-test: deps
 	$(SWIFT) test --skip IntegrationTests
@@ -88,6 +89,104 @@ bench: build image $(BASELINE) $(BUSYBOX_ROOTFS) $(DEMO_IMAGE)/index.json
 		--runs 5 --report Docs/performance.md
 	$(PODVISOR) bench density --state-dir $(DEMO_STATE) $(IMAGE_FLAGS) --target 150 --report Docs/performance.md
 	Tests/TestSupport/Fixtures/bench-pull.sh $(PODVISOR) 5 Docs/performance.md
+
+# --- on a node: make install, make deb --------------------------------------------------------------------
+# podvisor, podvisord, the guest image and vhost-device-vsock go where the configuration's defaults
+# (Sources/PodvisorCore/Config.swift) expect them below PREFIX=/usr/local; another PREFIX (the package's
+# /usr) is written into the installed config and unit. /etc/podvisor/config.toml is installed only where
+# there is none, and so is the default pod network (/etc/cni/net.d, only without DESTDIR: a staged tree's
+# network is the package's postinst's to place).
+PREFIX ?= /usr/local
+# The one version: what both binaries report (--version, the CRI's Version).
+VERSION := $(shell sed -n 's/.*static let runtimeVersion = "\(.*\)"/\1/p' Sources/PodvisorCRIServer/CRIServer.swift)
+RELEASE := .build/release
+# Where `make deps` fetches vhost-device-vsock (Configs/deps/install.sh); install copies it from there.
+VSOCK_DIR := /usr/local/libexec/podvisor
+VSOCK_FETCHED := $(VSOCK_DIR)/vhost-device-vsock
+ifeq ($(PREFIX),/usr)
+# A package's files: Debian's unit directory (systemd's pkg-config file says where; /lib/systemd/system on
+# Debian 12, where a build host without systemd installed gets that) and zsh's vendor directory.
+UNIT_DIR := $(or $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null),/lib/systemd/system)
+ZSH_DIR := $(PREFIX)/share/zsh/vendor-completions
+else
+# An administrator's: the unit directory systemd searches below /etc's (so `systemctl edit` still overrides),
+# zsh's site-functions.
+UNIT_DIR := $(PREFIX)/lib/systemd/system
+ZSH_DIR := $(PREFIX)/share/zsh/site-functions
+endif
+INSTALLED := $(PREFIX)/bin/podvisor $(PREFIX)/bin/podvisord $(PREFIX)/share/podvisor $(PREFIX)/share/doc/podvisor \
+	$(PREFIX)/share/man/man1/podvisor.1.gz $(PREFIX)/share/man/man1/podvisord.1.gz $(UNIT_DIR)/podvisord.service \
+	$(PREFIX)/share/bash-completion/completions/podvisor $(ZSH_DIR)/_podvisor \
+	$(PREFIX)/share/fish/vendor_completions.d/podvisor.fish
+# The installed config and unit: the example's /usr/local paths moved to PREFIX.
+AT_PREFIX = sed 's|/usr/local/|$(PREFIX)/|g'
+# Man pages are generated from the commands' own help by swift-argument-parser's generate-manual, built from
+# the checkout SwiftPM resolved: its plugin would rebuild every product its own way (relinking the release
+# binaries without the static Swift runtime). Dated by the last commit, so a rebuild gives the same pages.
+GENERATE_MANUAL := .build/generate-manual/release/generate-manual
+
+# Static Swift runtime: a node needs no Swift toolchain.
+release: deps
+	$(SWIFT) build -c release --static-swift-stdlib --product podvisor
+	$(SWIFT) build -c release --static-swift-stdlib --product podvisord
+
+$(GENERATE_MANUAL): | release
+	$(SWIFT) build -c release --package-path .build/checkouts/swift-argument-parser \
+		--scratch-path .build/generate-manual --product generate-manual
+
+install: release image $(GENERATE_MANUAL)
+	install -D -m 0755 -t $(DESTDIR)$(PREFIX)/bin $(RELEASE)/podvisor $(RELEASE)/podvisord
+	# Without DWARF (200 MB → 130 MB each); the symbol table stays, so crash backtraces still name functions.
+	strip --strip-debug $(DESTDIR)$(PREFIX)/bin/podvisor $(DESTDIR)$(PREFIX)/bin/podvisord
+	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/podvisor $(IMAGE_OUTPUTS) Configs/cni/10-podvisor.conflist \
+		Configs/deps/node-setup.sh
+	[ $(VSOCK_FETCHED) -ef $(DESTDIR)$(PREFIX)/libexec/podvisor/vhost-device-vsock ] || \
+		install -D -m 0755 -t $(DESTDIR)$(PREFIX)/libexec/podvisor $(VSOCK_FETCHED)
+	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/doc/podvisor README.md Docs/*.md
+	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/doc/podvisor/kubelet Configs/kubelet/*
+	rm -rf $(BUILD)/man && mkdir -p $(BUILD)/man
+	for p in podvisor podvisord; do \
+		$(GENERATE_MANUAL) $(RELEASE)/$$p --date $$(git log -1 --format=%cs) -o $(BUILD)/man; \
+		gzip -9n $(BUILD)/man/$$p.1; done
+	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/man/man1 $(BUILD)/man/*.1.gz
+	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(ZSH_DIR) \
+		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	$(RELEASE)/podvisor --generate-completion-script bash >$(DESTDIR)$(PREFIX)/share/bash-completion/completions/podvisor
+	$(RELEASE)/podvisor --generate-completion-script zsh >$(DESTDIR)$(ZSH_DIR)/_podvisor
+	$(RELEASE)/podvisor --generate-completion-script fish >$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/podvisor.fish
+	install -d $(DESTDIR)$(UNIT_DIR) $(DESTDIR)/etc/podvisor
+	$(AT_PREFIX) Configs/systemd/podvisord.service >$(DESTDIR)$(UNIT_DIR)/podvisord.service
+	[ -e $(DESTDIR)/etc/podvisor/config.toml ] || $(AT_PREFIX) Configs/podvisor.toml >$(DESTDIR)/etc/podvisor/config.toml
+ifeq ($(DESTDIR),)
+	bash -c 'log() { echo "install: $$*"; }; . Configs/deps/node-setup.sh; \
+		install_cni /etc/cni/net.d Configs/cni/10-podvisor.conflist'
+	[ ! -d /run/systemd/system ] || systemctl daemon-reload
+endif
+
+# The config goes only while unchanged. What make deps also provides stays: its vhost-device-vsock, the
+# default pod network (pods may be on it).
+uninstall:
+	rm -rf $(addprefix $(DESTDIR),$(INSTALLED))
+	[ $(VSOCK_FETCHED) -ef $(DESTDIR)$(PREFIX)/libexec/podvisor/vhost-device-vsock ] || \
+		rm -rf $(DESTDIR)$(PREFIX)/libexec/podvisor
+	! cmp -s <($(AT_PREFIX) Configs/podvisor.toml) $(DESTDIR)/etc/podvisor/config.toml || \
+		rm -f $(DESTDIR)/etc/podvisor/config.toml
+	[ ! -d $(DESTDIR)/etc/podvisor ] || rmdir --ignore-fail-on-non-empty $(DESTDIR)/etc/podvisor
+ifeq ($(DESTDIR),)
+	[ ! -d /run/systemd/system ] || systemctl daemon-reload
+endif
+
+# build/podvisor_<version>_<arch>.deb: `make install` staged below /usr, packaged by Configs/deb/build-deb.sh.
+DEB_STAGE := $(BUILD)/deb/debian/podvisor
+DEB := $(BUILD)/podvisor_$(VERSION)_$(shell dpkg --print-architecture).deb
+deb:
+	rm -rf $(DEB_STAGE)
+	$(MAKE) --no-print-directory install PREFIX=/usr DESTDIR=$(abspath $(DEB_STAGE))
+	Configs/deb/build-deb.sh $(DEB_STAGE) $(VERSION) $(DEB)
+
+# The package unpacked into a scratch root runs the demo image in a pod VM (Tests/Install/install-test.sh).
+install-test: deb $(DEMO_IMAGE)/index.json
+	Tests/Install/install-test.sh $(DEB) $(DEMO_IMAGE)
 
 clean:
 	rm -rf .build .build-guest $(BUILD)

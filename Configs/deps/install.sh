@@ -38,19 +38,9 @@ vsock_ok() {
     [ "$(sed -n 's/^pinned=\([^ ]*\).*/\1/p' "$vsock_stamp")" = "$(vsock_pin)" ]
 }
 
-user_ok() { getent group libvirt-qemu >/dev/null && getent passwd libvirt-qemu >/dev/null; }
-# The pod network: podvisor's default conflist, only where the CNI conf dir has no network yet (an operator's
-# or a CNI DaemonSet's network is never replaced).
+# The libvirt-qemu user, /dev/kvm and the default pod network (shared with make install and the package).
+. "$here/node-setup.sh"
 cni_conf_dir=${PODVISOR_CNI_CONF_DIR:-/etc/cni/net.d}
-cni_ok() { compgen -G "$cni_conf_dir/*.conflist" >/dev/null || compgen -G "$cni_conf_dir/*.conf" >/dev/null ||
-    compgen -G "$cni_conf_dir/*.json" >/dev/null; }
-# Where /dev/kvm exists, QEMU's user must be able to open it, as Debian's udev rule (root:kvm 0660)
-# and libvirt-daemon-system arrange. Otherwise libvirt finds KVM "enabled" when it probes QEMU (as root)
-# but unusable for the QEMU user, discards its capability cache on every lookup and re-probes (~4 s each).
-kvm_ok() {
-    [ -e /dev/kvm ] || return 0
-    [ "$(stat -c %G:%a /dev/kvm)" = kvm:660 ] && id -nG libvirt-qemu 2>/dev/null | tr ' ' '\n' | grep -qx kvm
-}
 
 # --- check ------------------------------------------------------------------------
 [ -f "$here/packages.txt" ] && [ -f "$here/vhost-device-vsock.version" ] || die "missing files beside $0"
@@ -58,9 +48,9 @@ mapfile -t missing < <(missing_packages)
 need=0
 [ ${#missing[@]} -eq 0 ] || { log "missing packages: ${missing[*]}"; need=1; }
 vsock_ok || { log "vhost-device-vsock $(vsock_pin) not installed at $vsock_bin"; need=1; }
-user_ok || { log "user/group libvirt-qemu missing"; need=1; }
+qemu_user_ok || { log "user/group libvirt-qemu missing"; need=1; }
 kvm_ok || { log "/dev/kvm not usable by group kvm / user libvirt-qemu"; need=1; }
-cni_ok || { log "no CNI network in $cni_conf_dir"; need=1; }
+cni_ok "$cni_conf_dir" || { log "no CNI network in $cni_conf_dir"; need=1; }
 if [ $need -eq 0 ]; then
     log "all dependencies present (vhost-device-vsock: $vsock_bin)"
     exit 0
@@ -98,41 +88,10 @@ if [ $fresh_containerd -eq 1 ]; then
 fi
 [ -x /usr/lib/qemu/virtiofsd ] || die "/usr/lib/qemu/virtiofsd missing (package qemu-system-common)"
 
-# --- libvirt-qemu user ------------------------------------------------------------
-# libvirt's QEMU driver (Debian build, also qemu:///embed as root) runs QEMU as user and
-# group "libvirt-qemu" and fails to open a connection if they do not exist. Only
-# libvirt-daemon-system's postinst creates them; we do not want that package (daemons,
-# default network, polkit). Mirror its ids (64055) when free.
-if ! getent group libvirt-qemu >/dev/null; then
-    gid_opt=()
-    # -K: Debian's ids sit above login.defs' SYS_GID_MAX; say so instead of warning.
-    getent group 64055 >/dev/null || gid_opt=(--gid 64055 -K SYS_GID_MAX=64055)
-    groupadd --system "${gid_opt[@]}" libvirt-qemu
-    log "created group libvirt-qemu"
-fi
-if ! getent passwd libvirt-qemu >/dev/null; then
-    uid_opt=()
-    getent passwd 64055 >/dev/null || uid_opt=(--uid 64055 -K SYS_UID_MAX=64055)
-    useradd --system "${uid_opt[@]}" --gid libvirt-qemu --no-create-home --home-dir /var/lib/libvirt \
-        --shell /usr/sbin/nologin --comment "Libvirt Qemu" libvirt-qemu
-    log "created user libvirt-qemu"
-fi
-# /dev/kvm: see kvm_ok above. Without udev nobody sets its group, so do what the udev rule would.
-if [ -e /dev/kvm ]; then
-    getent group kvm >/dev/null || groupadd --system kvm
-    chgrp kvm /dev/kvm
-    chmod 0660 /dev/kvm
-fi
-if getent group kvm >/dev/null && ! id -nG libvirt-qemu | tr ' ' '\n' | grep -qx kvm; then
-    usermod -a -G kvm libvirt-qemu
-fi
-
-# --- the default pod network ------------------------------------------------------
-if ! cni_ok; then
-    install -d -m 0755 "$cni_conf_dir"
-    install -m 0644 "$here/../cni/10-podvisor.conflist" "$cni_conf_dir/10-podvisor.conflist"
-    log "installed the default pod network (bridge podvisor0, 10.77.0.0/16): $cni_conf_dir/10-podvisor.conflist"
-fi
+# --- libvirt-qemu user, /dev/kvm, the default pod network ------------------------
+make_qemu_user
+make_kvm_usable
+install_cni "$cni_conf_dir" "$here/../cni/10-podvisor.conflist"
 
 # --- vhost-device-vsock from Debian unstable --------------------------------------
 # Not in bookworm; the sid package (Rust, needs only glibc >= 2.34 and libgcc_s) runs on
@@ -257,6 +216,6 @@ install_vsock() {
 }
 
 vsock_ok || install_vsock
-user_ok || die "libvirt-qemu user/group still missing"
+qemu_user_ok || die "libvirt-qemu user/group still missing"
 kvm_ok || die "/dev/kvm still not usable by libvirt-qemu"
 log "done; vhost-device-vsock: $vsock_bin, virtiofsd: /usr/lib/qemu/virtiofsd"

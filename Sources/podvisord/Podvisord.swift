@@ -16,7 +16,8 @@ import UnixSignals
 @main
 struct Podvisord: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "podvisord", abstract: "Serve the Kubernetes CRI with one VM per pod sandbox.")
+        commandName: "podvisord", abstract: "Serve the Kubernetes CRI with one VM per pod sandbox.",
+        version: CRIServer.runtimeVersion)
 
     @Option(help: "Configuration file (default: \(PodvisorConfig.defaultPath) when present).")
     var config: String?

@@ -23,12 +23,18 @@ public final class VMHost: Sendable {
         self.accelerator = accelerator
         self.warning = warning
         transport = try HostTransports.probe(vsockBackendPath: config.vsockBackendPath).choose(config.transport)
-        for (what, path) in [
-            ("guest kernel", config.kernelPath), ("guest initrd", config.initrdPath), ("emulator", config.emulatorPath),
-            ("virtiofsd", config.virtiofsdPath),
+        // Each names the fix: an installed node has the guest image from `make install` or the package, a
+        // source tree has it in build/image/ (`make image`); QEMU's binaries come from Debian's packages.
+        let guestImage =
+            "install podvisor (`make install`, or the podvisor package), or point vm.kernel and vm.initrd"
+            + " (podvisor: --kernel, --initrd) at `make image`'s build/image/"
+        for (what, path, fix) in [
+            ("guest kernel", config.kernelPath, guestImage), ("guest initrd", config.initrdPath, guestImage),
+            ("emulator", config.emulatorPath, "apt-get install qemu-system-x86"),
+            ("virtiofsd", config.virtiofsdPath, "apt-get install qemu-system-common"),
         ]
         where !FileManager.default.isReadableFile(atPath: path) {
-            throw PodvisorError(.failedPrecondition, "\(what) \(path) is missing (run `make image` / `make deps`)")
+            throw PodvisorError(.failedPrecondition, "\(what) \(path) is missing: \(fix)")
         }
         do {
             try FileManager.default.createDirectory(atPath: "\(config.stateDirectory)/vm", withIntermediateDirectories: true)
