@@ -93,8 +93,9 @@ bench: build image $(BASELINE) $(BUSYBOX_ROOTFS) $(DEMO_IMAGE)/index.json
 # --- on a node: make install, make deb --------------------------------------------------------------------
 # podvisor, podvisord, the guest image and vhost-device-vsock go where the configuration's defaults
 # (Sources/PodvisorCore/Config.swift) expect them below PREFIX=/usr/local; another PREFIX (the package's
-# /usr) is written into the installed config and unit. /etc/podvisor/config.toml is installed only where
-# there is none, and so is the default pod network (/etc/cni/net.d, only without DESTDIR: a staged tree's
+# /usr) is written into the installed config and units (podvisord's, and podvisor-containerd's for host
+# pods). /etc/podvisor/config.toml and containerd.toml are installed only where there are none, and so is
+# the default pod network (/etc/cni/net.d, only without DESTDIR: a staged tree's
 # network is the package's postinst's to place).
 PREFIX ?= /usr/local
 # The one version: what both binaries report (--version, the CRI's Version).
@@ -116,6 +117,7 @@ ZSH_DIR := $(PREFIX)/share/zsh/site-functions
 endif
 INSTALLED := $(PREFIX)/bin/podvisor $(PREFIX)/bin/podvisord $(PREFIX)/share/podvisor $(PREFIX)/share/doc/podvisor \
 	$(PREFIX)/share/man/man1/podvisor.1.gz $(PREFIX)/share/man/man1/podvisord.1.gz $(UNIT_DIR)/podvisord.service \
+	$(UNIT_DIR)/podvisor-containerd.service \
 	$(PREFIX)/share/bash-completion/completions/podvisor $(ZSH_DIR)/_podvisor \
 	$(PREFIX)/share/fish/vendor_completions.d/podvisor.fish
 # The installed config and unit: the example's /usr/local paths moved to PREFIX.
@@ -156,7 +158,9 @@ install: release image $(GENERATE_MANUAL)
 	$(RELEASE)/podvisor --generate-completion-script fish >$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/podvisor.fish
 	install -d $(DESTDIR)$(UNIT_DIR) $(DESTDIR)/etc/podvisor
 	$(AT_PREFIX) Configs/systemd/podvisord.service >$(DESTDIR)$(UNIT_DIR)/podvisord.service
+	$(AT_PREFIX) Configs/systemd/podvisor-containerd.service >$(DESTDIR)$(UNIT_DIR)/podvisor-containerd.service
 	[ -e $(DESTDIR)/etc/podvisor/config.toml ] || $(AT_PREFIX) Configs/podvisor.toml >$(DESTDIR)/etc/podvisor/config.toml
+	[ -e $(DESTDIR)/etc/podvisor/containerd.toml ] || install -m 0644 Configs/containerd/config.toml $(DESTDIR)/etc/podvisor/containerd.toml
 ifeq ($(DESTDIR),)
 	bash -c 'log() { echo "install: $$*"; }; . Configs/deps/node-setup.sh; \
 		install_cni /etc/cni/net.d Configs/cni/10-podvisor.conflist'
@@ -171,6 +175,8 @@ uninstall:
 		rm -rf $(DESTDIR)$(PREFIX)/libexec/podvisor
 	! cmp -s <($(AT_PREFIX) Configs/podvisor.toml) $(DESTDIR)/etc/podvisor/config.toml || \
 		rm -f $(DESTDIR)/etc/podvisor/config.toml
+	! cmp -s Configs/containerd/config.toml $(DESTDIR)/etc/podvisor/containerd.toml || \
+		rm -f $(DESTDIR)/etc/podvisor/containerd.toml
 	[ ! -d $(DESTDIR)/etc/podvisor ] || rmdir --ignore-fail-on-non-empty $(DESTDIR)/etc/podvisor
 ifeq ($(DESTDIR),)
 	[ ! -d /run/systemd/system ] || systemctl daemon-reload

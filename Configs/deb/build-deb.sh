@@ -3,7 +3,8 @@
 #   build-deb.sh STAGE VERSION OUTPUT.deb
 # STAGE must be <dir>/debian/podvisor, where dpkg-shlibdeps expects a package's files.
 # Depends: the shared libraries the staged executables link (dpkg-shlibdeps: libvirt0, libarchive13, libc6…)
-# and the programs podvisor runs or loads without linking them (below).
+# and the programs podvisor runs or loads without linking them (below). Recommends: containerd and runc, for
+# host pods (`[host_pods] endpoint`; podvisor-containerd.service).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -35,6 +36,7 @@ Architecture: $(dpkg --print-architecture)
 Maintainer: $(git -C "$here" log -1 --format='%an <%ae>')
 Installed-Size: $size
 Depends: $shlibs$(printf ', %s' "${runtime_depends[@]}")
+Recommends: containerd, runc
 Section: admin
 Priority: optional
 Description: Kubernetes container runtime with one virtual machine per pod

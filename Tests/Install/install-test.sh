@@ -56,7 +56,8 @@ done
 dpkg-deb -x "$deb" "$root"
 dpkg-deb -e "$deb" "$scratch/DEBIAN"
 for file in usr/bin/podvisor usr/bin/podvisord usr/libexec/podvisor/vhost-device-vsock usr/share/podvisor/vmlinuz \
-    usr/share/podvisor/initramfs.img etc/podvisor/config.toml lib/systemd/system/podvisord.service \
+    usr/share/podvisor/initramfs.img etc/podvisor/config.toml etc/podvisor/containerd.toml \
+    lib/systemd/system/podvisord.service lib/systemd/system/podvisor-containerd.service \
     usr/share/man/man1/podvisor.1.gz usr/share/man/man1/podvisord.1.gz usr/share/bash-completion/completions/podvisor \
     usr/share/zsh/vendor-completions/_podvisor usr/share/fish/vendor_completions.d/podvisor.fish \
     usr/share/doc/podvisor/README.md; do
