@@ -128,8 +128,13 @@ import Testing
         let size = try CRIServer.vmSize(linux, config: config)
         #expect(size.memoryMiB == 300)
         #expect(size.vcpus == min(2, ProcessInfo.processInfo.activeProcessorCount))
+        // A RuntimeClass overhead is the pod cgroup's: QEMU and helpers (vmm_overhead_mib) take their part.
+        config.vmmOverheadMiB = 96
+        linux.overhead = .with { $0.memoryLimitInBytes = 224 << 20 }
+        #expect(try CRIServer.vmSize(linux, config: config).memoryMiB == 328)
+        // Too small to leave the guest its kernel and agent: the guest still gets 64 MiB.
         linux.overhead = .with { $0.memoryLimitInBytes = 50 << 20 }
-        #expect(try CRIServer.vmSize(linux, config: config).memoryMiB == 250)
+        #expect(try CRIServer.vmSize(linux, config: config).memoryMiB == 264)
     }
 
     @Test func stopSignalFromConfigImageOrDefault() throws {

@@ -38,6 +38,7 @@ import Testing
         kernel_params = "loglevel=7 foo=bar"
         tcg_cache_mib = 64
         overhead_mib = 64
+        vmm_overhead_mib = 80
         shutdown_timeout_s = 3
         [cri]
         socket = "/run/x.sock"
@@ -91,6 +92,7 @@ import Testing
         expected.bootTimeoutSeconds = 120
         expected.kernelParameters = "loglevel=7 foo=bar"
         expected.overheadMiB = 64
+        expected.vmmOverheadMiB = 80
         expected.shutdownTimeoutSeconds = 3
         expected.socketPath = "/run/x.sock"
         expected.runtimeHandler = "vm"
@@ -256,7 +258,8 @@ import Testing
 
     @Test(arguments: [
         ("vm", "memory_mib", 64, 1_048_576), ("vm", "vcpus", 1, 256), ("vm", "boot_timeout_s", 1, 3600),
-        ("vm", "overhead_mib", 0, 65536), ("vm", "shutdown_timeout_s", 0, 3600), ("cri", "streaming_port", 0, 65535),
+        ("vm", "overhead_mib", 0, 65536), ("vm", "vmm_overhead_mib", 0, 65536), ("vm", "shutdown_timeout_s", 0, 3600),
+        ("cri", "streaming_port", 0, 65535),
     ])
     func integerRanges(table: String, key: String, low: Int, high: Int) throws {
         #expect(try PodvisorConfig(toml: "[\(table)]\n\(key) = \(low)") != PodvisorConfig(toml: "[\(table)]\n\(key) = \(high)"))

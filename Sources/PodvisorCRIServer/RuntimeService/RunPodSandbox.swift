@@ -101,7 +101,7 @@ extension CRIServer {
     }
 
     /// What the runtime is asked for: memory is the pod's limit (sum of its containers', as kubelet passes
-    /// it) plus the pod overhead (the RuntimeClass's, else the configured one), without a limit the
+    /// it) plus the pod overhead (the RuntimeClass's less QEMU's own, else the configured one), without a limit the
     /// configured default size; vCPUs are the CPU limit rounded up, at most the host's cores.
     func sandboxSpec(_ record: SandboxRecord) throws(PodvisorError) -> SandboxSpec {
         let config = record.config
@@ -126,13 +126,20 @@ extension CRIServer {
         return spec
     }
 
+    /// The least a guest gets beyond its pod's limit, whatever the RuntimeClass says: its kernel and agent.
+    static let minimumGuestOverheadMiB = 64
+
     static func vmSize(_ linux: Runtime_V1_LinuxPodSandboxConfig, config: PodvisorConfig) throws(PodvisorError) -> VMSize {
         var size = VMSize(memoryMiB: config.memoryMiB, vcpus: config.vcpus)
         let r = linux.resources
         if r.memoryLimitInBytes > 0 {
+            // kubelet's pod cgroup holds limit + RuntimeClass overhead: QEMU's own share of it is not the guest's.
             let overhead =
                 linux.overhead.memoryLimitInBytes > 0
-                ? try Validate.mebibytes(linux.overhead.memoryLimitInBytes, "linux.overhead.memory_limit_in_bytes") : config.overheadMiB
+                ? max(
+                    Self.minimumGuestOverheadMiB,
+                    try Validate.mebibytes(linux.overhead.memoryLimitInBytes, "linux.overhead.memory_limit_in_bytes") - config.vmmOverheadMiB)
+                : config.overheadMiB
             let (total, overflow) = try Validate.mebibytes(r.memoryLimitInBytes, "linux.resources.memory_limit_in_bytes")
                 .addingReportingOverflow(overhead)
             guard !overflow, total <= Validate.maxVMMemoryMiB else {
