@@ -93,6 +93,23 @@ int pv_vsock_listen(uint32_t port, int backlog) {
     return fd;
 }
 
+int pv_vsock_accept_host(int fd, uint32_t *refused_cid) {
+    struct sockaddr_vm peer;
+    socklen_t length = sizeof(peer);
+    int conn;
+    do {
+        conn = accept4(fd, (struct sockaddr *)&peer, &length, SOCK_CLOEXEC);
+    } while (conn < 0 && errno == EINTR);
+    if (conn < 0) return -1;
+    if (peer.svm_cid != VMADDR_CID_HOST) {
+        close(conn);
+        *refused_cid = peer.svm_cid;
+        errno = EACCES;
+        return -1;
+    }
+    return conn;
+}
+
 int pv_accept(int fd) {
     int conn;
     do {

@@ -49,8 +49,14 @@ public enum AgentListener {
             let listener = pv_vsock_listen(AgentAPI.vsockPort, 16)
             guard listener >= 0 else { fatalError("vsock listen on port \(AgentAPI.vsockPort): errno \(errno)") }
             while true {
-                let fd = pv_accept(listener)
-                guard fd >= 0 else { continue }
+                // Only the host talks to the agent: vsock ports are not namespaced, so a container that can
+                // open a vsock socket (Unconfined) could otherwise dial the agent from inside the guest.
+                var refused: UInt32 = 0
+                let fd = pv_vsock_accept_host(listener, &refused)
+                guard fd >= 0 else {
+                    if errno == EACCES { log("refused a vsock connection from CID \(refused): only the host may call the agent") }
+                    continue
+                }
                 startDetachedThread {
                     // Shut down, not closed: the descriptor goes with the last request thread using it.
                     let stream = FileDescriptorStream(fd: fd, closesOnDeinit: true)

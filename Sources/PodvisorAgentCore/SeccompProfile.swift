@@ -30,11 +30,11 @@ struct SeccompProfile: Decodable {
     var architectures: [String]?
     var syscalls: [Syscall]?
 
-    /// The BPF program (`struct sock_filter[]`) for a process; empty when it runs unconfined with every
-    /// capability (privileged). `capabilities` is the process's capability mask, nil for all of them.
+    /// The BPF program (`struct sock_filter[]`) for a process; empty when it runs unconfined.
+    /// `capabilities` is the process's capability mask, nil for all of them.
     static func program(for spec: Podvisor_Agent_V1_Seccomp, capabilities: UInt64?) throws(RPCError) -> [UInt8] {
         switch spec.kind {
-        case .unconfined: return capabilities == nil ? [] : try vsockGuard.compile()
+        case .unconfined: return []
         case .runtimeDefault: return try runtimeDefault(capabilities: capabilities).compile()
         case .localhost:
             let profile: SeccompProfile
@@ -45,17 +45,6 @@ struct SeccompProfile: Decodable {
         case .UNRECOGNIZED(let kind): throw RPCError(.invalidArgument, "unknown seccomp profile kind \(kind)")
         }
     }
-
-    /// What even an unconfined container may not do: open a vsock socket. The agent and the host talk over
-    /// vsock, and vsock ports are not namespaced: a container could otherwise listen on ports the host dials
-    /// or connect to the host's side. RuntimeDefault refuses it too; a privileged container owns the VM anyway.
-    static let vsockGuard = SeccompProfile(
-        defaultAction: "SCMP_ACT_ALLOW", architectures: ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-        syscalls: [
-            Syscall(
-                names: ["socket"], action: "SCMP_ACT_ERRNO", errnoRet: UInt32(EAFNOSUPPORT),
-                args: [Argument(index: 0, value: UInt64(AF_VSOCK), valueTwo: nil, op: "SCMP_CMP_EQ")])
-        ])
 
     // MARK: RuntimeDefault
 

@@ -76,7 +76,7 @@ public final class CRIServer: Sendable {
         hostPods =
             config.hostPodsEndpoint.isEmpty
             ? nil : try HostPods(endpoint: config.hostPodsEndpoint, handlers: config.hostPodsHandlers, stateDirectory: config.stateDirectory)
-        hostEvents = hostPods?.relayEvents(into: events)
+        hostEvents = hostPods?.relayEvents(into: events, log: log)
     }
 
     deinit { hostEvents?.cancel() }

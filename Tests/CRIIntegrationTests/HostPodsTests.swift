@@ -184,6 +184,8 @@ import TestSupport
         try await setup.daemon.start(container)
         #expect(try await Self.exec(setup.daemon, container, ["/bin/busybox", "echo", "ran"]) == "ran\n")
         #expect(try await setup.containerd.images.imageStatus(.with { $0.image = .with { $0.image = imageRef } }).hasImage)
+        // Under its tag too: a container that names it so (critest's do) finds it in containerd.
+        #expect(try await setup.containerd.images.imageStatus(.with { $0.image = .with { $0.image = setup.image } }).hasImage)
         try await Self.remove(setup, sandbox, container: container)
     }
 
@@ -197,6 +199,12 @@ import TestSupport
             #expect(error.code == .notFound, "\(error)")
             #expect(error.message.contains("0123456789abcdef"), "\(error.message)")
         }
+        // Stop and Remove of ids nobody knows succeed, as the CRI asks (containerd 1.6 answers NotFound).
+        let unknown = "0123456789abcdef"
+        _ = try await setup.daemon.runtime.stopContainer(.with { $0.containerID = unknown })
+        _ = try await setup.daemon.runtime.removeContainer(.with { $0.containerID = unknown })
+        _ = try await setup.daemon.runtime.stopPodSandbox(.with { $0.podSandboxID = unknown })
+        _ = try await setup.daemon.runtime.removePodSandbox(.with { $0.podSandboxID = unknown })
     }
 
     @Test func containerdDownFailsHostPodCallsOnly() async throws {

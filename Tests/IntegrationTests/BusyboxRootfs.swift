@@ -12,7 +12,7 @@ enum BusyboxRootfs {
         defer { lock.unlock() }
         let fm = FileManager.default
         // The last file made: a rootfs from an earlier run with fewer probes is made again.
-        if fm.fileExists(atPath: "\(path)/bin/vsockprobe") { return path }
+        if fm.fileExists(atPath: "\(path)/bin/vsockdial") { return path }
         // What a killed run left half made.
         try? fm.removeItem(atPath: path)
         let staging = path + ".tmp"
@@ -26,18 +26,38 @@ enum BusyboxRootfs {
         for applet in applets where applet != "busybox" {
             try fm.createSymbolicLink(atPath: "\(staging)/bin/\(applet)", withDestinationPath: "busybox")
         }
-        // Probes busybox has no applet for: the effective uid (set-uid below), whether a vsock socket opens.
+        // Probes busybox has no applet for: the effective uid (set-uid below), a vsock dial of the agent.
         let probes = [
             "euid": "#include <stdio.h>\n#include <unistd.h>\nint main(void) { printf(\"%d\\n\", (int)geteuid()); return 0; }\n",
-            "vsockprobe": """
+            // Dials the agent's vsock port from inside the guest (the loopback CID, then the guest's own):
+            // "open" if something there kept the connection waiting for a request.
+            "vsockdial": """
             #include <errno.h>
+            #include <fcntl.h>
+            #include <poll.h>
             #include <stdio.h>
             #include <string.h>
+            #include <unistd.h>
+            #include <sys/ioctl.h>
             #include <sys/socket.h>
+            #include <linux/vm_sockets.h>
             int main(void) {
-                int fd = socket(AF_VSOCK, SOCK_STREAM, 0);
-                printf("%s\\n", fd < 0 ? strerror(errno) : "opened");
-                return fd < 0;
+                unsigned int own = 0;
+                int dev = open("/dev/vsock", O_RDONLY);
+                if (dev >= 0) ioctl(dev, IOCTL_VM_SOCKETS_GET_LOCAL_CID, &own);
+                unsigned int cids[] = {1, own};
+                for (int i = 0; i < 2; i++) {
+                    int fd = socket(AF_VSOCK, SOCK_STREAM, 0);
+                    struct sockaddr_vm addr = {.svm_family = AF_VSOCK, .svm_cid = cids[i], .svm_port = 1024};
+                    if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+                        printf("refused: %s\\n", strerror(errno));
+                        continue;
+                    }
+                    struct pollfd p = {.fd = fd, .events = POLLIN};
+                    char byte;
+                    printf("%s\\n", poll(&p, 1, 3000) == 0 ? "open" : read(fd, &byte, 1) <= 0 ? "closed" : "answered");
+                }
+                return 0;
             }
             """,
         ]

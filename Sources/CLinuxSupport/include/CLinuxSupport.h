@@ -12,6 +12,10 @@ int pv_unix_listen(const char *path, int backlog);
 int pv_vsock_connect(uint32_t cid, uint32_t port);
 int pv_vsock_listen(uint32_t port, int backlog);
 int pv_accept(int fd);
+// Accepts a vsock connection from the host (CID 2) only: one from anywhere else (a process in the guest,
+// over the loopback transport or the guest's own CID) is closed at once, its CID in *refused_cid, and -1
+// returned with errno EACCES.
+int pv_vsock_accept_host(int fd, uint32_t *refused_cid);
 // pipe2(O_CLOEXEC): descriptors never leak into processes the agent starts.
 int pv_pipe(int fds[2]);
 

@@ -37,8 +37,9 @@ struct HostPodForwarding: ServerInterceptor {
         let answer: [UInt8]
         do {
             answer = try await hostPods.forward(try protobuf.serializedBytes(), method: context.descriptor)
-        } catch let error as RPCError where error.code == .unavailable && route.idempotentWhenUnknown {
-            // Stop or remove of an id nobody here knows: done, whether or not containerd could be asked.
+        } catch let error as RPCError where [.unavailable, .notFound].contains(error.code) && route.idempotentWhenUnknown {
+            // Stop or remove of an id nobody here knows: done, whether containerd could not be asked or did not
+            // know it either (containerd 1.6 answers NotFound where the CRI asks for success).
             answer = []
         }
         let output = try outputType.init(serializedBytes: answer)
@@ -48,12 +49,17 @@ struct HostPodForwarding: ServerInterceptor {
 
     /// kubelet pulls only what ImageStatus does not find, and ImageStatus answers from podvisord's store first:
     /// an image that a VM pod (or a pull without a host pod's sandbox config) brought reaches containerd here,
-    /// by the names podvisord pulled it as (digests first) or the one kubelet was given.
+    /// under every name podvisord knows it by: the container may name it by tag, digest or id.
     private func pullIntoContainerd(_ image: Runtime_V1_ImageSpec) async {
         let record = await server.images.image(image.image)
-        let names = (record?.repoDigests ?? []) + [image.userSpecifiedImage] + (record?.repoTags ?? [])
-        if let name = await hostPods.ensureImage(image, names: names.filter { !$0.isEmpty }) {
-            server.log.info("pulled \(name) into containerd for a host pod's container: it had only podvisord's copy")
+        var names: [String] = []
+        for name in [image.image, image.userSpecifiedImage] + (record?.repoTags ?? []) + (record?.repoDigests ?? [])
+        where !name.isEmpty && !name.hasPrefix("sha256:") && !names.contains(name) {
+            names.append(name)
+        }
+        let pulled = await hostPods.ensureImage(image, names: names)
+        if !pulled.isEmpty {
+            server.log.info("pulled \(pulled.joined(separator: ", ")) into containerd for a host pod's container: it had only podvisord's copy")
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import PodvisorCRI
@@ -83,15 +84,17 @@ final class HostPods: Sendable {
         return error.code == .unavailable ? unavailable(error) : RPCError(code: error.code, message: error.message)
     }
 
-    /// containerd's copy of a host container's image, pulled (anonymously) by the first of `names` that works
-    /// when containerd lacks it; nil when it had it or no name worked (containerd's CreateContainer then says
-    /// what is missing).
-    func ensureImage(_ image: Runtime_V1_ImageSpec, names: [String]) async -> String? {
-        guard let status = try? await images.imageStatus(.with { $0.image = image }), !status.hasImage else { return nil }
+    /// containerd's copy of a host container's image, pulled (anonymously) under each of `names` that works
+    /// when containerd lacks it (pulling content it already has under another name fetches no layer again);
+    /// the names pulled, none when it had it or no name worked (containerd's CreateContainer then says what
+    /// is missing).
+    func ensureImage(_ image: Runtime_V1_ImageSpec, names: [String]) async -> [String] {
+        guard let status = try? await images.imageStatus(.with { $0.image = image }), !status.hasImage else { return [] }
+        var pulled: [String] = []
         for name in names where (try? await images.pullImage(.with { $0.image = .with { $0.image = name } })) != nil {
-            return name
+            pulled.append(name)
         }
-        return nil
+        return pulled
     }
 
     /// What a caller hears when containerd does not answer: which runtime, where, and why.
@@ -110,13 +113,19 @@ struct RawBytes: MessageSerializer, MessageDeserializer {
 
 extension HostPods {
     /// containerd's container events join podvisor's own fan-out, so a GetContainerEvents subscriber (kubelet's
-    /// evented PLEG) hears about both sides. Reconnects while containerd is away.
-    func relayEvents(into events: ContainerEvents) -> Task<Void, Never> {
-        Task { [runtime] in
+    /// evented PLEG) hears about both sides. Reconnects while containerd is away; a containerd without the
+    /// call (1.6) is asked once: kubelet polls then, as it does on such a node.
+    func relayEvents(into events: ContainerEvents, log: Logger) -> Task<Void, Never> {
+        Task { [runtime, endpoint] in
             while !Task.isCancelled {
-                try? await runtime.getContainerEvents(Runtime_V1_GetEventsRequest()) { response in
-                    for try await event in response.messages { events.publish(event) }
-                }
+                do {
+                    try await runtime.getContainerEvents(Runtime_V1_GetEventsRequest()) { response in
+                        for try await event in response.messages { events.publish(event) }
+                    }
+                } catch let error as RPCError where error.code == .unimplemented {
+                    log.info("containerd at \(endpoint) has no GetContainerEvents: host pods' events are not relayed")
+                    return
+                } catch {}
                 try? await Task.sleep(for: .seconds(2))
             }
         }
