@@ -34,6 +34,7 @@ enum CLI {
             for file in [config, "/tmp/pvcli-test-pod.yaml", "/tmp/pvcli-test-bad.yaml", "/tmp/pvcli-test-progress.toml"] { unlink(file) }
         }
         for directory in [state, logs, "/tmp/pvcli-daemon", "/tmp/pvcli-test-progress-images"] { TestCleanup.removeAtExit(directory) }
+        TestCleanup.atExit { TestPodNetwork.removeNamespaces(recordedIn: state) }
         try """
         state_dir = "\(state)"
         [vm]

@@ -30,12 +30,7 @@ final class CRIDaemon: @unchecked Sendable {
     /// when the test process exits (its pods are all removed by then).
     static let shared = Task { () throws -> CRIDaemon in
         let daemon = try CRIDaemon(name: "pvcri")
-        // Newest first at exit: the daemon and its VMs, the state directory, then the bridge and the log.
-        TestCleanup.atExit {
-            daemon.network.remove()
-            unlink(daemon.logFile)
-        }
-        TestCleanup.removeAtExit(daemon.stateDirectory)
+        daemon.cleanUpAtExit()
         try await daemon.start()
         return daemon
     }
@@ -125,6 +120,17 @@ final class CRIDaemon: @unchecked Sendable {
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
         self.process = nil
+    }
+
+    /// At exit, newest first: the network namespaces of pods the daemon still has, the daemon with its VMs
+    /// and the state directory, then the bridge and the log.
+    func cleanUpAtExit() {
+        TestCleanup.atExit { [network, logFile] in
+            network.remove()
+            unlink(logFile)
+        }
+        TestCleanup.removeAtExit(stateDirectory)
+        TestCleanup.atExit { [stateDirectory] in TestPodNetwork.removeNamespaces(recordedIn: stateDirectory) }
     }
 
     /// `kill -SIGNAL`, as an operator or systemd sends it.

@@ -27,8 +27,8 @@ import TestSupport
         }
     }
 
-    /// Bridge pvhp0, 10.214.248.0/24, shared by podvisord and containerd. At exit (newest first): podvisord
-    /// with its VM, the state directory, the bridge and log, then containerd (TestContainerd's own step).
+    /// Bridge pvhp0, 10.214.248.0/24, shared by podvisord and containerd. At exit (newest first): the VM pod's
+    /// netns, podvisord with its VM, the state directory, the bridge and log, then containerd (its own step).
     static let setup = Task { () throws -> Setup in
         let name = "pvhp"
         let containerd = try TestContainerd(cniConfDir: TestPodNetwork.confDir(in: CRIDaemon.networkDirectory(name)))
@@ -38,11 +38,7 @@ import TestSupport
                 [host_pods]
                 endpoint = "\(containerd.endpoint)"
                 """)
-        TestCleanup.atExit {
-            daemon.network.remove()
-            unlink(daemon.logFile)
-        }
-        TestCleanup.removeAtExit(daemon.stateDirectory)
+        daemon.cleanUpAtExit()
         try await containerd.start()
         try await daemon.start()
         let image = try await TestImages.busybox(daemon)

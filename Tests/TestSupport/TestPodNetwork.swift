@@ -51,6 +51,16 @@ public struct TestPodNetwork: Sendable {
         ((try? FileManager.default.contentsOfDirectory(atPath: "\(ipamDir)/\(name)")) ?? []).filter { $0.hasPrefix("10.214.") }
     }
 
+    /// Removes the network namespace pins of the sandboxes a daemon's CNI cache (`<state>/network`) still
+    /// records: they live in /run/netns, outside the state directory a test removes.
+    public static func removeNamespaces(recordedIn stateDirectory: String) {
+        for file in (try? FileManager.default.contentsOfDirectory(atPath: "\(stateDirectory)/network")) ?? [] where file.hasSuffix(".json") {
+            let pin = "/run/netns/podvisor-\(file.dropLast(".json".count).prefix(16))"
+            umount2(pin, Int32(MNT_DETACH))
+            unlink(pin)
+        }
+    }
+
     /// Taps and network namespaces of a sandbox (podvisor names them after the first 16 hex digits of its id).
     public static func leftovers(sandbox id: String) -> [String] {
         let vmID = id.prefix(16)
