@@ -110,14 +110,6 @@ int pv_vsock_accept_host(int fd, uint32_t *refused_cid) {
     return conn;
 }
 
-int pv_accept(int fd) {
-    int conn;
-    do {
-        conn = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
-    } while (conn < 0 && errno == EINTR);
-    return conn;
-}
-
 int pv_pidfd_open(pid_t pid) {
     return (int)syscall(SYS_pidfd_open, pid, 0);
 }

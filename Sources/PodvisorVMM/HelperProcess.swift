@@ -12,18 +12,16 @@ final class HelperProcess: @unchecked Sendable {
     let process: Process?
 
     /// Starts `executable` (through `wrapper`, a command that ends by exec'ing the rest of its arguments, so
-    /// the pid stays the helper's) and waits until `socket` exists; QEMU must find it listening. `prepare`
-    /// runs once the helper's directory exists.
+    /// the pid stays the helper's) and waits until `socket` exists; QEMU must find it listening.
     static func start(
         _ name: String, executable: String, arguments: [String], directory: String, socket: String, qemuGroup: gid_t?,
-        prepare: () -> Void = {}, wrapper: [String] = []
+        wrapper: [String] = []
     ) throws(PodvisorError) -> HelperProcess {
         guard mkdir(directory, 0o2770) == 0 || errno == EEXIST else {
             throw PodvisorError(.internalError, "cannot create \(directory): errno \(errno)")
         }
         if let qemuGroup { chown(directory, 0, qemuGroup) }
         chmod(directory, 0o2770)
-        prepare()
 
         let logPath = "\(directory)/\(name).log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)

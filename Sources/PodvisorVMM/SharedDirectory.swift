@@ -4,7 +4,7 @@ import PodvisorCore
 
 /// The one host directory a VM sees through virtio-fs (tag `share`), served by Debian's C virtiofsd.
 ///
-/// virtiofsd starts in a mount namespace of the VM's own (unshare, pinned at `fs/mntns` so that it outlives
+/// virtiofsd starts in a mount namespace of the VM's own (unshare, pinned at `<run>/mntns` so that it outlives
 /// virtiofsd's own sandboxing and this process), where the share is made a shared mount point of its own
 /// *before* virtiofsd starts: mounts added under it later (container rootfs, volumes) propagate into
 /// virtiofsd's sandbox and reach the guest; `announce_submounts` keeps their inode numbers apart. Those
@@ -26,6 +26,7 @@ struct SharedDirectory {
         }
         let socket = socketPath(runDirectory)
         let pin = namespacePin(runDirectory)
+        FileManager.default.createFile(atPath: pin, contents: nil)
         do {
             let virtiofsd = try HelperProcess.start(
                 "virtiofsd", executable: executable,
@@ -38,7 +39,6 @@ struct SharedDirectory {
                 directory: "\(runDirectory)/fs", socket: socket, qemuGroup: qemuGroup,
                 // Private: no host mount propagates in (the pin itself would, and keep its namespace forever);
                 // volumes still follow their sources, as peers of them.
-                prepare: { FileManager.default.createFile(atPath: pin, contents: nil) },
                 wrapper: [
                     "/usr/bin/unshare", "--mount=\(pin)", "--propagation", "private", "--", "/bin/sh", "-c",
                     #"/usr/bin/mount --bind "$0" "$0" && /usr/bin/mount --make-shared "$0" && exec "$@""#, path,
@@ -64,7 +64,7 @@ struct SharedDirectory {
         Self.unpin(namespacePin)
     }
 
-    static func namespacePin(_ runDirectory: String) -> String { "\(runDirectory)/fs/mntns" }
+    static func namespacePin(_ runDirectory: String) -> String { "\(runDirectory)/mntns" }
 
     private static func unpin(_ pin: String) {
         detachMount(pin)

@@ -234,7 +234,8 @@ public final class VirtualMachine: Sendable {
 
     /// Binds `source` at `<share>/<relative>`; read-only ones are read-only before the guest can see them.
     public func bind(_ source: String, intoShareAt relative: String, _ mode: BindMode = .readWrite) throws(PodvisorError) {
-        try requireShare().bind(source, at: "\(try requireShare().path)/\(relative)", mode)
+        let share = try requireShare()
+        try share.bind(source, at: "\(share.path)/\(relative)", mode)
     }
 
     /// An overlay of `lower` (top first) at `<share>/<relative>`, writes going to `upper`.

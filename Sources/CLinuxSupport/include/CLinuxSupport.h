@@ -11,7 +11,6 @@ int pv_unix_connect(const char *path);
 int pv_unix_listen(const char *path, int backlog);
 int pv_vsock_connect(uint32_t cid, uint32_t port);
 int pv_vsock_listen(uint32_t port, int backlog);
-int pv_accept(int fd);
 // Accepts a vsock connection from the host (CID 2) only: one from anywhere else (a process in the guest,
 // over the loopback transport or the guest's own CID) is closed at once, its CID in *refused_cid, and -1
 // returned with errno EACCES.

@@ -38,9 +38,9 @@ extension PodVM {
     /// Detaches everything mounted for the container and removes its directory. Detached, not unmounted:
     /// virtiofsd may still hold handles the guest used.
     package func unmountContainer(containerID: String) throws(PodvisorError) {
-        let directory = "\(try sharedDirectory())/\(try Self.component(containerID, "container id"))"
-        let volumes = ((try? FileManager.default.contentsOfDirectory(atPath: "\(directory)/volumes")) ?? []).map { "volumes/\($0)" }
-        try vm.removeFromShare(try Self.component(containerID, "container id"), mountPoints: ["rootfs"] + volumes)
+        let id = try Self.component(containerID, "container id")
+        let volumes = ((try? FileManager.default.contentsOfDirectory(atPath: "\(try sharedDirectory())/\(id)/volumes")) ?? []).map { "volumes/\($0)" }
+        try vm.removeFromShare(id, mountPoints: ["rootfs"] + volumes)
     }
 
     private func sharedDirectory() throws(PodvisorError) -> String {
