@@ -21,6 +21,11 @@ int pv_pipe(int fds[2]);
 // Processes we did not spawn (QEMU, daemonized by libvirt): a pidfd turns readable when the process exits.
 int pv_pidfd_open(pid_t pid);
 int pv_set_child_subreaper(void);
+// A daemon of ours (virtiofsd, the vsock backend): stdin /dev/null, stdout and stderr `log`, its own session
+// (a terminal's Ctrl-C is for the runtime, which stops it in order), every signal unblocked and at its default:
+// a thread of a Swift process blocks most signals, and posix_spawn would hand that mask on, SIGTERM included.
+// The pid, or -1 with errno.
+pid_t pv_spawn_daemon(const char *path, char *const argv[], int log);
 
 // A descriptor over a unix socket (SCM_RIGHTS): 0, or -1 with errno; the received one (close-on-exec),
 // or -1 (errno 0: the peer closed without sending).
