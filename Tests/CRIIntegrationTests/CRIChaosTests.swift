@@ -41,7 +41,8 @@ extension CRITests {
         static func expectCensusClean(_ d: CRIDaemon, cycle: Int) async throws {
             let state = d.stateDirectory
             let left = { (directory: String) in (try? FileManager.default.contentsOfDirectory(atPath: "\(state)/\(directory)")) ?? [] }
-            #expect(HostState.processes(matching: "\(state)/vm/").isEmpty, "cycle \(cycle): QEMU or helpers run")
+            let running = HostState.processes(matching: "\(state)/vm/")
+            #expect(running.isEmpty, "cycle \(cycle): QEMU or helpers run: \(running.map(HostState.describe))")
             #expect(mountPoints(under: "\(state)/vm").isEmpty && mountPoints(under: "\(state)/containers").isEmpty, "cycle \(cycle): mounts left")
             for directory in ["vm", "sandboxes", "containers", "network", "cri/records/sandboxes", "cri/records/containers"] {
                 #expect(left(directory).isEmpty, "cycle \(cycle): \(directory) holds \(left(directory))")

@@ -12,6 +12,13 @@ public enum HostState {
         }
     }
 
+    /// `pid`'s stat line (state, parent, session) and command line, for a failure message that tells whose it is.
+    public static func describe(_ pid: Int32) -> String {
+        let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? "gone"
+        let raw = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data()
+        return "\(stat.prefix(80)) | \(String(decoding: raw.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self))"
+    }
+
     /// Detaches every mount below `path` that a killed run left; stacked mounts need one pass each.
     public static func detachMounts(under path: String) {
         for _ in 0..<5 {
