@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Builds the guest image: Debian's cloud kernel plus an initramfs whose /init is the agent.
+# Builds the guest image: a kernel plus an initramfs whose /init is the agent.
 #   build-image.sh OUTDIR AGENT_BINARY
 # Writes OUTDIR/vmlinuz, OUTDIR/initramfs.img, OUTDIR/image-info.txt (each replaced atomically;
-# same inputs give byte-identical outputs). Installs nothing on the host: the kernel package is
-# fetched with `apt-get download` into OUTDIR/cache and unpacked with `dpkg-deb -x`.
+# same inputs give byte-identical outputs). The kernel is podvisor's minimal one (Images/build-kernel.sh,
+# everything built in, no modules in the initramfs) or Debian's cloud kernel: installing nothing on the
+# host, that package is fetched with `apt-get download` into OUTDIR/cache and unpacked with `dpkg-deb -x`.
 # Environment:
+#   PODVISOR_KERNEL=minimal|cloud   which kernel (default minimal)
+#   PODVISOR_KERNEL_CACHE=dir       the minimal kernel's build cache (default OUTDIR/../kernel)
 #   PODVISOR_KERNEL_DEB=path.deb    use this kernel package (offline builds, pinning)
 #   PODVISOR_KERNEL_PKG=name        kernel package name (default: what linux-image-cloud-amd64 depends on)
 #   PODVISOR_INITRD_COMPRESS=zstd|gzip   (default zstd when the kernel has CONFIG_RD_ZSTD=y)
@@ -31,55 +34,70 @@ work=$(mktemp -d "$out/.build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 export LC_ALL=C
 
-# --- 1. kernel package ------------------------------------------------------------------
-apt_opts=()
-# apt drops to user _apt for downloads and warns when it cannot; as root into our own dir that is moot.
-[ "$(id -u)" -ne 0 ] || apt_opts=(-o APT::Sandbox::User=root)
-if [ -n "${PODVISOR_KERNEL_DEB:-}" ]; then
-    deb=$PODVISOR_KERNEL_DEB
-    [ -f "$deb" ] || die "PODVISOR_KERNEL_DEB not found: $deb"
-else
-    pkg=${PODVISOR_KERNEL_PKG:-}
-    if [ -z "$pkg" ]; then
-        # The metapackage depends on the concrete ABI package, e.g. linux-image-6.1.0-56-cloud-amd64.
-        pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
-            awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { print $2; exit }') || true
-    fi
-    ver=
-    [ -z "$pkg" ] || ver=$(apt-cache show --no-all-versions "$pkg" 2>/dev/null | awk '/^Version:/ { print $2; exit }') || true
-    deb=
-    if [ -n "$ver" ]; then
-        for f in "$cache/${pkg}"_*.deb; do
-            [ -f "$f" ] && [ "$(dpkg-deb -f "$f" Version)" = "$ver" ] && deb=$f && break
-        done
-        if [ -z "$deb" ]; then
-            log "downloading $pkg $ver"
-            mkdir -p "$work/dl"
-            (cd "$work/dl" && apt-get "${apt_opts[@]}" download -q "$pkg=$ver" >&2) ||
-                die "apt-get download $pkg=$ver failed (stale package lists? run apt-get update)"
-            f=$(find "$work/dl" -maxdepth 1 -name "${pkg}_*.deb" | head -n1)
-            [ -n "$f" ] || die "apt-get download produced no .deb"
-            # Keep only the current kernel in the cache.
-            rm -f "$cache"/linux-image-*.deb
-            mv "$f" "$cache/"
-            deb=$cache/$(basename "$f")
-        fi
+# --- 1. kernel ----------------------------------------------------------------------------
+kernel=${PODVISOR_KERNEL:-minimal}
+case $kernel in
+minimal)
+    entry=$("$here/build-kernel.sh" "${PODVISOR_KERNEL_CACHE:-$out/../kernel}")
+    kpkg="podvisor minimal ($(basename "$entry"), $(cat "$entry/source"))"
+    kver=$(cat "$entry/release")
+    # No modules at all: Images/modules.list must resolve to built-ins below.
+    kdir=$entry
+    vmlinuz=$entry/bzImage
+    kconfig=$entry/config
+    ;;
+cloud)
+    apt_opts=()
+    # apt drops to user _apt for downloads and warns when it cannot; as root into our own dir that is moot.
+    [ "$(id -u)" -ne 0 ] || apt_opts=(-o APT::Sandbox::User=root)
+    if [ -n "${PODVISOR_KERNEL_DEB:-}" ]; then
+        deb=$PODVISOR_KERNEL_DEB
+        [ -f "$deb" ] || die "PODVISOR_KERNEL_DEB not found: $deb"
     else
-        [ -z "${PODVISOR_KERNEL_PKG:-}" ] || die "apt knows no package $PODVISOR_KERNEL_PKG"
-        # No package lists (fresh container) or the package vanished: use the newest cached one.
-        deb=$(find "$cache" -maxdepth 1 -name 'linux-image-*-cloud-amd64_*.deb' | sort -V | tail -n1)
-        [ -n "$deb" ] || die "cannot resolve the cloud kernel package (run apt-get update, or set PODVISOR_KERNEL_DEB)"
-        log "WARNING: apt knows no cloud kernel; using cached $(basename "$deb")"
+        pkg=${PODVISOR_KERNEL_PKG:-}
+        if [ -z "$pkg" ]; then
+            # The metapackage depends on the concrete ABI package, e.g. linux-image-6.1.0-56-cloud-amd64.
+            pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
+                awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { print $2; exit }') || true
+        fi
+        ver=
+        [ -z "$pkg" ] || ver=$(apt-cache show --no-all-versions "$pkg" 2>/dev/null | awk '/^Version:/ { print $2; exit }') || true
+        deb=
+        if [ -n "$ver" ]; then
+            for f in "$cache/${pkg}"_*.deb; do
+                [ -f "$f" ] && [ "$(dpkg-deb -f "$f" Version)" = "$ver" ] && deb=$f && break
+            done
+            if [ -z "$deb" ]; then
+                log "downloading $pkg $ver"
+                mkdir -p "$work/dl"
+                (cd "$work/dl" && apt-get "${apt_opts[@]}" download -q "$pkg=$ver" >&2) ||
+                    die "apt-get download $pkg=$ver failed (stale package lists? run apt-get update)"
+                f=$(find "$work/dl" -maxdepth 1 -name "${pkg}_*.deb" | head -n1)
+                [ -n "$f" ] || die "apt-get download produced no .deb"
+                # Keep only the current kernel in the cache.
+                rm -f "$cache"/linux-image-*.deb
+                mv "$f" "$cache/"
+                deb=$cache/$(basename "$f")
+            fi
+        else
+            [ -z "${PODVISOR_KERNEL_PKG:-}" ] || die "apt knows no package $PODVISOR_KERNEL_PKG"
+            # No package lists (fresh container) or the package vanished: use the newest cached one.
+            deb=$(find "$cache" -maxdepth 1 -name 'linux-image-*-cloud-amd64_*.deb' | sort -V | tail -n1)
+            [ -n "$deb" ] || die "cannot resolve the cloud kernel package (run apt-get update, or set PODVISOR_KERNEL_DEB)"
+            log "WARNING: apt knows no cloud kernel; using cached $(basename "$deb")"
+        fi
     fi
-fi
-kpkg="$(dpkg-deb -f "$deb" Package) $(dpkg-deb -f "$deb" Version)"
-dpkg-deb -x "$deb" "$work/k"
-kver=$(find "$work/k/lib/modules" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort | head -n1)
-[ -n "$kver" ] || die "no lib/modules/<version> in $deb"
-kdir=$work/k/lib/modules/$kver
-vmlinuz=$work/k/boot/vmlinuz-$kver
-kconfig=$work/k/boot/config-$kver
-[ -f "$vmlinuz" ] || die "no boot/vmlinuz-$kver in $deb"
+    kpkg="$(dpkg-deb -f "$deb" Package) $(dpkg-deb -f "$deb" Version)"
+    dpkg-deb -x "$deb" "$work/k"
+    kver=$(find "$work/k/lib/modules" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort | head -n1)
+    [ -n "$kver" ] || die "no lib/modules/<version> in $deb"
+    kdir=$work/k/lib/modules/$kver
+    vmlinuz=$work/k/boot/vmlinuz-$kver
+    kconfig=$work/k/boot/config-$kver
+    [ -f "$vmlinuz" ] || die "no boot/vmlinuz-$kver in $deb"
+    ;;
+*) die "PODVISOR_KERNEL must be minimal or cloud" ;;
+esac
 # Every timestamp in the initramfs comes from the kernel image: reproducible, changes with the kernel.
 epoch=$(stat -c %Y "$vmlinuz")
 
