@@ -11,7 +11,7 @@ import PodvisorAgentProtocol
 public enum AgentService {
     /// `powerOff` is PID 1's: the Shutdown method answers, then calls it.
     public static func server(
-        transport: String, readyAtMs: UInt64, sharedDirectory: String, containers: Containers,
+        transport: String, initAtMs: UInt64, readyAtMs: UInt64, sharedDirectory: String, containers: Containers,
         powerOff: @escaping @Sendable () -> Void
     ) -> TTRPCServer {
         let kernel = GuestFiles.read("/proc/sys/kernel/osrelease")?.trimmingSuffix("\n") ?? "unknown"
@@ -20,6 +20,7 @@ public enum AgentService {
             Podvisor_Agent_V1_VersionResponse.with {
                 $0.agentVersion = AgentAPI.agentVersion
                 $0.kernelVersion = kernel
+                $0.uptimeAtInitMs = initAtMs
                 $0.uptimeAtReadyMs = readyAtMs
                 $0.transport = transport
                 $0.sharedDirectory = sharedDirectory

@@ -7,6 +7,7 @@ import PodvisorAgentProtocol
 
 // podvisor-agent: PID 1 of every pod VM. Order matters: /proc before any thread, signals blocked before the
 // first thread so every thread inherits the mask and only the main thread's sigwait sees them.
+let initAtMs = pv_boottime_ms()
 GuestSetup.mountProc()
 let modules = GuestSetup.loadModules()
 GuestSetup.switchToTmpfsRoot()
@@ -25,10 +26,10 @@ guard let endpoint = AgentListener.discover() else {
 }
 let readyAtMs = pv_boottime_ms()
 let server = AgentService.server(
-    transport: endpoint.transportName, readyAtMs: readyAtMs, sharedDirectory: sharedDirectory ?? "", containers: containers,
+    transport: endpoint.transportName, initAtMs: initAtMs, readyAtMs: readyAtMs, sharedDirectory: sharedDirectory ?? "", containers: containers,
     powerOff: { PowerOff.now(reason: "Shutdown requested by host") })
 startDetachedThread { AgentListener.serve(endpoint, server: server) }
-log("ready on \(endpoint.transportName) after \(readyAtMs) ms, \(modules.loaded) modules")
+log("ready on \(endpoint.transportName) after \(readyAtMs) ms (init at \(initAtMs) ms), \(modules.loaded) modules")
 
 // PID 1 duties: reap every orphan; TERM/INT/PWR power the VM off.
 while true {

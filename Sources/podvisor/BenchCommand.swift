@@ -40,6 +40,8 @@ struct BenchCommand: AsyncParsableCommand {
             let host = try VMHost(config: config)
             let sandboxes = try VMRuntime(host: host, imageRoot: config.effectiveImageRoot, logger: Logger(label: "bench", level: .error))
             var pod: [Duration] = [], bare: [Duration] = [], rss: [UInt64] = [], rssWithContainers: [UInt64] = []
+            var guestInit: [Duration] = [], guestReady: [Duration] = []
+            var guestKernel = ""
             // Interleaved, so drift of the machine's load hits both series alike.
             for i in 0...runs {
                 let id = randomSandboxID()
@@ -48,6 +50,8 @@ struct BenchCommand: AsyncParsableCommand {
                         id: id, name: "bench", namespace: "bench", uid: id, hostname: "bench",
                         size: VMSize(memoryMiB: config.memoryMiB, vcpus: config.vcpus)))
                 let ready = booted.info.bootToReady
+                let (initAt, readyAt) = (booted.info.guestInitAt, booted.info.guestReadyAt)
+                guestKernel = booted.info.guestKernel
                 let agentRSS = try await booted.health().agentRSSBytes
                 if let containerRootfs, i > 0 {
                     rssWithContainers.append(try await Self.agentRSSWithIdleContainers(booted, rootfs: containerRootfs))
@@ -58,12 +62,16 @@ struct BenchCommand: AsyncParsableCommand {
                 pod.append(ready)
                 bare.append(baseline)
                 rss.append(agentRSS)
-                print("run \(i): pod VM ready \(ready.milliseconds) ms, bare boot \(baseline.milliseconds) ms, agent RSS \(agentRSS / 1024) KiB")
+                guestInit.append(initAt)
+                guestReady.append(readyAt)
+                print(
+                    "run \(i): pod VM ready \(ready.milliseconds) ms (guest clock: init \(initAt.milliseconds) ms, agent \(readyAt.milliseconds) ms),"
+                        + " bare boot \(baseline.milliseconds) ms, agent RSS \(agentRSS / 1024) KiB")
             }
             let result = BootBenchResult(
                 accelerator: host.accelerator, transport: host.transport, runs: runs, pod: pod, bare: bare, agentRSS: rss,
-                agentRSSWithTwoContainers: rssWithContainers,
-                kernel: host.config.kernelPath, initrd: host.config.initrdPath)
+                agentRSSWithTwoContainers: rssWithContainers, guestInit: guestInit, guestReady: guestReady,
+                guestKernel: guestKernel, kernel: host.config.kernelPath, initrd: host.config.initrdPath)
             print(result.markdown)
             if let report { try result.write(into: report) }
         }
@@ -97,6 +105,10 @@ struct BootBenchResult {
     var bare: [Duration]
     var agentRSS: [UInt64]
     var agentRSSWithTwoContainers: [UInt64]
+    /// The guest's own clock at PID 1's start and at the agent's ready, per pod boot.
+    var guestInit: [Duration]
+    var guestReady: [Duration]
+    var guestKernel: String
     var kernel: String
     var initrd: String
 
@@ -115,6 +127,11 @@ struct BootBenchResult {
             ? "" : " With two idle containers: **\(Self.median(agentRSSWithTwoContainers) / 1024) KiB**."
         let size = { (path: String) in ((try? FileManager.default.attributesOfItem(atPath: path)[.size]) as? Int).map { "\($0 / 1024) KiB" } ?? "?" }
         let date = ISO8601DateFormatter().string(from: Date())
+        // The host's and the guest's clocks share no origin: what the host waited beyond the guest's uptime at ready
+        // is QEMU's start, firmware, the kernel's decompression and the agent's answer reaching the host.
+        let beforeKernel = zip(pod, guestReady).map { $0 - $1 }
+        let initToReady = zip(guestReady, guestInit).map { $0 - $1 }
+        let step = { (values: [Duration]) in "\(Self.percentile(values, 0.5).milliseconds) ms" }
         return """
             \(BootBenchResult.startMarker)
             ### Boot to agent ready (`podvisor bench boot`)
@@ -131,8 +148,12 @@ struct BootBenchResult {
             | **ratio pod / baseline** | **\(String(format: "%.2f", ratio))** | \
             \(String(format: "%.2f", Double(p90.milliseconds) / Double(max(1, b90.milliseconds)))) |
 
+            Pod VM boot by steps (p50): request → guest kernel running and the answer's way back (host clock minus
+            guest clock) \(step(beforeKernel)); kernel → PID 1 \(step(guestInit)); PID 1 → agent ready \(step(initToReady))
+            (guest clock).
+
             Agent RSS inside the guest (median VmRSS after boot): **\(rss / 1024) KiB**.\(withContainers) \
-            Guest kernel \(size(kernel)), initramfs \(size(initrd)).
+            Guest kernel \(guestKernel), \(size(kernel)); initramfs \(size(initrd)).
             \(BootBenchResult.endMarker)
             """
     }

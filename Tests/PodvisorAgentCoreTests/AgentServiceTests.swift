@@ -14,7 +14,7 @@ import Testing
         var fds: [Int32] = [-1, -1]
         try #require(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
         let server = AgentService.server(
-            transport: "socketpair", readyAtMs: 42, sharedDirectory: "/run/podvisor/share",
+            transport: "socketpair", initAtMs: 7, readyAtMs: 42, sharedDirectory: "/run/podvisor/share",
             containers: Containers(sharedDirectory: "/nonexistent"), powerOff: powerOff)
         let serverEnd = fds[1]
         Thread {
@@ -30,7 +30,7 @@ import Testing
         defer { client.close() }
         let version = try await client.version()
         #expect(version.agentVersion == AgentAPI.agentVersion)
-        #expect(version.transport == "socketpair" && version.uptimeAtReadyMs == 42)
+        #expect(version.transport == "socketpair" && version.uptimeAtInitMs == 7 && version.uptimeAtReadyMs == 42)
         #expect(version.sharedDirectory == "/run/podvisor/share")
         let release = try String(contentsOfFile: "/proc/sys/kernel/osrelease", encoding: .utf8)
         #expect(version.kernelVersion + "\n" == release)

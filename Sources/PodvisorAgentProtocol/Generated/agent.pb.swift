@@ -913,6 +913,9 @@ public nonisolated struct Podvisor_Agent_V1_VersionResponse: Sendable {
   /// Where the VM's shared directory (virtio-fs tag "share") is mounted; empty without one.
   public var sharedDirectory: String = String()
 
+  /// Guest uptime (CLOCK_BOOTTIME) when the agent started as PID 1: the kernel's part of the boot.
+  public var uptimeAtInitMs: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2512,7 +2515,7 @@ nonisolated extension Podvisor_Agent_V1_VersionRequest: SwiftProtobuf.Message, S
 
 nonisolated extension Podvisor_Agent_V1_VersionResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".VersionResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_version\0\u{3}kernel_version\0\u{3}uptime_at_ready_ms\0\u{1}transport\0\u{3}shared_directory\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_version\0\u{3}kernel_version\0\u{3}uptime_at_ready_ms\0\u{1}transport\0\u{3}shared_directory\0\u{3}uptime_at_init_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2525,6 +2528,7 @@ nonisolated extension Podvisor_Agent_V1_VersionResponse: SwiftProtobuf.Message, 
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.uptimeAtReadyMs) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.transport) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.sharedDirectory) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.uptimeAtInitMs) }()
       default: break
       }
     }
@@ -2546,6 +2550,9 @@ nonisolated extension Podvisor_Agent_V1_VersionResponse: SwiftProtobuf.Message, 
     if !self.sharedDirectory.isEmpty {
       try visitor.visitSingularStringField(value: self.sharedDirectory, fieldNumber: 5)
     }
+    if self.uptimeAtInitMs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.uptimeAtInitMs, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2555,6 +2562,7 @@ nonisolated extension Podvisor_Agent_V1_VersionResponse: SwiftProtobuf.Message, 
     if lhs.uptimeAtReadyMs != rhs.uptimeAtReadyMs {return false}
     if lhs.transport != rhs.transport {return false}
     if lhs.sharedDirectory != rhs.sharedDirectory {return false}
+    if lhs.uptimeAtInitMs != rhs.uptimeAtInitMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -84,6 +84,9 @@ public struct SandboxInfo: Sendable {
     public var ips: [String] = []
     /// Host ports are served by the CNI portmap plugin (else the CRI server relays them itself).
     public var portMappingsByNetwork = false
+    /// The guest's own clock (uptime) when its PID 1 started and when the agent began serving; zero when unknown.
+    public var guestInitAt: Duration = .zero
+    public var guestReadyAt: Duration = .zero
 
     public init(
         domain: String, bootToReady: Duration, agentVersion: String, guestKernel: String, sharedDirectory: String,

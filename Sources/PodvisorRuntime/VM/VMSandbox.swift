@@ -34,6 +34,8 @@ final class VMSandbox: PodSandbox {
             hypervisor: runtime.host.accelerator.rawValue)
         info.ips = ips
         info.portMappingsByNetwork = record.portMappingsByNetwork
+        info.guestInitAt = .milliseconds(pod.version.uptimeAtInitMs)
+        info.guestReadyAt = .milliseconds(pod.version.uptimeAtReadyMs)
         return info
     }
 
