@@ -1,3 +1,4 @@
+import CLibvirt
 import CLinuxSupport
 import Foundation
 import Synchronization
@@ -66,20 +67,33 @@ enum ProcessExitWatch {
         if waiting { DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(1100)) { reapAdoptedQEMU() } }
     }
 
-    /// Calls `onExit` (on a watcher thread) as soon as `pid` exits, before anyone reaps it. A process already
-    /// gone is left to libvirt's lifecycle events.
+    /// Calls `onExit` as soon as `pid` exits, before anyone reaps it, on libvirt's event thread (as lifecycle
+    /// events are): it must not block. Its pidfd is one more handle of that loop, not a thread per VM. A
+    /// process already gone is left to libvirt's lifecycle events.
     static func watch(pid: pid_t, onExit: @escaping @Sendable () -> Void) {
         let pidfd = pv_pidfd_open(pid)
         guard pidfd >= 0 else { return }
         reaping.withLock { _ = $0.watched.insert(pid) }
-        let thread = Thread {
-            var pfd = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
-            while poll(&pfd, 1, -1) < 0 && errno == EINTR {}
-            close(pidfd)
-            onExit()
+        let watcher = Unmanaged.passRetained(Watcher(pidfd: pidfd, onExit: onExit)).toOpaque()
+        let handle = virEventAddHandle(
+            pidfd, Int32(VIR_EVENT_HANDLE_READABLE.rawValue),
+            { handle, _, _, opaque in
+                // Removed handles are not dispatched again; libvirt frees the watcher (and its pidfd) afterwards.
+                virEventRemoveHandle(handle)
+                opaque.map { Unmanaged<Watcher>.fromOpaque($0).takeUnretainedValue().onExit() }
+            }, watcher, { opaque in opaque.map { Unmanaged<Watcher>.fromOpaque($0).release() } })
+        if handle < 0 { Unmanaged<Watcher>.fromOpaque(watcher).release() }
+    }
+
+    /// What one watch holds until libvirt lets go of its handle.
+    private final class Watcher: Sendable {
+        let pidfd: Int32
+        let onExit: @Sendable () -> Void
+        init(pidfd: Int32, onExit: @escaping @Sendable () -> Void) {
+            self.pidfd = pidfd
+            self.onExit = onExit
         }
-        thread.name = "exit-watch-\(pid)"
-        thread.start()
+        deinit { close(pidfd) }
     }
 
     /// The QEMU process of a domain: libvirt starts it with `-name guest=<name>,…`.
