@@ -13,15 +13,6 @@ public func mountPoints(under path: String) -> [String] {
     }.filter { $0 == path || $0.hasPrefix(path + "/") }.sorted { $0.count > $1.count }
 }
 
-/// A /proc file in full. Foundation's `String(contentsOfFile:)` and `FileManager.contents(atPath:)` stop after
-/// one page for files whose size reads as 0: /proc/self/mountinfo of a host with a few dozen mounts lost
-/// its tail, and mounts that were there went unseen (measured: 3817 of 4622 bytes).
-public func readProcFile(_ path: String) -> String {
-    guard let handle = FileHandle(forReadingAtPath: path) else { return "" }
-    defer { try? handle.close() }
-    return String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
-}
-
 /// The processes and every descendant of them (a helper that forked: virtiofsd's sandboxed child).
 public func processTrees(_ roots: [pid_t]) -> [pid_t] {
     var parents: [pid_t: pid_t] = [:]

@@ -40,16 +40,9 @@ struct DensityBench: AsyncParsableCommand {
         var descriptors: Int
 
         static func read() -> OwnFigures {
-            let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
-            let field = { (name: String) in Self.number(status, name) }
+            let status = readProcFile("/proc/self/status")
             let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0
-            return OwnFigures(rssKiB: field("VmRSS"), threads: field("Threads"), descriptors: descriptors)
-        }
-
-        /// The number after `name:` in a /proc file of `name: value [kB]` lines.
-        static func number(_ text: String, _ name: String) -> Int {
-            let line = text.split(separator: "\n").first { $0.hasPrefix("\(name):") }
-            return line.flatMap { $0.split(whereSeparator: \.isWhitespace).dropFirst().first.flatMap { Int($0) } } ?? 0
+            return OwnFigures(rssKiB: procField("VmRSS", in: status), threads: procField("Threads", in: status), descriptors: descriptors)
         }
     }
 
@@ -127,8 +120,7 @@ struct DensityBench: AsyncParsableCommand {
     }
 
     static func availableMiB() -> Int {
-        let meminfo = (try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8)) ?? ""
-        return OwnFigures.number(meminfo, "MemAvailable") / 1024
+        procField("MemAvailable", in: readProcFile("/proc/meminfo")) / 1024
     }
 
     static func markdown(

@@ -38,9 +38,7 @@ extension VMRuntime {
     }
 
     private static func pssKiB(_ pid: String) -> UInt64 {
-        let rollup = readProcFile("/proc/\(pid)/smaps_rollup")
-        guard let line = rollup.split(separator: "\n").first(where: { $0.hasPrefix("Pss:") }) else { return 0 }
-        return UInt64(line.split(separator: " ").dropFirst().first ?? "") ?? 0
+        UInt64(procField("Pss", in: readProcFile("/proc/\(pid)/smaps_rollup")))
     }
 
     /// utime + stime of /proc/<pid>/stat (fields 14 and 15, after the parenthesised command).
