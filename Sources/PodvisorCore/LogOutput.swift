@@ -31,6 +31,9 @@ public struct LogOutput: LogHandler {
         set { Self.level.withLock { $0 = newValue } }
     }
     private static let level = Mutex(Logger.Level.info)
+
+    /// Sets the one level every logger of the process shares (what setting any logger's `logLevel` does).
+    public static func setLevel(_ newLevel: Logger.Level) { level.withLock { $0 = newLevel } }
     public var metadata: Logger.Metadata = [:]
     private let program: String
     private let label: String

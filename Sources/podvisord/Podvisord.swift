@@ -122,9 +122,9 @@ struct LogLevelReload: Service {
     func run() async throws {
         for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
             do {
-                var logger = log
-                logger.logLevel = try load().logLevel.swiftLog
-                log.notice("SIGHUP: log level \(logger.logLevel)")
+                let level = try load().logLevel.swiftLog
+                LogOutput.setLevel(level)
+                log.notice("SIGHUP: log level \(level)")
             } catch {
                 log.warning("SIGHUP: configuration not reloaded, log level stays \(log.logLevel): \(error)")
             }
