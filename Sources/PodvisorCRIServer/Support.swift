@@ -139,6 +139,22 @@ enum Validate {
         }
     }
 
+    /// A user namespace in the VM (userns mode POD) is not built yet: refused, never run without one as if
+    /// granted. kubelet asks only where the handler advertises `user_namespaces`, which podvisor does not;
+    /// mode NODE (kubelet's value for every other pod) is the guest's own namespace.
+    static func noUserNamespace(_ options: Runtime_V1_NamespaceOption, _ who: String) throws(PodvisorError) {
+        guard options.hasUsernsOptions else { return }
+        let mode = options.usernsOptions.mode
+        try known(mode, Runtime_V1_NamespaceMode.allCases, "namespace_options.userns_options.mode")
+        switch mode {
+        case .node: return
+        case .pod:
+            throw PodvisorError(
+                .unsupported, "user namespaces (userns_options mode POD) are not supported for \(who) yet (Docs/limitations.md)")
+        default: throw PodvisorError(.invalidArgument, "namespace_options.userns_options.mode must be NODE or POD, not \(mode)")
+        }
+    }
+
     /// Enum fields outside the values the contract defines (a newer or broken client).
     static func known<E: RawRepresentable>(_ value: E, _ allowed: [E], _ field: String) throws(PodvisorError) where E.RawValue == Int {
         guard allowed.contains(where: { $0.rawValue == value.rawValue }) else {

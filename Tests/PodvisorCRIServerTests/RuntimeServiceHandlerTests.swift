@@ -15,6 +15,21 @@ import Testing
             #expect(await statusCode { try await cri.runPod(Harness.podConfig("")) } == .invalidArgument)
             let hostNetwork = Harness.podConfig { $0.linux.securityContext.namespaceOptions.network = .node }
             #expect(await statusCode { try await cri.runPod(hostNetwork) } == .failedPrecondition)
+            // A user namespace is refused (not built yet), never silently left out; NODE is every other pod's.
+            let userns = Harness.podConfig {
+                $0.linux.securityContext.namespaceOptions.usernsOptions = .with {
+                    $0.mode = .pod
+                    $0.uids = [
+                        .with {
+                            $0.hostID = 65536; $0.containerID = 0; $0.length = 65536
+                        }
+                    ]
+                    $0.gids = $0.uids
+                }
+            }
+            #expect(await statusCode { try await cri.runPod(userns) } == .unimplemented)
+            let usernsTarget = Harness.podConfig { $0.linux.securityContext.namespaceOptions.usernsOptions.mode = .target }
+            #expect(await statusCode { try await cri.runPod(usernsTarget) } == .invalidArgument)
             // Numbers at the edge of their type: refused with InvalidArgument, never a trap in the VM sizing.
             let hugeMemory = Harness.podConfig { $0.linux.resources.memoryLimitInBytes = .max }
             #expect(await statusCode { try await cri.runPod(hugeMemory) } == .invalidArgument)
@@ -43,6 +58,8 @@ import Testing
                     $0.linux.resources.memoryLimitInBytes = 200 << 20
                     $0.linux.resources.cpuQuota = 4_000_000
                     $0.linux.resources.cpuPeriod = 1_000_000
+                    // What kubelet sends for every pod that keeps the host's users: the guest's own namespace.
+                    $0.linux.securityContext.namespaceOptions.usernsOptions.mode = .node
                 })
             let spec = try #require(harness.runtime.state.withLock { $0.specs.first })
             #expect(spec.size.memoryMiB == 200 + harness.config.overheadMiB)

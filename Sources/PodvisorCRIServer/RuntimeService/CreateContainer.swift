@@ -39,6 +39,7 @@ extension CRIServer {
         let security = config.linux.securityContext
         let namespaces = security.namespaceOptions
         try Validate.noHostNamespaces(namespaces, "a container in a pod VM")
+        try Validate.noUserNamespace(namespaces, "a container in a pod VM")
         guard namespaces.pid != .target else {
             throw PodvisorError(.failedPrecondition, "PID namespace TARGET (ephemeral containers sharing another container's) is not supported yet")
         }

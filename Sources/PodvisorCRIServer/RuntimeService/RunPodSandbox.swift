@@ -85,6 +85,7 @@ extension CRIServer {
         if security.hasRunAsGroup { _ = try Validate.kernelID(security.runAsGroup.value, "linux.security_context.run_as_group") }
         for group in security.supplementalGroups { _ = try Validate.kernelID(group, "linux.security_context.supplemental_groups") }
         try Validate.noHostNamespaces(config.linux.securityContext.namespaceOptions, "a pod VM")
+        try Validate.noUserNamespace(config.linux.securityContext.namespaceOptions, "a pod VM")
         if config.linux.securityContext.privileged {
             // Privileged means the guest's devices and capabilities; never the host's.
             log.info("privileged sandbox \(m.name): privileges apply inside its VM only")
