@@ -1,4 +1,5 @@
 import Foundation
+import PodvisorCore
 import Synchronization
 import Testing
 
@@ -7,29 +8,37 @@ import Testing
 /// A VM's death is seen through QEMU's pidfd on libvirt's event loop: no thread per VM, and nothing of the
 /// watch left once it fired.
 @Suite struct ProcessExitWatchTests {
-    static func pidfds() -> Int {
+    /// This process's pidfds of `pid` (fdinfo names the process; other suites' VMs have pidfds of their own).
+    static func pidfds(of pid: pid_t) -> Int {
         let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
-        return fds.filter { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)")) == "anon_inode:[pidfd]" }
-            .count
+        return fds.filter { fd in
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd)")) == "anon_inode:[pidfd]"
+                && readProcFile("/proc/self/fdinfo/\(fd)").split(separator: "\n").contains("Pid:\t\(pid)")
+        }.count
     }
 
     @Test func exitIsSeenOnceAndTheWatchLetsGo() async throws {
         try LibvirtEventLoop.ensureRunning()
-        let before = Self.pidfds()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sleep")
-        process.arguments = ["600"]
-        try process.run()
+        // Spawned directly, so that nobody reaps it before the test does: its pid stays its own meanwhile.
+        var pid: pid_t = 0
+        let command: [String] = ["/bin/sleep", "600"]
+        let argv = command.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        try #require(posix_spawn(&pid, "/bin/sleep", nil, nil, argv, environ) == 0)
+        defer {
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+        }
         let fired = Mutex(0)
         let (exits, exited) = AsyncStream.makeStream(of: Void.self)
-        ProcessExitWatch.watch(pid: process.processIdentifier) {
+        ProcessExitWatch.watch(pid: pid) {
             fired.withLock { $0 += 1 }
             exited.yield()
         }
-        #expect(Self.pidfds() == before + 1)
+        #expect(Self.pidfds(of: pid) == 1)
         #expect(fired.withLock { $0 } == 0)
-        // KILL: Foundation's child inherits the test thread's signal mask, SIGTERM blocked among it.
-        kill(process.processIdentifier, SIGKILL)
+        kill(pid, SIGKILL)
         // Bounded so that a missed exit fails instead of hanging the run.
         let seen = await withTaskGroup(of: Bool.self) { group in
             group.addTask {
@@ -42,10 +51,9 @@ import Testing
             return await group.next() ?? false
         }
         #expect(seen)
-        process.waitUntilExit()
-        // libvirt frees a removed handle on its next turn.
-        for _ in 0..<200 where Self.pidfds() != before { try await Task.sleep(for: .milliseconds(10)) }
-        #expect(Self.pidfds() == before)
+        // libvirt frees a removed handle on its next turn; the zombie keeps its pid until the defer reaps it.
+        for _ in 0..<200 where Self.pidfds(of: pid) != 0 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(Self.pidfds(of: pid) == 0)
         #expect(fired.withLock { $0 } == 1)
     }
 }
