@@ -195,7 +195,7 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
-                "PodvisorVMM", "PodvisorStreaming", "PodvisorCRI",
+                "PodvisorCore", "PodvisorVMM", "PodvisorStreaming", "PodvisorCRI",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
             ],

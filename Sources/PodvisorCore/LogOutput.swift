@@ -28,7 +28,7 @@ public struct LogOutput: LogHandler {
     /// reloads for every logger at once.
     public var logLevel: Logger.Level {
         get { Self.level.withLock { $0 } }
-        set { Self.level.withLock { $0 = newValue } }
+        set { Self.setLevel(newValue) }
     }
     private static let level = Mutex(Logger.Level.info)
 

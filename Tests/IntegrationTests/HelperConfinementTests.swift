@@ -1,4 +1,5 @@
 import Foundation
+import PodvisorCore
 import Testing
 import TestSupport
 
@@ -14,7 +15,7 @@ extension ContainerTests {
     }
 
     static func command(_ pid: Int32) -> String {
-        String(decoding: (FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data()).map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
+        processCommandLine(pid) ?? ""
     }
 
     @Test func helpersRunConfined() throws {

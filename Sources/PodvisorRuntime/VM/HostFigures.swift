@@ -24,8 +24,7 @@ extension VMRuntime {
         let runs = "\(host.config.stateDirectory)/vm/"
         var found: [String: (qemu: [String], helpers: [String])] = [:]
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
-            guard Int32(entry) != nil, let raw = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { continue }
-            let cmdline = String(decoding: raw.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
+            guard let pid = Int32(entry), let cmdline = processCommandLine(pid) else { continue }
             if let range = cmdline.range(of: "guest=\(VMHost.domainPrefix)") {
                 let vmID = String(cmdline[range.upperBound...].prefix { $0 != "," })
                 found[vmID, default: ([], [])].qemu.append(entry)
