@@ -57,18 +57,39 @@ static void mount_or_fail(int status, const char *root, const char *target, cons
 
 struct device { const char *name; mode_t mode; unsigned major, minor; };
 
-static void populate_dev(int status, const char *root, int privileged) {
+// In a user namespace nothing may be created that the namespace does not own: no mknod, no devtmpfs or
+// sysfs (the guest's network namespace is not the pod's own). The guest's nodes and /sys are bound instead,
+// as runc does for a container in a user namespace.
+static void bind_or_fail(int status, const char *root, const char *source, int directory, const char *step) {
+    char path[4096];
+    join(path, sizeof(path), root, source);
+    if (directory) {
+        mkdir(path, 0755);
+    } else {
+        int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+        if (fd >= 0) close(fd);
+    }
+    if (mount(source, path, NULL, MS_BIND | MS_REC, NULL) != 0) fail(status, step);
+}
+
+static void populate_dev(int status, const char *root, int privileged, int user_namespace) {
     static const struct device devices[] = {
         {"/dev/null", 0666, 1, 3}, {"/dev/zero", 0666, 1, 5}, {"/dev/full", 0666, 1, 7},
         {"/dev/random", 0666, 1, 8}, {"/dev/urandom", 0666, 1, 9}, {"/dev/tty", 0666, 5, 0},
     };
     char path[4096];
-    if (privileged) {
+    if (privileged && user_namespace) {
+        bind_or_fail(status, root, "/dev", 1, "bind the guest's /dev");
+    } else if (privileged) {
         mount_or_fail(status, root, "/dev", "devtmpfs", MS_NOSUID, "mode=755", "mount /dev");
     } else {
         mount_or_fail(status, root, "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k", "mount /dev");
     }
     for (size_t i = 0; !privileged && i < sizeof(devices) / sizeof(devices[0]); i++) {
+        if (user_namespace) {
+            bind_or_fail(status, root, devices[i].name, 0, "bind a device of the guest");
+            continue;
+        }
         join(path, sizeof(path), root, devices[i].name);
         if (mknod(path, S_IFCHR | devices[i].mode, makedev(devices[i].major, devices[i].minor)) != 0) fail(status, "mknod");
         chmod(path, devices[i].mode);  // umask must not narrow them
@@ -116,7 +137,7 @@ static void mask_paths(int status, const struct pv_spawn_config *c) {
             if (errno == ENOENT) continue;
             fail(status, path);
         }
-        if (mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC, NULL) != 0) fail(status, path);
+        if (pv_make_readonly(path) != 0) fail(status, path);
     }
 }
 
@@ -144,8 +165,7 @@ static void bind_volumes(int status, const struct pv_spawn_config *c) {
         }
         if (mount(m->source, target, NULL, MS_BIND | MS_REC, NULL) != 0) fail(status, m->destination);
         if (m->readonly == PV_READONLY_RECURSIVE && pv_make_readonly_recursive(target) != 0) fail(status, m->destination);
-        if (m->readonly == PV_READONLY_TOP && mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) != 0)
-            fail(status, m->destination);
+        if (m->readonly == PV_READONLY_TOP && pv_make_readonly(target) != 0) fail(status, m->destination);
         if (mount(NULL, target, NULL, m->propagation | MS_REC, NULL) != 0) fail(status, m->destination);
     }
 }
@@ -156,9 +176,16 @@ static void enter_rootfs(int status, const struct pv_spawn_config *c) {
     if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) != 0) fail(status, "make / a slave");
     if (mount(c->rootfs, c->rootfs, NULL, MS_BIND | MS_REC, NULL) != 0) fail(status, "bind rootfs");
     mount_or_fail(status, c->rootfs, "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, "mount /proc");
-    mount_or_fail(status, c->rootfs, "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | (c->privileged ? 0 : MS_RDONLY),
-                  NULL, "mount /sys");
-    populate_dev(status, c->rootfs, c->privileged);
+    if (c->user_namespace) {
+        bind_or_fail(status, c->rootfs, "/sys", 1, "bind /sys");
+        char path[4096];
+        join(path, sizeof(path), c->rootfs, "/sys");
+        if (!c->privileged && pv_make_readonly_recursive(path) != 0) fail(status, "make /sys read-only");
+    } else {
+        mount_or_fail(status, c->rootfs, "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | (c->privileged ? 0 : MS_RDONLY),
+                      NULL, "mount /sys");
+    }
+    populate_dev(status, c->rootfs, c->privileged, c->user_namespace);
     bind_volumes(status, c);
     if (chdir(c->rootfs) != 0) fail(status, "chdir rootfs");
     // pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only the new root.
@@ -168,19 +195,46 @@ static void enter_rootfs(int status, const struct pv_spawn_config *c) {
     // Sysctls before read-only paths: /proc/sys is usually one of them.
     write_sysctls(status, c);
     mask_paths(status, c);
-    if (c->readonly_rootfs && mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) != 0)
-        fail(status, "remount rootfs read-only");
+    if (c->readonly_rootfs && pv_make_readonly("/") != 0) fail(status, "remount rootfs read-only");
 }
 
-static void join_namespaces(int status, pid_t pid, size_t count) {
+// Root of the user namespace, whatever the process was outside it: files it creates from here on (mount
+// points in the rootfs) belong to the pod's root, an id the host's idmapped mounts know.
+static void become_namespace_root(int status) {
+    if (syscall(SYS_setgroups, 0, NULL) != 0 || syscall(SYS_setresgid, 0, 0, 0) != 0 || syscall(SYS_setresuid, 0, 0, 0) != 0)
+        fail(status, "become root of the pod's user namespace");
+}
+
+// unshare(CLONE_NEWPID) places only later children in the new namespace: the container's init is a child
+// of this process, which sends its pid on `pid_pipe` and leaves (the guest's PID 1 reaps it, and adopts
+// the container's init).
+static void fork_into_pid_namespace(int status, int pid_pipe) {
+    pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, NULL, NULL, 0);
+    if (pid < 0) fail(status, "fork into the new PID namespace");
+    if (pid == 0) {
+        close(pid_pipe);
+        return;
+    }
+    (void)!write(pid_pipe, &pid, sizeof(pid));
+    _exit(0);
+}
+
+// Joins `pid`'s IPC, UTS and (count 3) mount namespaces, its user namespace first when asked. Every
+// descriptor is opened before any is joined: once in the pod's user namespace, /proc/<pid>/ns of a process
+// that the guest's own namespace created is no longer ours to open.
+static void join_namespaces(int status, pid_t pid, size_t count, int user_namespace) {
     // In this order, so that joining the mount namespace (which changes what /proc is) comes last.
-    static const char *const kinds[] = {"ipc", "uts", "mnt"};
+    static const char *const kinds[] = {"user", "ipc", "uts", "mnt"};
+    int fds[4] = {-1, -1, -1, -1};
     char path[64];
-    for (size_t i = 0; i < count; i++) {
+    for (size_t i = user_namespace ? 0 : 1; i <= count; i++) {
         snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)pid, kinds[i]);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || setns(fd, 0) != 0) fail(status, "join container namespaces");
-        close(fd);
+        if ((fds[i] = open(path, O_RDONLY | O_CLOEXEC)) < 0) fail(status, "open the namespaces to join");
+    }
+    for (size_t i = user_namespace ? 0 : 1; i <= count; i++) {
+        if (setns(fds[i], 0) != 0) fail(status, i == 0 ? "join the pod's user namespace" : "join container namespaces");
+        close(fds[i]);
+        if (i == 0) become_namespace_root(status);
     }
 }
 
@@ -274,7 +328,14 @@ static void open_terminal(int status, const struct pv_spawn_config *c) {
 static void noop(int signal) { (void)signal; }
 
 // PID 1 of a pod: reaps orphans until the VM stops. SIGCHLD must have a handler for pause() to return.
-static void sandbox_init(int status, const struct pv_spawn_config *c) {
+// In a new user namespace it first waits (`handoff`) until the parent has written the namespace's maps.
+static void sandbox_init(int status, int handoff, const struct pv_spawn_config *c) {
+    if (c->user_namespace) {
+        char byte;
+        if (read(handoff, &byte, 1) != 1) _exit(127);
+        close(handoff);
+        become_namespace_root(status);
+    }
     if (c->hostname && sethostname(c->hostname, strlen(c->hostname)) != 0) fail(status, "sethostname");
     write_sysctls(status, c);
     struct sigaction action;
@@ -291,28 +352,33 @@ static void sandbox_init(int status, const struct pv_spawn_config *c) {
     }
 }
 
-static void child(int status, const struct pv_spawn_config *c) {
+static void child(int status, int handoff, const struct pv_spawn_config *c) {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);  // the agent blocks signals for sigwait; containers must not inherit that
-    if (c->sandbox_init) sandbox_init(status, c);
+    if (c->sandbox_init) sandbox_init(status, handoff, c);
     // The cgroup first, so that everything the container does from here on is accounted and limited.
     if (c->cgroup_procs_fd >= 0 && write(c->cgroup_procs_fd, "0", 1) != 1) fail(status, "join the container's cgroup");
     for (int i = 0; i < 3; i++)
         if (dup2(c->stdio[i], i) < 0) fail(status, "dup2 stdio");
     if (setsid() < 0) fail(status, "setsid");
-    if (c->join_pid > 0) {
-        join_namespaces(status, c->join_pid, 3);
-    } else {
-        if (c->sandbox_pid > 0) join_namespaces(status, c->sandbox_pid, 2);
-        enter_rootfs(status, c);
-        if (c->hostname && sethostname(c->hostname, strlen(c->hostname)) != 0) fail(status, "sethostname");
-    }
-    if (c->console_socket >= 0) open_terminal(status, c);
+    // Limits before any user namespace: raising a hard limit takes CAP_SYS_RESOURCE in the guest's own.
     for (size_t i = 0; i < c->rlimit_count; i++) {
         struct rlimit limit = {c->rlimits[i].soft, c->rlimits[i].hard};
         if (setrlimit(c->rlimits[i].resource, &limit) != 0) fail(status, "setrlimit");
     }
+    if (c->join_pid > 0) {
+        join_namespaces(status, c->join_pid, 3, c->user_namespace);
+    } else {
+        if (c->sandbox_pid > 0) join_namespaces(status, c->sandbox_pid, 2, c->user_namespace);
+        if (c->user_namespace) {
+            if (unshare(CLONE_NEWNS | (c->new_pid_namespace ? CLONE_NEWPID : 0)) != 0) fail(status, "unshare mount and PID namespaces");
+            if (c->new_pid_namespace) fork_into_pid_namespace(status, handoff);
+        }
+        enter_rootfs(status, c);
+        if (c->hostname && sethostname(c->hostname, strlen(c->hostname)) != 0) fail(status, "sethostname");
+    }
+    if (c->console_socket >= 0) open_terminal(status, c);
     drop_bounding(status, c);
     // Without no_new_privs the kernel lets only CAP_SYS_ADMIN load a filter: load it while still root with
     // every capability (as runc does), before the switch to the container's user drops them.
@@ -343,10 +409,45 @@ static void set_error(char *error, size_t length, const char *step) {
     snprintf(error, length, "%s: %s", step, strerror(errno));
 }
 
+static void close_pair(int fds[2]) {
+    for (int i = 0; i < 2; i++)
+        if (fds[i] >= 0) close(fds[i]);
+}
+
+// After the clone, on the parent's side of `handoff`: a new sandbox's user namespace gets its maps, then the
+// child may go on; a container in a new PID namespace of the pod's user namespace is the child's child,
+// whose pid arrives here (EOF: the child failed before, its error is on the status pipe).
+static pid_t settle_child(const struct pv_spawn_config *c, pid_t pid, int handoff[2], char *error, size_t error_length) {
+    if (c->sandbox_init) {
+        if (pv_write_id_maps(pid, c->uid_map, c->gid_map) != 0) {
+            set_error(error, error_length, "write the user namespace's maps");
+            kill(pid, SIGKILL);
+            return -1;
+        }
+        (void)!write(handoff[1], "G", 1);
+        return pid;
+    }
+    close(handoff[1]);
+    handoff[1] = -1;
+    pid_t init = 0;
+    ssize_t n;
+    do {
+        n = read(handoff[0], &init, sizeof(init));
+    } while (n < 0 && errno == EINTR);
+    return n == (ssize_t)sizeof(init) ? init : pid;
+}
+
 pid_t pv_spawn(const struct pv_spawn_config *c, int *status_fd, char *error, size_t error_length) {
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) != 0) {
         set_error(error, error_length, "pipe");
+        return -1;
+    }
+    int handoff[2] = {-1, -1};
+    int settle = c->user_namespace && (c->sandbox_init || (c->join_pid == 0 && c->new_pid_namespace));
+    if (settle && pipe2(handoff, O_CLOEXEC) != 0) {
+        set_error(error, error_length, "pipe");
+        close_pair(pipefd);
         return -1;
     }
     unsigned long flags = SIGCHLD;
@@ -354,9 +455,10 @@ pid_t pv_spawn(const struct pv_spawn_config *c, int *status_fd, char *error, siz
     // An exec joins its container's PID namespace, a pod-shared container the sandbox's.
     pid_t pid_owner = c->join_pid > 0 ? c->join_pid : (c->sandbox_pid > 0 && !c->new_pid_namespace ? c->sandbox_pid : 0);
     if (c->sandbox_init) {
-        flags |= CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
-    } else if (c->join_pid == 0) {
-        // With a sandbox, IPC and UTS are joined in the child; without one the container gets its own.
+        flags |= CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | (c->user_namespace ? CLONE_NEWUSER : 0);
+    } else if (c->join_pid == 0 && !c->user_namespace) {
+        // With a sandbox, IPC and UTS are joined in the child; without one the container gets its own. In a
+        // user namespace the child makes its namespaces itself, once inside it.
         flags |= CLONE_NEWNS | (c->sandbox_pid > 0 ? 0 : CLONE_NEWIPC | CLONE_NEWUTS) | (c->new_pid_namespace ? CLONE_NEWPID : 0);
     }
     if (pid_owner > 0) {
@@ -369,8 +471,8 @@ pid_t pv_spawn(const struct pv_spawn_config *c, int *status_fd, char *error, siz
             set_error(error, error_length, "enter the PID namespace to join");
             if (pidns >= 0) close(pidns);
             if (ownns >= 0) close(ownns);
-            close(pipefd[0]);
-            close(pipefd[1]);
+            close_pair(pipefd);
+            close_pair(handoff);
             return -1;
         }
     }
@@ -378,7 +480,8 @@ pid_t pv_spawn(const struct pv_spawn_config *c, int *status_fd, char *error, siz
     pid_t pid = (pid_t)syscall(SYS_clone, flags, 0, NULL, NULL, 0);
     if (pid == 0) {
         close(pipefd[0]);
-        child(pipefd[1], c);
+        if (handoff[0] >= 0) close(c->sandbox_init ? handoff[1] : handoff[0]);
+        child(pipefd[1], c->sandbox_init ? handoff[0] : handoff[1], c);
     }
     int saved = errno;
     if (ownns >= 0) {
@@ -390,6 +493,13 @@ pid_t pv_spawn(const struct pv_spawn_config *c, int *status_fd, char *error, siz
     if (pid < 0) {
         errno = saved;
         set_error(error, error_length, "clone");
+        close(pipefd[0]);
+        close_pair(handoff);
+        return -1;
+    }
+    if (settle) pid = settle_child(c, pid, handoff, error, error_length);
+    close_pair(handoff);
+    if (pid < 0) {
         close(pipefd[0]);
         return -1;
     }

@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -213,20 +214,26 @@ struct pv_mount_attr {
     uint64_t attr_set, attr_clr, propagation, userns_fd;
 };
 #define PV_MOUNT_ATTR_RDONLY 0x1
+#define PV_MOUNT_ATTR_IDMAP 0x100000
 #define PV_AT_RECURSIVE 0x8000
 #define PV_OPEN_TREE_CLONE 1
 #define PV_MOVE_MOUNT_F_EMPTY_PATH 0x4
 
-int pv_make_readonly_recursive(const char *path) {
+static int make_readonly(const char *path, unsigned int depth) {
     struct pv_mount_attr attr = {PV_MOUNT_ATTR_RDONLY, 0, 0, 0};
-    if (syscall(SYS_mount_setattr, AT_FDCWD, path, PV_AT_RECURSIVE, &attr, sizeof(attr)) == 0) return 0;
+    if (syscall(SYS_mount_setattr, AT_FDCWD, path, depth, &attr, sizeof(attr)) == 0) return 0;
     if (errno != ENOSYS) return -1;
     return mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL);
 }
 
+int pv_make_readonly_recursive(const char *path) { return make_readonly(path, PV_AT_RECURSIVE); }
+
+int pv_make_readonly(const char *path) { return make_readonly(path, 0); }
+
 // The child's work; its exit status is 0 or the errno that stopped it. Only system calls: the parent is
 // multithreaded, so nothing that takes a lock may run between fork and _exit.
-static int in_namespace(int ns_fd, int operation, const char *source, const char *target, const char *options, int readonly) {
+static int in_namespace(int ns_fd, int operation, const char *source, const char *target, const char *options, int readonly,
+                        int userns_fd) {
     int tree = -1;
     if (operation == PV_NS_BIND) {
         // Cloned here, where the source was judged (a /proc/self/fd/N link: the descriptor is inherited); attached there.
@@ -239,6 +246,9 @@ static int in_namespace(int ns_fd, int operation, const char *source, const char
             unsigned int depth = readonly == PV_READONLY_RECURSIVE ? PV_AT_RECURSIVE : 0;
             if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | depth, &rdonly, sizeof(rdonly)) != 0) return errno;
         }
+        struct pv_mount_attr idmap = {PV_MOUNT_ATTR_IDMAP, 0, 0, (uint64_t)userns_fd};
+        if (userns_fd >= 0 && syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | PV_AT_RECURSIVE, &idmap, sizeof(idmap)) != 0)
+            return errno;
     }
     if (setns(ns_fd, CLONE_NEWNS) != 0) return errno;
     switch (operation) {
@@ -254,10 +264,11 @@ static int in_namespace(int ns_fd, int operation, const char *source, const char
     }
 }
 
-int pv_mount_in_namespace(int ns_fd, int operation, const char *source, const char *target, const char *options, int readonly) {
+int pv_mount_in_namespace(int ns_fd, int operation, const char *source, const char *target, const char *options, int readonly,
+                          int userns_fd) {
     pid_t child = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
     if (child < 0) return -1;
-    if (child == 0) _exit(in_namespace(ns_fd, operation, source, target, options, readonly));
+    if (child == 0) _exit(in_namespace(ns_fd, operation, source, target, options, readonly, userns_fd));
     int status = 0;
     while (waitpid(child, &status, 0) < 0) {
         if (errno != EINTR) return -1;
@@ -266,6 +277,54 @@ int pv_mount_in_namespace(int ns_fd, int operation, const char *source, const ch
     if (code == 0) return 0;
     errno = code;
     return -1;
+}
+
+static int write_file(const char *path, const char *text) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    size_t length = strlen(text);
+    ssize_t written = write(fd, text, length);
+    int saved = errno;
+    close(fd);
+    if (written == (ssize_t)length) return 0;
+    errno = written < 0 ? saved : EIO;
+    return -1;
+}
+
+int pv_write_id_maps(pid_t pid, const char *uid_map, const char *gid_map) {
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/uid_map", (int)pid);
+    if (write_file(path, uid_map) != 0) return -1;
+    snprintf(path, sizeof(path), "/proc/%d/gid_map", (int)pid);
+    return write_file(path, gid_map);
+}
+
+int pv_user_namespace(const char *uid_map, const char *gid_map) {
+    int hold[2];
+    if (pipe2(hold, O_CLOEXEC) != 0) return -1;
+    // The child only waits for the pipe to close: a namespace lives while a process or descriptor holds it.
+    pid_t child = (pid_t)syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0);
+    if (child == 0) {
+        char byte;
+        close(hold[1]);
+        (void)!read(hold[0], &byte, 1);
+        _exit(0);
+    }
+    close(hold[0]);
+    int fd = -1, saved = 0;
+    if (child < 0) {
+        saved = errno;
+    } else {
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)child);
+        if (pv_write_id_maps(child, uid_map, gid_map) == 0) fd = open(path, O_RDONLY | O_CLOEXEC);
+        saved = errno;
+    }
+    close(hold[1]);
+    while (child > 0 && waitpid(child, NULL, 0) < 0 && errno == EINTR) {
+    }
+    errno = saved;
+    return fd;
 }
 
 int pv_move_mount(const char *source, const char *target) {

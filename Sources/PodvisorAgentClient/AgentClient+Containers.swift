@@ -13,13 +13,30 @@ extension AgentClient {
         }
     }
 
-    /// Starts the pod's sandbox (shared PID, IPC and UTS namespaces, hostname, sysctls); once per VM.
-    public func createSandbox(hostname: String, sysctls: [String: String] = [:]) async throws(PodvisorError) {
+    /// Starts the pod's sandbox (shared PID, IPC and UTS namespaces, hostname, sysctls; the pod's user
+    /// namespace when `userNamespace` is set); once per VM.
+    public func createSandbox(
+        hostname: String, sysctls: [String: String] = [:], userNamespace: UserNamespaceMapping? = nil
+    ) async throws(PodvisorError) {
         let request = Podvisor_Agent_V1_CreateSandboxRequest.with {
             $0.hostname = hostname
             $0.sysctls = sysctls
+            if let userNamespace {
+                $0.userNamespace = .with {
+                    $0.uids = Self.idMapping(userNamespace.uids)
+                    $0.gids = Self.idMapping(userNamespace.gids)
+                }
+            }
         }
         _ = try await call(.createSandbox, request)
+    }
+
+    private static func idMapping(_ mapping: IDMapping) -> Podvisor_Agent_V1_IDMapping {
+        .with {
+            $0.containerID = mapping.containerID
+            $0.hostID = mapping.hostID
+            $0.length = mapping.length
+        }
     }
 
     /// Sets the container up and holds its process before exec; answers its guest pid and its identity.

@@ -14,7 +14,7 @@ public enum Cgroups {
     public static func prepare() {
         mkdir(parent, 0o755)
         for directory in [root, parent] {
-            if !write("+cpu +memory +pids", to: "\(directory)/cgroup.subtree_control") {
+            if !GuestFiles.write("+cpu +memory +pids", to: "\(directory)/cgroup.subtree_control") {
                 log("cannot enable cgroup controllers in \(directory): errno \(errno)")
             }
         }
@@ -44,7 +44,7 @@ public enum Cgroups {
 
     static func apply(_ r: Podvisor_Agent_V1_Resources, to id: String) throws(RPCError) {
         let directory = path(of: id)
-        for (file, value) in try settings(r) where !write(value, to: "\(directory)/\(file)") {
+        for (file, value) in try settings(r) where !GuestFiles.write(value, to: "\(directory)/\(file)") {
             throw RPCError(.invalidArgument, "cannot set \(file) to \(value): errno \(errno)")
         }
     }
@@ -91,14 +91,6 @@ public enum Cgroups {
     /// Called once every process of the container is reaped.
     static func remove(_ id: String) {
         if rmdir(path(of: id)) != 0 && errno != ENOENT { log("cannot remove cgroup of \(id): errno \(errno)") }
-    }
-
-    private static func write(_ value: String, to file: String) -> Bool {
-        let fd = open(file, O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        let bytes = Array(value.utf8)
-        return Glibc.write(fd, bytes, bytes.count) == bytes.count
     }
 
     private static func number(_ file: String) -> UInt64 {

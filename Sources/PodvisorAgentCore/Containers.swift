@@ -37,6 +37,8 @@ public final class Containers: Sendable {
         var containers: [String: Container] = [:]
         /// The pod's sandbox process, once CreateSandbox ran.
         var sandboxPID: pid_t?
+        /// The sandbox has a user namespace of its own, which every container and exec joins.
+        var userNamespace = false
     }
 
     private let state = Condition(State())
@@ -85,10 +87,17 @@ public final class Containers: Sendable {
     // MARK: RPCs
 
     func createSandbox(_ request: Podvisor_Agent_V1_CreateSandboxRequest) throws(RPCError) {
-        let sysctls = try Self.sysctls(request.sysctls)
+        var sysctls = try Self.sysctls(request.sysctls)
         let arena = CArena()
         var config = pv_spawn_config()
         config.sandbox_init = 1
+        if request.hasUserNamespace {
+            let maps = try Self.idMaps(request.userNamespace)
+            config.user_namespace = 1
+            config.uid_map = arena.string(maps.uid)
+            config.gid_map = arena.string(maps.gid)
+            sysctls = try Self.writeNetworkSysctls(sysctls)
+        }
         config.hostname = request.hostname.isEmpty ? nil : arena.string(request.hostname)
         config.sysctl_files = arena.strings(sysctls.map(\.file))
         config.sysctl_values = arena.strings(sysctls.map(\.value))
@@ -101,16 +110,48 @@ public final class Containers: Sendable {
             let pid = withExtendedLifetime(arena) { pv_spawn(&config, &statusFD, &error, error.count) }
             guard pid > 0 else { throw RPCError(.internal, Self.string(error)) }
             s.sandboxPID = pid
+            s.userNamespace = request.hasUserNamespace
             return pid
         }
         let failure = Self.waitStage(statusFD, "R")
         close(statusFD)
         if let failure {
             kill(spawned, SIGKILL)
-            state.update { $0.sandboxPID = nil }
+            state.update {
+                $0.sandboxPID = nil
+                $0.userNamespace = false
+            }
             throw RPCError(.invalidArgument, "cannot create the sandbox: \(failure)")
         }
     }
+
+    /// /proc/<pid>/uid_map and gid_map lines of the pod's user namespace.
+    static func idMaps(_ namespace: Podvisor_Agent_V1_UserNamespace) throws(RPCError) -> (uid: String, gid: String) {
+        func line(_ mapping: Podvisor_Agent_V1_IDMapping, _ what: String) throws(RPCError) -> String {
+            let limit = UInt64(UInt32.max)
+            guard mapping.length > 0, UInt64(mapping.containerID) + UInt64(mapping.length) <= limit,
+                UInt64(mapping.hostID) + UInt64(mapping.length) <= limit
+            else {
+                throw RPCError(.invalidArgument, "\(what) mapping \(mapping.containerID) \(mapping.hostID) \(mapping.length) is out of range")
+            }
+            return "\(mapping.containerID) \(mapping.hostID) \(mapping.length)\n"
+        }
+        guard namespace.hasUids, namespace.hasGids else { throw RPCError(.invalidArgument, "a user namespace needs uid and gid mappings") }
+        return (try line(namespace.uids, "uid"), try line(namespace.gids, "gid"))
+    }
+
+    /// The guest's network namespace is the pod's, but it belongs to the guest's user namespace, where a pod in
+    /// its own may not write: the agent writes the pod's net.* sysctls itself. Returns the others.
+    private static func writeNetworkSysctls(_ sysctls: [(file: String, value: String)]) throws(RPCError) -> [(file: String, value: String)] {
+        for sysctl in sysctls where sysctl.file.hasPrefix(networkSysctls) {
+            guard GuestFiles.write(sysctl.value, to: sysctl.file) else {
+                throw RPCError(.invalidArgument, "cannot create the sandbox: \(sysctl.file): errno \(errno)")
+            }
+        }
+        return sysctls.filter { !$0.file.hasPrefix(networkSysctls) }
+    }
+
+    private static let networkSysctls = "/proc/sys/net/"
 
     /// The container's init, held before exec: its pid and the identity it will run as.
     func create(_ request: Podvisor_Agent_V1_CreateContainerRequest) throws(RPCError) -> (pid: pid_t, identity: UserDatabase.Identity) {
@@ -122,7 +163,7 @@ public final class Containers: Sendable {
         let rootfs = "\(sharedDirectory)/\(relative)"
         guard GuestFiles.exists(rootfs) else { throw RPCError(.notFound, "rootfs \(relative) does not exist in the guest") }
         let identity = try UserDatabase(rootfs: rootfs).resolve(request.process)
-        let (exists, sandboxPID) = state.update { ($0.containers[request.containerID] != nil, $0.sandboxPID) }
+        let (exists, sandboxPID, userNamespace) = state.update { ($0.containers[request.containerID] != nil, $0.sandboxPID, $0.userNamespace) }
         guard !exists else { throw RPCError(.alreadyExists, "container \(request.containerID) already exists") }
         guard sandboxPID == nil || request.hostname.isEmpty else {
             throw RPCError(.failedPrecondition, "the hostname belongs to the sandbox; containers in it cannot set their own")
@@ -131,7 +172,9 @@ public final class Containers: Sendable {
             rootfs: rootfs, newPIDNamespace: request.ownPidNamespace, readonlyRootfs: request.readonlyRootfs,
             privileged: request.privileged, hostname: request.hostname, maskedPaths: try Self.containerPaths(request.maskedPaths, "masked path"),
             readonlyPaths: try Self.containerPaths(request.readonlyPaths, "read-only path"),
-            sysctls: try Self.sysctls(request.sysctls), sandboxPID: sandboxPID ?? 0, mounts: try volumes(request.mounts))
+            // In the pod's user namespace the sandbox wrote the net.* sysctls; the rest are the container's own.
+            sysctls: try Self.sysctls(request.sysctls).filter { !userNamespace || !$0.file.hasPrefix(Self.networkSysctls) },
+            sandboxPID: sandboxPID ?? 0, userNamespace: userNamespace, mounts: try volumes(request.mounts))
 
         let cgroupFD = try Cgroups.create(request.containerID, request.resources)
         var start: [Int32] = [-1, -1]
@@ -184,7 +227,7 @@ public final class Containers: Sendable {
 
     func exec(_ request: Podvisor_Agent_V1_ExecProcessRequest) throws(RPCError) {
         try Self.validate(id: request.execID, what: "exec id")
-        let target = try state.update { s throws(RPCError) -> (pid: pid_t, rootfs: String, cgroupFD: Int32) in
+        let target = try state.update { s throws(RPCError) -> (pid: pid_t, rootfs: String, cgroupFD: Int32, userNamespace: Bool) in
             guard let c = s.containers[request.containerID] else {
                 throw RPCError(.notFound, "container \(request.containerID) not found")
             }
@@ -192,11 +235,12 @@ public final class Containers: Sendable {
                 throw RPCError(.failedPrecondition, "container \(request.containerID) is not running")
             }
             guard c.execs[request.execID] == nil else { throw RPCError(.alreadyExists, "exec \(request.execID) already exists") }
-            return (c.initProcess.pid, c.rootfs, c.cgroupProcsFD)
+            return (c.initProcess.pid, c.rootfs, c.cgroupProcsFD, s.userNamespace)
         }
         let identity = try UserDatabase(rootfs: target.rootfs).resolve(request.process)
         let spawned = try spawn(
-            request.process, identity: identity, joinPID: target.pid, setup: RootfsSetup(rootfs: target.rootfs),
+            request.process, identity: identity, joinPID: target.pid,
+            setup: RootfsSetup(rootfs: target.rootfs, userNamespace: target.userNamespace),
             cgroupFD: target.cgroupFD, startFD: -1
         ) { s, process, _ in
             s.containers[request.containerID]?.execs[request.execID] = process
@@ -328,6 +372,8 @@ public final class Containers: Sendable {
         var sysctls: [(file: String, value: String)] = []
         /// The pod's sandbox process whose namespaces the container shares (see CreateSandbox).
         var sandboxPID: pid_t = 0
+        /// The sandbox's user namespace is joined (by a container, or an exec in one).
+        var userNamespace = false
         var mounts: [(source: String, destination: String, readonly: Int32, propagation: UInt)] = []
     }
 
@@ -376,6 +422,7 @@ public final class Containers: Sendable {
         var config = pv_spawn_config()
         config.join_pid = joinPID
         config.sandbox_pid = setup.sandboxPID
+        config.user_namespace = setup.userNamespace ? 1 : 0
         config.rootfs = arena.string(setup.rootfs)
         config.new_pid_namespace = setup.newPIDNamespace ? 1 : 0
         config.readonly_rootfs = setup.readonlyRootfs ? 1 : 0

@@ -32,6 +32,15 @@ public enum GuestFiles {
         return names.sorted()
     }
 
+    /// One write of `value` (a cgroup or /proc/sys file takes it whole or not at all).
+    static func write(_ value: String, to file: String) -> Bool {
+        let fd = open(file, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        let bytes = Array(value.utf8)
+        return Glibc.write(fd, bytes, bytes.count) == bytes.count
+    }
+
     static func exists(_ path: String) -> Bool {
         access(path, F_OK) == 0
     }

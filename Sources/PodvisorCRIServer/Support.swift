@@ -139,20 +139,38 @@ enum Validate {
         }
     }
 
-    /// A user namespace in the VM (userns mode POD) is not built yet: refused, never run without one as if
-    /// granted. kubelet asks only where the handler advertises `user_namespaces`, which podvisor does not;
-    /// mode NODE (kubelet's value for every other pod) is the guest's own namespace.
-    static func noUserNamespace(_ options: Runtime_V1_NamespaceOption, _ who: String) throws(PodvisorError) {
-        guard options.hasUsernsOptions else { return }
-        let mode = options.usernsOptions.mode
-        try known(mode, Runtime_V1_NamespaceMode.allCases, "namespace_options.userns_options.mode")
-        switch mode {
-        case .node: return
+    /// The pod's user namespace (userns mode POD, kubelet's hostUsers: false), nil for the guest's own (NODE,
+    /// kubelet's value for every other pod). One uid and one gid range mapping container id 0, as kubelet
+    /// allocates them; CONTAINER and TARGET have no meaning for a user namespace.
+    static func userNamespace(_ options: Runtime_V1_NamespaceOption) throws(PodvisorError) -> UserNamespaceMapping? {
+        guard options.hasUsernsOptions else { return nil }
+        let userns = options.usernsOptions
+        try known(userns.mode, Runtime_V1_NamespaceMode.allCases, "namespace_options.userns_options.mode")
+        switch userns.mode {
+        case .node:
+            guard userns.uids.isEmpty, userns.gids.isEmpty else {
+                throw PodvisorError(.invalidArgument, "namespace_options.userns_options: uid and gid mappings need mode POD, not NODE")
+            }
+            return nil
         case .pod:
-            throw PodvisorError(
-                .unsupported, "user namespaces (userns_options mode POD) are not supported for \(who) yet (Docs/limitations.md)")
-        default: throw PodvisorError(.invalidArgument, "namespace_options.userns_options.mode must be NODE or POD, not \(mode)")
+            return UserNamespaceMapping(uids: try idMapping(userns.uids, "uids"), gids: try idMapping(userns.gids, "gids"))
+        default: throw PodvisorError(.invalidArgument, "namespace_options.userns_options.mode must be NODE or POD, not \(userns.mode)")
         }
+    }
+
+    private static func idMapping(_ mappings: [Runtime_V1_IDMapping], _ field: String) throws(PodvisorError) -> IDMapping {
+        let name = "namespace_options.userns_options.\(field)"
+        guard mappings.count == 1, let only = mappings.first else {
+            throw PodvisorError(.invalidArgument, "\(name) must hold exactly one mapping, not \(mappings.count)")
+        }
+        guard only.containerID == 0 else {
+            throw PodvisorError(.invalidArgument, "\(name) must map container id 0 (its mapping starts at \(only.containerID))")
+        }
+        guard let mapping = IDMapping(containerID: only.containerID, hostID: only.hostID, length: only.length) else {
+            throw PodvisorError(
+                .invalidArgument, "\(name): \(only.length) ids from host id \(only.hostID) is empty or passes the last id (4294967294)")
+        }
+        return mapping
     }
 
     /// Enum fields outside the values the contract defines (a newer or broken client).

@@ -72,17 +72,65 @@ struct SharedDirectory {
     }
 
     /// Binds `source` (with what is mounted below it) at `target` in the VM's namespace; a read-only bind is
-    /// read-only before it is attached. The source is resolved here, in this process's namespace.
-    func bind(_ source: String, at target: String, _ mode: BindMode) throws(PodvisorError) {
+    /// read-only, an idmapped one (`idmap`: a pod's user namespace) shifted, before it is attached. The
+    /// source is resolved here, in this process's namespace.
+    func bind(_ source: String, at target: String, _ mode: BindMode, idmap: UserNamespaceMapping? = nil) throws(PodvisorError) {
         try makeMountPoint(target, like: source)
-        try inNamespace(.bind, source: source, target: target, mode: mode) { "cannot bind \(source) on \(target)" }
+        try Self.withUserNamespace(idmap) { userns throws(PodvisorError) in
+            try inNamespace(.bind, source: source, target: target, mode: mode, userns: userns) { "cannot bind \(source) on \(target)" }
+        }
     }
 
     /// An overlay of `lower` (top first) at `target` in the VM's namespace, writes going to `upper`.
-    func mountOverlay(lower: [String], upper: String, work: String, at target: String) throws(PodvisorError) {
+    ///
+    /// With `idmap` (a pod's user namespace) the guest must see the image's files owned by the pod's ids.
+    /// overlayfs cannot be idmapped itself, its layers can (Linux 5.19): each is bound idmapped at
+    /// `<work>.layers/<n>` in the VM's namespace and detached once the overlay holds its own clone. The upper
+    /// layer stays plain and belongs to the pod's root: what the guest writes keeps the ids it has there.
+    func mountOverlay(
+        lower: [String], upper: String, work: String, at target: String, idmap: UserNamespaceMapping? = nil
+    ) throws(PodvisorError) {
         for directory in [upper, work, target] { try makeDirectory(directory) }
-        let options = "lowerdir=\(lower.joined(separator: ":")),upperdir=\(upper),workdir=\(work)"
+        var layers = lower
+        var staged: [String] = []
+        defer { detach(staged) }
+        if let idmap {
+            guard let root = idmap.uids.hostID(of: 0), let group = idmap.gids.hostID(of: 0) else {
+                throw PodvisorError(.invalidArgument, "a user namespace must map id 0")
+            }
+            guard chown(upper, root, group) == 0 else {
+                throw PodvisorError(.internalError, "cannot give \(upper) to the pod's root: \(String(cString: strerror(errno)))")
+            }
+            let staging = "\(work).layers"
+            try makeDirectory(staging)
+            layers = []
+            try Self.withUserNamespace(idmap) { userns throws(PodvisorError) in
+                for (index, layer) in lower.enumerated() {
+                    let point = "\(staging)/\(index)"
+                    try makeDirectory(point)
+                    try inNamespace(.bind, source: layer, target: point, mode: .readonlyTop, userns: userns) {
+                        "cannot bind layer \(layer) idmapped"
+                    }
+                    staged.append(point)
+                    layers.append(point)
+                }
+            }
+        }
+        let options = "lowerdir=\(layers.joined(separator: ":")),upperdir=\(upper),workdir=\(work)"
         try inNamespace(.overlay, target: target, options: options) { "cannot mount an overlay on \(target)" }
+    }
+
+    /// Runs `body` with a descriptor of a user namespace holding `mapping` (-1 without one).
+    private static func withUserNamespace(
+        _ mapping: UserNamespaceMapping?, _ body: (Int32) throws(PodvisorError) -> Void
+    ) throws(PodvisorError) {
+        guard let mapping else { return try body(-1) }
+        let userns = pv_user_namespace(mapping.uids.procLine, mapping.gids.procLine)
+        guard userns >= 0 else {
+            throw PodvisorError(.internalError, "cannot create a user namespace for idmapped mounts: \(String(cString: strerror(errno)))")
+        }
+        defer { close(userns) }
+        try body(userns)
     }
 
     /// Detaches the mounts at `targets` in the VM's namespace, with what is below them (virtiofsd may still
@@ -104,14 +152,19 @@ struct SharedDirectory {
 
     private func inNamespace(
         _ operation: Operation, source: String = "", target: String, options: String = "", mode: BindMode = .readWrite,
-        _ what: () -> String
+        userns: Int32 = -1, _ what: () -> String
     ) throws(PodvisorError) {
         let namespace = open(namespacePin, O_RDONLY | O_CLOEXEC)
         guard namespace >= 0 else {
             throw PodvisorError(.unavailable, "\(what()): the VM's mount namespace (\(namespacePin)) is gone")
         }
         defer { close(namespace) }
-        guard pv_mount_in_namespace(namespace, operation.raw, source, target, options, mode.raw) == 0 else {
+        guard pv_mount_in_namespace(namespace, operation.raw, source, target, options, mode.raw, userns) == 0 else {
+            if userns >= 0 && errno == EINVAL {
+                throw PodvisorError(
+                    .failedPrecondition,
+                    "\(what()): its filesystem cannot be idmapped, which a pod with a user namespace needs (Docs/limitations.md)")
+            }
             throw PodvisorError(.internalError, "\(what()): \(String(cString: strerror(errno)))")
         }
     }

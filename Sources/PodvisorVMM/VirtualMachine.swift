@@ -232,16 +232,22 @@ public final class VirtualMachine: Sendable {
 
     // MARK: the share's mounts, in the VM's mount namespace (SharedDirectory)
 
-    /// Binds `source` at `<share>/<relative>`; read-only ones are read-only before the guest can see them.
-    public func bind(_ source: String, intoShareAt relative: String, _ mode: BindMode = .readWrite) throws(PodvisorError) {
+    /// Binds `source` at `<share>/<relative>`; read-only ones are read-only, idmapped ones (a pod's user
+    /// namespace) shifted, before the guest can see them.
+    public func bind(
+        _ source: String, intoShareAt relative: String, _ mode: BindMode = .readWrite, idmap: UserNamespaceMapping? = nil
+    ) throws(PodvisorError) {
         let share = try requireShare()
-        try share.bind(source, at: "\(share.path)/\(relative)", mode)
+        try share.bind(source, at: "\(share.path)/\(relative)", mode, idmap: idmap)
     }
 
-    /// An overlay of `lower` (top first) at `<share>/<relative>`, writes going to `upper`.
-    public func mountOverlay(lower: [String], upper: String, work: String, intoShareAt relative: String) throws(PodvisorError) {
+    /// An overlay of `lower` (top first) at `<share>/<relative>`, writes going to `upper`; with `idmap` the
+    /// image's files appear owned by the pod's ids (`SharedDirectory.mountOverlay`).
+    public func mountOverlay(
+        lower: [String], upper: String, work: String, intoShareAt relative: String, idmap: UserNamespaceMapping? = nil
+    ) throws(PodvisorError) {
         let share = try requireShare()
-        try share.mountOverlay(lower: lower, upper: upper, work: work, at: "\(share.path)/\(relative)")
+        try share.mountOverlay(lower: lower, upper: upper, work: work, at: "\(share.path)/\(relative)", idmap: idmap)
     }
 
     /// Detaches what is mounted for `<share>/<relative>` (its rootfs and volumes, as `PodVM` places them),

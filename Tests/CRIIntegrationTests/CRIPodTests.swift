@@ -10,7 +10,7 @@ import Synchronization
 import Testing
 
 extension CRITests {
-    /// Pods in real VMs through podvisord's socket: 7 VM boots in all.
+    /// Pods in real VMs through podvisord's socket: 8 VM boots in all.
     @Suite struct Pods {
         /// One sandbox, two containers, logs, ExecSync, stats, filters, events, re-creation, log reopening,
         /// resource updates, then kill -9 of podvisord and recovery, then idempotent teardown leaving nothing.
@@ -354,6 +354,79 @@ extension CRITests {
                             $0.containerID = id; $0.cmd = ["/bin/sh", "-c", "id -G"]; $0.timeout = 30
                         })
                     #expect(String(decoding: id_G.stdout, as: UTF8.self) == groups.map(String.init).joined(separator: " ") + "\n", "\(policy)")
+                }
+            } catch {
+                try? await d.removePod(sandbox)
+                throw error
+            }
+            try await d.removePod(sandbox)
+        }
+
+        /// A pod in a user namespace (kubelet's hostUsers: false): its containers and execs see kubelet's mapping,
+        /// and the image's, the pod's and a volume's files with the owners they have on the host's disk (the
+        /// host idmaps them); a container with a PID namespace of its own too.
+        @Test func aPodInAUserNamespace() async throws {
+            let d = try await CRIDaemon.shared.value
+            let handlers = try await d.runtime.status(Runtime_V1_StatusRequest()).runtimeHandlers
+            #expect(!handlers.isEmpty && handlers.allSatisfy { $0.features.userNamespaces })
+            let image = try await TestImages.busybox(d)
+            let host: UInt32 = 196_608
+            let volume = "/tmp/podvisor-userns-\(UUID().uuidString.prefix(8))"
+            try FileManager.default.createDirectory(atPath: volume, withIntermediateDirectories: false)
+            defer { try? FileManager.default.removeItem(atPath: volume) }
+            FileManager.default.createFile(atPath: "\(volume)/theirs", contents: Data("x".utf8))
+            #expect(chown("\(volume)/theirs", 7, 8) == 0)
+            var pod = podConfig("userns")
+            let mapping = Runtime_V1_IDMapping.with {
+                $0.containerID = 0; $0.hostID = host; $0.length = 65536
+            }
+            pod.linux.securityContext.namespaceOptions.usernsOptions = .with {
+                $0.mode = .pod; $0.uids = [mapping]; $0.gids = [mapping]
+            }
+            let sandbox = try await d.run(pod)
+            do {
+                func start(_ name: String, pid: Runtime_V1_NamespaceMode) async throws -> String {
+                    var config = containerConfig(name, image: image, ["/bin/sh", "-c", "sleep 600"])
+                    config.linux.securityContext.namespaceOptions = pod.linux.securityContext.namespaceOptions
+                    config.linux.securityContext.namespaceOptions.pid = pid
+                    config.linux.securityContext.runAsUser = .with { $0.value = 0 }
+                    config.mounts = [
+                        .with {
+                            $0.containerPath = "/vol"; $0.hostPath = volume
+                        }
+                    ]
+                    let id = try await d.create(sandbox, pod, config)
+                    try await d.start(id)
+                    return id
+                }
+                func run(_ id: String, _ script: String) async throws -> String {
+                    let result = try await d.runtime.execSync(
+                        .with {
+                            $0.containerID = id; $0.cmd = ["/bin/sh", "-c", script]; $0.timeout = 30
+                        })
+                    #expect(result.exitCode == 0, "\(script): \(String(decoding: result.stderr, as: UTF8.self))")
+                    return String(decoding: result.stdout, as: UTF8.self).split(whereSeparator: \.isWhitespace).joined(separator: " ")
+                }
+                let shared = try await start("shared", pid: .pod)
+                let own = try await start("own-pid", pid: .container)
+                for id in [shared, own] {
+                    let maps = try await run(id, "cat /proc/self/uid_map /proc/self/gid_map; id -u")
+                    #expect(maps == "0 \(host) 65536 0 \(host) 65536 0")
+                    let owners = try await run(id, "stat -c %u:%g / /bin/busybox /etc/hosts /vol /vol/theirs")
+                    #expect(owners == "0:0 0:0 0:0 0:0 7:8")
+                }
+                // The container's init is PID 1 of its own namespace, in the pod's user namespace.
+                let pidOne = try await run(own, "cat /proc/1/uid_map; cat /proc/1/cmdline | tr '\\0' ' '")
+                #expect(pidOne == "0 \(host) 65536 sleep 600")
+                #expect(try await d.status(own).state == .containerRunning)
+                // Writes: the rootfs's upper layer keeps the mapped ids; a volume, idmapped, the ids of the container
+                // (as containerd's idmapped volumes: kubelet's files need no chown).
+                let written = try await run(shared, "echo hi > /etc/written && touch /vol/made && stat -c %u:%g /etc/written /vol/made")
+                #expect(written == "0:0 0:0")
+                for (path, owner) in [("\(d.stateDirectory)/containers/\(shared)/upper/etc/written", host), ("\(volume)/made", 0)] {
+                    let attributes = try FileManager.default.attributesOfItem(atPath: path)
+                    let ids = [attributes[.ownerAccountID], attributes[.groupOwnerAccountID]].map { ($0 as? NSNumber)?.uint32Value }
+                    #expect(ids == [owner, owner], "\(path)")
                 }
             } catch {
                 try? await d.removePod(sandbox)

@@ -15,21 +15,15 @@ import Testing
             #expect(await statusCode { try await cri.runPod(Harness.podConfig("")) } == .invalidArgument)
             let hostNetwork = Harness.podConfig { $0.linux.securityContext.namespaceOptions.network = .node }
             #expect(await statusCode { try await cri.runPod(hostNetwork) } == .failedPrecondition)
-            // A user namespace is refused (not built yet), never silently left out; NODE is every other pod's.
-            let userns = Harness.podConfig {
-                $0.linux.securityContext.namespaceOptions.usernsOptions = .with {
-                    $0.mode = .pod
-                    $0.uids = [
-                        .with {
-                            $0.hostID = 65536; $0.containerID = 0; $0.length = 65536
-                        }
-                    ]
-                    $0.gids = $0.uids
-                }
+            // User namespaces: one uid and one gid range from container id 0, NODE without mappings (critest's
+            // refusals and the ends of the id space); anything else InvalidArgument before anything is made.
+            for refused in [
+                Self.userns(.pod, [(0, 1000, 100_000), (0, 2000, 100_000)]), Self.userns(.pod, [(1, 1000, 100_000)]),
+                Self.userns(.pod, []), Self.userns(.pod, [(0, 1000, 0)]), Self.userns(.pod, [(0, UInt32.max - 10, 11)]),
+                Self.userns(.node, [(0, 1000, 10)]), Self.userns(.container, []), Self.userns(.target, []),
+            ] {
+                #expect(await statusCode { try await cri.runPod(refused) } == .invalidArgument)
             }
-            #expect(await statusCode { try await cri.runPod(userns) } == .unimplemented)
-            let usernsTarget = Harness.podConfig { $0.linux.securityContext.namespaceOptions.usernsOptions.mode = .target }
-            #expect(await statusCode { try await cri.runPod(usernsTarget) } == .invalidArgument)
             // Numbers at the edge of their type: refused with InvalidArgument, never a trap in the VM sizing.
             let hugeMemory = Harness.podConfig { $0.linux.resources.memoryLimitInBytes = .max }
             #expect(await statusCode { try await cri.runPod(hugeMemory) } == .invalidArgument)
@@ -118,6 +112,37 @@ import Testing
             #expect(await statusCode { try await cri.stopPodSandbox(.with { $0.podSandboxID = "" }) } == .invalidArgument)
             #expect(try await cri.listContainers(.init()).containers.isEmpty)
             #expect(harness.runtime.sandboxIDs().isEmpty && harness.runtime.containerIDs().isEmpty)
+        }
+    }
+
+    @Test func aUserNamespacePodGetsItsMappingAndItsContainersShareIt() async throws {
+        try await Harness.with { harness, cri in
+            let pod = try await cri.runPod(Self.userns(.pod, [(0, UInt32.max - 11, 11)]))
+            let spec = try #require(harness.runtime.state.withLock { $0.specs.first })
+            let last = try #require(IDMapping(containerID: 0, hostID: UInt32.max - 11, length: 11))
+            #expect(spec.userNamespace == UserNamespaceMapping(uids: last, gids: last))
+            let other = Self.userns(.pod, [(0, 1000, 11)]).linux.securityContext.namespaceOptions
+            let elsewhere = Harness.containerConfig { $0.linux.securityContext.namespaceOptions = other }
+            #expect(await statusCode { try await cri.create(elsewhere, in: pod) } == .invalidArgument)
+            let same = Self.userns(.pod, [(0, UInt32.max - 11, 11)]).linux.securityContext.namespaceOptions
+            _ = try await cri.create(Harness.containerConfig { $0.linux.securityContext.namespaceOptions = same }, in: pod)
+            _ = try await cri.create(Harness.containerConfig("inherits"), in: pod)
+            #expect(harness.runtime.containerIDs().count == 2)
+        }
+    }
+
+    /// A pod asking for a user namespace with these (container id, host id, length) ranges for uids and gids.
+    static func userns(_ mode: Runtime_V1_NamespaceMode, _ ranges: [(UInt32, UInt32, UInt32)]) -> Runtime_V1_PodSandboxConfig {
+        Harness.podConfig {
+            $0.linux.securityContext.namespaceOptions.usernsOptions = .with {
+                $0.mode = mode
+                $0.uids = ranges.map { range in
+                    .with {
+                        $0.containerID = range.0; $0.hostID = range.1; $0.length = range.2
+                    }
+                }
+                $0.gids = $0.uids
+            }
         }
     }
 

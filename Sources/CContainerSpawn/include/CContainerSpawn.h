@@ -33,6 +33,13 @@ struct pv_spawn_config {
     // Start the sandbox process itself instead: new PID, IPC and UTS namespaces, hostname and sysctls set,
     // then it only reaps what is orphaned in its PID namespace, for the life of the pod.
     int sandbox_init;
+    // The pod's user namespace (CRI userns mode POD). With sandbox_init the sandbox is made in a new one,
+    // uid_map and gid_map ("<inside> <outside> <count>\n") written by the parent; otherwise the process
+    // joins the sandbox's (a new container: its mount and PID namespaces are then made inside it, so that
+    // it owns them) or join_pid's (an exec), and runs as that namespace's root until it takes its identity.
+    int user_namespace;
+    const char *uid_map;
+    const char *gid_map;
     int readonly_rootfs;
     // The guest's devtmpfs as /dev and a writable /sys: every device *of the guest* (never of the host).
     int privileged;

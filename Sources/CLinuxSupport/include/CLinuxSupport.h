@@ -59,6 +59,10 @@ int pv_make_shared(const char *path);
 // Makes a mount and every mount below it read-only (mount_setattr with AT_RECURSIVE; a plain read-only
 // remount, which leaves submounts writable, only where the kernel lacks it). Async-signal-safe.
 int pv_make_readonly_recursive(const char *path);
+// Makes one mount read-only and changes nothing else: mount_setattr leaves its atime, nosuid and nodev
+// flags alone, which a remount must repeat (in a user namespace they are locked and a remount without
+// them fails). Async-signal-safe.
+int pv_make_readonly(const char *path);
 // Read-only modes of volumes (a VM's share, a container's mounts): everything below too, or the top mount
 // only (its submounts stay writable, as CRI's plain readonly).
 enum { PV_READWRITE = 0, PV_READONLY_RECURSIVE = 1, PV_READONLY_TOP = 2 };
@@ -66,12 +70,22 @@ enum { PV_READWRITE = 0, PV_READONLY_RECURSIVE = 1, PV_READONLY_TOP = 2 };
 // the namespace `ns_fd` and does one of them; a multithreaded process cannot join one itself.
 //   PV_NS_BIND: clones the tree at `source` (resolved in this namespace, where it was judged) with what
 //     is mounted below it, makes the clone read-only per `readonly` (a PV_* mode; private first, so the
-//     change stays on the clone) while it is still detached, and attaches it at `target`.
+//     change stays on the clone) and, when `userns_fd` is not -1, idmapped with that user namespace's
+//     mapping (MOUNT_ATTR_IDMAP: on-disk id n appears as the id n maps to), while it is still detached,
+//     and attaches it at `target`.
 //   PV_NS_OVERLAY: mounts an overlay with `options` at `target`.
 //   PV_NS_DETACH: umount2(MNT_DETACH) of `target`.
 // 0, or -1 with errno (the child's).
 enum { PV_NS_BIND = 1, PV_NS_OVERLAY = 2, PV_NS_DETACH = 3 };
-int pv_mount_in_namespace(int ns_fd, int operation, const char *source, const char *target, const char *options, int readonly);
+int pv_mount_in_namespace(int ns_fd, int operation, const char *source, const char *target, const char *options, int readonly,
+                          int userns_fd);
+
+// User namespaces. Writes the lines ("<inside> <outside> <count>\n") of /proc/<pid>/uid_map and gid_map; a
+// writer with CAP_SETGID leaves setgroups allowed. 0, or -1 with errno.
+int pv_write_id_maps(pid_t pid, const char *uid_map, const char *gid_map);
+// A descriptor (close-on-exec) of a new user namespace with these maps, for MOUNT_ATTR_IDMAP; the process
+// that made it is gone when this returns. -1 with errno.
+int pv_user_namespace(const char *uid_map, const char *gid_map);
 // mount(MS_MOVE): moves a mount (with its submounts) to another place.
 int pv_move_mount(const char *source, const char *target);
 // umount2(MNT_DETACH): detaches the mount and everything below it, even while busy.

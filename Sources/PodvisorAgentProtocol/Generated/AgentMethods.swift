@@ -23,8 +23,9 @@ extension AgentMethod where Request == Podvisor_Agent_V1_ConfigureNetworkRequest
 }
 
 extension AgentMethod where Request == Podvisor_Agent_V1_CreateSandboxRequest, Response == Podvisor_Agent_V1_Empty {
-    /// Starts the pod's sandbox: new PID, IPC and UTS namespaces with the pod's hostname and sysctls, which
-    /// containers created afterwards share (their PID namespace only when they do not ask for their own).
+    /// Starts the pod's sandbox: new PID, IPC and UTS namespaces (and user namespace when asked) with the
+    /// pod's hostname and sysctls, which containers created afterwards share (their PID namespace only when
+    /// they do not ask for their own).
     /// Once per VM.
     public static var createSandbox: Self { Self("CreateSandbox") }
 }

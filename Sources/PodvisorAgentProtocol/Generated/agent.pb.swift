@@ -234,6 +234,68 @@ public nonisolated struct Podvisor_Agent_V1_CreateSandboxRequest: Sendable {
   /// Namespaced sysctls of the pod, as in CreateContainerRequest.
   public var sysctls: Dictionary<String,String> = [:]
 
+  /// The pod's user namespace (CRI userns mode POD); absent: the guest's own. The sandbox is made in it and
+  /// every container and exec of the pod runs in it. Host ids are the guest's ids, which virtio-fs carries
+  /// to the host unchanged, where the pod's files are idmapped the same way.
+  public var userNamespace: Podvisor_Agent_V1_UserNamespace {
+    get {_userNamespace ?? Podvisor_Agent_V1_UserNamespace()}
+    set {_userNamespace = newValue}
+  }
+  /// Returns true if `userNamespace` has been explicitly set.
+  public var hasUserNamespace: Bool {self._userNamespace != nil}
+  /// Clears the value of `userNamespace`. Subsequent reads from it will return its default value.
+  public mutating func clearUserNamespace() {self._userNamespace = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _userNamespace: Podvisor_Agent_V1_UserNamespace? = nil
+}
+
+public nonisolated struct Podvisor_Agent_V1_UserNamespace: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var uids: Podvisor_Agent_V1_IDMapping {
+    get {_uids ?? Podvisor_Agent_V1_IDMapping()}
+    set {_uids = newValue}
+  }
+  /// Returns true if `uids` has been explicitly set.
+  public var hasUids: Bool {self._uids != nil}
+  /// Clears the value of `uids`. Subsequent reads from it will return its default value.
+  public mutating func clearUids() {self._uids = nil}
+
+  public var gids: Podvisor_Agent_V1_IDMapping {
+    get {_gids ?? Podvisor_Agent_V1_IDMapping()}
+    set {_gids = newValue}
+  }
+  /// Returns true if `gids` has been explicitly set.
+  public var hasGids: Bool {self._gids != nil}
+  /// Clears the value of `gids`. Subsequent reads from it will return its default value.
+  public mutating func clearGids() {self._gids = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _uids: Podvisor_Agent_V1_IDMapping? = nil
+  fileprivate var _gids: Podvisor_Agent_V1_IDMapping? = nil
+}
+
+/// Ids container_id … container_id+length-1 inside are host_id … outside.
+public nonisolated struct Podvisor_Agent_V1_IDMapping: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var containerID: UInt32 = 0
+
+  public var hostID: UInt32 = 0
+
+  public var length: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1444,7 +1506,7 @@ nonisolated extension Podvisor_Agent_V1_ConfigureNetworkRequest: SwiftProtobuf.M
 
 nonisolated extension Podvisor_Agent_V1_CreateSandboxRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateSandboxRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hostname\0\u{1}sysctls\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hostname\0\u{1}sysctls\0\u{3}user_namespace\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1454,24 +1516,112 @@ nonisolated extension Podvisor_Agent_V1_CreateSandboxRequest: SwiftProtobuf.Mess
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.hostname) }()
       case 2: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.sysctls) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._userNamespace) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.hostname.isEmpty {
       try visitor.visitSingularStringField(value: self.hostname, fieldNumber: 1)
     }
     if !self.sysctls.isEmpty {
       try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.sysctls, fieldNumber: 2)
     }
+    try { if let v = self._userNamespace {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Podvisor_Agent_V1_CreateSandboxRequest, rhs: Podvisor_Agent_V1_CreateSandboxRequest) -> Bool {
     if lhs.hostname != rhs.hostname {return false}
     if lhs.sysctls != rhs.sysctls {return false}
+    if lhs._userNamespace != rhs._userNamespace {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Podvisor_Agent_V1_UserNamespace: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UserNamespace"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}uids\0\u{1}gids\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._uids) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._gids) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._uids {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._gids {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Podvisor_Agent_V1_UserNamespace, rhs: Podvisor_Agent_V1_UserNamespace) -> Bool {
+    if lhs._uids != rhs._uids {return false}
+    if lhs._gids != rhs._gids {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Podvisor_Agent_V1_IDMapping: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".IDMapping"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{3}host_id\0\u{1}length\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.containerID) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.hostID) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.length) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.containerID != 0 {
+      try visitor.visitSingularUInt32Field(value: self.containerID, fieldNumber: 1)
+    }
+    if self.hostID != 0 {
+      try visitor.visitSingularUInt32Field(value: self.hostID, fieldNumber: 2)
+    }
+    if self.length != 0 {
+      try visitor.visitSingularUInt32Field(value: self.length, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Podvisor_Agent_V1_IDMapping, rhs: Podvisor_Agent_V1_IDMapping) -> Bool {
+    if lhs.containerID != rhs.containerID {return false}
+    if lhs.hostID != rhs.hostID {return false}
+    if lhs.length != rhs.length {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -39,7 +39,12 @@ extension CRIServer {
         let security = config.linux.securityContext
         let namespaces = security.namespaceOptions
         try Validate.noHostNamespaces(namespaces, "a container in a pod VM")
-        try Validate.noUserNamespace(namespaces, "a container in a pod VM")
+        // A pod has one user namespace; a container without userns_options is in it too.
+        if namespaces.hasUsernsOptions,
+            try Validate.userNamespace(namespaces) != Validate.userNamespace(sandbox.config.linux.securityContext.namespaceOptions)
+        {
+            throw PodvisorError(.invalidArgument, "namespace_options.userns_options: a container's user namespace must be its pod's")
+        }
         guard namespaces.pid != .target else {
             throw PodvisorError(.failedPrecondition, "PID namespace TARGET (ephemeral containers sharing another container's) is not supported yet")
         }

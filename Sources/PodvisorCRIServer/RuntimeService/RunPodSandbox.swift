@@ -85,7 +85,7 @@ extension CRIServer {
         if security.hasRunAsGroup { _ = try Validate.kernelID(security.runAsGroup.value, "linux.security_context.run_as_group") }
         for group in security.supplementalGroups { _ = try Validate.kernelID(group, "linux.security_context.supplemental_groups") }
         try Validate.noHostNamespaces(config.linux.securityContext.namespaceOptions, "a pod VM")
-        try Validate.noUserNamespace(config.linux.securityContext.namespaceOptions, "a pod VM")
+        _ = try Validate.userNamespace(config.linux.securityContext.namespaceOptions)
         if config.linux.securityContext.privileged {
             // Privileged means the guest's devices and capabilities; never the host's.
             log.info("privileged sandbox \(m.name): privileges apply inside its VM only")
@@ -112,6 +112,7 @@ extension CRIServer {
             size: try Self.vmSize(config.linux, config: self.config))
         spec.sysctls = config.linux.sysctls
         spec.cgroupParent = config.linux.cgroupParent
+        spec.userNamespace = try Validate.userNamespace(config.linux.securityContext.namespaceOptions)
         spec.portMappings = config.portMappings.map {
             PortMapping(
                 hostPort: UInt16($0.hostPort), containerPort: UInt16($0.containerPort),

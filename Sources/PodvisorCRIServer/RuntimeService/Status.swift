@@ -43,16 +43,17 @@ extension RuntimeService {
                         })
                 }
             }
-            $0.runtimeHandlers = [
+            // User namespaces: the pod's own in the guest, its files idmapped on the host (Docs/architecture.md).
+            let features = Runtime_V1_RuntimeHandlerFeatures.with {
+                $0.recursiveReadOnlyMounts = true
+                $0.userNamespaces = true
+            }
+            $0.runtimeHandlers = ["", server.config.runtimeHandler].map { name in
                 .with {
-                    $0.name = ""
-                    $0.features = .with { $0.recursiveReadOnlyMounts = true }
-                },
-                .with {
-                    $0.name = server.config.runtimeHandler
-                    $0.features = .with { $0.recursiveReadOnlyMounts = true }
-                },
-            ]
+                    $0.name = name
+                    $0.features = features
+                }
+            }
             // ContainerStatus.user carries the identity the guest resolved; Strict leaves /etc/group out.
             $0.features = .with { $0.supplementalGroupsPolicy = true }
             if request.verbose {

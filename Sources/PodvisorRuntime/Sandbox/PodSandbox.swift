@@ -17,6 +17,8 @@ public struct SandboxSpec: Sendable {
     public var size: VMSize
     /// kubelet's pod cgroup on the host (LinuxPodSandboxConfig.cgroup_parent); empty: podvisord's own.
     public var cgroupParent = ""
+    /// The pod's user namespace in the guest (userns mode POD); nil: the guest's own.
+    public var userNamespace: UserNamespaceMapping?
     public var portMappings: [PortMapping] = []
     /// Traffic shaping in bits per second (kubelet's kubernetes.io/ingress-bandwidth and egress-bandwidth
     /// annotations), through the CNI bandwidth plugin.

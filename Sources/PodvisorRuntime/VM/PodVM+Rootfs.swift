@@ -7,31 +7,34 @@ import PodvisorVMM
 /// virtio-fs, and the host never sees them.
 extension PodVM {
     /// Bind-mounts `directory` at `<share>/<containerID>/rootfs`; returns that path relative to the share,
-    /// which is what the agent's CreateContainer takes.
-    package func mountRootfs(containerID: String, from directory: String) throws(PodvisorError) -> String {
+    /// which is what the agent's CreateContainer takes. `idmap` (a pod's user namespace): seen shifted.
+    package func mountRootfs(containerID: String, from directory: String, idmap: UserNamespaceMapping? = nil) throws(PodvisorError) -> String {
         let relative = "\(try Self.component(containerID, "container id"))/rootfs"
-        try vm.bind(directory, intoShareAt: relative)
+        try vm.bind(directory, intoShareAt: relative, idmap: idmap)
         return relative
     }
 
     /// An overlay of image layers (top first) at `<share>/<containerID>/rootfs`, writes going to `upper`;
-    /// returns that path relative to the share.
-    package func mountRootfs(containerID: String, layers: [String], upper: String, work: String) throws(PodvisorError) -> String {
+    /// returns that path relative to the share. `idmap` (a pod's user namespace): the layers seen shifted.
+    package func mountRootfs(
+        containerID: String, layers: [String], upper: String, work: String, idmap: UserNamespaceMapping? = nil
+    ) throws(PodvisorError) -> String {
         let relative = "\(try Self.component(containerID, "container id"))/rootfs"
-        try vm.mountOverlay(lower: layers, upper: upper, work: work, intoShareAt: relative)
+        try vm.mountOverlay(lower: layers, upper: upper, work: work, intoShareAt: relative, idmap: idmap)
         return relative
     }
 
     /// Bind-mounts a volume (directory or file) at `<share>/<containerID>/volumes/<name>`, read-only before
     /// the guest can see it when asked. `recursive`: mounts below the source are read-only too; otherwise
-    /// they stay writable.
+    /// they stay writable. `idmap` (a pod's user namespace): its files seen shifted, as containerd does.
     package func mountVolume(
-        containerID: String, name: String, from source: String, readonly: Bool, recursive: Bool = true
+        containerID: String, name: String, from source: String, readonly: Bool, recursive: Bool = true,
+        idmap: UserNamespaceMapping? = nil
     )
         throws(PodvisorError) -> String
     {
         let relative = "\(try Self.component(containerID, "container id"))/volumes/\(try Self.component(name, "volume name"))"
-        try vm.bind(source, intoShareAt: relative, readonly ? (recursive ? .readonlyRecursive : .readonlyTop) : .readWrite)
+        try vm.bind(source, intoShareAt: relative, readonly ? (recursive ? .readonlyRecursive : .readonlyTop) : .readWrite, idmap: idmap)
         return relative
     }
 

@@ -25,6 +25,8 @@ public final class VMRuntime: SandboxRuntime {
         var portMappingsByNetwork = false
         /// kubelet's pod cgroup, which holds the VM's processes (empty: podvisord's own).
         var cgroupParent = ""
+        /// The pod's user namespace: its containers' files are idmapped with it.
+        var userNamespace: UserNamespaceMapping?
     }
 
     static let podFiles = ["hostname", "resolv.conf", "hosts"]
@@ -70,7 +72,8 @@ public final class VMRuntime: SandboxRuntime {
     /// The record first, then the network (netns, CNI ADD, tap), the pod's files, the VM on the tap, the tap
     /// into the netns, the guest's eth0, the pod's namespaces in the guest. Anything done is undone on failure.
     public func createSandbox(_ spec: SandboxSpec) async throws(PodvisorError) -> any PodSandbox {
-        var record = SandboxState(id: spec.id, transport: host.transport, size: spec.size, cgroupParent: spec.cgroupParent)
+        var record = SandboxState(
+            id: spec.id, transport: host.transport, size: spec.size, cgroupParent: spec.cgroupParent, userNamespace: spec.userNamespace)
         log.debug("creating sandbox \(spec.id)", metadata: ["netns": "\(PodNetworks.namespace(spec.id).path)", "tap": "\(PodNetworks.tap(spec.id))"])
         do throws(PodvisorError) {
             try makeDirectory(sandboxDirectory(spec.id))
@@ -87,7 +90,7 @@ public final class VMRuntime: SandboxRuntime {
             do throws(PodvisorError) {
                 try await networks.connect(spec.id, mtu: network.nic.mtu)
                 try await pod.agent.configureNetwork(network.pod.agentMessage)
-                try await pod.agent.createSandbox(hostname: spec.hostname, sysctls: spec.sysctls)
+                try await pod.agent.createSandbox(hostname: spec.hostname, sysctls: spec.sysctls, userNamespace: spec.userNamespace)
             } catch {
                 try? await sandbox.destroy()
                 throw error

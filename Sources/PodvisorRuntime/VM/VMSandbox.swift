@@ -52,7 +52,8 @@ final class VMSandbox: PodSandbox {
             var request = Podvisor_Agent_V1_CreateContainerRequest()
             request.containerID = spec.id
             request.rootfs = try pod.mountRootfs(
-                containerID: spec.id, layers: spec.layers, upper: "\(directory)/upper", work: "\(directory)/work")
+                containerID: spec.id, layers: spec.layers, upper: "\(directory)/upper", work: "\(directory)/work",
+                idmap: record.userNamespace)
             request.readonlyRootfs = spec.readonlyRootfs
             request.process = spec.process.agentMessage
             request.ownPidNamespace = spec.ownPIDNamespace
@@ -79,7 +80,7 @@ final class VMSandbox: PodSandbox {
             defer { source.close() }
             let placed = try pod.mountVolume(
                 containerID: spec.id, name: "v\(index)", from: source.path, readonly: volume.readonly,
-                recursive: volume.recursiveReadonly)
+                recursive: volume.recursiveReadonly, idmap: record.userNamespace)
             result.append(
                 .with {
                     $0.source = placed
@@ -95,7 +96,8 @@ final class VMSandbox: PodSandbox {
         let taken = Set(spec.mounts.map(\.containerPath))
         for file in VMRuntime.podFiles where !taken.contains("/etc/\(file)") {
             let placed = try pod.mountVolume(
-                containerID: spec.id, name: file, from: "\(runtime.sandboxDirectory(id))/\(file)", readonly: spec.readonlyRootfs)
+                containerID: spec.id, name: file, from: "\(runtime.sandboxDirectory(id))/\(file)", readonly: spec.readonlyRootfs,
+                idmap: record.userNamespace)
             result.append(
                 .with {
                     $0.source = placed
