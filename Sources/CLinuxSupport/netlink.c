@@ -91,16 +91,17 @@ static int set_up(int ifindex, int up) {
     return transact(&r);
 }
 
-int pv_link_set(int ifindex, const char *name, uint32_t mtu, int up) {
+int pv_link_set(int ifindex, const char *name, const uint8_t mac[6], uint32_t mtu, int up) {
     if (name && strlen(name) >= IFNAMSIZ) return -ENAMETOOLONG;
     // The kernel renames only a link that is down: a fresh NIC is, one configured before must go down first.
-    int rc = name ? set_up(ifindex, 0) : 0;
-    if (rc == 0 && (name || mtu)) {
+    int rc = name || mac ? set_up(ifindex, 0) : 0;
+    if (rc == 0 && (name || mac || mtu)) {
         union request r;
         struct ifinfomsg *link = start(&r, RTM_NEWLINK, 0, sizeof(*link));
         link->ifi_family = AF_UNSPEC;
         link->ifi_index = ifindex;
         if (name) attribute(&r, IFLA_IFNAME, name, strlen(name) + 1);
+        if (mac) attribute(&r, IFLA_ADDRESS, mac, 6);
         if (mtu) attribute(&r, IFLA_MTU, &mtu, sizeof(mtu));
         rc = transact(&r);
     }

@@ -11,7 +11,7 @@ public enum GuestNetwork {
     /// Brings the loopback interface up: a pod's containers share the guest's network namespace and talk
     /// over localhost, and port forwarding reaches them there. The kernel leaves `lo` down until asked.
     public static func loopbackUp() {
-        let rc = pv_link_set(Int32(if_nametoindex("lo")), nil, 0, 1)
+        let rc = pv_link_set(Int32(if_nametoindex("lo")), nil, nil, 0, 1)
         if rc != 0 { log("cannot bring lo up: \(describe(rc))") }
     }
 
@@ -21,7 +21,10 @@ public enum GuestNetwork {
         let interfaces = try request.interfaces.map(Interface.init)
         let routes = try request.routes.map(Route.init)
         for interface in interfaces {
-            let index = pv_link_index_by_mac(interface.mac)
+            // A NIC that booted with another MAC takes the pod's; configured once, it carries the pod's already.
+            var index = interface.bootMAC.map { pv_link_index_by_mac($0) } ?? -ENODEV
+            let newMAC = index > 0 ? interface.mac : nil
+            if index == -ENODEV { index = pv_link_index_by_mac(interface.mac) }
             guard index > 0 else {
                 throw index == -ENODEV
                     ? RPCError(.invalidArgument, "no network interface has MAC \(interface.macText)")
@@ -29,7 +32,9 @@ public enum GuestNetwork {
             }
             // Renaming takes the link down first: only when the name changes.
             let rename = interface.name.isEmpty || name(of: index) == interface.name ? nil : interface.name
-            try check(pv_link_set(index, rename, interface.mtu, 1), "\(interface.label): set up (MTU \(interface.mtu))")
+            let rc =
+                if let newMAC { pv_link_set(index, rename, newMAC, interface.mtu, 1) } else { pv_link_set(index, rename, nil, interface.mtu, 1) }
+            try check(rc, "\(interface.label): set up (MTU \(interface.mtu))")
             for address in interface.addresses {
                 try check(pv_addr_add(index, address.family, address.bytes, address.length), "\(interface.label): add address \(address.text)")
             }
@@ -53,6 +58,8 @@ public enum GuestNetwork {
 
     struct Interface {
         var mac: [UInt8]
+        /// The MAC the NIC booted with, when it must take `mac` (a pre-booted VM).
+        var bootMAC: [UInt8]?
         var macText: String
         var name: String
         var mtu: UInt32
@@ -61,9 +68,8 @@ public enum GuestNetwork {
         var label: String { name.isEmpty ? macText : name }
 
         init(_ spec: Podvisor_Agent_V1_NetworkInterface) throws(RPCError) {
-            let octets = spec.mac.split(separator: ":", omittingEmptySubsequences: false)
-            let mac = octets.compactMap { $0.count == 2 ? UInt8($0, radix: 16) : nil }
-            guard octets.count == 6, mac.count == 6 else { throw RPCError(.invalidArgument, "malformed MAC \"\(spec.mac)\"") }
+            let mac = try Self.mac(spec.mac)
+            bootMAC = spec.bootMac.isEmpty ? nil : try Self.mac(spec.bootMac)
             // The kernel's rule (dev_valid_name), checked here so that a bad name changes nothing.
             let forbidden = spec.name.utf8.contains { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") || $0 <= 0x20 }
             guard spec.name.utf8.count < 16, !forbidden, spec.name != ".", spec.name != ".." else {
@@ -74,6 +80,14 @@ public enum GuestNetwork {
             name = spec.name
             mtu = spec.mtu
             addresses = try spec.addresses.map { cidr throws(RPCError) in try Prefix(cidr: cidr, what: "address of \(spec.mac)") }
+        }
+
+        /// "aa:bb:cc:dd:ee:ff" → its six bytes.
+        static func mac(_ text: String) throws(RPCError) -> [UInt8] {
+            let octets = text.split(separator: ":", omittingEmptySubsequences: false)
+            let mac = octets.compactMap { $0.count == 2 ? UInt8($0, radix: 16) : nil }
+            guard octets.count == 6, mac.count == 6 else { throw RPCError(.invalidArgument, "malformed MAC \"\(text)\"") }
+            return mac
         }
     }
 

@@ -89,6 +89,10 @@ public final class CRIServer: Sendable {
 
     public var runtimeService: RuntimeService { RuntimeService(server: self) }
 
+    /// The runtime's pre-booted sandboxes (`[vm] pool_size`), for podvisord: after recovery, until shutdown.
+    public func startPool() throws(PodvisorError) { try runtime.startPool() }
+    public func stopPool() async { await runtime.stopPool() }
+
     /// Brings the series that are read at scrape time up to date (before the registry is rendered).
     public func refreshMetrics() { scrapeGauges.refresh(self) }
     public var imageService: ImageService { ImageService(server: self) }

@@ -28,6 +28,8 @@ public struct PodvisorConfig: Sendable, Equatable {
     /// What QEMU and the VM's helpers use on the host beyond guest RAM (measured idle under TCG: QEMU 93 MiB
     /// with a 32 MiB translation cache, helpers 5 MiB): the part of a RuntimeClass overhead the guest does not get.
     public var vmmOverheadMiB = 96
+    /// VMs of the default shape (memory_mib, vcpus) podvisord boots ahead for pods that fit it; 0: none.
+    public var poolSize = 0
 
     /// The CRI socket podvisord serves (RuntimeService and ImageService).
     public var socketPath = "/run/podvisor/podvisor.sock"
@@ -134,6 +136,7 @@ public struct PodvisorConfig: Sendable, Equatable {
             case "vm.tcg_cache_mib": tcgCacheMiB = try key.integer(in: 0...4096)
             case "vm.overhead_mib": overheadMiB = try key.integer(in: 0...65536)
             case "vm.vmm_overhead_mib": vmmOverheadMiB = try key.integer(in: 0...65536)
+            case "vm.pool_size": poolSize = try key.integer(in: 0...1024)
             case "vm.shutdown_timeout_s": shutdownTimeoutSeconds = try key.integer(in: 0...3600)
             case "cri.socket": socketPath = try key.string()
             case "cri.runtime_handler": runtimeHandler = try key.string()

@@ -13,12 +13,14 @@ struct BenchPods {
     let logs: String
 
     /// The CRI server in this process on the configured state directory (quiet: the benchmark prints), its
-    /// VM runtime for the host-side figures, and `image` checked to be in the store.
+    /// VM runtime for the host-side figures, and `image` checked to be in the store. `poolSize`: the pool the
+    /// benchmark may start (`VMRuntime.startPool`) instead of the configured one.
     static func withRuntime<T: Sendable>(
-        _ options: RuntimeOptions, image: String, _ body: @Sendable (BenchPods, VMHost, VMRuntime) async throws -> T
+        _ options: RuntimeOptions, image: String, poolSize: Int? = nil, _ body: @Sendable (BenchPods, VMHost, VMRuntime) async throws -> T
     ) async throws -> T {
         var config = try options.load()
         config.logLevel = .error
+        if let poolSize { config.poolSize = poolSize }
         let logs = "/tmp/podvisor-bench-logs-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: logs) }
         LogOutput.bootstrap(program: "podvisor", format: config.logFormat)

@@ -57,6 +57,8 @@ struct Podvisord: AsyncParsableCommand {
         let log = Logger(label: "podvisord", level: config.logLevel)
         let metrics = config.metricsAddress.isEmpty ? nil : Self.bootstrapMetrics()
         let server = try await CRIServer.open(config: config, logger: log)
+        // After recovery, which removes a previous run's waiting pool VMs as orphans.
+        try server.startPool()
         if let metrics {
             let endpoint = try await MetricsEndpoint.start(address: config.metricsAddress) {
                 server.refreshMetrics()
@@ -70,7 +72,11 @@ struct Podvisord: AsyncParsableCommand {
         let group = ServiceGroup(
             configuration: .init(
                 services: [.init(service: cri), .init(service: reload)], gracefulShutdownSignals: [.sigterm, .sigint], logger: log))
-        try await group.run()
+        do { try await group.run() } catch {
+            await server.stopPool()
+            throw error
+        }
+        await server.stopPool()
     }
 
     /// The configuration file with the command line's overrides.

@@ -35,8 +35,8 @@ final class CRIDaemon: @unchecked Sendable {
         return daemon
     }
 
-    /// `extraConfig`: more TOML tables for config.toml (e.g. [host_pods]).
-    init(name: String, subnet: Int = 250, extraConfig: String = "") throws {
+    /// `vmConfig`: more keys of [vm] (e.g. pool_size); `extraConfig`: more TOML tables (e.g. [host_pods]).
+    init(name: String, subnet: Int = 250, vmConfig: String = "", extraConfig: String = "") throws {
         // Short: unix socket paths below it must stay under 108 bytes.
         stateDirectory = Self.stateDirectory(name)
         socket = "\(stateDirectory)/cri.sock"
@@ -52,6 +52,7 @@ final class CRIDaemon: @unchecked Sendable {
             \(GuestImage.configLines)
             boot_timeout_s = 180
             shutdown_timeout_s = 5
+            \(vmConfig)
             [cri]
             socket = "\(socket)"
             [metrics]

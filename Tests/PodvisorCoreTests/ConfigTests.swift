@@ -39,6 +39,7 @@ import Testing
         tcg_cache_mib = 64
         overhead_mib = 64
         vmm_overhead_mib = 80
+        pool_size = 2
         shutdown_timeout_s = 3
         [cri]
         socket = "/run/x.sock"
@@ -93,6 +94,7 @@ import Testing
         expected.kernelParameters = "loglevel=7 foo=bar"
         expected.overheadMiB = 64
         expected.vmmOverheadMiB = 80
+        expected.poolSize = 2
         expected.shutdownTimeoutSeconds = 3
         expected.socketPath = "/run/x.sock"
         expected.runtimeHandler = "vm"
@@ -259,6 +261,7 @@ import Testing
     @Test(arguments: [
         ("vm", "memory_mib", 64, 1_048_576), ("vm", "vcpus", 1, 256), ("vm", "boot_timeout_s", 1, 3600),
         ("vm", "overhead_mib", 0, 65536), ("vm", "vmm_overhead_mib", 0, 65536), ("vm", "shutdown_timeout_s", 0, 3600),
+        ("vm", "pool_size", 0, 1024),
         ("cri", "streaming_port", 0, 65535),
     ])
     func integerRanges(table: String, key: String, low: Int, high: Int) throws {

@@ -37,8 +37,9 @@ int pv_set_window_size(int fd, unsigned short rows, unsigned short columns);
 // 0 or -errno. Addresses are in network byte order, 4 bytes (AF_INET) or 16 (AF_INET6).
 // The index of the link carrying this Ethernet address, or -ENODEV.
 int pv_link_index_by_mac(const uint8_t mac[6]);
-// Renames the link (NULL: keep; it goes down first, as renaming requires), sets its MTU (0: keep), brings it up.
-int pv_link_set(int ifindex, const char *name, uint32_t mtu, int up);
+// Renames the link and sets its MAC (NULL: keep; it goes down first, as both require of most drivers), sets
+// its MTU (0: keep), brings it up.
+int pv_link_set(int ifindex, const char *name, const uint8_t mac[6], uint32_t mtu, int up);
 // Adds (or replaces) an address; IPv6 ones skip duplicate address detection and are usable at once.
 int pv_addr_add(int ifindex, int family, const uint8_t *address, uint8_t prefix_length);
 // Adds (or replaces) a route in the main table: via `gateway`, or on-link when it is NULL; `ifindex` 0 lets

@@ -185,6 +185,10 @@ public nonisolated struct Podvisor_Agent_V1_NetworkInterface: Sendable {
   /// CIDR: "10.1.2.3/24", "fd00::3/64".
   public var addresses: [String] = []
 
+  /// The MAC the guest NIC booted with, when it is not `mac` (a pre-booted VM, whose pod network came
+  /// later): the NIC is found by it and takes `mac`. Empty: found by `mac`.
+  public var bootMac: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1386,7 +1390,7 @@ nonisolated extension Podvisor_Agent_V1_Empty: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Podvisor_Agent_V1_NetworkInterface: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".NetworkInterface"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}mac\0\u{1}name\0\u{1}mtu\0\u{1}addresses\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}mac\0\u{1}name\0\u{1}mtu\0\u{1}addresses\0\u{3}boot_mac\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1398,6 +1402,7 @@ nonisolated extension Podvisor_Agent_V1_NetworkInterface: SwiftProtobuf.Message,
       case 2: try { try decoder.decodeSingularStringField(value: &self.name) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.mtu) }()
       case 4: try { try decoder.decodeRepeatedStringField(value: &self.addresses) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.bootMac) }()
       default: break
       }
     }
@@ -1416,6 +1421,9 @@ nonisolated extension Podvisor_Agent_V1_NetworkInterface: SwiftProtobuf.Message,
     if !self.addresses.isEmpty {
       try visitor.visitRepeatedStringField(value: self.addresses, fieldNumber: 4)
     }
+    if !self.bootMac.isEmpty {
+      try visitor.visitSingularStringField(value: self.bootMac, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1424,6 +1432,7 @@ nonisolated extension Podvisor_Agent_V1_NetworkInterface: SwiftProtobuf.Message,
     if lhs.name != rhs.name {return false}
     if lhs.mtu != rhs.mtu {return false}
     if lhs.addresses != rhs.addresses {return false}
+    if lhs.bootMac != rhs.bootMac {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -14,8 +14,9 @@ enum CRIMetrics {
     }
 
     /// A sandbox became ready: the VM's boot until its agent answered, and the whole RunPodSandbox.
-    static func sandboxStarted(boot: Duration, total: Duration) {
-        Timer(label: "podvisor_sandbox_boot_seconds").record(duration: boot)
+    /// `boot` nil: the VM came from the pool, booted before the pod.
+    static func sandboxStarted(boot: Duration?, total: Duration) {
+        if let boot { Timer(label: "podvisor_sandbox_boot_seconds").record(duration: boot) }
         Timer(label: "podvisor_sandbox_start_seconds").record(duration: total)
     }
 
@@ -58,6 +59,9 @@ final class ScrapeGauges: Sendable {
         for state in [ContainerRecord.State.created, .running, .exited, .unknown] {
             Gauge(label: "podvisor_containers", dimensions: [("state", state.rawValue)]).record(containers.filter { $0.state == state }.count)
         }
+        let pool = server.runtime.poolCounts
+        Gauge(label: "podvisor_pool_vms", dimensions: [("state", "ready")]).record(pool.ready)
+        Gauge(label: "podvisor_pool_vms", dimensions: [("state", "booting")]).record(pool.booting)
         let usage = server.runtime.hostUsage()
         let live = Set(server.pods.withLock { Array($0.keys) })
         perPod.withLock { gauges in

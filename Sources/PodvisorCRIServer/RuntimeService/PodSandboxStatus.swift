@@ -33,6 +33,7 @@ extension CRIServer {
             vm["vcpus"] = info.vcpus
             vm["transport"] = info.transport
             vm["hypervisor"] = info.hypervisor
+            vm["pooled"] = info.pooled
             vm["bootToReadyMs"] = Double(info.bootToReady.components.attoseconds) / 1e15 + Double(info.bootToReady.components.seconds) * 1000
             vm["agentVersion"] = info.agentVersion
             vm["guestKernel"] = info.guestKernel

@@ -44,7 +44,13 @@ extension RuntimeService {
             }
             let pod: any PodSandbox
             do {
-                pod = try await server.runtime.createSandbox(try server.sandboxSpec(record))
+                var spec = try server.sandboxSpec(record)
+                // A pre-booted sandbox of the pod's size, if the pool has one: the pod takes its id.
+                if let pooled = server.runtime.claimPooledSandbox(size: spec.size) {
+                    record.id = pooled
+                    spec.id = pooled
+                }
+                pod = try await server.runtime.createSandbox(spec)
                 do {
                     try await server.openHostPorts(record.id, config, on: pod)
                     try server.sandboxes.put(record)
@@ -60,8 +66,10 @@ extension RuntimeService {
             }
             server.pods.withLock { $0[record.id] = pod }
             server.watch(sandboxID: record.id, pod: pod)
-            server.log.info("sandbox \(record.id) (\(nameKey)) ready in \(pod.info.bootToReady)")
-            CRIMetrics.sandboxStarted(boot: pod.info.bootToReady, total: started.duration(to: .now))
+            let info = pod.info
+            server.log.info(
+                "sandbox \(record.id) (\(nameKey)) ready in \(info.pooled ? "\(started.duration(to: .now)), pre-booted" : "\(info.bootToReady)")")
+            CRIMetrics.sandboxStarted(boot: info.pooled ? nil : info.bootToReady, total: started.duration(to: .now))
             return .with { $0.podSandboxID = record.id }
         }
     }

@@ -89,6 +89,8 @@ public struct SandboxInfo: Sendable {
     /// The guest's own clock (uptime) when its PID 1 started and when the agent began serving; zero when unknown.
     public var guestInitAt: Duration = .zero
     public var guestReadyAt: Duration = .zero
+    /// The VM was booted ahead, in the pool (`bootToReady` is that boot's, not this pod's).
+    public var pooled = false
 
     public init(
         domain: String, bootToReady: Duration, agentVersion: String, guestKernel: String, sharedDirectory: String,
@@ -227,4 +229,22 @@ public protocol SandboxRuntime: Sendable {
     var hostInfo: [String: String] { get }
     /// What each pod VM costs the host right now, by VM id (the first 16 hex digits of the sandbox id).
     func hostUsage() -> [String: SandboxHostUsage]
+
+    /// Pre-booted sandboxes (`[vm] pool_size`): podvisord starts them once recovery is done, and stops them
+    /// when it shuts down. Refused when the host cannot hold them.
+    func startPool() throws(PodvisorError)
+    func stopPool() async
+    /// The id of a pre-booted sandbox that fits a pod of `size`, set aside for the next `createSandbox` with
+    /// that id; nil: the pod's sandbox is made from nothing.
+    func claimPooledSandbox(size: VMSize) -> String?
+    /// Pre-booted sandboxes waiting, and booting.
+    var poolCounts: (ready: Int, booting: Int) { get }
+}
+
+/// Runtimes without a pool.
+extension SandboxRuntime {
+    public func startPool() throws(PodvisorError) {}
+    public func stopPool() async {}
+    public func claimPooledSandbox(size: VMSize) -> String? { nil }
+    public var poolCounts: (ready: Int, booting: Int) { (0, 0) }
 }

@@ -72,12 +72,14 @@ extension VolumeMount.Propagation {
 }
 
 extension PodInterface {
-    /// The guest's eth0: found by the MAC the VM's NIC got from the pod's CNI interface.
-    var agentMessage: Podvisor_Agent_V1_ConfigureNetworkRequest {
+    /// The guest's eth0: found by the MAC the VM's NIC got from the pod's CNI interface, or by `bootMAC`, the one
+    /// a pre-booted VM's NIC had before its pod's network existed (it then takes eth0's).
+    func agentMessage(bootMAC: String? = nil) -> Podvisor_Agent_V1_ConfigureNetworkRequest {
         .with {
             $0.interfaces = [
                 .with {
                     $0.mac = mac
+                    $0.bootMac = bootMAC ?? ""
                     $0.name = "eth0"
                     $0.mtu = UInt32(clamping: mtu)
                     $0.addresses = addresses

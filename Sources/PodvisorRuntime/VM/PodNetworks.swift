@@ -23,9 +23,11 @@ struct PodNetworks: Sendable {
     static func namespace(_ sandboxID: String) -> NetworkNamespace { NetworkNamespace(name: "podvisor-\(SandboxSpec.vmID(sandboxID))") }
     static func tap(_ sandboxID: String) -> String { "pvt" + SandboxSpec.vmID(sandboxID).prefix(12) }
 
-    /// Steps 1-3 up to the tap the VM's NIC will use; `portMappings` go to portmap when the configuration
-    /// has that capability (`mappedPorts` says whether it did).
-    func attach(_ spec: SandboxSpec) async throws(PodvisorError) -> (nic: DomainSpec.NetworkInterface, pod: PodInterface, mappedPorts: Bool) {
+    /// Steps 1-3 up to the tap the VM's NIC will use (a pre-booted VM's exists: `makeTap` false);
+    /// `portMappings` go to portmap when the configuration has that capability (`mappedPorts` says whether it did).
+    func attach(
+        _ spec: SandboxSpec, makeTap: Bool = true
+    ) async throws(PodvisorError) -> (nic: DomainSpec.NetworkInterface, pod: PodInterface, mappedPorts: Bool) {
         let namespace = try NetworkNamespace.create(name: Self.namespace(spec.id).name)
         let mappedPorts = !spec.portMappings.isEmpty && cni.capabilities.contains("portMappings")
         var attachment = CNIAttachment(
@@ -48,7 +50,7 @@ struct PodNetworks: Sendable {
         _ = try await cni.add(attachment)
         let pod = try await PodInterface.read(namespacePath: namespace.path)
         let tap = Self.tap(spec.id)
-        try await TapPlumbing.createTap(name: tap)
+        if makeTap { try await TapPlumbing.createTap(name: tap) }
         return (DomainSpec.NetworkInterface(tap: tap, mac: pod.mac, mtu: pod.mtu), pod, mappedPorts)
     }
 

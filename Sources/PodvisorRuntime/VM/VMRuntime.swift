@@ -3,6 +3,7 @@ import Logging
 import PodvisorCore
 import PodvisorNetwork
 import PodvisorVMM
+import Synchronization
 
 /// Pod sandboxes on VMs of this host. Everything a sandbox has on the host is recorded under
 /// `<state>/sandboxes/<id>/` before it is created, so a restarted runtime can take it back or remove it:
@@ -33,6 +34,8 @@ public final class VMRuntime: SandboxRuntime {
 
     package let host: VMHost
     let networks: PodNetworks
+    /// Pre-booted VMs, once podvisord started them.
+    private let pool = Mutex<VMPool?>(nil)
     let log: Logger
     /// The runtime's own directory and the image store, resolved: no container may mount them.
     private let protectedPaths: [String]
@@ -51,11 +54,35 @@ public final class VMRuntime: SandboxRuntime {
     private func statePath(_ id: String) -> String { "\(sandboxDirectory(id))/sandbox.json" }
 
     public var hostInfo: [String: String] {
-        [
+        let counts = poolCounts
+        return [
             "hypervisor": host.accelerator.rawValue, "transport": host.transport.rawValue,
             "libvirtURI": host.config.effectiveLibvirtURI, "stateDir": state, "kernel": host.config.kernelPath,
             "initrd": host.config.initrdPath, "warning": host.warning ?? "",
+            "pool": "\(counts.ready) ready, \(counts.booting) booting of \(host.config.poolSize)",
         ]
+    }
+
+    // MARK: the pool
+
+    public func startPool() throws(PodvisorError) {
+        guard host.config.poolSize > 0 else { return }
+        let started = try VMPool(host: host, log: log)
+        pool.withLock { $0 = started }
+        log.info("booting a pool of \(started.capacity) VMs of \(started.size.memoryMiB) MiB, \(started.size.vcpus) vCPUs")
+        started.refill()
+    }
+
+    public func stopPool() async {
+        await pool.withLock { $0 }?.stop()
+    }
+
+    public func claimPooledSandbox(size: VMSize) -> String? {
+        pool.withLock { $0 }?.claim(size)
+    }
+
+    public var poolCounts: (ready: Int, booting: Int) {
+        pool.withLock { $0 }?.counts ?? (0, 0)
     }
 
     public func readiness() -> (ready: Bool, message: String) {
@@ -71,25 +98,34 @@ public final class VMRuntime: SandboxRuntime {
 
     /// The record first, then the network (netns, CNI ADD, tap), the pod's files, the VM on the tap, the tap
     /// into the netns, the guest's eth0, the pod's namespaces in the guest. Anything done is undone on failure.
+    /// A pooled sandbox (`claimPooledSandbox`) has its VM and tap already: its processes move into the pod's
+    /// cgroup and its NIC takes eth0's MAC instead.
     public func createSandbox(_ spec: SandboxSpec) async throws(PodvisorError) -> any PodSandbox {
+        let pooled = pool.withLock { $0 }?.take(spec.id)
         var record = SandboxState(
             id: spec.id, transport: host.transport, size: spec.size, cgroupParent: spec.cgroupParent, userNamespace: spec.userNamespace)
         log.debug("creating sandbox \(spec.id)", metadata: ["netns": "\(PodNetworks.namespace(spec.id).path)", "tap": "\(PodNetworks.tap(spec.id))"])
         do throws(PodvisorError) {
             try makeDirectory(sandboxDirectory(spec.id))
             try AtomicFile.write(json: record, to: statePath(spec.id))
-            let network = try await networks.attach(spec)
+            let network = try await networks.attach(spec, makeTap: pooled == nil)
             record.portMappingsByNetwork = network.mappedPorts
             try AtomicFile.write(json: record, to: statePath(spec.id))
             try writePodFiles(spec, ips: network.pod.ips)
             let cgroup = spec.cgroupParent.isEmpty ? nil : try PodCgroup(parent: spec.cgroupParent)
-            let pod = try await host.boot(
-                id: spec.vmID, transport: record.transport, size: record.size, network: network.nic,
-                placeProcesses: cgroup?.placement)
-            let sandbox = VMSandbox(id: spec.id, pod: pod, runtime: self, record: record, ips: network.pod.ips)
+            let pod: PodVM
+            if let pooled {
+                try cgroup?.placement(pooled.pod.vm.processIDs)
+                pod = pooled.pod
+            } else {
+                pod = try await host.boot(
+                    id: spec.vmID, transport: record.transport, size: record.size, network: network.nic,
+                    placeProcesses: cgroup?.placement)
+            }
+            let sandbox = VMSandbox(id: spec.id, pod: pod, runtime: self, record: record, ips: network.pod.ips, pooled: pooled != nil)
             do throws(PodvisorError) {
                 try await networks.connect(spec.id, mtu: network.nic.mtu)
-                try await pod.agent.configureNetwork(network.pod.agentMessage)
+                try await pod.agent.configureNetwork(network.pod.agentMessage(bootMAC: pooled?.mac))
                 try await pod.agent.createSandbox(hostname: spec.hostname, sysctls: spec.sysctls, userNamespace: spec.userNamespace)
             } catch {
                 try? await sandbox.destroy()

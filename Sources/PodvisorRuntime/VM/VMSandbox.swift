@@ -15,8 +15,12 @@ final class VMSandbox: PodSandbox {
     /// The pod cgroup's OOM kills before this VM lived in it: more at its death means the VM was one.
     private let oomKillsAtStart: Int
 
-    init(id: String, pod: PodVM, runtime: VMRuntime, record: VMRuntime.SandboxState, ips: [String]) {
+    /// Taken from the pool, booted before its pod.
+    private let pooled: Bool
+
+    init(id: String, pod: PodVM, runtime: VMRuntime, record: VMRuntime.SandboxState, ips: [String], pooled: Bool = false) {
         self.id = id
+        self.pooled = pooled
         self.pod = pod
         self.runtime = runtime
         self.record = record
@@ -36,6 +40,7 @@ final class VMSandbox: PodSandbox {
         info.portMappingsByNetwork = record.portMappingsByNetwork
         info.guestInitAt = .milliseconds(pod.version.uptimeAtInitMs)
         info.guestReadyAt = .milliseconds(pod.version.uptimeAtReadyMs)
+        info.pooled = pooled
         return info
     }
 

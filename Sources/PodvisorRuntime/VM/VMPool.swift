@@ -1,0 +1,157 @@
+import Foundation
+import Logging
+import PodvisorCore
+import PodvisorNetwork
+import PodvisorVMM
+import Synchronization
+
+/// Pod VMs of the default shape booted ahead (`[vm] pool_size`), as Kata's VM templates and Firecracker's
+/// snapshots aim at: RunPodSandbox of a pod that fits the shape claims one and skips the boot. A member is
+/// booted under a sandbox id of its own making, which the claiming pod takes, so its domain, run directory
+/// and tap already carry the pod's names; its NIC sits on a tap in the host's namespace until the claim,
+/// when the pod's network is made and the tap moves into it (the guest's NIC then takes eth0's MAC).
+///
+/// A member is never reused: after its pod it is destroyed like any pod VM. One that dies while it waits is
+/// replaced. Members have no sandbox record, so after a restart recovery destroys them as orphans, and the
+/// pool boots anew.
+final class VMPool: Sendable {
+    struct Member: Sendable {
+        let id: String
+        let pod: PodVM
+        /// The MAC its NIC booted with.
+        let mac: String
+    }
+
+    private struct State {
+        var ready: [Member] = []
+        /// Claimed by RunPodSandbox, taken by createSandbox under the same id.
+        var claimed: [String: Member] = [:]
+        var booting = 0
+        var stopped = false
+        /// A boot failed: the next refill waits until then.
+        var retryAt: ContinuousClock.Instant?
+    }
+
+    let size: VMSize
+    let capacity: Int
+    private let host: VMHost
+    private let log: Logger
+    private let state = Mutex(State())
+
+    /// Refuses a pool the host cannot hold: each member keeps its guest memory and QEMU's own.
+    init(host: VMHost, log: Logger) throws(PodvisorError) {
+        let config = host.config
+        size = VMSize(memoryMiB: config.memoryMiB, vcpus: config.vcpus)
+        capacity = config.poolSize
+        self.host = host
+        self.log = log
+        try Self.checkFits(config, availableMiB: procField("MemAvailable", in: readProcFile("/proc/meminfo")) / 1024)
+    }
+
+    static func checkFits(_ config: PodvisorConfig, availableMiB: Int) throws(PodvisorError) {
+        let perVM = config.memoryMiB + config.vmmOverheadMiB
+        let (needed, overflow) = config.poolSize.multipliedReportingOverflow(by: perVM)
+        guard !overflow, needed <= availableMiB else {
+            throw PodvisorError(
+                .invalidArgument,
+                "[vm] pool_size \(config.poolSize) needs \(config.poolSize) × \(perVM) MiB (memory_mib \(config.memoryMiB) + "
+                    + "vmm_overhead_mib \(config.vmmOverheadMiB)) = \(overflow ? "more" : "\(needed)") MiB; the host has \(availableMiB) MiB available"
+            )
+        }
+    }
+
+    var counts: (ready: Int, booting: Int) { state.withLock { ($0.ready.count, $0.booting) } }
+
+    /// A ready member for a pod of `size`, set aside for `take`; nil: the pod boots its own VM.
+    func claim(_ size: VMSize) -> String? {
+        let member = state.withLock { s -> Member? in
+            guard size == self.size, let index = s.ready.firstIndex(where: { $0.pod.vm.currentState == .running }) else { return nil }
+            let member = s.ready.remove(at: index)
+            s.claimed[member.id] = member
+            return member
+        }
+        refill()
+        return member?.id
+    }
+
+    func take(_ id: String) -> Member? {
+        state.withLock { $0.claimed.removeValue(forKey: id) }
+    }
+
+    /// Boots members until the pool is full, in the background.
+    func refill() {
+        let wanted = state.withLock { s -> Int in
+            guard !s.stopped, s.retryAt.map({ ContinuousClock.now >= $0 }) ?? true else { return 0 }
+            let missing = max(0, capacity - s.ready.count - s.booting)
+            s.booting += missing
+            return missing
+        }
+        for _ in 0..<wanted { Task { await bootMember() } }
+    }
+
+    /// Stops refilling and destroys the members that wait (podvisord's shutdown: they would be orphans).
+    func stop() async {
+        let members = state.withLock { s -> [Member] in
+            s.stopped = true
+            defer { s.ready = [] }
+            return s.ready
+        }
+        for member in members { await destroy(member) }
+    }
+
+    private func bootMember() async {
+        let id = (0..<4).map { _ in String(format: "%016llx", UInt64.random(in: .min ... .max)) }.joined()
+        // Locally administered: eth0's own MAC replaces it at the claim.
+        let mac = "02:" + (0..<5).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined(separator: ":")
+        let tap = PodNetworks.tap(id)
+        do throws(PodvisorError) {
+            try await TapPlumbing.createTap(name: tap)
+            // A large MTU: the guest's NIC can go down to the pod network's at the claim, never above.
+            let pod = try await host.boot(
+                id: SandboxSpec.vmID(id), size: size, network: DomainSpec.NetworkInterface(tap: tap, mac: mac, mtu: 9000))
+            let member = Member(id: id, pod: pod, mac: mac)
+            let kept = state.withLock { s -> Bool in
+                s.booting -= 1
+                guard !s.stopped else { return false }
+                s.ready.append(member)
+                return true
+            }
+            guard kept else { return await destroy(member) }
+            log.debug("pool VM \(id) ready after \(pod.timings.ready)")
+            Task { await watch(member) }
+        } catch {
+            log.error("pool VM \(id): \(error)")
+            state.withLock {
+                $0.booting -= 1
+                $0.retryAt = ContinuousClock.now + .seconds(10)
+            }
+            try? host.destroyOrphan(id: SandboxSpec.vmID(id))
+            try? await TapPlumbing.deleteTap(name: tap, namespacePath: nil)
+            Task {
+                try? await Task.sleep(for: .seconds(10))
+                refill()
+            }
+        }
+    }
+
+    /// A member that dies while it waits is dropped and replaced; a claimed one is its pod's business.
+    private func watch(_ member: Member) async {
+        _ = await member.pod.vm.waitUntilStopped()
+        let waiting = state.withLock { s -> Bool in
+            guard let index = s.ready.firstIndex(where: { $0.id == member.id }) else { return false }
+            s.ready.remove(at: index)
+            return true
+        }
+        guard waiting else { return }
+        log.warning("pool VM \(member.id) stopped while it waited: replaced")
+        await destroy(member)
+        refill()
+    }
+
+    private func destroy(_ member: Member) async {
+        do throws(PodvisorError) { try member.pod.destroy() } catch { log.error("pool VM \(member.id): \(error)") }
+        do throws(PodvisorError) { try await TapPlumbing.deleteTap(name: PodNetworks.tap(member.id), namespacePath: nil) } catch {
+            log.error("pool VM \(member.id): \(error)")
+        }
+    }
+}

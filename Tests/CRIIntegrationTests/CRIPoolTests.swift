@@ -1,0 +1,83 @@
+import Foundation
+import GRPCCore
+import PodvisorCRI
+import Testing
+import TestSupport
+
+/// podvisord with `[vm] pool_size = 1` on a pod network of its own (bridge pvpool0, 10.214.247.0/24): a pod
+/// that fits takes the waiting VM instead of booting one, and works as any pod (its network, hostname,
+/// containers); the pool boots a replacement; a waiting VM that dies is replaced, never handed out; after
+/// kill -9 of podvisord the waiting VM is destroyed as an orphan and a new one boots. 5 VM boots.
+@Suite(.serialized) struct CRIPoolTests {
+    @Test func podsTakeAPreBootedVM() async throws {
+        let d = try CRIDaemon(name: "pvpool", subnet: 247, vmConfig: "pool_size = 1")
+        d.cleanUpAtExit()
+        // Waiting VMs' taps are in the host's namespace, not a pod's: gone with the daemon only if it stops cleanly.
+        TestCleanup.atExit {
+            for vm in Self.vmDirectories(d) { try? TestRegistry.run("/sbin/ip", ["link", "del", Self.tap(vm)]) }
+        }
+        try await d.start()
+        let first = try await Self.waitingVM(d, not: [])
+        let pod = podConfig("pooled")
+        let sandbox = try await d.run(pod)
+        #expect(sandbox.hasPrefix(first), "the pod took the waiting VM \(first)")
+        let inspected =
+            try await d.runtime.podSandboxStatus(
+                .with {
+                    $0.podSandboxID = sandbox; $0.verbose = true
+                }
+            ).info["info"] ?? ""
+        #expect(inspected.contains("\"pooled\":true"), "\(inspected)")
+        let second = try await Self.waitingVM(d, not: [first])
+
+        // The pod works as a cold one: the host reaches its web server (eth0 carries the CNI interface's MAC
+        // now), which serves the pod's hostname file.
+        let image = try await TestImages.busybox(d)
+        let container = try await d.create(
+            sandbox, pod, containerConfig("web", image: image, ["/bin/sh", "-c", "exec httpd -f -p 8080 -h /etc"]))
+        try await d.start(container)
+        let ip = try await d.runtime.podSandboxStatus(.with { $0.podSandboxID = sandbox }).status.network.ip
+        #expect(ip.hasPrefix("10.214.247."))
+        #expect(try await HostNetwork.fetch("http://\(ip):8080/hostname") == "pooled\n", "host → pooled pod at \(ip)")
+
+        // A waiting VM that dies is replaced.
+        for pid in PodTraces.qemu(sandbox: second) { kill(pid, SIGKILL) }
+        let third = try await Self.waitingVM(d, not: [first, second])
+        #expect(PodTraces.qemu(sandbox: second).isEmpty)
+
+        // kill -9: the pod is taken back, the waiting VM (no record owns it) destroyed, a new one booted.
+        d.kill9()
+        try await d.start()
+        let fourth = try await Self.waitingVM(d, not: [first, second, third])
+        #expect(PodTraces.qemu(sandbox: third).isEmpty, "the orphaned pool VM is destroyed")
+        #expect(try await d.sandboxState(sandbox) == .sandboxReady)
+        try await d.removePod(sandbox)
+        PodTraces.expectNothingLeft(d, sandbox: sandbox, containers: [container])
+        #expect(Self.vmDirectories(d) == [fourth], "only the waiting VM is left")
+        #expect(!Self.tapExists(third), "recovery removed the orphan's tap")
+
+        // A clean shutdown takes the waiting VM and its tap along.
+        #expect(d.terminate() == 0)
+        #expect(PodTraces.qemu(sandbox: fourth).isEmpty && Self.vmDirectories(d).isEmpty && !Self.tapExists(fourth))
+    }
+
+    static func tap(_ vm: String) -> String { "pvt" + vm.prefix(12) }
+    static func tapExists(_ vm: String) -> Bool { FileManager.default.fileExists(atPath: "/sys/class/net/\(tap(vm))") }
+
+    /// The VM ids under the daemon's run directories.
+    static func vmDirectories(_ d: CRIDaemon) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "\(d.stateDirectory)/vm")) ?? []).sorted()
+    }
+
+    /// Waits until the pool holds one ready VM none of `earlier`, and returns its VM id.
+    static func waitingVM(_ d: CRIDaemon, not earlier: [String]) async throws -> String {
+        let deadline = ContinuousClock.now + .seconds(240)
+        while ContinuousClock.now < deadline {
+            let info = try await d.runtime.status(.with { $0.verbose = true }).info["info"] ?? ""
+            let fresh = vmDirectories(d).filter { !earlier.contains($0) && !PodTraces.qemu(sandbox: $0).isEmpty }
+            if info.contains("\"pool\":\"1 ready"), fresh.count == 1 { return fresh[0] }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        throw TestError("no pool VM became ready: \(d.tail())")
+    }
+}
