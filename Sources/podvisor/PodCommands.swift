@@ -124,9 +124,19 @@ struct PodsCommand: AsyncParsableCommand {
                     ])
                 }
                 printTable(["POD ID", "STATE", "CREATED", "NAME", "NAMESPACE", "IP"], rows)
+                // podvisord's pre-booted VMs (`[vm] pool_size`), waiting for pods.
+                let info = try? await runtime.status(.with { $0.verbose = true }).info["info"]
+                if let pool = info.flatMap(Self.pool) { print("pre-booted VMs: \(pool)") }
             }
             return 0
         }
+    }
+
+    /// Status's "pool" ("1 ready, 0 booting of 1"); nil without a pool.
+    static func pool(_ json: String) -> String? {
+        let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
+        guard let pool = object?["pool"] as? String, !pool.hasSuffix(" of 0") else { return nil }
+        return pool
     }
 }
 

@@ -7,7 +7,8 @@ import TestSupport
 /// podvisord with `[vm] pool_size = 1` on a pod network of its own (bridge pvpool0, 10.214.247.0/24): a pod
 /// that fits takes the waiting VM instead of booting one, and works as any pod (its network, hostname,
 /// containers); the pool boots a replacement; a waiting VM that dies is replaced, never handed out; after
-/// kill -9 of podvisord the waiting VM is destroyed as an orphan and a new one boots. 5 VM boots.
+/// kill -9 of podvisord the waiting VM is destroyed as an orphan and a new one boots; a pod of another shape
+/// boots its own. 6 VM boots.
 @Suite(.serialized) struct CRIPoolTests {
     @Test func podsTakeAPreBootedVM() async throws {
         let d = try CRIDaemon(name: "pvpool", subnet: 247, vmConfig: "pool_size = 1")
@@ -18,6 +19,8 @@ import TestSupport
         }
         try await d.start()
         let first = try await Self.waitingVM(d, not: [])
+        let pods = try Self.podsCommand(d)
+        #expect(pods.contains("pre-booted VMs: 1 ready, 0 booting of 1"), "\(pods)")
         let pod = podConfig("pooled")
         let sandbox = try await d.run(pod)
         #expect(sandbox.hasPrefix(first), "the pod took the waiting VM \(first)")
@@ -29,6 +32,21 @@ import TestSupport
             ).info["info"] ?? ""
         #expect(inspected.contains("\"pooled\":true"), "\(inspected)")
         let second = try await Self.waitingVM(d, not: [first])
+
+        // A pod of another shape (a 256 MiB limit plus the 128 MiB overhead: a 384 MiB guest) boots its own VM;
+        // the waiting one stays in the pool.
+        var large = podConfig("large")
+        large.linux.resources.memoryLimitInBytes = 256 << 20
+        let cold = try await d.run(large)
+        let coldInfo =
+            try await d.runtime.podSandboxStatus(
+                .with {
+                    $0.podSandboxID = cold; $0.verbose = true
+                }
+            ).info["info"] ?? ""
+        #expect(!cold.hasPrefix(second) && coldInfo.contains("\"pooled\":false") && coldInfo.contains("\"memoryMiB\":384"), "\(coldInfo)")
+        try await d.removePod(cold)
+        #expect(try await Self.waitingVM(d, not: [first]) == second)
 
         // The pod works as a cold one: the host reaches its web server (eth0 carries the CNI interface's MAC
         // now), which serves the pod's hostname file.
@@ -70,6 +88,20 @@ import TestSupport
     }
 
     /// Waits until the pool holds one ready VM none of `earlier`, and returns its VM id.
+    /// `podvisor pods` as an operator runs it against this podvisord.
+    static func podsCommand(_ d: CRIDaemon) throws -> String {
+        let cli = Process()
+        cli.executableURL = URL(
+            fileURLWithPath: ProcessInfo.processInfo.environment["PODVISOR"] ?? "\(GuestImage.repositoryRoot)/.build/debug/podvisor")
+        cli.arguments = ["pods", "--endpoint", "unix://\(d.socket)"]
+        let output = Pipe()
+        cli.standardOutput = output
+        try cli.run()
+        let printed = output.fileHandleForReading.readDataToEndOfFile()
+        cli.waitUntilExit()
+        return String(decoding: printed, as: UTF8.self)
+    }
+
     static func waitingVM(_ d: CRIDaemon, not earlier: [String]) async throws -> String {
         let deadline = ContinuousClock.now + .seconds(240)
         while ContinuousClock.now < deadline {
