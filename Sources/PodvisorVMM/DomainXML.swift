@@ -156,6 +156,12 @@ public struct DomainSpec: Sendable, Equatable {
         // Free page reporting: what the guest frees (the initramfs once unpacked, exited containers) goes back
         // to the host instead of staying in QEMU's memory for the pod's life.
         x.element("memballoon", [("model", "virtio"), ("freePageReporting", "on")])
+        // Entropy from the host's /dev/urandom (virtio-rng, built into the guest kernel): without it the guest's
+        // CRNG seeds itself from timer jitter, over a second under TCG, and the agent's first getrandom (the
+        // Swift runtime's hashing seed, before main) waits for it.
+        x.open("rng", [("model", "virtio")])
+        x.element("backend", [("model", "random")], text: "/dev/urandom")
+        x.close("rng")
         x.close("devices")
         if case .hybridVsock(let backendSocket) = agentChannel {
             // libvirt 9.0 has no XML for vhost-user-vsock; QEMU gets it as extra arguments.

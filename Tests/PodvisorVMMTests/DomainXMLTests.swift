@@ -59,6 +59,7 @@ import Testing
             #expect(xml.contains("<\(event)>destroy</\(event)>"))
         }
         #expect(xml.contains("<memballoon model='virtio' freePageReporting='on'/>"))
+        #expect(xml.contains("<rng model='virtio'>") && xml.contains("<backend model='random'>/dev/urandom</backend>"))
         #expect(xml.contains("<serial type='file'>"))
         #expect(xml.contains("<source path='\(Self.run)/console.log'/>"))
         #expect(xml.contains("<vsock model='virtio'>") == (channel == .vsock))
