@@ -90,7 +90,7 @@ bench: release image $(BASELINE) $(BUSYBOX_ROOTFS) $(DEMO_IMAGE)/index.json
 	$(BENCH) bench network --state-dir $(DEMO_STATE) $(IMAGE_FLAGS) --container-rootfs $(abspath $(BUSYBOX_ROOTFS)) \
 		--runs 5 --report Docs/performance.md
 	$(BENCH) bench density --state-dir $(DEMO_STATE) $(IMAGE_FLAGS) --target 150 --report Docs/performance.md
-	Tests/TestSupport/Fixtures/bench-pull.sh $(BENCH) 5 Docs/performance.md
+	Tests/TestSupport/Fixtures/bench-pull.sh $(BENCH) 5 Docs/performance.md $(IMAGE_FLAGS)
 
 # --- on a node: make install, make deb --------------------------------------------------------------------
 # podvisor, podvisord, the guest image and vhost-device-vsock go where the configuration's defaults

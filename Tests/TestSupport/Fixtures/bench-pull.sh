@@ -2,11 +2,14 @@
 # Pull throughput: `podvisor image pull` (fetch, verify, unpack) against `skopeo copy` of the same image to an
 # OCI layout (fetch, verify) from one local docker-registry, alternating, RUNS times each, medians compared.
 # The image: three layers of 20 MiB of random bytes (incompressible), built with umoci.
-# Usage: bench-pull.sh PODVISOR_BINARY [RUNS] [REPORT.md]   (with REPORT, rewrites its bench:image-pull section)
+# Usage: bench-pull.sh PODVISOR_BINARY [RUNS] [REPORT.md] [PODVISOR_OPTIONS…]   (with REPORT, rewrites its
+# bench:image-pull section; the options, e.g. --kernel and --initrd, go to every podvisor command: the CLI's
+# in-process runtime wants a guest image even to pull)
 set -euo pipefail
 podvisor=$(realpath "$1")
 runs=${2:-5}
 report=${3:-}
+options=("${@:4}")
 work=$(mktemp -d /tmp/podvisor-bench-pull.XXXXXX)
 registry_pid=
 cleanup() { [ -n "$registry_pid" ] && kill "$registry_pid" && wait "$registry_pid" || true; rm -rf "$work"; }
@@ -45,13 +48,13 @@ skopeo_times=()
 for _ in $(seq "$runs"); do
     rm -rf "$work/store" "$work/oci"
     start=$(now)
-    "$podvisor" image pull --root "$work/store" "$image" >/dev/null
+    "$podvisor" image pull --state-dir "$work/store" "${options[@]}" "$image" >/dev/null
     podvisor_times+=($(($(now) - start)))
     start=$(now)
     skopeo copy --quiet --src-tls-verify=false "docker://$image" "oci:$work/oci:big"
     skopeo_times+=($(($(now) - start)))
 done
-size=$("$podvisor" image ls --root "$work/store" --output json | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["size"])')
+size=$("$podvisor" image ls --state-dir "$work/store" "${options[@]}" --output json | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["size"])')
 
 section=$(python3 - "$size" "${podvisor_times[*]}" "${skopeo_times[*]}" "$1" <<'PY'
 import statistics, sys
