@@ -264,6 +264,15 @@ extension CRIDaemon {
         _ = try await runtime.startContainer(.with { $0.containerID = id })
     }
 
+    /// PodSandboxStatus's verbose "info" (the runtime's JSON: VM, pooled, hostname…).
+    func sandboxInfo(_ id: String) async throws -> String {
+        try await runtime.podSandboxStatus(
+            .with {
+                $0.podSandboxID = id; $0.verbose = true
+            }
+        ).info["info"] ?? ""
+    }
+
     func removePod(_ id: String) async throws {
         _ = try await runtime.stopPodSandbox(.with { $0.podSandboxID = id })
         _ = try await runtime.removePodSandbox(.with { $0.podSandboxID = id })

@@ -116,12 +116,7 @@ extension CRITests {
                     $0.containerID = String(c1.prefix(12)); $0.verbose = true
                 })
             #expect(verbose.status.id == c1 && verbose.info["info"]?.contains("while true") == true)
-            #expect(
-                try await r.podSandboxStatus(
-                    .with {
-                        $0.podSandboxID = sandbox; $0.verbose = true
-                    }
-                ).info["info"]?.contains("memoryMiB") == true)
+            #expect(try await d.sandboxInfo(sandbox).contains("memoryMiB"))
 
             // Names are unique per sandbox and attempt; a container is re-created in the live sandbox.
             await expectStatus(.alreadyExists, "same name and attempt") {

@@ -24,12 +24,7 @@ import TestSupport
         let pod = podConfig("pooled")
         let sandbox = try await d.run(pod)
         #expect(sandbox.hasPrefix(first), "the pod took the waiting VM \(first)")
-        let inspected =
-            try await d.runtime.podSandboxStatus(
-                .with {
-                    $0.podSandboxID = sandbox; $0.verbose = true
-                }
-            ).info["info"] ?? ""
+        let inspected = try await d.sandboxInfo(sandbox)
         #expect(inspected.contains("\"pooled\":true"), "\(inspected)")
         let second = try await Self.waitingVM(d, not: [first])
 
@@ -38,12 +33,7 @@ import TestSupport
         var large = podConfig("large")
         large.linux.resources.memoryLimitInBytes = 256 << 20
         let cold = try await d.run(large)
-        let coldInfo =
-            try await d.runtime.podSandboxStatus(
-                .with {
-                    $0.podSandboxID = cold; $0.verbose = true
-                }
-            ).info["info"] ?? ""
+        let coldInfo = try await d.sandboxInfo(cold)
         #expect(!cold.hasPrefix(second) && coldInfo.contains("\"pooled\":false") && coldInfo.contains("\"memoryMiB\":384"), "\(coldInfo)")
         try await d.removePod(cold)
         #expect(try await Self.waitingVM(d, not: [first]) == second)
@@ -87,7 +77,6 @@ import TestSupport
         ((try? FileManager.default.contentsOfDirectory(atPath: "\(d.stateDirectory)/vm")) ?? []).sorted()
     }
 
-    /// Waits until the pool holds one ready VM none of `earlier`, and returns its VM id.
     /// `podvisor pods` as an operator runs it against this podvisord.
     static func podsCommand(_ d: CRIDaemon) throws -> String {
         let cli = Process()
@@ -102,6 +91,7 @@ import TestSupport
         return String(decoding: printed, as: UTF8.self)
     }
 
+    /// Waits until the pool holds one ready VM none of `earlier`, and returns its VM id.
     static func waitingVM(_ d: CRIDaemon, not earlier: [String]) async throws -> String {
         let deadline = ContinuousClock.now + .seconds(240)
         while ContinuousClock.now < deadline {
