@@ -27,31 +27,31 @@ struct CRIBench: AsyncParsableCommand {
     func run() async throws {
         let markdown = try await BenchPods.withRuntime(runtime, image: image, poolSize: 1) { bench, host, sandboxRuntime in
             let runtime = bench.runtime
-            var starts: [Duration] = [], bare: [Duration] = []
+            var starts: [PodStart] = [], bare: [Duration] = []
             for i in 0...runs {
-                let (started, sandbox) = try await podStart(bench, name: "bench-\(i)", command: "echo ready")
-                try await bench.remove(sandbox)
+                let started = try await podStart(bench, name: "bench-\(i)", command: "echo ready")
+                try await bench.remove(started.sandbox)
                 let baseline = try await host.bareBoot(id: "bench-bare-\(getpid())-\(i)", initrd: baselineInitrd)
                 guard i > 0 else { continue }
                 starts.append(started)
                 bare.append(baseline)
-                print("run \(i): pod start \(started.milliseconds) ms, bare boot \(baseline.milliseconds) ms")
+                print("run \(i): pod start \(started.total.milliseconds) ms (\(started.stepsText)), bare boot \(baseline.milliseconds) ms")
             }
 
             // The same pod start from a pool of one, each once the pool's VM is ready again (its refill never
             // overlaps a measured start).
             try sandboxRuntime.startPool()
-            var pooled: [Duration] = []
+            var pooled: [PodStart] = []
             for i in 0..<runs {
                 let deadline = ContinuousClock.now + .seconds(300)
                 while sandboxRuntime.poolCounts.ready < 1 {
                     guard ContinuousClock.now < deadline else { throw PodvisorError(.timeout, "the pool's VM did not boot") }
                     try await Task.sleep(for: .milliseconds(20))
                 }
-                let (started, sandbox) = try await podStart(bench, name: "bench-pooled-\(i)", command: "echo ready")
-                try await bench.remove(sandbox)
+                let started = try await podStart(bench, name: "bench-pooled-\(i)", command: "echo ready")
+                try await bench.remove(started.sandbox)
                 pooled.append(started)
-                print("run \(i): pod start from the pool \(started.milliseconds) ms")
+                print("run \(i): pod start from the pool \(started.total.milliseconds) ms (\(started.stepsText))")
             }
             await sandboxRuntime.stopPool()
 
@@ -106,26 +106,48 @@ struct CRIBench: AsyncParsableCommand {
         if let report { try replaceSection(of: report, between: Self.startMarker, and: Self.endMarker, with: markdown) }
     }
 
-    /// RunPodSandbox → CreateContainer → StartContainer → the container's first line in its log.
-    private func podStart(_ bench: BenchPods, name: String, command: String) async throws -> (Duration, String) {
-        let clock = ContinuousClock()
-        let started = clock.now
-        let (pod, sandbox, _) = try await bench.start(name, container: "main", command: command)
+    /// One pod start by its CRI calls: RunPodSandbox, CreateContainer, StartContainer, then the container's
+    /// first line in its log.
+    struct PodStart {
+        var sandbox: String
+        var steps: [Duration]
+        var total: Duration { steps.reduce(.zero, +) }
+        static let stepNames = ["RunPodSandbox", "CreateContainer", "StartContainer", "first log line"]
+        var stepsText: String { zip(Self.stepNames, steps).map { "\($0) \($1.milliseconds)" }.joined(separator: ", ") }
+    }
+
+    private func podStart(_ bench: BenchPods, name: String, command: String) async throws -> PodStart {
+        var last = ContinuousClock.now
+        var steps: [Duration] = []
+        let lap = {
+            let now = ContinuousClock.now
+            steps.append(last.duration(to: now))
+            last = now
+        }
+        let (pod, sandbox, _) = try await bench.start(name, container: "main", command: command, afterEachCall: lap)
         let log = "\(pod.logDirectory)/main.log"
         while (try? Data(contentsOf: URL(fileURLWithPath: log)))?.contains(0x0a) != true {
-            guard clock.now - started < .seconds(120) else { throw PodvisorError(.timeout, "no log line from \(name)") }
+            guard steps.reduce(.zero, +) + last.duration(to: .now) < .seconds(120) else { throw PodvisorError(.timeout, "no log line from \(name)") }
             try await Task.sleep(for: .milliseconds(2))
         }
-        return (started.duration(to: clock.now), sandbox)
+        lap()
+        return PodStart(sandbox: sandbox, steps: steps)
+    }
+
+    /// Each step's median, for the table.
+    static func stepMedians(_ starts: [PodStart]) -> String {
+        PodStart.stepNames.indices.map { i in
+            "\(PodStart.stepNames[i]) \(BootBenchResult.percentile(starts.map { $0.steps[i] }, 0.5).milliseconds) ms"
+        }.joined(separator: ", ")
     }
 
     static func markdown(
-        accelerator: String, guestMiB: Int, starts: [Duration], pooled: [Duration], bare: [Duration], list: [Duration], status: [Duration],
+        accelerator: String, guestMiB: Int, starts: [PodStart], pooled: [PodStart], bare: [Duration], list: [Duration], status: [Duration],
         exec: (sync: [Duration], stream: [Duration]), memory: [(qemu: UInt64, helpers: UInt64)]
     ) -> String {
         let p = BootBenchResult.percentile
         let ms = { (d: Duration) in d.millisecondsText }
-        let start50 = p(starts, 0.5), bare50 = p(bare, 0.5)
+        let start50 = p(starts.map(\.total), 0.5), bare50 = p(bare, 0.5)
         let ratio = Double(start50.milliseconds) / Double(max(1, bare50.milliseconds))
         let qemu = BootBenchResult.median(memory.map(\.qemu)), helpers = BootBenchResult.median(memory.map(\.helpers))
         let date = ISO8601DateFormatter().string(from: Date())
@@ -140,11 +162,13 @@ struct CRIBench: AsyncParsableCommand {
 
             | | p50 | p90 |
             |---|---|---|
-            | pod start (CRI) | \(start50.milliseconds) ms | \(p(starts, 0.9).milliseconds) ms |
+            | pod start (CRI) | \(start50.milliseconds) ms | \(p(starts.map(\.total), 0.9).milliseconds) ms |
             | bare libvirt boot, trivial init (baseline) | \(bare50.milliseconds) ms | \(p(bare, 0.9).milliseconds) ms |
             | **ratio pod start / baseline** | **\(String(format: "%.2f", ratio))** | |
-            | pod start from the pool (`pool_size` 1, the VM booted before the pod) | \(p(pooled, 0.5).milliseconds) ms | \(p(pooled, 0.9).milliseconds) ms |
-            | **ratio pod start from the pool / pod start** | **\(String(format: "%.2f", p(pooled, 0.5) / start50))** | |
+            | pod start from the pool (`pool_size` 1, the VM booted before the pod) | \(p(pooled.map(\.total), 0.5).milliseconds) ms | \(p(pooled.map(\.total), 0.9).milliseconds) ms |
+            | **ratio pod start from the pool / pod start** | **\(String(format: "%.2f", p(pooled.map(\.total), 0.5) / start50))** | |
+
+            By step (p50 of each): cold \(stepMedians(starts)); from the pool \(stepMedians(pooled)).
 
             With \(memory.count) idle pods (one `sleep` container each): ListPodSandbox p50 \(ms(p(list, 0.5))) ms, \
             **p99 \(ms(p(list, 0.99))) ms**; ContainerStatus p50 \(ms(p(status, 0.5))) ms, **p99 \(ms(p(status, 0.99))) ms** \

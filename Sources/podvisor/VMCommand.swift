@@ -45,7 +45,3 @@ struct VMCommand: AsyncParsableCommand {
         }
     }
 }
-
-extension Duration {
-    var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
-}
