@@ -52,11 +52,15 @@ public struct DomainSpec: Sendable, Equatable {
     /// TCG only: the translated-code cache QEMU may grow (its default, 1 GiB, ends up as ~85 MiB of an idle
     /// pod's host memory); nil leaves QEMU's default.
     public var tcgCacheMiB: Int?
+    /// The VM's CPU weight against other VMs (libvirt's `<cputune><shares>`, the cgroup's cpu.shares or
+    /// cpu.weight); nil: libvirt's default.
+    public var cpuShares: Int?
 
     public init(
         name: String, uuid: String, accelerator: Accelerator, memoryMiB: Int, vcpus: Int, emulator: String,
         kernel: String, initrd: String, kernelCommandLine: String, consoleLog: String, agentChannel: AgentChannel,
-        sharedDirectorySocket: String? = nil, networkInterface: NetworkInterface? = nil, tcgCacheMiB: Int? = nil
+        sharedDirectorySocket: String? = nil, networkInterface: NetworkInterface? = nil, tcgCacheMiB: Int? = nil,
+        cpuShares: Int? = nil
     ) {
         self.name = name
         self.uuid = uuid
@@ -72,6 +76,7 @@ public struct DomainSpec: Sendable, Equatable {
         self.sharedDirectorySocket = sharedDirectorySocket
         self.networkInterface = networkInterface
         self.tcgCacheMiB = tcgCacheMiB
+        self.cpuShares = cpuShares
     }
 
     /// The guest kernel parameters every pod VM needs. SWIFT_ROOT=/ reaches the static agent as an environment
@@ -91,6 +96,11 @@ public struct DomainSpec: Sendable, Equatable {
         x.element("uuid", text: uuid)
         x.element("memory", [("unit", "MiB")], text: String(memoryMiB))
         x.element("vcpu", text: String(vcpus))
+        if let cpuShares {
+            x.open("cputune")
+            x.element("shares", text: String(cpuShares))
+            x.close("cputune")
+        }
         // Shared memfd memory: vhost-user devices (vsock backend, virtiofsd) map guest RAM.
         x.open("memoryBacking")
         x.element("source", [("type", "memfd")])

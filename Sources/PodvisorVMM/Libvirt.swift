@@ -179,6 +179,18 @@ public final class LibvirtDomain: @unchecked Sendable {
         }
     }
 
+    /// The running domain's CPU weight (its cgroup's cpu.shares, or cpu.weight under cgroup v2).
+    public func setCPUShares(_ shares: Int) throws(PodvisorError) {
+        var parameters: virTypedParameterPtr?
+        var count: Int32 = 0, capacity: Int32 = 0
+        defer { virTypedParamsFree(parameters, count) }
+        guard virTypedParamsAddULLong(&parameters, &count, &capacity, VIR_DOMAIN_SCHEDULER_CPU_SHARES, UInt64(shares)) == 0,
+            virDomainSetSchedulerParametersFlags(handle, parameters, count, UInt32(VIR_DOMAIN_AFFECT_LIVE.rawValue)) == 0
+        else {
+            throw PodvisorError(.internalError, "cannot set the CPU shares of domain \(name): \(lastLibvirtError())")
+        }
+    }
+
     /// Hard power-off. Destroying a domain that is already gone is not an error.
     public func destroy() throws(PodvisorError) {
         guard virDomainDestroy(handle) == 0 else {

@@ -25,6 +25,8 @@ public final class VirtualMachine: Sendable {
         public var networkInterface: DomainSpec.NetworkInterface?
         /// TCG's translation cache bound (DomainSpec.tcgCacheMiB).
         public var tcgCacheMiB: Int?
+        /// The VM's CPU weight (DomainSpec.cpuShares); `setCPUShares` changes it while the VM runs.
+        public var cpuShares: Int?
         /// Given QEMU's and the helpers' processes (every one of each tree) before the guest runs a single
         /// instruction: a cgroup placed there then holds all the memory the VM will touch.
         public var placeProcesses: (@Sendable ([pid_t]) throws(PodvisorError) -> Void)?
@@ -69,6 +71,12 @@ public final class VirtualMachine: Sendable {
     public var consoleLog: String { "\(configuration.runDirectory)/console.log" }
     public var currentState: State { state.withLock { $0.state } }
 
+    /// libvirt's default CPU weight of a VM: cgroup v1's cpu.shares default, or v2's cpu.weight.
+    public static var defaultCPUShares: Int { FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cgroup.controllers") ? 100 : 1024 }
+
+    /// Changes the running VM's CPU weight (Configuration.cpuShares).
+    public func setCPUShares(_ shares: Int) throws(PodvisorError) { try domain.setCPUShares(shares) }
+
     /// The VM's host processes: QEMU and its helpers (what the pod's cgroup must hold).
     public var processIDs: [pid_t] {
         (ProcessExitWatch.qemuPID(domain: name).map { [$0] } ?? []) + [backend?.helper.pid, share?.virtiofsd.pid].compactMap { $0 }
@@ -109,7 +117,8 @@ public final class VirtualMachine: Sendable {
                 kernel: configuration.kernel, initrd: configuration.initrd,
                 kernelCommandLine: DomainSpec.baseKernelCommandLine(extra: configuration.extraKernelParameters),
                 consoleLog: "\(run)/console.log", agentChannel: channel, sharedDirectorySocket: share?.socket,
-                networkInterface: configuration.networkInterface, tcgCacheMiB: configuration.tcgCacheMiB)
+                networkInterface: configuration.networkInterface, tcgCacheMiB: configuration.tcgCacheMiB,
+                cpuShares: configuration.cpuShares)
             _ = ProcessExitWatch.adoptOrphans
             let domain = try connection.createDomain(xml: spec.xml, paused: configuration.placeProcesses != nil)
             let vm = try observed(configuration, domain: domain, backend: backend, share: share)

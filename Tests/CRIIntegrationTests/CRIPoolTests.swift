@@ -5,7 +5,7 @@ import Testing
 import TestSupport
 
 /// podvisord with `[vm] pool_size = 1` on a pod network of its own (bridge pvpool0, 10.214.247.0/24): a pod
-/// that fits takes the waiting VM instead of booting one, and works as any pod (its network, hostname,
+/// that fits takes the waiting VM, which waited at the lowest CPU weight, instead of booting one, and works as any pod (its network, hostname,
 /// containers); the pool boots a replacement; a waiting VM that dies is replaced, never handed out; after
 /// kill -9 of podvisord the waiting VM is destroyed as an orphan and a new one boots; a pod of another shape
 /// boots its own. 6 VM boots.
@@ -21,9 +21,12 @@ import TestSupport
         let first = try await Self.waitingVM(d, not: [])
         let pods = try Self.podsCommand(d)
         #expect(pods.contains("pre-booted VMs: 1 ready, 0 booting of 1"), "\(pods)")
+        #expect(Self.cpuWeight(vm: first) == 2, "a waiting VM only gets CPU time no pod wants")
         let pod = podConfig("pooled")
         let sandbox = try await d.run(pod)
         #expect(sandbox.hasPrefix(first), "the pod took the waiting VM \(first)")
+        let defaultWeight = FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cgroup.controllers") ? 100 : 1024
+        #expect(Self.cpuWeight(vm: first) == defaultWeight, "a claimed VM weighs as any pod's")
         let inspected = try await d.sandboxInfo(sandbox)
         #expect(inspected.contains("\"pooled\":true"), "\(inspected)")
         let second = try await Self.waitingVM(d, not: [first])
@@ -75,6 +78,24 @@ import TestSupport
     /// The VM ids under the daemon's run directories.
     static func vmDirectories(_ d: CRIDaemon) -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: "\(d.stateDirectory)/vm")) ?? []).sorted()
+    }
+
+    /// The CPU weight libvirt gave the VM's cgroup: cgroup v1's cpu.shares, else v2's cpu.weight (QEMU's
+    /// own threads sit in its `emulator` child).
+    static func cpuWeight(vm: String) -> Int? {
+        guard let pid = PodTraces.qemu(sandbox: vm).first,
+            let text = try? String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8)
+        else { return nil }
+        let entries = text.split(separator: "\n").map { $0.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false) }
+        let file: String
+        if let v1 = entries.first(where: { $0.count == 3 && $0[1].split(separator: ",").contains("cpu") }) {
+            file = "/sys/fs/cgroup/\(v1[1])\(v1[2])/../cpu.shares"
+        } else if let v2 = entries.first(where: { $0.count == 3 && $0[0] == "0" }) {
+            file = "/sys/fs/cgroup\(v2[2])/../cpu.weight"
+        } else {
+            return nil
+        }
+        return (try? String(contentsOfFile: file, encoding: .utf8)).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
     }
 
     /// `podvisor pods` as an operator runs it against this podvisord.

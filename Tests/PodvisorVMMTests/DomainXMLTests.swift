@@ -75,6 +75,13 @@ import Testing
         #expect(!spec.xml.contains("<tcg>"), "KVM translates nothing")
     }
 
+    @Test func cpuSharesGoToCputune() {
+        var spec = Self.spec(.vsock, .tcg)
+        #expect(!spec.xml.contains("<cputune>"), "libvirt's default weight")
+        spec.cpuShares = 2
+        #expect(spec.xml.contains("<cputune>\n    <shares>2</shares>\n  </cputune>"))
+    }
+
     @Test func sharedDirectoryIsAVirtiofsFilesystem() {
         let plain = Self.spec(.vsock, .tcg)
         #expect(!plain.xml.contains("<filesystem"))

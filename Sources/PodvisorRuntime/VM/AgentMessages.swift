@@ -72,8 +72,8 @@ extension VolumeMount.Propagation {
 }
 
 extension PodInterface {
-    /// The guest's eth0: found by the MAC the VM's NIC got from the pod's CNI interface, or by `bootMAC`, the one
-    /// a pre-booted VM's NIC had before its pod's network existed (it then takes eth0's).
+    /// The guest's eth0: found by `bootMAC`, the one the VM's NIC booted with before its pod's network
+    /// existed (it then takes eth0's), or, once configured, by the MAC of the pod's CNI interface.
     func agentMessage(bootMAC: String? = nil) -> Podvisor_Agent_V1_ConfigureNetworkRequest {
         .with {
             $0.interfaces = [

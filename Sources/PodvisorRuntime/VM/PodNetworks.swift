@@ -7,9 +7,11 @@ import PodvisorVMM
 ///
 /// 1. a network namespace per sandbox, pinned at `/run/netns/podvisor-<vm id>`;
 /// 2. CNI ADD in it (eth0, its address and routes, host ports through portmap);
-/// 3. a tap `pvt<12 hex>` in the root namespace, which libvirt opens for the VM's NIC (with eth0's MAC
-///    and MTU); once QEMU holds it, it moves into the netns and tc mirrors eth0 ⇄ tap both ways;
-/// 4. the guest configures eth0 from what the plugins left in the netns (`PodInterface`).
+/// 3. a tap `pvt<12 hex>` in the root namespace, which libvirt opens for the VM's NIC, made before the VM
+///    boots and CNI runs: the NIC boots with a MAC of its own (`bootInterface`), so the VM need not wait for
+///    CNI; once both are done, the tap moves into the netns and tc mirrors eth0 ⇄ tap both ways;
+/// 4. the guest configures eth0 from what the plugins left in the netns (`PodInterface`): its NIC takes
+///    eth0's MAC and MTU, so the peers' ARP entries and the CNI result stay true.
 ///
 /// Names derive from the sandbox id, and CNI keeps its own cache keyed by it, so teardown needs nothing
 /// but the id: after a crash at any point, `detach` removes whatever exists.
@@ -23,11 +25,22 @@ struct PodNetworks: Sendable {
     static func namespace(_ sandboxID: String) -> NetworkNamespace { NetworkNamespace(name: "podvisor-\(SandboxSpec.vmID(sandboxID))") }
     static func tap(_ sandboxID: String) -> String { "pvt" + SandboxSpec.vmID(sandboxID).prefix(12) }
 
-    /// Steps 1-3 up to the tap the VM's NIC will use (a pre-booted VM's exists: `makeTap` false);
-    /// `portMappings` go to portmap when the configuration has that capability (`mappedPorts` says whether it did).
-    func attach(
-        _ spec: SandboxSpec, makeTap: Bool = true
-    ) async throws(PodvisorError) -> (nic: DomainSpec.NetworkInterface, pod: PodInterface, mappedPorts: Bool) {
+    /// The NIC a pod VM boots with, on the sandbox's tap: a locally administered MAC, which eth0's replaces
+    /// in the guest, and a large MTU, which the guest's NIC can lower to the pod network's (never raise).
+    static func bootInterface(_ sandboxID: String, mac: String) -> DomainSpec.NetworkInterface {
+        DomainSpec.NetworkInterface(tap: tap(sandboxID), mac: mac, mtu: 9000)
+    }
+
+    static func bootMAC() -> String {
+        "02:" + (0..<5).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined(separator: ":")
+    }
+
+    /// What `attach` made: the pod's interface, whether portmap serves the host ports.
+    typealias Attached = (pod: PodInterface, mappedPorts: Bool)
+
+    /// Steps 1-2; `portMappings` go to portmap when the configuration has that capability (`mappedPorts`
+    /// says whether it did).
+    func attach(_ spec: SandboxSpec) async throws(PodvisorError) -> Attached {
         let namespace = try NetworkNamespace.create(name: Self.namespace(spec.id).name)
         let mappedPorts = !spec.portMappings.isEmpty && cni.capabilities.contains("portMappings")
         var attachment = CNIAttachment(
@@ -48,10 +61,7 @@ struct PodNetworks: Sendable {
                 egressRate: spec.bandwidth.egress ?? 0, egressBurst: spec.bandwidth.egress == nil ? 0 : burst)
         }
         _ = try await cni.add(attachment)
-        let pod = try await PodInterface.read(namespacePath: namespace.path)
-        let tap = Self.tap(spec.id)
-        if makeTap { try await TapPlumbing.createTap(name: tap) }
-        return (DomainSpec.NetworkInterface(tap: tap, mac: pod.mac, mtu: pod.mtu), pod, mappedPorts)
+        return (try await PodInterface.read(namespacePath: namespace.path), mappedPorts)
     }
 
     /// Step 3's second half, once QEMU holds the tap.

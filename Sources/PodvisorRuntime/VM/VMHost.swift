@@ -83,11 +83,12 @@ public final class VMHost: Sendable {
     /// `placeProcesses` gets its processes before the guest's first instruction (the pod's cgroup).
     public func boot(
         id: String, transport: AgentTransportKind? = nil, size: VMSize? = nil, network: DomainSpec.NetworkInterface? = nil,
-        placeProcesses: (@Sendable ([pid_t]) throws(PodvisorError) -> Void)? = nil
+        placeProcesses: (@Sendable ([pid_t]) throws(PodvisorError) -> Void)? = nil, cpuShares: Int? = nil
     ) async throws(PodvisorError) -> PodVM {
         var configuration = try vmConfiguration(id: id, transport: transport, size: size)
         configuration.networkInterface = network
         configuration.placeProcesses = placeProcesses
+        configuration.cpuShares = cpuShares
         return try await PodVM.boot(configuration, on: connection, timeout: .seconds(config.bootTimeoutSeconds))
     }
 

@@ -11,6 +11,10 @@ import Synchronization
 /// and tap already carry the pod's names; its NIC sits on a tap in the host's namespace until the claim,
 /// when the pod's network is made and the tap moves into it (the guest's NIC then takes eth0's MAC).
 ///
+/// A member boots and waits at the lowest CPU weight (`waitingCPUShares`): it gets only the CPU time that
+/// pods leave, above all that of the pod starting from the member claimed before it; its pod gives it the
+/// weight of any VM.
+///
 /// A member is never reused: after its pod it is destroyed like any pod VM. One that dies while it waits is
 /// replaced. Members have no sandbox record, so after a restart recovery destroys them as orphans, and the
 /// pool boots anew.
@@ -31,6 +35,9 @@ final class VMPool: Sendable {
         /// A boot failed: the next refill waits until then.
         var retryAt: ContinuousClock.Instant?
     }
+
+    /// The least cgroup v1 takes (v2's cpu.weight takes 1).
+    static let waitingCPUShares = 2
 
     let size: VMSize
     let capacity: Int
@@ -62,16 +69,15 @@ final class VMPool: Sendable {
 
     var counts: (ready: Int, booting: Int) { state.withLock { ($0.ready.count, $0.booting) } }
 
-    /// A ready member for a pod of `size`, set aside for `take`; nil: the pod boots its own VM.
+    /// A ready member for a pod of `size`, set aside for `take`; nil: the pod boots its own VM. The refill
+    /// waits for the claiming sandbox (`refill` after `take`): a boot would take the CPU that pod needs now.
     func claim(_ size: VMSize) -> String? {
-        let member = state.withLock { s -> Member? in
+        state.withLock { s -> Member? in
             guard size == self.size, let index = s.ready.firstIndex(where: { $0.pod.vm.currentState == .running }) else { return nil }
             let member = s.ready.remove(at: index)
             s.claimed[member.id] = member
             return member
-        }
-        refill()
-        return member?.id
+        }?.id
     }
 
     func take(_ id: String) -> Member? {
@@ -101,14 +107,12 @@ final class VMPool: Sendable {
 
     private func bootMember() async {
         let id = (0..<4).map { _ in String(format: "%016llx", UInt64.random(in: .min ... .max)) }.joined()
-        // Locally administered: eth0's own MAC replaces it at the claim.
-        let mac = "02:" + (0..<5).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined(separator: ":")
+        let mac = PodNetworks.bootMAC()
         let tap = PodNetworks.tap(id)
         do throws(PodvisorError) {
             try await TapPlumbing.createTap(name: tap)
-            // A large MTU: the guest's NIC can go down to the pod network's at the claim, never above.
             let pod = try await host.boot(
-                id: SandboxSpec.vmID(id), size: size, network: DomainSpec.NetworkInterface(tap: tap, mac: mac, mtu: 9000))
+                id: SandboxSpec.vmID(id), size: size, network: PodNetworks.bootInterface(id, mac: mac), cpuShares: Self.waitingCPUShares)
             let member = Member(id: id, pod: pod, mac: mac)
             let kept = state.withLock { s -> Bool in
                 s.booting -= 1

@@ -96,41 +96,58 @@ public final class VMRuntime: SandboxRuntime {
 
     // MARK: sandboxes
 
-    /// The record first, then the network (netns, CNI ADD, tap), the pod's files, the VM on the tap, the tap
-    /// into the netns, the guest's eth0, the pod's namespaces in the guest. Anything done is undone on failure.
-    /// A pooled sandbox (`claimPooledSandbox`) has its VM and tap already: its processes move into the pod's
-    /// cgroup and its NIC takes eth0's MAC instead.
+    /// The record first; then at once the pod network (netns, CNI ADD) and the VM (booted on a tap of its
+    /// own with a MAC of its own, or pre-booted: `claimPooledSandbox`) with the pod's namespaces in the guest;
+    /// then at once the tap into the netns and the guest's eth0, which takes the MAC and MTU CNI gave. Anything
+    /// done is undone on failure. A pre-booted VM gets the CPU weight of any VM and moves into the pod's cgroup;
+    /// the pool refills once the claiming sandbox is made, not while it is.
     public func createSandbox(_ spec: SandboxSpec) async throws(PodvisorError) -> any PodSandbox {
-        let pooled = pool.withLock { $0 }?.take(spec.id)
+        let pool = pool.withLock { $0 }
+        let pooled = pool?.take(spec.id)
+        defer { if pooled != nil { pool?.refill() } }
         var record = SandboxState(
             id: spec.id, transport: host.transport, size: spec.size, cgroupParent: spec.cgroupParent, userNamespace: spec.userNamespace)
         log.debug("creating sandbox \(spec.id)", metadata: ["netns": "\(PodNetworks.namespace(spec.id).path)", "tap": "\(PodNetworks.tap(spec.id))"])
+        var steps = StepTimes()
         do throws(PodvisorError) {
             try makeDirectory(sandboxDirectory(spec.id))
             try AtomicFile.write(json: record, to: statePath(spec.id))
-            let network = try await networks.attach(spec, makeTap: pooled == nil)
+            let cgroup = spec.cgroupParent.isEmpty ? nil : try PodCgroup(parent: spec.cgroupParent)
+            let bootMAC = pooled?.mac ?? PodNetworks.bootMAC()
+            if let pooled {
+                try pooled.pod.vm.setCPUShares(VirtualMachine.defaultCPUShares)
+                try cgroup?.placement(pooled.pod.vm.processIDs)
+            } else {
+                try await TapPlumbing.createTap(name: PodNetworks.tap(spec.id))
+            }
+            let (networks, host) = (networks, host)
+            let (network, pod) = try await concurrently(
+                { () async throws(PodvisorError) in try await networks.attach(spec) },
+                { () async throws(PodvisorError) -> PodVM in
+                    let pod =
+                        if let pooled { pooled.pod } else {
+                            try await host.boot(
+                                id: spec.vmID, transport: host.transport, size: spec.size,
+                                network: PodNetworks.bootInterface(spec.id, mac: bootMAC), placeProcesses: cgroup?.placement)
+                        }
+                    try await pod.agent.createSandbox(hostname: spec.hostname, sysctls: spec.sysctls, userNamespace: spec.userNamespace)
+                    return pod
+                })
+            steps.lap(pooled == nil ? "network, VM boot and the guest's sandbox" : "network and the guest's sandbox")
             record.portMappingsByNetwork = network.mappedPorts
             try AtomicFile.write(json: record, to: statePath(spec.id))
             try writePodFiles(spec, ips: network.pod.ips)
-            let cgroup = spec.cgroupParent.isEmpty ? nil : try PodCgroup(parent: spec.cgroupParent)
-            let pod: PodVM
-            if let pooled {
-                try cgroup?.placement(pooled.pod.vm.processIDs)
-                pod = pooled.pod
-            } else {
-                pod = try await host.boot(
-                    id: spec.vmID, transport: record.transport, size: record.size, network: network.nic,
-                    placeProcesses: cgroup?.placement)
-            }
             let sandbox = VMSandbox(id: spec.id, pod: pod, runtime: self, record: record, ips: network.pod.ips, pooled: pooled != nil)
             do throws(PodvisorError) {
-                try await networks.connect(spec.id, mtu: network.nic.mtu)
-                try await pod.agent.configureNetwork(network.pod.agentMessage(bootMAC: pooled?.mac))
-                try await pod.agent.createSandbox(hostname: spec.hostname, sysctls: spec.sysctls, userNamespace: spec.userNamespace)
+                _ = try await concurrently(
+                    { () async throws(PodvisorError) in try await networks.connect(spec.id, mtu: network.pod.mtu) },
+                    { () async throws(PodvisorError) in try await pod.agent.configureNetwork(network.pod.agentMessage(bootMAC: bootMAC)) })
+                steps.lap("tap and guest network")
             } catch {
                 try? await sandbox.destroy()
                 throw error
             }
+            log.debug("sandbox \(spec.id) created: \(steps)")
             return sandbox
         } catch {
             do throws(PodvisorError) { try await removeSandbox(id: spec.id) } catch {
