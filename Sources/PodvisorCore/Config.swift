@@ -19,16 +19,15 @@ public struct PodvisorConfig: Sendable, Equatable {
     public var memoryMiB = 256
     public var vcpus = 1
     public var bootTimeoutSeconds = 60
-    /// Under TCG: the bound of QEMU's translated-code cache, in MiB (0: QEMU's default). 16 MiB: an idle pod's
-    /// QEMU keeps 18 MiB less than with 32, for a boot within this host's noise; at 8 boots were 10-25 % slower.
-    public var tcgCacheMiB = 16
+    /// Under TCG: the bound of QEMU's translated-code cache, in MiB (0: QEMU's default). 16 would save an idle
+    /// pod 18 MiB but costs the guest retranslation: container create 150 -> 230 ms, ExecSync 65 -> 138 ms.
+    public var tcgCacheMiB = 32
     /// Extra guest kernel parameters.
     public var kernelParameters = ""
     /// Added to the memory a pod's resources ask for: the guest kernel, agent and page cache.
     public var overheadMiB = 128
     /// What QEMU and the VM's helpers use on the host beyond guest RAM (measured idle under TCG: QEMU 93 MiB
-    /// with a 32 MiB translation cache, 62 MiB with 16, helpers 5 MiB): the part of a RuntimeClass overhead
-    /// the guest does not get.
+    /// with a 32 MiB translation cache, helpers 5 MiB): the part of a RuntimeClass overhead the guest does not get.
     public var vmmOverheadMiB = 96
     /// VMs of the default shape (memory_mib, vcpus) podvisord boots ahead for pods that fit it; 0: none.
     public var poolSize = 0
