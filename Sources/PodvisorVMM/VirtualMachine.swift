@@ -282,6 +282,7 @@ public final class VirtualMachine: Sendable {
             (try? HelperProcess.adopt(name, directory: directory))?.stop()
         }
         SharedDirectory.removePidFile(socket: SharedDirectory.socketPath(run))
+        MachineCgroups.remove(domain: configuration.name)
         // The pin of the VM's mount namespace (whose mounts go with it).
         detachMounts(under: run)
         try removeUnmountedDirectory(run)
@@ -294,6 +295,7 @@ public final class VirtualMachine: Sendable {
         domain.connection.stopObservingLifecycle(domain: name)
         backend?.helper.stop()
         share?.stop()
+        MachineCgroups.remove(domain: name)
         try removeUnmountedDirectory(configuration.runDirectory)
     }
 }

@@ -287,6 +287,13 @@ enum PodTraces {
     /// sandbox is left.
     static func expectNothingLeft(_ daemon: CRIDaemon, sandbox id: String, containers: [String], sourceLocation: SourceLocation = #_sourceLocation) {
         #expect(qemu(sandbox: id).isEmpty, "QEMU still runs", sourceLocation: sourceLocation)
+        // Removed again in the background while QEMU's threads leave (MachineCgroups).
+        var cgroups = MachineCgroups.directories(domain: "podvisor-\(id.prefix(16))")
+        for _ in 0..<50 where !cgroups.isEmpty {
+            Thread.sleep(forTimeInterval: 0.2)
+            cgroups = MachineCgroups.directories(domain: "podvisor-\(id.prefix(16))")
+        }
+        #expect(cgroups.isEmpty, "libvirt's cgroup directories left: \(cgroups)", sourceLocation: sourceLocation)
         // Debian's virtiofsd names its pid file after its socket's path.
         let socket = "\(daemon.stateDirectory)/vm/\(id.prefix(16))/fs/virtiofsd.sock"
         let pidFile = "/run/virtiofsd/" + socket.replacingOccurrences(of: "/", with: ".") + ".pid"
