@@ -1,4 +1,5 @@
 import Foundation
+import PodvisorCore
 
 /// libvirt puts each VM into `machine/<driver>-<id>-<domain name>.libvirt-qemu` of every cgroup hierarchy
 /// (with `emulator` and `vcpuN` below it) and removes that when the domain stops, but only the libvirt that
@@ -6,13 +7,11 @@ import Foundation
 /// destroys the VM and leaves the empty directories, a few per restart, for the host's life. Under load
 /// libvirt's own removal can also come while QEMU's threads are still leaving.
 public enum MachineCgroups {
-    static let root = "/sys/fs/cgroup"
-
     /// The VM's directories: in the one v2 hierarchy or in each v1 one.
     public static func directories(domain name: String) -> [String] {
+        let root = HostCgroups.root
         let hierarchies =
-            FileManager.default.fileExists(atPath: "\(root)/cgroup.controllers")
-            ? [root] : ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).map { "\(root)/\($0)" }
+            HostCgroups.unified ? [root] : ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).map { "\(root)/\($0)" }
         return hierarchies.flatMap { hierarchy in
             ((try? FileManager.default.contentsOfDirectory(atPath: "\(hierarchy)/machine")) ?? [])
                 .filter { $0.hasSuffix("-\(name).libvirt-qemu") }.map { "\(hierarchy)/machine/\($0)" }

@@ -72,7 +72,7 @@ public final class VirtualMachine: Sendable {
     public var currentState: State { state.withLock { $0.state } }
 
     /// libvirt's default CPU weight of a VM: cgroup v1's cpu.shares default, or v2's cpu.weight.
-    public static var defaultCPUShares: Int { FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cgroup.controllers") ? 100 : 1024 }
+    public static var defaultCPUShares: Int { HostCgroups.unified ? 100 : 1024 }
 
     /// Changes the running VM's CPU weight (Configuration.cpuShares).
     public func setCPUShares(_ shares: Int) throws(PodvisorError) { try domain.setCPUShares(shares) }

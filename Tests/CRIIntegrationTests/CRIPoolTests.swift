@@ -1,6 +1,7 @@
 import Foundation
 import GRPCCore
 import PodvisorCRI
+import PodvisorVMM
 import Testing
 import TestSupport
 
@@ -25,8 +26,7 @@ import TestSupport
         let pod = podConfig("pooled")
         let sandbox = try await d.run(pod)
         #expect(sandbox.hasPrefix(first), "the pod took the waiting VM \(first)")
-        let defaultWeight = FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cgroup.controllers") ? 100 : 1024
-        #expect(Self.cpuWeight(vm: first) == defaultWeight, "a claimed VM weighs as any pod's")
+        #expect(Self.cpuWeight(vm: first) == VirtualMachine.defaultCPUShares, "a claimed VM weighs as any pod's")
         let inspected = try await d.sandboxInfo(sandbox)
         #expect(inspected.contains("\"pooled\":true"), "\(inspected)")
         let second = try await Self.waitingVM(d, not: [first])

@@ -10,14 +10,14 @@ struct PodCgroup: Sendable {
     let directories: [String]
     let parent: String
 
-    static let root = "/sys/fs/cgroup"
+    static let root = HostCgroups.root
     /// v1 controllers whose limits and accounting kubelet uses (cpuset needs its own set-up: left alone).
     static let controllers = ["memory", "cpu", "cpuacct", "pids", "blkio"]
 
     init(parent: String) throws(PodvisorError) {
         self.parent = parent
         let relative = try Self.path(parent)
-        if FileManager.default.fileExists(atPath: "\(Self.root)/cgroup.controllers") {
+        if HostCgroups.unified {
             directories = ["\(Self.root)\(relative)"]
         } else {
             directories = Self.controllers.filter { FileManager.default.fileExists(atPath: "\(Self.root)/\($0)") }
