@@ -113,10 +113,10 @@ final class CRIDaemon: @unchecked Sendable {
         }
     }
 
-    /// kill -9, as a crash would.
+    /// kill -9, as a crash would. The closed client stays until `start` replaces it: a call racing the kill
+    /// (Chaos) then fails, where it found no client and crashed the test process.
     func kill9() {
         client?.beginGracefulShutdown()
-        client = nil
         guard let process else { return }
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
@@ -142,7 +142,6 @@ final class CRIDaemon: @unchecked Sendable {
     /// SIGTERM, as `systemctl stop` sends it; the daemon's exit status.
     func terminate() -> Int32 {
         client?.beginGracefulShutdown()
-        client = nil
         guard let process else { return -1 }
         kill(process.processIdentifier, SIGTERM)
         process.waitUntilExit()
