@@ -123,8 +123,10 @@ final class CRIDaemon: @unchecked Sendable {
         self.process = nil
     }
 
-    /// At exit, newest first: the network namespaces of pods the daemon still has, the daemon with its VMs
-    /// and the state directory, then the bridge and the log.
+    /// At exit, newest first: the pods the daemon still has (a suite's long-lived pod, a failed test's) are
+    /// removed through it and it is stopped as systemd stops it, so CNI DEL, libvirt and the pool tidy up as in
+    /// production; then what a hung daemon left: the network namespaces of its pods, the daemon with its VMs
+    /// and the state directory, the bridge and the log.
     func cleanUpAtExit() {
         TestCleanup.atExit { [network, logFile] in
             network.remove()
@@ -132,6 +134,32 @@ final class CRIDaemon: @unchecked Sendable {
         }
         TestCleanup.removeAtExit(stateDirectory)
         TestCleanup.atExit { [stateDirectory] in TestPodNetwork.removeNamespaces(recordedIn: stateDirectory) }
+        TestCleanup.atExit { [self] in
+            guard process?.isRunning == true else { return }
+            let listed = (try? cli(["pods", "--output", "json"])) ?? ""
+            let pods = (try? JSONSerialization.jsonObject(with: Data(listed.utf8))) as? [[String: Any]] ?? []
+            let ids = pods.compactMap { $0["id"] as? String }
+            if !ids.isEmpty { _ = try? cli(["rm", "--force"] + ids) }
+            signal(SIGTERM)  // the next step kills what has not gone within 60 s
+            for _ in 0..<600 where process?.isRunning == true { usleep(100_000) }
+        }
+    }
+
+    /// Runs the `podvisor` CLI against this daemon (as an operator would): its stdout. Killed after 60 s.
+    func cli(_ arguments: [String]) throws -> String {
+        let cli = Process()
+        cli.executableURL = URL(
+            fileURLWithPath: ProcessInfo.processInfo.environment["PODVISOR"] ?? "\(GuestImage.repositoryRoot)/.build/debug/podvisor")
+        cli.arguments = arguments + ["--endpoint", "unix://\(socket)"]
+        let output = Pipe()
+        cli.standardOutput = output
+        try cli.run()
+        let watchdog = DispatchWorkItem { if cli.isRunning { kill(cli.processIdentifier, SIGKILL) } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 60, execute: watchdog)
+        let printed = output.fileHandleForReading.readDataToEndOfFile()
+        cli.waitUntilExit()
+        watchdog.cancel()
+        return String(decoding: printed, as: UTF8.self)
     }
 
     /// `kill -SIGNAL`, as an operator or systemd sends it.

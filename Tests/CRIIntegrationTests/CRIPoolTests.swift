@@ -20,7 +20,7 @@ import TestSupport
         }
         try await d.start()
         let first = try await Self.waitingVM(d, not: [])
-        let pods = try Self.podsCommand(d)
+        let pods = try d.cli(["pods"])
         #expect(pods.contains("pre-booted VMs: 1 ready, 0 booting of 1"), "\(pods)")
         #expect(Self.cpuWeight(vm: first) == 2, "a waiting VM only gets CPU time no pod wants")
         let pod = podConfig("pooled")
@@ -96,20 +96,6 @@ import TestSupport
             return nil
         }
         return (try? String(contentsOfFile: file, encoding: .utf8)).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-    }
-
-    /// `podvisor pods` as an operator runs it against this podvisord.
-    static func podsCommand(_ d: CRIDaemon) throws -> String {
-        let cli = Process()
-        cli.executableURL = URL(
-            fileURLWithPath: ProcessInfo.processInfo.environment["PODVISOR"] ?? "\(GuestImage.repositoryRoot)/.build/debug/podvisor")
-        cli.arguments = ["pods", "--endpoint", "unix://\(d.socket)"]
-        let output = Pipe()
-        cli.standardOutput = output
-        try cli.run()
-        let printed = output.fileHandleForReading.readDataToEndOfFile()
-        cli.waitUntilExit()
-        return String(decoding: printed, as: UTF8.self)
     }
 
     /// Waits until the pool holds one ready VM none of `earlier`, and returns its VM id.
