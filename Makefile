@@ -14,7 +14,7 @@ DEMO_IMAGE := $(BUILD)/demo-image
 PODVISOR := .build/debug/podvisor
 # Where make demo keeps its VMs and its embedded libvirt root.
 DEMO_STATE ?= /var/lib/podvisor
-IMAGE_FLAGS = --kernel $(abspath $(IMAGE_DIR)/vmlinuz) --initrd $(abspath $(IMAGE_DIR)/initramfs.img)
+IMAGE_FLAGS = --kernel $(abspath $(IMAGE_DIR)/vmlinuz) --rootfs $(abspath $(IMAGE_DIR)/rootfs.erofs)
 
 .PHONY: all deps build demo test check unit-test chaos bench clean release install uninstall deb install-test FORCE
 all: build image
@@ -57,8 +57,8 @@ demo: build image $(DEMO_IMAGE)/index.json
 # Integration tests find the image through these variables and boot real VMs through libvirt. The quick
 # checks come first: a formatting or layering mistake fails in seconds, not after the VM suites.
 test: build image check
-	PODVISOR_TEST_KERNEL=$(abspath $(IMAGE_DIR)/vmlinuz) PODVISOR_TEST_INITRD=$(abspath $(IMAGE_DIR)/initramfs.img) \
-		$(SWIFT) test
+	PODVISOR_TEST_KERNEL=$(abspath $(IMAGE_DIR)/vmlinuz) PODVISOR_TEST_ROOTFS=$(abspath $(IMAGE_DIR)/rootfs.erofs) \
+		PODVISOR_TEST_INITRD=$(abspath $(IMAGE_DIR)/initramfs.img) $(SWIFT) test
 	$(MAKE) --no-print-directory install-test
 
 unit-test: deps
@@ -68,7 +68,7 @@ unit-test: deps
 CHAOS_CYCLES ?= 25
 chaos: build image
 	PODVISOR_CHAOS_CYCLES=$(CHAOS_CYCLES) PODVISOR_TEST_KERNEL=$(abspath $(IMAGE_DIR)/vmlinuz) \
-		PODVISOR_TEST_INITRD=$(abspath $(IMAGE_DIR)/initramfs.img) $(SWIFT) test --filter 'CRITests.Chaos'
+		PODVISOR_TEST_ROOTFS=$(abspath $(IMAGE_DIR)/rootfs.erofs) $(SWIFT) test --filter 'CRITests.Chaos'
 
 # Format (.swift-format), the layering of Docs/architecture.md (every import allowed and declared), unit tests.
 check: deps

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds the guest image: a kernel plus an initramfs whose /init is the agent.
+# Builds the guest image: a kernel plus a root whose /init is the agent, as an erofs disk image (what pods
+# boot: the minimal kernel mounts it from a read-only virtio disk) and as an initramfs (for the cloud kernel,
+# which needs its modules before it can read a disk).
 #   build-image.sh OUTDIR AGENT_BINARY
-# Writes OUTDIR/vmlinuz, OUTDIR/initramfs.img, OUTDIR/image-info.txt (each replaced atomically;
+# Writes OUTDIR/vmlinuz, OUTDIR/rootfs.erofs, OUTDIR/initramfs.img, OUTDIR/image-info.txt (each replaced atomically;
 # same inputs give byte-identical outputs). The kernel is podvisor's minimal one (Images/build-kernel.sh,
 # everything built in, no modules in the initramfs) or Debian's cloud kernel: installing nothing on the
 # host, that package is fetched with `apt-get download` into OUTDIR/cache and unpacked with `dpkg-deb -x`.
@@ -24,7 +26,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 modlist=$here/modules.list
 [ -f "$agent" ] || die "agent binary not found: $agent"
 [ -f "$modlist" ] || die "missing $modlist"
-for t in apt-get apt-cache dpkg-deb cpio gzip; do command -v "$t" >/dev/null || die "missing tool: $t (make deps)"; done
+for t in apt-get apt-cache dpkg-deb cpio gzip mkfs.erofs; do command -v "$t" >/dev/null || die "missing tool: $t (make deps)"; done
 
 mkdir -p "$out"
 cache=${PODVISOR_IMAGE_CACHE:-$out/cache}
@@ -170,10 +172,11 @@ while IFS= read -r line; do
     [ -z "$line" ] || visit "$line"
 done <"$modlist"
 
-# --- 3. initramfs ------------------------------------------------------------------------
+# --- 3. rootfs and initramfs ------------------------------------------------------------------------
 root=$work/root
 mkdir -p "$root/lib/modules"
-for d in proc sys dev run tmp mnt etc; do mkdir -p "$root/$d"; done
+# newroot: where the agent mounts the tmpfs it moves onto (a read-only disk root cannot make it).
+for d in proc sys dev run tmp mnt etc newroot; do mkdir -p "$root/$d"; done
 cp "$agent" "$root/init"
 for n in "${order[@]}"; do
     cp "$work/mods/${modfile[$n]}" "$root/lib/modules/"
@@ -185,6 +188,10 @@ find "$root" -type f -exec chmod 0644 {} +
 chmod 0755 "$root/init"
 chmod 1777 "$root/tmp"
 find "$root" -exec touch -h -d "@$epoch" {} +
+
+# The rootfs disk, the same tree as erofs: uncompressed, so the guest reads the agent's pages as it runs them
+# with nothing to unpack; reproducible (fixed time and UUID, every file root's).
+mkfs.erofs --quiet -T"$epoch" -U00000000-0000-0000-0000-000000000000 --all-root "$work/rootfs.erofs" "$root" >&2
 
 compress=${PODVISOR_INITRD_COMPRESS:-}
 if [ -z "$compress" ]; then
@@ -219,6 +226,7 @@ fi
     echo "kernel_package: $kpkg"
     echo "kernel_version: $kver"
     echo "vmlinuz_bytes: $(size "$work/vmlinuz")"
+    echo "rootfs_bytes: $(size "$work/rootfs.erofs")"
     echo "initramfs_bytes: $(size "$work/initramfs.img")"
     echo "initramfs_compression: $compress"
     echo "initramfs_uncompressed_bytes: $(cd "$root" && find . -mindepth 1 -printf '%P\n' | sort | cpio -o -H newc -R 0:0 --reproducible --quiet | wc -c)"
@@ -235,10 +243,11 @@ fi
 } >"$work/image-info.txt"
 
 # QEMU runs as libvirt-qemu: the outputs must be readable whatever the caller's umask.
-chmod 0644 "$work/image-info.txt" "$work/vmlinuz" "$work/initramfs.img"
-# The Makefile's targets (vmlinuz, initramfs.img) are renamed last so they end up newest.
+chmod 0644 "$work/image-info.txt" "$work/vmlinuz" "$work/rootfs.erofs" "$work/initramfs.img"
+# The Makefile's targets (vmlinuz, rootfs.erofs, initramfs.img) are renamed last so they end up newest.
 mv -f "$work/image-info.txt" "$out/image-info.txt"
 mv -f "$work/vmlinuz" "$out/vmlinuz"
+mv -f "$work/rootfs.erofs" "$out/rootfs.erofs"
 mv -f "$work/initramfs.img" "$out/initramfs.img"
-touch "$out/vmlinuz" "$out/initramfs.img"
-log "$kver: $out/vmlinuz ($(size "$out/vmlinuz") B), $out/initramfs.img ($(size "$out/initramfs.img") B, $compress), ${#order[@]} modules"
+touch "$out/vmlinuz" "$out/rootfs.erofs" "$out/initramfs.img"
+log "$kver: $out/vmlinuz ($(size "$out/vmlinuz") B), $out/rootfs.erofs ($(size "$out/rootfs.erofs") B), $out/initramfs.img ($(size "$out/initramfs.img") B, $compress), ${#order[@]} modules"

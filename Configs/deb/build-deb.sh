@@ -42,8 +42,8 @@ Priority: optional
 Description: Kubernetes container runtime with one virtual machine per pod
  podvisord serves the Kubernetes CRI (RuntimeService and ImageService) on a unix socket and runs every pod
  sandbox in its own QEMU virtual machine, driven through libvirt's embedded QEMU driver; the podvisor
- command runs pods by hand, standalone or as a client of podvisord. Includes the guest kernel and
- initramfs, and vhost-device-vsock.
+ command runs pods by hand, standalone or as a client of podvisord. Includes the guest kernel, its
+ root filesystem (and an initramfs of it), and vhost-device-vsock.
 EOF
 # Everything in /etc is the operator's to change: dpkg keeps their edits on upgrades.
 (cd "$stage" && find etc -type f -printf '/%p\n') >"$stage/DEBIAN/conffiles"

@@ -16,9 +16,11 @@
 #include <sys/prctl.h>
 #include <sys/reboot.h>
 #include <sys/socket.h>
+#include <sys/vfs.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <linux/magic.h>
 #include <linux/vm_sockets.h>
 
 static int fill_unix(struct sockaddr_un *addr, const char *path) {
@@ -370,6 +372,12 @@ int pv_unblock_all_signals(void) {
     sigset_t set;
     sigemptyset(&set);
     return pthread_sigmask(SIG_SETMASK, &set, NULL);
+}
+
+int pv_on_ramfs(const char *path) {
+    struct statfs fs;
+    if (statfs(path, &fs) != 0) return 0;
+    return fs.f_type == RAMFS_MAGIC || fs.f_type == TMPFS_MAGIC;
 }
 
 uint64_t pv_boottime_ms(void) {

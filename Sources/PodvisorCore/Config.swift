@@ -12,7 +12,10 @@ public struct PodvisorConfig: Sendable, Equatable {
     /// nil ("auto"): the first transport the host supports, in AgentTransportKind's order.
     public var transport: AgentTransportKind?
     public var kernelPath = "/usr/local/share/podvisor/vmlinuz"
-    public var initrdPath = "/usr/local/share/podvisor/initramfs.img"
+    /// The guest's root: an erofs image on a read-only disk shared by every VM (podvisor's kernel)...
+    public var rootfsPath = "/usr/local/share/podvisor/rootfs.erofs"
+    /// ...or, when set, an initramfs instead (a kernel that loads its virtio drivers as modules, Debian's cloud one).
+    public var initrdPath = ""
     public var emulatorPath = "/usr/bin/qemu-system-x86_64"
     public var vsockBackendPath = "/usr/local/libexec/podvisor/vhost-device-vsock"
     public var virtiofsdPath = "/usr/lib/qemu/virtiofsd"
@@ -126,6 +129,7 @@ public struct PodvisorConfig: Sendable, Equatable {
             case "vm.hypervisor": hypervisor = try key.choiceOrAuto(of: Accelerator.self)
             case "vm.transport": transport = try key.choiceOrAuto(of: AgentTransportKind.self)
             case "vm.kernel": kernelPath = try key.string()
+            case "vm.rootfs": rootfsPath = try key.string()
             case "vm.initrd": initrdPath = try key.string()
             case "vm.emulator": emulatorPath = try key.string()
             case "vm.vsock_backend": vsockBackendPath = try key.string()

@@ -15,7 +15,7 @@ public final class VirtualMachine: Sendable {
         public var memoryMiB: Int
         public var vcpus: Int
         public var kernel: String
-        public var initrd: String
+        public var root: GuestRoot
         public var emulator: String
         public var extraKernelParameters: String
         public var vsockBackendExecutable: String
@@ -33,7 +33,7 @@ public final class VirtualMachine: Sendable {
 
         public init(
             name: String, runDirectory: String, accelerator: Accelerator, transport: AgentTransportKind,
-            memoryMiB: Int, vcpus: Int, kernel: String, initrd: String, emulator: String,
+            memoryMiB: Int, vcpus: Int, kernel: String, root: GuestRoot, emulator: String,
             extraKernelParameters: String, vsockBackendExecutable: String, virtiofsdExecutable: String?, tcgCacheMiB: Int? = nil
         ) {
             self.name = name
@@ -43,7 +43,7 @@ public final class VirtualMachine: Sendable {
             self.memoryMiB = memoryMiB
             self.vcpus = vcpus
             self.kernel = kernel
-            self.initrd = initrd
+            self.root = root
             self.emulator = emulator
             self.extraKernelParameters = extraKernelParameters
             self.vsockBackendExecutable = vsockBackendExecutable
@@ -114,7 +114,7 @@ public final class VirtualMachine: Sendable {
             let spec = DomainSpec(
                 name: configuration.name, uuid: UUID().uuidString.lowercased(), accelerator: configuration.accelerator,
                 memoryMiB: configuration.memoryMiB, vcpus: configuration.vcpus, emulator: configuration.emulator,
-                kernel: configuration.kernel, initrd: configuration.initrd,
+                kernel: configuration.kernel, root: configuration.root,
                 kernelCommandLine: DomainSpec.baseKernelCommandLine(extra: configuration.extraKernelParameters),
                 consoleLog: "\(run)/console.log", agentChannel: channel, sharedDirectorySocket: share?.socket,
                 networkInterface: configuration.networkInterface, tcgCacheMiB: configuration.tcgCacheMiB,

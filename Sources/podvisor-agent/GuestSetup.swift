@@ -14,11 +14,11 @@ enum GuestSetup {
         }
     }
 
-    /// Moves PID 1 from the initramfs onto a tmpfs root, as switch_root does for a disk root: the kernel
-    /// refuses pivot_root while the caller's root is the initramfs itself, and every container needs
-    /// pivot_root (a chroot would leave the agent's root reachable to CAP_SYS_CHROOT). The initramfs files
-    /// are deleted first so their memory returns to the guest; the running agent stays mapped.
-    /// Call after the modules are loaded and with only /proc mounted.
+    /// Moves PID 1 from the boot root onto a tmpfs root, as switch_root does: the kernel refuses pivot_root
+    /// while the caller's root is the initramfs itself, and every container needs pivot_root (a chroot would
+    /// leave the agent's root reachable to CAP_SYS_CHROOT); on the read-only rootfs disk the tmpfs gives the
+    /// agent the same writable root. An initramfs's files are deleted first so their memory returns to the
+    /// guest; the running agent stays mapped. Call after the modules are loaded and with only /proc mounted.
     static func switchToTmpfsRoot() {
         let newRoot = "/newroot"
         mkdir(newRoot, 0o755)
@@ -33,8 +33,11 @@ enum GuestSetup {
         }
         var rootStat = stat()
         lstat("/", &rootStat)
-        for entry in GuestFiles.listDirectory("/") where entry != "newroot" {
-            removeTree("/\(entry)", device: rootStat.st_dev)
+        // A disk root is read-only, and of it the guest holds only the pages read.
+        if pv_on_ramfs("/") == 1 {
+            for entry in GuestFiles.listDirectory("/") where entry != "newroot" {
+                removeTree("/\(entry)", device: rootStat.st_dev)
+            }
         }
         guard chdir(newRoot) == 0, pv_move_mount(".", "/") == 0, chroot(".") == 0, chdir("/") == 0 else {
             log("cannot switch to the tmpfs root: errno \(errno)")

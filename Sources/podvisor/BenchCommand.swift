@@ -71,7 +71,8 @@ struct BenchCommand: AsyncParsableCommand {
             let result = BootBenchResult(
                 accelerator: host.accelerator, transport: host.transport, runs: runs, pod: pod, bare: bare, agentRSS: rss,
                 agentRSSWithTwoContainers: rssWithContainers, guestInit: guestInit, guestReady: guestReady,
-                guestKernel: guestKernel, kernel: host.config.kernelPath, initrd: host.config.initrdPath)
+                guestKernel: guestKernel, kernel: host.config.kernelPath, root: host.root.path,
+                rootIsInitramfs: !host.config.initrdPath.isEmpty)
             print(result.markdown)
             if let report { try result.write(into: report) }
         }
@@ -110,7 +111,8 @@ struct BootBenchResult {
     var guestReady: [Duration]
     var guestKernel: String
     var kernel: String
-    var initrd: String
+    var root: String
+    var rootIsInitramfs: Bool
 
     static func percentile(_ values: [Duration], _ p: Double) -> Duration {
         let sorted = values.sorted()
@@ -153,7 +155,7 @@ struct BootBenchResult {
             (guest clock).
 
             Agent RSS inside the guest (median VmRSS after boot): **\(rss / 1024) KiB**.\(withContainers) \
-            Guest kernel \(guestKernel), \(size(kernel)); initramfs \(size(initrd)).
+            Guest kernel \(guestKernel), \(size(kernel)); \(rootIsInitramfs ? "initramfs" : "root: erofs on a shared read-only disk,") \(size(root)).
             \(BootBenchResult.endMarker)
             """
     }

@@ -13,7 +13,10 @@ struct RuntimeOptions: ParsableArguments {
     @Option(help: "Guest kernel.")
     var kernel: String?
 
-    @Option(help: "Guest initramfs.")
+    @Option(help: "Guest root filesystem: an erofs image, on a read-only disk (the default root).")
+    var rootfs: String?
+
+    @Option(help: "Guest initramfs, instead of the rootfs (a kernel whose virtio drivers are modules).")
     var initrd: String?
 
     @Option(help: "auto, kvm or tcg.")
@@ -33,7 +36,9 @@ struct RuntimeOptions: ParsableArguments {
         if !overrides.isEmpty { config = try config.merging(toml: overrides.joined(separator: "\n")) }
         overrides = []
         if let kernel { overrides.append("kernel = \(PodvisorConfig.quote(kernel))") }
-        if let initrd { overrides.append("initrd = \(PodvisorConfig.quote(initrd))") }
+        if let rootfs { overrides.append("rootfs = \(PodvisorConfig.quote(rootfs))") }
+        // An initrd wins over the rootfs: --rootfs alone must not lose to one the config file sets.
+        if let initrd { overrides.append("initrd = \(PodvisorConfig.quote(initrd))") } else if rootfs != nil { overrides.append("initrd = \"\"") }
         if let hypervisor { overrides.append("hypervisor = \(PodvisorConfig.quote(hypervisor))") }
         if let transport { overrides.append("transport = \(PodvisorConfig.quote(transport))") }
         if let libvirtURI { overrides.append("libvirt_uri = \(PodvisorConfig.quote(libvirtURI))") }

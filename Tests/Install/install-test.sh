@@ -3,7 +3,7 @@
 #   install-test.sh PODVISOR.deb DEMO_IMAGE_DIR
 # The package is unpacked into a scratch root (dpkg-deb -x: the host's dpkg database is not touched) and its
 # maintainer scripts run against that root through DPKG_ROOT, as `dpkg --root` would run them. The installed
-# podvisor then imports the demo image and runs it in a pod VM with the installed kernel, initramfs and
+# podvisor then imports the demo image and runs it in a pod VM with the installed kernel, rootfs and
 # vhost-device-vsock: the installed config, its paths into the package moved below the scratch root, is all
 # it is given. Everything it makes goes when it exits, also on failure.
 set -euo pipefail
@@ -12,7 +12,7 @@ deb=$(realpath "$1")
 demo=$(realpath "$2")
 bridge=pvinst0
 scratch=$(mktemp -d /tmp/pvinstall.XXXXXX)
-# QEMU (user libvirt-qemu) must reach the kernel, initramfs and the VMs' directories below.
+# QEMU (user libvirt-qemu) must reach the kernel, rootfs and the VMs' directories below.
 chmod 0755 "$scratch"
 root=$scratch/root
 config=$scratch/config.toml
@@ -56,7 +56,7 @@ done
 dpkg-deb -x "$deb" "$root"
 dpkg-deb -e "$deb" "$scratch/DEBIAN"
 for file in usr/bin/podvisor usr/bin/podvisord usr/libexec/podvisor/vhost-device-vsock usr/share/podvisor/vmlinuz \
-    usr/share/podvisor/initramfs.img etc/podvisor/config.toml etc/podvisor/containerd.toml \
+    usr/share/podvisor/rootfs.erofs usr/share/podvisor/initramfs.img etc/podvisor/config.toml etc/podvisor/containerd.toml \
     lib/systemd/system/podvisord.service lib/systemd/system/podvisor-containerd.service \
     usr/share/man/man1/podvisor.1.gz usr/share/man/man1/podvisord.1.gz usr/share/bash-completion/completions/podvisor \
     usr/share/zsh/vendor-completions/_podvisor usr/share/fish/vendor_completions.d/podvisor.fish \
@@ -112,13 +112,13 @@ every_path_installed=1
 while IFS= read -r line; do
     if [[ $line =~ ^([a-z_]+)\ =\ \"(/[^\"]*)\"$ ]] && [ -e "$root${BASH_REMATCH[2]}" ]; then
         line="${BASH_REMATCH[1]} = \"$root${BASH_REMATCH[2]}\""
-    elif [[ $line =~ ^(kernel|initrd|vsock_backend)\ = ]]; then
+    elif [[ $line =~ ^(kernel|rootfs|vsock_backend)\ = ]]; then
         every_path_installed=0
     fi
     [[ $line =~ ^state_dir\ = ]] && line="state_dir = \"$scratch/state\""
     printf '%s\n' "$line"
 done <"$root/etc/podvisor/config.toml" >"$config"
-[ $every_path_installed -eq 1 ] || fail "the installed config names a kernel, initrd or vsock backend the package lacks"
+[ $every_path_installed -eq 1 ] || fail "the installed config names a kernel, rootfs or vsock backend the package lacks"
 sed -i '/^conf_dir *=/d' "$config"
 if grep -q '^\[cni\]' "$config"; then
     sed -i "/^\[cni\]/a conf_dir = \"$scratch/net.d\"" "$config"

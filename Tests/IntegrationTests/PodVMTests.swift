@@ -1,18 +1,25 @@
 import Foundation
 import PodvisorAgentProtocol
 import PodvisorCore
-import PodvisorRuntime
 import PodvisorVMM
 import Testing
 import TestSupport
 
+@testable import PodvisorRuntime
+
 /// Real VMs through real libvirt (TCG here, KVM where available). Serialized: two cores, and every boot
 /// is deliberate — six per run.
 @Suite(.serialized) struct PodVMTests {
-    /// Boots, calls every agent method of the spine, and powers off through the agent.
-    func bootCallAndShutDown(_ transport: AgentTransportKind, expectGuestTransport: String) async throws {
+    /// Boots, calls every agent method of the spine, and powers off through the agent. `initrd`: from the
+    /// initramfs instead of the rootfs disk pods boot from.
+    func bootCallAndShutDown(_ transport: AgentTransportKind, expectGuestTransport: String, initrd: String? = nil) async throws {
         let host = try TestHost.host()
-        let pod = try await host.boot(id: TestHost.uniqueID("t"), transport: transport)
+        let configuration = try host.vmConfiguration(id: TestHost.uniqueID("t"), transport: transport, initrd: initrd)
+        let pod = try await PodVM.boot(configuration, on: host.connection, timeout: .seconds(host.config.bootTimeoutSeconds))
+        // Without an initramfs the kernel has no root but the disk: booting at all shows it mounted.
+        let qemu = try #require(HostTraces.qemuProcesses(domain: pod.vm.name).first)
+        let arguments = String(decoding: try Data(contentsOf: URL(fileURLWithPath: "/proc/\(qemu)/cmdline")), as: UTF8.self)
+        #expect(arguments.contains("rootfs.erofs") == (initrd == nil) && arguments.contains("-initrd") == (initrd != nil), "\(arguments)")
         #expect(pod.version.agentVersion == AgentAPI.agentVersion)
         #expect(pod.version.transport == expectGuestTransport)
         // Either kernel make image can build (Images/build-image.sh, PODVISOR_KERNEL).
@@ -32,8 +39,8 @@ import TestSupport
         try await bootCallAndShutDown(.hybridVsock, expectGuestTransport: "vsock")
     }
 
-    @Test func virtioSerialBootCallAndCleanShutdown() async throws {
-        try await bootCallAndShutDown(.virtioSerial, expectGuestTransport: "virtio-serial")
+    @Test func virtioSerialFromTheInitramfsBootCallAndCleanShutdown() async throws {
+        try await bootCallAndShutDown(.virtioSerial, expectGuestTransport: "virtio-serial", initrd: GuestImage.initrd)
     }
 
     @Test func twoVMsAtOnceThenDestroyLeavesNothing() async throws {

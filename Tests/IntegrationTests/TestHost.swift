@@ -11,7 +11,7 @@ enum TestHost {
     static let shared: Result<VMHost, PodvisorError> = {
         var config = PodvisorConfig()
         config.kernelPath = GuestImage.kernel
-        config.initrdPath = GuestImage.initrd
+        config.rootfsPath = GuestImage.rootfs
         // Short and fixed: unix socket paths are limited to 108 bytes, and libvirt's QEMU capability
         // cache under it survives between runs.
         config.stateDirectory = "/tmp/podvisor-test"

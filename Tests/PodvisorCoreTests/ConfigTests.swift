@@ -28,6 +28,7 @@ import Testing
         hypervisor = "kvm"
         transport = "hybrid-vsock"
         kernel = "/k/vmlinuz"
+        rootfs = "/k/rootfs.erofs"
         initrd = "/k/initrd"
         emulator = "/opt/qemu"
         vsock_backend = "/opt/vhost-device-vsock"
@@ -84,6 +85,7 @@ import Testing
         expected.hypervisor = .kvm
         expected.transport = .hybridVsock
         expected.kernelPath = "/k/vmlinuz"
+        expected.rootfsPath = "/k/rootfs.erofs"
         expected.initrdPath = "/k/initrd"
         expected.emulatorPath = "/opt/qemu"
         expected.vsockBackendPath = "/opt/vhost-device-vsock"

@@ -19,7 +19,7 @@ import Testing
         DomainSpec(
             name: "podvisor-abc", uuid: "1b4e28ba-2fa1-11d2-883f-0016d3cca427", accelerator: accelerator,
             memoryMiB: 256, vcpus: 1, emulator: "/usr/bin/qemu-system-x86_64",
-            kernel: "/usr/local/share/podvisor/vmlinuz", initrd: "/usr/local/share/podvisor/initramfs.img",
+            kernel: "/usr/local/share/podvisor/vmlinuz", root: .disk("/usr/local/share/podvisor/rootfs.erofs"),
             kernelCommandLine: DomainSpec.baseKernelCommandLine(), consoleLog: "\(run)/console.log",
             agentChannel: channel)
     }
@@ -82,6 +82,27 @@ import Testing
         #expect(spec.xml.contains("<cputune>\n    <shares>2</shares>\n  </cputune>"))
     }
 
+    /// The rootfs is a read-only virtio disk the kernel mounts itself; an initramfs needs neither.
+    @Test func rootIsASharedReadOnlyDiskOrAnInitramfs() {
+        var spec = Self.spec(.vsock, .tcg)
+        #expect(
+            spec.xml.contains(
+                """
+                    <disk type='file' device='disk'>
+                      <driver name='qemu' type='raw'/>
+                      <source file='/usr/local/share/podvisor/rootfs.erofs'/>
+                      <target dev='vda' bus='virtio'/>
+                      <readonly/>
+                    </disk>
+                """))
+        #expect(spec.xml.contains("<cmdline>\(DomainSpec.baseKernelCommandLine()) root=/dev/vda rootfstype=erofs ro init=/init</cmdline>"))
+        #expect(!spec.xml.contains("<initrd>"))
+        spec.root = .initramfs("/usr/local/share/podvisor/initramfs.img")
+        #expect(spec.xml.contains("<initrd>/usr/local/share/podvisor/initramfs.img</initrd>"))
+        #expect(spec.xml.contains("<cmdline>\(DomainSpec.baseKernelCommandLine())</cmdline>"))
+        #expect(!spec.xml.contains("<disk"))
+    }
+
     @Test func sharedDirectoryIsAVirtiofsFilesystem() {
         let plain = Self.spec(.vsock, .tcg)
         #expect(!plain.xml.contains("<filesystem"))
@@ -117,10 +138,12 @@ import Testing
     @Test func specialCharactersAreEscaped() {
         var spec = Self.spec(.virtioSerial(socket: "/run/a'b\"c<d>&e/agent.sock"), .tcg)
         spec.kernel = "/k&<x>"
+        spec.root = .initramfs("/i'<y>")
         spec.kernelCommandLine = "a=\"1\" b='2'"
         let xml = spec.xml
         #expect(xml.contains("<source mode='bind' path='/run/a&apos;b&quot;c&lt;d&gt;&amp;e/agent.sock'/>"))
         #expect(xml.contains("<kernel>/k&amp;&lt;x&gt;</kernel>"))
+        #expect(xml.contains("<initrd>/i&apos;&lt;y&gt;</initrd>"))
         #expect(xml.contains("<cmdline>a=&quot;1&quot; b=&apos;2&apos;</cmdline>"))
         // The hybrid backend socket lands inside a qemu:arg attribute.
         let hybrid = Self.spec(.hybridVsock(backendSocket: "/run/x'y/vhost.socket"), .tcg).xml
@@ -133,6 +156,7 @@ import Testing
         #expect(words.contains("SWIFT_ROOT=/"))
         #expect(words.contains("panic=-1"))
         #expect(words.contains("console=ttyS0"))
+        #expect(words.contains("no_timer_check"))
         #expect(!base.hasSuffix(" "))
         #expect(DomainSpec.baseKernelCommandLine(extra: "loglevel=7 foo=bar") == base + " loglevel=7 foo=bar")
     }

@@ -111,6 +111,8 @@ int pv_block_init_signals(void);
 int pv_wait_init_signal(void);
 int pv_unblock_all_signals(void);
 
+// 1 when `path` is on the boot's initramfs (ramfs or tmpfs), 0 otherwise or on error.
+int pv_on_ramfs(const char *path);
 // Seconds since boot including suspend (CLOCK_BOOTTIME), in milliseconds.
 uint64_t pv_boottime_ms(void);
 // Monotonic clock in nanoseconds.

@@ -26,10 +26,11 @@ public final class VMHost: Sendable {
         // Each names the fix: an installed node has the guest image from `make install` or the package, a
         // source tree has it in build/image/ (`make image`); QEMU's binaries come from Debian's packages.
         let guestImage =
-            "install podvisor (`make install`, or the podvisor package), or point vm.kernel and vm.initrd"
-            + " (podvisor: --kernel, --initrd) at `make image`'s build/image/"
+            "install podvisor (`make install`, or the podvisor package), or point vm.kernel and vm.rootfs"
+            + " (podvisor: --kernel, --rootfs) at `make image`'s build/image/"
+        let root = config.initrdPath.isEmpty ? "guest rootfs" : "guest initrd"
         for (what, path, fix) in [
-            ("guest kernel", config.kernelPath, guestImage), ("guest initrd", config.initrdPath, guestImage),
+            ("guest kernel", config.kernelPath, guestImage), (root, Self.guestRoot(config).path, guestImage),
             ("emulator", config.emulatorPath, "apt-get install qemu-system-x86"),
             ("virtiofsd", config.virtiofsdPath, "apt-get install qemu-system-common"),
         ]
@@ -115,6 +116,13 @@ public final class VMHost: Sendable {
         }
     }
 
+    /// The configured root: the initramfs where one is set, the shared rootfs disk otherwise.
+    public var root: GuestRoot { Self.guestRoot(config) }
+
+    static func guestRoot(_ config: PodvisorConfig) -> GuestRoot {
+        config.initrdPath.isEmpty ? .disk(config.rootfsPath) : .initramfs(config.initrdPath)
+    }
+
     /// The VM a pod with this id gets; `transport`, `size` and `initrd` override the host's choice.
     public func vmConfiguration(
         id: String, transport override: AgentTransportKind? = nil, size: VMSize? = nil, initrd: String? = nil
@@ -128,7 +136,7 @@ public final class VMHost: Sendable {
             name: Self.domainPrefix + id, runDirectory: "\(config.stateDirectory)/vm/\(id)",
             accelerator: accelerator, transport: override ?? transport, memoryMiB: size?.memoryMiB ?? config.memoryMiB,
             vcpus: size?.vcpus ?? config.vcpus,
-            kernel: config.kernelPath, initrd: initrd ?? config.initrdPath, emulator: config.emulatorPath,
+            kernel: config.kernelPath, root: initrd.map(GuestRoot.initramfs) ?? root, emulator: config.emulatorPath,
             extraKernelParameters: config.kernelParameters, vsockBackendExecutable: config.vsockBackendPath,
             virtiofsdExecutable: config.virtiofsdPath, tcgCacheMiB: config.tcgCacheMiB > 0 ? config.tcgCacheMiB : nil)
     }

@@ -58,7 +58,7 @@ public final class VMRuntime: SandboxRuntime {
         return [
             "hypervisor": host.accelerator.rawValue, "transport": host.transport.rawValue,
             "libvirtURI": host.config.effectiveLibvirtURI, "stateDir": state, "kernel": host.config.kernelPath,
-            "initrd": host.config.initrdPath, "warning": host.warning ?? "",
+            "root": host.root.path, "warning": host.warning ?? "",
             "pool": "\(counts.ready) ready, \(counts.booting) booting of \(host.config.poolSize)",
         ]
     }
