@@ -14,6 +14,14 @@ public enum GuestRoot: Sendable, Equatable {
         }
     }
 
+    /// What it is, for messages and reports.
+    public var kind: String {
+        switch self {
+        case .initramfs: "initramfs"
+        case .disk: "erofs root disk (read-only, shared)"
+        }
+    }
+
     /// Kernel parameters that mount it (an initramfs needs none).
     public var kernelParameters: [String] {
         switch self {

@@ -288,9 +288,21 @@ public final class VirtualMachine: Sendable {
         try removeUnmountedDirectory(run)
     }
 
+    /// Destroys the domain while libvirt calls it active. A runtime killed while libvirt was starting it leaves
+    /// a domain that a restarted libvirt calls active but cannot destroy ("no error"): with no QEMU of it
+    /// running there is nothing to destroy, and its helpers and directory must still go.
+    public static func destroyDomain(_ domain: LibvirtDomain, name: String) throws(PodvisorError) {
+        guard domain.isActive else { return }
+        do {
+            try domain.destroy()
+        } catch {
+            guard ProcessExitWatch.qemuPID(domain: name) == nil else { throw error }
+        }
+    }
+
     /// Removes every trace: domain (QEMU), helpers, mounts, sockets, logs and the run directory. Idempotent.
     public func destroy() throws(PodvisorError) {
-        if domain.isActive { try domain.destroy() }
+        try Self.destroyDomain(domain, name: name)
         handle(.stopped(.destroyed))
         domain.connection.stopObservingLifecycle(domain: name)
         backend?.helper.stop()

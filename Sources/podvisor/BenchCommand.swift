@@ -71,8 +71,7 @@ struct BenchCommand: AsyncParsableCommand {
             let result = BootBenchResult(
                 accelerator: host.accelerator, transport: host.transport, runs: runs, pod: pod, bare: bare, agentRSS: rss,
                 agentRSSWithTwoContainers: rssWithContainers, guestInit: guestInit, guestReady: guestReady,
-                guestKernel: guestKernel, kernel: host.config.kernelPath, root: host.root.path,
-                rootIsInitramfs: !host.config.initrdPath.isEmpty)
+                guestKernel: guestKernel, kernel: host.config.kernelPath, root: host.root.path, rootKind: host.root.kind)
             print(result.markdown)
             if let report { try result.write(into: report) }
         }
@@ -112,7 +111,7 @@ struct BootBenchResult {
     var guestKernel: String
     var kernel: String
     var root: String
-    var rootIsInitramfs: Bool
+    var rootKind: String
 
     static func percentile(_ values: [Duration], _ p: Double) -> Duration {
         let sorted = values.sorted()
@@ -155,7 +154,7 @@ struct BootBenchResult {
             (guest clock).
 
             Agent RSS inside the guest (median VmRSS after boot): **\(rss / 1024) KiB**.\(withContainers) \
-            Guest kernel \(guestKernel), \(size(kernel)); \(rootIsInitramfs ? "initramfs" : "root: erofs on a shared read-only disk,") \(size(root)).
+            Guest kernel \(guestKernel), \(size(kernel)); \(rootKind) \(size(root)).
             \(BootBenchResult.endMarker)
             """
     }

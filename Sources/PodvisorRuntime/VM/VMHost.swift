@@ -28,9 +28,9 @@ public final class VMHost: Sendable {
         let guestImage =
             "install podvisor (`make install`, or the podvisor package), or point vm.kernel and vm.rootfs"
             + " (podvisor: --kernel, --rootfs) at `make image`'s build/image/"
-        let root = config.initrdPath.isEmpty ? "guest rootfs" : "guest initrd"
+        let root = Self.guestRoot(config)
         for (what, path, fix) in [
-            ("guest kernel", config.kernelPath, guestImage), (root, Self.guestRoot(config).path, guestImage),
+            ("guest kernel", config.kernelPath, guestImage), ("guest \(root.kind)", root.path, guestImage),
             ("emulator", config.emulatorPath, "apt-get install qemu-system-x86"),
             ("virtiofsd", config.virtiofsdPath, "apt-get install qemu-system-common"),
         ]
@@ -111,7 +111,9 @@ public final class VMHost: Sendable {
         if let vm = try? VirtualMachine.reattach(configuration, on: connection) {
             try vm.destroy()
         } else {
-            if let domain = connection.lookupDomain(name: configuration.name), domain.isActive { try domain.destroy() }
+            if let domain = connection.lookupDomain(name: configuration.name) {
+                try VirtualMachine.destroyDomain(domain, name: configuration.name)
+            }
             try VirtualMachine.removeLeftovers(configuration)
         }
     }
