@@ -31,10 +31,10 @@ enum GuestSetup {
             log("cannot move /proc: errno \(errno)")
             return
         }
-        var rootStat = stat()
-        lstat("/", &rootStat)
         // A disk root is read-only, and of it the guest holds only the pages read.
         if pv_on_ramfs("/") == 1 {
+            var rootStat = stat()
+            lstat("/", &rootStat)
             for entry in GuestFiles.listDirectory("/") where entry != "newroot" {
                 removeTree("/\(entry)", device: rootStat.st_dev)
             }

@@ -18,7 +18,7 @@ import TestSupport
         let pod = try await PodVM.boot(configuration, on: host.connection, timeout: .seconds(host.config.bootTimeoutSeconds))
         // Without an initramfs the kernel has no root but the disk: booting at all shows it mounted.
         let qemu = try #require(HostTraces.qemuProcesses(domain: pod.vm.name).first)
-        let arguments = String(decoding: try Data(contentsOf: URL(fileURLWithPath: "/proc/\(qemu)/cmdline")), as: UTF8.self)
+        let arguments = try #require(processCommandLine(qemu))
         #expect(arguments.contains("rootfs.erofs") == (initrd == nil) && arguments.contains("-initrd") == (initrd != nil), "\(arguments)")
         #expect(pod.version.agentVersion == AgentAPI.agentVersion)
         #expect(pod.version.transport == expectGuestTransport)
