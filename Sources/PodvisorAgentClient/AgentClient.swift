@@ -126,9 +126,6 @@ public final class AgentClient: Sendable {
                 .resume(throwing: PodvisorError(.timeout, "\(what): no answer within \(timeout)"))
         }
         let (seconds, attoseconds) = timeout.components
-        DispatchQueue.global().asyncAfter(
-            deadline: .now() + .nanoseconds(Int(min(seconds, 1 << 31) * 1_000_000_000 + attoseconds / 1_000_000_000)),
-            execute: timer)
         defer { timer.cancel() }
         return try await withCheckedThrowingContinuation { (waiter: Waiter) in
             let closed = calls.state.withLock { c -> String? in
@@ -136,6 +133,11 @@ public final class AgentClient: Sendable {
                 return c.closedReason
             }
             if let closed { return waiter.resume(throwing: PodvisorError(.unavailable, closed)) }
+            // Armed only now that the call is registered: a timer that fired before found nothing to fail,
+            // and a short timeout (StopContainer's 0 s grace) then waited for an answer that may never come.
+            DispatchQueue.global().asyncAfter(
+                deadline: .now() + .nanoseconds(Int(min(seconds, 1 << 31) * 1_000_000_000 + attoseconds / 1_000_000_000)),
+                execute: timer)
             do { try connection.send(frame) } catch {
                 calls.take(streamID)?
                     .resume(throwing: PodvisorError(.unavailable, "\(what): cannot send: \(error)"))

@@ -142,6 +142,26 @@ extension AgentMethod where Request == Podvisor_Agent_V1_VersionRequest, Respons
         #expect(try await client.health().status == .serving)
     }
 
+    /// A zero timeout (StopContainer with timeout 0: SIGKILL at once) expires as soon as the call is made. Its
+    /// timer once could fire before the call was registered, and the call then waited for its answer: forever,
+    /// for a wait on a process that ignores SIGTERM.
+    @Test func zeroTimeoutFailsEveryCallAtOnce() async throws {
+        let client = try Self.connect()
+        defer { client.close() }
+        let codes = await withTaskGroup(of: PodvisorError.Code?.self) { group in
+            for _ in 0..<3000 {
+                group.addTask {
+                    do throws(PodvisorError) {
+                        _ = try await client.call(.slow, Podvisor_Agent_V1_VersionRequest(), timeout: .zero)
+                        return nil
+                    } catch { return error.code }
+                }
+            }
+            return await group.reduce(into: [PodvisorError.Code?]()) { $0.append($1) }
+        }
+        #expect(codes.count == 3000 && codes.allSatisfy { $0 == .timeout })
+    }
+
     @Test func peerClosingFailsPendingAndLaterCalls() async throws {
         let (clientEnd, peerEnd) = try Self.socketPair()
         let client = AgentClient(fd: clientEnd)
