@@ -327,7 +327,11 @@ static void open_terminal(int status, const struct pv_spawn_config *c) {
 
 static void noop(int signal) { (void)signal; }
 
+static void exit_now(int signal) { _exit(128 + signal); }
+
 // PID 1 of a pod: reaps orphans until the VM stops. SIGCHLD must have a handler for pause() to return.
+// SIGTERM and SIGINT end it, as they end Kubernetes' pause: a namespace's init ignores signals it has no
+// handler for, and the agent's power-off (TERM to every process, KILL after 2 s) would wait out its grace.
 // In a new user namespace it first waits (`handoff`) until the parent has written the namespace's maps.
 static void sandbox_init(int status, int handoff, const struct pv_spawn_config *c) {
     if (c->user_namespace) {
@@ -342,6 +346,9 @@ static void sandbox_init(int status, int handoff, const struct pv_spawn_config *
     memset(&action, 0, sizeof(action));
     action.sa_handler = noop;
     sigaction(SIGCHLD, &action, NULL);
+    action.sa_handler = exit_now;
+    sigaction(SIGTERM, &action, NULL);
+    sigaction(SIGINT, &action, NULL);
     (void)!write(status, "R", 1);
     close(status);
     for (int i = 0; i < 3; i++) close(i);

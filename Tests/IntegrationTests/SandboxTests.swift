@@ -49,7 +49,13 @@ import Testing
         await #expect { try await create("named", ["true"], ownPID: false, hostname: "mine") } throws: {
             ($0 as? PodvisorError)?.code == .failedPrecondition
         }
-        for id in ["app", "shared", "alone"] {
+        // Like Kubernetes' pause, the sandbox's PID 1 ends on SIGTERM (the agent's power-off sends it to every
+        // process, and a namespace's init ignores signals it has no handler for); every process of its PID
+        // namespace goes with it. Last: no container can join the pod's PID namespace afterwards.
+        try await create("last", ["sh", "-c", "kill -TERM 1; sleep 30; echo survived"], ownPID: false)
+        #expect(try await output("last") == "")
+        #expect(try await agent.wait(AgentClient.process("last")).signal == SIGKILL)
+        for id in ["app", "shared", "alone", "last"] {
             try await agent.removeContainer(id)
             try pod.unmountContainer(containerID: id)
         }
