@@ -45,7 +45,7 @@ enum ProcessExitWatch {
             guard rest.count > 1, rest[0] == "Z", pid_t(rest[1]) == me, comm.hasPrefix("qemu-system") else { continue }
             zombies.insert(pid)
         }
-        let (due, waiting) = reaping.withLock { state -> ([pid_t], Bool) in
+        let due = reaping.withLock { state -> [pid_t] in
             state.zombieSince = state.zombieSince.filter { zombies.contains($0.key) }
             var due: [pid_t] = []
             for pid in zombies {
@@ -53,15 +53,21 @@ enum ProcessExitWatch {
                 state.zombieSince[pid] = since
                 if state.watched.contains(pid) || now - since >= unwatchedGrace { due.append(pid) }
             }
-            for pid in due {
+            return due
+        }
+        // The main thread shows Z as soon as it has exited, while QEMU's other threads may still be exiting:
+        // waitpid then answers 0, and the pid stays watched until the SIGCHLD of the whole process. (It once
+        // left the watch here, and that SIGCHLD's reap waited out the unwatched grace: a second per stop.)
+        let gone = due.filter { pid in
+            var status: Int32 = 0
+            return waitpid(pid, &status, WNOHANG) != 0
+        }
+        let waiting = reaping.withLock { state -> Bool in
+            for pid in gone {
                 state.watched.remove(pid)
                 state.zombieSince[pid] = nil
             }
-            return (due, !state.zombieSince.isEmpty)
-        }
-        for pid in due {
-            var status: Int32 = 0
-            _ = waitpid(pid, &status, WNOHANG)
+            return !state.zombieSince.isEmpty
         }
         // No further SIGCHLD may come for a zombie waiting out its grace: look again once it has passed.
         if waiting { DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(1100)) { reapAdoptedQEMU() } }
