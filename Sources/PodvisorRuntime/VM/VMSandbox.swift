@@ -204,8 +204,12 @@ final class VMSandbox: PodSandbox {
     }
 
     func stop(timeout: Duration) async throws(PodvisorError) -> Bool {
+        var steps = StepTimes()
         let cleanly = try await pod.shutdown(timeout: timeout)
+        steps.lap("the guest's power-off and the VM's removal")
         try await runtime.removeSandbox(id: id)
+        steps.lap("network and files")
+        runtime.log.debug("sandbox \(id) stopped: \(steps)")
         return cleanly
     }
 
