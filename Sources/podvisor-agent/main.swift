@@ -31,6 +31,7 @@ let server = AgentService.server(
     powerOff: { PowerOff.now(reason: "Shutdown requested by host") })
 startDetachedThread { AgentListener.serve(endpoint, server: server) }
 log("ready on \(endpoint.transportName) after \(readyAtMs) ms (init at \(initAtMs) ms), \(modules.loaded) modules")
+Cgroups.prepareSpare()
 
 // PID 1 duties: reap every orphan; TERM/INT/PWR power the VM off.
 while true {
