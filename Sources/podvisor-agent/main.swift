@@ -13,7 +13,7 @@ let modules = GuestSetup.loadModules()
 GuestSetup.switchToTmpfsRoot()
 GuestSetup.mountBaseFilesystems()
 GuestSetup.attachConsole()
-GuestSetup.reportFreePagesOfAnySize()
+GuestSetup.reportSmallFreeBlocks()
 GuestNetwork.loopbackUp()
 Cgroups.prepare()
 if !modules.failed.isEmpty { log("modules failed: \(modules.failed.joined(separator: ", "))") }
