@@ -12,8 +12,8 @@ import Synchronization
 /// when the pod's network is made and the tap moves into it (the guest's NIC then takes eth0's MAC).
 ///
 /// A member boots and waits at the lowest CPU weight (`waitingCPUShares`): it gets only the CPU time that
-/// pods leave, above all that of the pod starting from the member claimed before it; its pod gives it the
-/// weight of any VM.
+/// pods leave; its pod gives it the weight of any VM. The refill after a claim also waits until the claiming
+/// pod has had time to start (`refillAfterClaim`).
 ///
 /// A member is never reused: after its pod it is destroyed like any pod VM. One that dies while it waits is
 /// replaced. Members have no sandbox record, so after a restart recovery destroys them as orphans, and the
@@ -70,7 +70,7 @@ final class VMPool: Sendable {
     var counts: (ready: Int, booting: Int) { state.withLock { ($0.ready.count, $0.booting) } }
 
     /// A ready member for a pod of `size`, set aside for `take`; nil: the pod boots its own VM. The refill
-    /// waits for the claiming sandbox (`refill` after `take`): a boot would take the CPU that pod needs now.
+    /// waits for the claiming pod (`refillAfterClaim`): a boot would take the CPU that pod needs now.
     func claim(_ size: VMSize) -> String? {
         state.withLock { s -> Member? in
             guard size == self.size, let index = s.ready.firstIndex(where: { $0.pod.vm.currentState == .running }) else { return nil }
@@ -84,7 +84,22 @@ final class VMPool: Sendable {
         state.withLock { $0.claimed.removeValue(forKey: id) }
     }
 
-    /// Boots members until the pool is full, in the background.
+    /// How long the refill waits after a claim: about what a pod takes from the claim to its containers
+    /// running, with room for an init container. Booting at the lowest CPU weight is not enough on a small
+    /// host: the boot still competes with the runtime's, the helpers' and the guest's work for that pod. A refill
+    /// started at the claim slowed its CreateContainer from ~120 to ~215 ms, and one started at StartContainer
+    /// its first log line from ~60 to ~90 ms (2 cores, TCG; Docs/performance.md).
+    static let claimSettling = Duration.seconds(2)
+
+    /// The refill after a claim, `claimSettling` later.
+    func refillAfterClaim() {
+        Task {
+            try? await Task.sleep(for: Self.claimSettling)
+            refill()
+        }
+    }
+
+    /// Boots members until the pool is full, in the background; nothing when it is full or booting.
     func refill() {
         let wanted = state.withLock { s -> Int in
             guard !s.stopped, s.retryAt.map({ ContinuousClock.now >= $0 }) ?? true else { return 0 }

@@ -100,11 +100,11 @@ public final class VMRuntime: SandboxRuntime {
     /// own with a MAC of its own, or pre-booted: `claimPooledSandbox`) with the pod's namespaces in the guest;
     /// then at once the tap into the netns and the guest's eth0, which takes the MAC and MTU CNI gave. Anything
     /// done is undone on failure. A pre-booted VM gets the CPU weight of any VM and moves into the pod's cgroup;
-    /// the pool refills once the claiming sandbox is made, not while it is.
+    /// the pool refills once the pod has had time to start (`VMPool.refillAfterClaim`), not while it starts.
     public func createSandbox(_ spec: SandboxSpec) async throws(PodvisorError) -> any PodSandbox {
         let pool = pool.withLock { $0 }
         let pooled = pool?.take(spec.id)
-        defer { if pooled != nil { pool?.refill() } }
+        defer { if pooled != nil { pool?.refillAfterClaim() } }
         var record = SandboxState(
             id: spec.id, transport: host.transport, size: spec.size, cgroupParent: spec.cgroupParent, userNamespace: spec.userNamespace)
         log.debug("creating sandbox \(spec.id)", metadata: ["netns": "\(PodNetworks.namespace(spec.id).path)", "tap": "\(PodNetworks.tap(spec.id))"])
