@@ -64,7 +64,7 @@ let package = Package(
         .target(
             name: "PodvisorRuntime",
             dependencies: [
-                "PodvisorVMM", "PodvisorAgentClient", "PodvisorAgentProtocol", "PodvisorNetwork", "PodvisorCore",
+                "PodvisorVMM", "PodvisorAgentClient", "PodvisorAgentProtocol", "PodvisorNetwork", "PodvisorCore", "CLinuxSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
@@ -164,7 +164,7 @@ let package = Package(
 
         .testTarget(name: "PodvisorAgentProtocolTests", dependencies: ["PodvisorAgentProtocol"]),
         .testTarget(name: "PodvisorCoreTests", dependencies: ["PodvisorCore"]),
-        .testTarget(name: "PodvisorRuntimeTests", dependencies: ["PodvisorRuntime", "PodvisorCore"]),
+        .testTarget(name: "PodvisorRuntimeTests", dependencies: ["PodvisorRuntime", "PodvisorAgentProtocol", "PodvisorCore", "CLinuxSupport"]),
         .testTarget(name: "PodvisorVMMTests", dependencies: ["PodvisorVMM", "PodvisorCore"], resources: [.copy("Golden")]),
         .testTarget(name: "PodvisorAgentClientTests", dependencies: ["PodvisorAgentClient", "PodvisorAgentProtocol", "PodvisorCore"]),
         .testTarget(

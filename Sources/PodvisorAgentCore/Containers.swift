@@ -162,7 +162,7 @@ public final class Containers: Sendable {
         }
         let rootfs = "\(sharedDirectory)/\(relative)"
         guard GuestFiles.exists(rootfs) else { throw RPCError(.notFound, "rootfs \(relative) does not exist in the guest") }
-        let identity = try UserDatabase(rootfs: rootfs).resolve(request.process)
+        let identity = try UserDatabase.resolve(request.process, rootfs: rootfs)
         let (exists, sandboxPID, userNamespace) = state.update { ($0.containers[request.containerID] != nil, $0.sandboxPID, $0.userNamespace) }
         guard !exists else { throw RPCError(.alreadyExists, "container \(request.containerID) already exists") }
         guard sandboxPID == nil || request.hostname.isEmpty else {
@@ -237,7 +237,7 @@ public final class Containers: Sendable {
             guard c.execs[request.execID] == nil else { throw RPCError(.alreadyExists, "exec \(request.execID) already exists") }
             return (c.initProcess.pid, c.rootfs, c.cgroupProcsFD, s.userNamespace)
         }
-        let identity = try UserDatabase(rootfs: target.rootfs).resolve(request.process)
+        let identity = try UserDatabase.resolve(request.process, rootfs: target.rootfs)
         let spawned = try spawn(
             request.process, identity: identity, joinPID: target.pid,
             setup: RootfsSetup(rootfs: target.rootfs, userNamespace: target.userNamespace),
@@ -616,5 +616,12 @@ extension String {
     /// `net.ipv4.ip_forward` → `net/ipv4/ip_forward`.
     fileprivate func replacingDots() -> String {
         String(map { $0 == "." ? "/" : $0 })
+    }
+}
+
+extension UserDatabase {
+    /// Against the container's files over virtio-fs, which a process the host pinned does not need.
+    static func resolve(_ spec: Podvisor_Agent_V1_ProcessSpec, rootfs: String) throws(RPCError) -> Identity {
+        try resolve(spec, passwd: { GuestFiles.read("\(rootfs)/etc/passwd") }, group: { GuestFiles.read("\(rootfs)/etc/group") })
     }
 }

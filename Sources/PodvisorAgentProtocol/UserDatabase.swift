@@ -1,20 +1,26 @@
-import PodvisorAgentProtocol
+/// Resolves a process's user and group names against its container's own /etc/passwd and /etc/group. The
+/// host resolves a container's identity from the image's layers, as containerd does, and sends numbers
+/// only (`pinned`); the agent resolves what the host left to it (a file it could not read), with the same code.
+public struct UserDatabase: Sendable {
+    public struct Identity: Equatable, Sendable {
+        public var uid: UInt32
+        public var gid: UInt32
+        public var additionalGIDs: [UInt32]
 
-/// Resolves user and group names against a container's own /etc/passwd and /etc/group, as runc does.
-struct UserDatabase {
-    struct Identity: Equatable {
-        var uid: UInt32
-        var gid: UInt32
-        var additionalGIDs: [UInt32]
+        public init(uid: UInt32, gid: UInt32, additionalGIDs: [UInt32]) {
+            self.uid = uid
+            self.gid = gid
+            self.additionalGIDs = additionalGIDs
+        }
 
         /// The primary group, then the supplementary ones: what `id -G` prints.
-        var groups: [UInt32] { [gid] + additionalGIDs.filter { $0 != gid } }
+        public var groups: [UInt32] { [gid] + additionalGIDs.filter { $0 != gid } }
     }
 
     var passwd: [(name: String, uid: UInt32, gid: UInt32)]
     var groups: [(name: String, gid: UInt32, members: [String])]
 
-    init(passwd: String?, group: String?) {
+    public init(passwd: String?, group: String?) {
         self.passwd = Self.records(passwd).compactMap { f in
             guard f.count >= 4, let uid = UInt32(f[2]), let gid = UInt32(f[3]) else { return nil }
             return (f[0], uid, gid)
@@ -25,8 +31,15 @@ struct UserDatabase {
         }
     }
 
-    init(rootfs: String) {
-        self.init(passwd: GuestFiles.read("\(rootfs)/etc/passwd"), group: GuestFiles.read("\(rootfs)/etc/group"))
+    /// Resolves `spec`, reading each file (`passwd`, `group`: nil when the container has none) only when
+    /// it needs it: a pinned process (numbers, strict groups) needs neither.
+    public static func resolve(
+        _ spec: Podvisor_Agent_V1_ProcessSpec, passwd: () -> String?, group: () -> String?
+    ) throws(RPCError) -> Identity {
+        let groupsFromFiles = !spec.strictSupplementalGroups
+        let readsPasswd = !spec.username.isEmpty || (!spec.hasGid && spec.groupname.isEmpty) || groupsFromFiles
+        let readsGroup = !spec.groupname.isEmpty || groupsFromFiles
+        return try UserDatabase(passwd: readsPasswd ? passwd() : nil, group: readsGroup ? group() : nil).resolve(spec)
     }
 
     private static func records(_ text: String?) -> [[String]] {
@@ -37,7 +50,7 @@ struct UserDatabase {
     /// The identity a process runs as: names win over numbers; a user's primary group comes from passwd
     /// when no group is given (as runc resolves it); supplementary groups are those listing the user
     /// (unless strict), plus the ones asked for.
-    func resolve(_ spec: Podvisor_Agent_V1_ProcessSpec) throws(RPCError) -> Identity {
+    public func resolve(_ spec: Podvisor_Agent_V1_ProcessSpec) throws(RPCError) -> Identity {
         var uid = spec.uid
         var gid = spec.gid
         var entry: (name: String, uid: UInt32, gid: UInt32)?
@@ -61,5 +74,19 @@ struct UserDatabase {
         var additional = spec.strictSupplementalGroups ? [] : userName.map { name in groups.filter { $0.members.contains(name) }.map(\.gid) } ?? []
         for extra in spec.additionalGids where !additional.contains(extra) { additional.append(extra) }
         return Identity(uid: uid, gid: gid, additionalGIDs: additional)
+    }
+}
+
+extension Podvisor_Agent_V1_ProcessSpec {
+    /// The process with `identity` in numbers: resolving it again reads no file and gives `identity`.
+    public func pinned(to identity: UserDatabase.Identity) -> Self {
+        var pinned = self
+        pinned.username = ""
+        pinned.groupname = ""
+        pinned.uid = identity.uid
+        pinned.gid = identity.gid
+        pinned.additionalGids = identity.additionalGIDs
+        pinned.strictSupplementalGroups = true
+        return pinned
     }
 }

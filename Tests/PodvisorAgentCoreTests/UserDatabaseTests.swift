@@ -94,10 +94,39 @@ import Testing
         try FileManager.default.createDirectory(at: rootfs.appending(path: "etc"), withIntermediateDirectories: true)
         try Self.passwd.write(to: rootfs.appending(path: "etc/passwd"), atomically: true, encoding: .utf8)
         try Self.group.write(to: rootfs.appending(path: "etc/group"), atomically: true, encoding: .utf8)
-        let identity = try UserDatabase(rootfs: rootfs.path).resolve(Self.process { $0.username = "app" })
+        let identity = try UserDatabase.resolve(Self.process { $0.username = "app" }, rootfs: rootfs.path)
         #expect(identity.uid == 1000 && identity.additionalGIDs == [10, 29])
         // A rootfs without the files knows numeric ids only.
-        let empty = UserDatabase(rootfs: rootfs.appending(path: "missing").path)
-        #expect(try empty.resolve(Self.process { $0.uid = 5 }).uid == 5)
+        #expect(try UserDatabase.resolve(Self.process { $0.uid = 5 }, rootfs: rootfs.appending(path: "missing").path).uid == 5)
+    }
+
+    /// The host pins the identity it resolved: resolving the pinned process again reads neither file and
+    /// gives the same identity; a process that needs a file reads only that one.
+    @Test func aPinnedProcessReadsNoFile() throws {
+        let spec = Self.process {
+            $0.username = "app"
+            $0.additionalGids = [1234]
+        }
+        var reads: [String] = []
+        let resolve = { (spec: Podvisor_Agent_V1_ProcessSpec) throws(RPCError) in
+            try UserDatabase.resolve(
+                spec,
+                passwd: {
+                    reads.append("passwd"); return Self.passwd
+                },
+                group: {
+                    reads.append("group"); return Self.group
+                })
+        }
+        let identity = try resolve(spec)
+        #expect(identity == UserDatabase.Identity(uid: 1000, gid: 1000, additionalGIDs: [10, 29, 1234]) && reads == ["passwd", "group"])
+        reads = []
+        #expect(try resolve(spec.pinned(to: identity)) == identity && reads.isEmpty)
+        // Strict groups and a numeric uid without a gid: the primary group comes from passwd, and group is not read.
+        _ = try resolve(
+            Self.process {
+                $0.uid = 1000; $0.strictSupplementalGroups = true
+            })
+        #expect(reads == ["passwd"])
     }
 }

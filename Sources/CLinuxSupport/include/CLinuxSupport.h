@@ -5,6 +5,8 @@
 
 #include <stdint.h>
 #include <sys/types.h>
+// getxattr: overlay whiteouts and opaque directories in image layers.
+#include <sys/xattr.h>
 
 // Sockets. All return a file descriptor (close-on-exec) or -1 with errno set.
 int pv_unix_connect(const char *path);

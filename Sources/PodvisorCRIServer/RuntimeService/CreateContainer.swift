@@ -89,7 +89,7 @@ extension CRIServer {
             spec.mounts = config.mounts.map(ContainerSpecBuilder.volume)
             let identity = try await pod.createContainer(spec)
             var record = ContainerRecord(
-                id: id, sandboxID: sandbox.id, configData: try config.serializedBytes(), process: process,
+                id: id, sandboxID: sandbox.id, configData: try config.serializedBytes(), process: process.pinned(to: identity),
                 imageName: config.image.image, imageID: image.id.description, imageRef: image.repoDigests.first ?? image.id.description,
                 logPath: logPath, state: .created, createdAt: Clock.nowNanoseconds(),
                 resourcesData: try config.linux.resources.serializedBytes(),

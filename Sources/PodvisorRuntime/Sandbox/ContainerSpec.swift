@@ -60,6 +60,21 @@ public struct ProcessSpec: Sendable, Equatable, Codable {
     public init() {}
 }
 
+extension ProcessSpec {
+    /// The process as `identity` in numbers: an exec runs as its container does without the guest resolving
+    /// names again, as runc's exec takes the numbers containerd resolved at create.
+    public func pinned(to identity: ContainerIdentity) -> ProcessSpec {
+        var pinned = self
+        pinned.username = ""
+        pinned.groupname = ""
+        pinned.uid = identity.uid
+        pinned.gid = identity.gid
+        pinned.additionalGids = Array(identity.groups.dropFirst())
+        pinned.strictSupplementalGroups = true
+        return pinned
+    }
+}
+
 /// cgroup v2 limits inside the guest; 0 means unlimited.
 public struct ResourceLimits: Sendable, Equatable, Codable {
     public var memoryLimitBytes: Int64 = 0

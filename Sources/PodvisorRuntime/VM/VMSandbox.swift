@@ -60,7 +60,7 @@ final class VMSandbox: PodSandbox {
                 containerID: spec.id, layers: spec.layers, upper: "\(directory)/upper", work: "\(directory)/work",
                 idmap: record.userNamespace)
             request.readonlyRootfs = spec.readonlyRootfs
-            request.process = spec.process.agentMessage
+            request.process = try spec.process.agentMessage.pinned(inLayers: spec.layers)
             request.ownPidNamespace = spec.ownPIDNamespace
             request.privileged = spec.privileged
             request.maskedPaths = spec.maskedPaths
