@@ -224,7 +224,8 @@ struct PodNetworkIntegrationTests {
             let details = try await HostProgram.check("ip", ["-d", "link", "show", "dev", tap])
             #expect(details.contains("tun type tap") && details.contains("persist on"))
 
-            try await TapPlumbing.attach(tap: tap, namespacePath: namespace.path)
+            try await TapPlumbing.move(tap: tap, namespacePath: namespace.path)
+            try await TapPlumbing.mirror(tap: tap, namespacePath: namespace.path)
             #expect(try await fixture.links(in: namespace).sorted() == ["eth0", "lo", tap])
             #expect(try await HostProgram.run("ip", ["link", "show", "dev", tap]).status != 0)
             #expect(try await TapPlumbing.link(tap, namespacePath: namespace.path).mtu == eth0.mtu)
@@ -236,8 +237,9 @@ struct PodNetworkIntegrationTests {
                 #expect(filters.contains("match 00000000/00000000 at 0"))
                 #expect(filters.contains("mirred (Egress Redirect to device \(to))"))
             }
-            // Attaching again (a runtime restarted half-way) finds the tap moved and replaces the filters, not stacks them.
-            try await TapPlumbing.attach(tap: tap, namespacePath: namespace.path, mtu: eth0.mtu)
+            // Doing it again (a runtime restarted half-way) finds the tap moved and replaces the filters, not stacks them.
+            try await TapPlumbing.move(tap: tap, namespacePath: namespace.path)
+            try await TapPlumbing.mirror(tap: tap, namespacePath: namespace.path, mtu: eth0.mtu)
             let filters = try await HostProgram.check("nsenter", ["--net=\(namespace.path)", "tc", "filter", "show", "dev", "eth0", "ingress"])
             #expect(filters.components(separatedBy: "Egress Redirect").count == 2)
 

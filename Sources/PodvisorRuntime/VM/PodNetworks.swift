@@ -9,7 +9,8 @@ import PodvisorVMM
 /// 2. CNI ADD in it (eth0, its address and routes, host ports through portmap);
 /// 3. a tap `pvt<12 hex>` in the root namespace, which libvirt opens for the VM's NIC, made before the VM
 ///    boots and CNI runs: the NIC boots with a MAC of its own (`bootInterface`), so the VM need not wait for
-///    CNI; once both are done, the tap moves into the netns and tc mirrors eth0 ⇄ tap both ways;
+///    CNI; once QEMU holds it, the tap moves into the netns (while CNI runs), and once CNI is done tc
+///    mirrors eth0 ⇄ tap both ways;
 /// 4. the guest configures eth0 from what the plugins left in the netns (`PodInterface`): its NIC takes
 ///    eth0's MAC and MTU, so the peers' ARP entries and the CNI result stay true.
 ///
@@ -38,10 +39,15 @@ struct PodNetworks: Sendable {
     /// What `attach` made: the pod's interface, whether portmap serves the host ports.
     typealias Attached = (pod: PodInterface, mappedPorts: Bool)
 
-    /// Steps 1-2; `portMappings` go to portmap when the configuration has that capability (`mappedPorts`
+    /// Step 1, before the steps that run at once: CNI ADD and the tap's move both need it.
+    func createNamespace(_ sandboxID: String) throws(PodvisorError) {
+        _ = try NetworkNamespace.create(name: Self.namespace(sandboxID).name)
+    }
+
+    /// Step 2; `portMappings` go to portmap when the configuration has that capability (`mappedPorts`
     /// says whether it did).
     func attach(_ spec: SandboxSpec) async throws(PodvisorError) -> Attached {
-        let namespace = try NetworkNamespace.create(name: Self.namespace(spec.id).name)
+        let namespace = Self.namespace(spec.id)
         let mappedPorts = !spec.portMappings.isEmpty && cni.capabilities.contains("portMappings")
         var attachment = CNIAttachment(
             containerID: spec.id, netnsPath: namespace.path, podNamespace: spec.namespace, podName: spec.name, podUID: spec.uid)
@@ -64,9 +70,14 @@ struct PodNetworks: Sendable {
         return (try await PodInterface.read(namespacePath: namespace.path), mappedPorts)
     }
 
-    /// Step 3's second half, once QEMU holds the tap.
+    /// Step 3's second half: the tap into the netns, once QEMU holds it (CNI may still run).
+    func moveTap(_ sandboxID: String) async throws(PodvisorError) {
+        try await TapPlumbing.move(tap: Self.tap(sandboxID), namespacePath: Self.namespace(sandboxID).path)
+    }
+
+    /// Step 3's end, once CNI made eth0: the tap takes its MTU and mirrors it.
     func connect(_ sandboxID: String, mtu: Int) async throws(PodvisorError) {
-        try await TapPlumbing.attach(tap: Self.tap(sandboxID), namespacePath: Self.namespace(sandboxID).path, mtu: mtu)
+        try await TapPlumbing.mirror(tap: Self.tap(sandboxID), namespacePath: Self.namespace(sandboxID).path, mtu: mtu)
     }
 
     /// The pod's interface as the plugins left it (after a restart: its addresses for the CRI's status).

@@ -96,9 +96,9 @@ public final class VMRuntime: SandboxRuntime {
 
     // MARK: sandboxes
 
-    /// The record first; then at once the pod network (netns, CNI ADD) and the VM (booted on a tap of its
-    /// own with a MAC of its own, or pre-booted: `claimPooledSandbox`) with the pod's namespaces in the guest;
-    /// then at once the tap into the netns and the guest's eth0, which takes the MAC and MTU CNI gave. Anything
+    /// The record and the netns first; then at once CNI ADD and the VM (booted on a tap of its own with a MAC
+    /// of its own, or pre-booted: `claimPooledSandbox`), the tap moved into the netns while the guest makes the
+    /// pod's namespaces; then at once the tap's mirror of eth0 and the guest's eth0, which takes the MAC and MTU CNI gave. Anything
     /// done is undone on failure. A pre-booted VM gets the CPU weight of any VM and moves into the pod's cgroup;
     /// the pool refills once the pod has had time to start (`VMPool.refillAfterClaim`), not while it starts.
     public func createSandbox(_ spec: SandboxSpec) async throws(PodvisorError) -> any PodSandbox {
@@ -120,6 +120,7 @@ public final class VMRuntime: SandboxRuntime {
             } else {
                 try await TapPlumbing.createTap(name: PodNetworks.tap(spec.id))
             }
+            try networks.createNamespace(spec.id)
             let (networks, host) = (networks, host)
             let (attached, pod) = try await concurrently(
                 { () async throws(PodvisorError) in
@@ -135,7 +136,12 @@ public final class VMRuntime: SandboxRuntime {
                                 id: spec.vmID, transport: host.transport, size: spec.size,
                                 network: PodNetworks.bootInterface(spec.id, mac: bootMAC), placeProcesses: cgroup?.placement)
                         }
-                    try await pod.agent.createSandbox(hostname: spec.hostname, sysctls: spec.sysctls, userNamespace: spec.userNamespace)
+                    // QEMU holds the tap: it moves into the netns while the guest makes the pod's namespaces.
+                    _ = try await concurrently(
+                        { () async throws(PodvisorError) in try await networks.moveTap(spec.id) },
+                        { () async throws(PodvisorError) in
+                            try await pod.agent.createSandbox(hostname: spec.hostname, sysctls: spec.sysctls, userNamespace: spec.userNamespace)
+                        })
                     return pod
                 })
             steps.lap(
