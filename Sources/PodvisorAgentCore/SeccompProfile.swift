@@ -6,6 +6,7 @@ import CSeccomp
 // JSONDecoder: FoundationEssentials is linked into the agent already (SwiftProtobuf uses it).
 import FoundationEssentials
 import PodvisorAgentProtocol
+import Synchronization
 
 /// A seccomp profile in the OCI runtime-spec shape (`LinuxSeccomp`), compiled with libseccomp into the BPF
 /// program that CContainerSpawn loads just before exec. Compiled in the agent before clone, so a bad profile
@@ -30,20 +31,44 @@ struct SeccompProfile: Decodable {
     var architectures: [String]?
     var syscalls: [Syscall]?
 
+    /// What a program was compiled from: RuntimeDefault depends on the capabilities, Localhost on its JSON.
+    struct CacheKey: Hashable {
+        var runtimeDefault: Bool
+        var json: String
+        var capabilities: UInt64?
+    }
+
+    /// Programs compiled already. libseccomp takes ~12 ms to compile RuntimeDefault on the host, several times
+    /// that under TCG, and every create and exec needs a program, while a pod uses a handful of profiles.
+    /// Emptied when full: distinct Localhost profiles cannot make it grow without bound.
+    static let compiled = Mutex<[CacheKey: [UInt8]]>([:])
+    static let cacheLimit = 16
+
     /// The BPF program (`struct sock_filter[]`) for a process; empty when it runs unconfined.
     /// `capabilities` is the process's capability mask, nil for all of them.
     static func program(for spec: Podvisor_Agent_V1_Seccomp, capabilities: UInt64?) throws(RPCError) -> [UInt8] {
+        let key: CacheKey
         switch spec.kind {
         case .unconfined: return []
-        case .runtimeDefault: return try runtimeDefault(capabilities: capabilities).compile()
-        case .localhost:
-            let profile: SeccompProfile
-            do { profile = try JSONDecoder().decode(SeccompProfile.self, from: Data(spec.localhostProfileJson.utf8)) } catch {
-                throw RPCError(.invalidArgument, "malformed seccomp profile: \(error)")
-            }
-            return try profile.compile()
+        case .runtimeDefault: key = CacheKey(runtimeDefault: true, json: "", capabilities: capabilities)
+        case .localhost: key = CacheKey(runtimeDefault: false, json: spec.localhostProfileJson, capabilities: nil)
         case .UNRECOGNIZED(let kind): throw RPCError(.invalidArgument, "unknown seccomp profile kind \(kind)")
         }
+        if let program = compiled.withLock({ $0[key] }) { return program }
+        let profile: SeccompProfile
+        if key.runtimeDefault {
+            profile = runtimeDefault(capabilities: capabilities)
+        } else {
+            do { profile = try JSONDecoder().decode(SeccompProfile.self, from: Data(key.json.utf8)) } catch {
+                throw RPCError(.invalidArgument, "malformed seccomp profile: \(error)")
+            }
+        }
+        let program = try profile.compile()
+        compiled.withLock {
+            if $0.count >= cacheLimit { $0.removeAll() }
+            $0[key] = program
+        }
+        return program
     }
 
     // MARK: RuntimeDefault

@@ -40,6 +40,19 @@ import Testing
         #expect(admin.syscalls!.contains { $0.names.contains("mount") && $0.action == "SCMP_ACT_ALLOW" })
     }
 
+    /// A program is compiled once per profile and capabilities; the cache stays bounded.
+    @Test func programsAreCompiledOnceAndTheCacheIsBounded() throws {
+        let mask: UInt64 = 0xa804_25fb
+        let first = try SeccompProfile.program(for: .with { $0.kind = .runtimeDefault }, capabilities: mask)
+        #expect(SeccompProfile.compiled.withLock { $0[.init(runtimeDefault: true, json: "", capabilities: mask)] } == first)
+        #expect(try SeccompProfile.program(for: .with { $0.kind = .runtimeDefault }, capabilities: mask) == first)
+        #expect(try SeccompProfile.runtimeDefault(capabilities: mask).compile() == first)
+        for n in 0..<(SeccompProfile.cacheLimit * 2) {
+            _ = try Self.localhost(#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}], "n": \#(n)}"#)
+            #expect(SeccompProfile.compiled.withLock { $0.count } <= SeccompProfile.cacheLimit)
+        }
+    }
+
     @Test func localhostProfileCompilesAndSkipsUnknownSyscalls() throws {
         let program = try Self.localhost(
             """
