@@ -98,8 +98,8 @@ public final class VMRuntime: SandboxRuntime {
 
     /// The record and the netns first; then at once CNI ADD and the VM (booted on a tap of its own with a MAC
     /// of its own, or pre-booted: `claimPooledSandbox`), the tap moved into the netns while the guest makes the
-    /// pod's namespaces; then at once the tap's mirror of eth0 and the guest's eth0, which takes the MAC and MTU CNI gave. Anything
-    /// done is undone on failure. A pre-booted VM gets the CPU weight of any VM and moves into the pod's cgroup;
+    /// pod's namespaces; then at once the tap's mirror of eth0 and the guest's eth0, which takes the MAC and
+    /// MTU CNI gave. Anything done is undone on failure. A pre-booted VM gets the CPU weight of any VM and moves into the pod's cgroup;
     /// the pool refills once the pod has had time to start (`VMPool.refillAfterClaim`), not while it starts.
     public func createSandbox(_ spec: SandboxSpec) async throws(PodvisorError) -> any PodSandbox {
         let pool = pool.withLock { $0 }
