@@ -42,17 +42,23 @@ public struct PodInterface: Sendable, Equatable {
             var gateway: String?
             var `protocol`: String?
         }
-        let ip = { (arguments: [String]) async throws(PodvisorError) -> Data in
+        let ip = { @Sendable (arguments: [String]) async throws(PodvisorError) -> Data in
             Data(try await HostProgram.check("nsenter", ["--net=\(namespacePath)", "ip", "-j"] + arguments).utf8)
         }
-        let linkJSON = try await ip(["addr", "show", "dev", interface])
+        // Three reads at once: each is two execs (nsenter, ip), and this is on the path of a start from the pool.
+        let (linkJSON, (routes4, routes6)) = try await concurrently(
+            { () async throws(PodvisorError) in try await ip(["addr", "show", "dev", interface]) },
+            { () async throws(PodvisorError) in
+                try await concurrently(
+                    { () async throws(PodvisorError) in try await ip(["-4", "route", "show", "dev", interface]) },
+                    { () async throws(PodvisorError) in try await ip(["-6", "route", "show", "dev", interface]) })
+            })
         guard let link = try? JSONDecoder().decode([Link].self, from: linkJSON).first else {
             throw PodvisorError(
                 .internalError, "unexpected `ip -j addr show` output for \(interface): \(String(decoding: linkJSON.prefix(200), as: UTF8.self))")
         }
         var routes: [Route] = []
-        for (family, defaultDestination) in [("-4", "0.0.0.0/0"), ("-6", "::/0")] {
-            let json = try await ip([family, "route", "show", "dev", interface])
+        for (json, defaultDestination) in [(routes4, "0.0.0.0/0"), (routes6, "::/0")] {
             guard let entries = try? JSONDecoder().decode([RouteEntry].self, from: json) else {
                 throw PodvisorError(.internalError, "unexpected `ip -j route show` output: \(String(decoding: json.prefix(200), as: UTF8.self))")
             }

@@ -55,8 +55,8 @@ public enum TapPlumbing {
         try validate(tap)
         let tapMTU: Int
         if let mtu { tapMTU = mtu } else { tapMTU = try await link(interface, namespacePath: namespacePath).mtu }
-        try await inNamespace(namespacePath, "ip", ["link", "set", "dev", tap, "mtu", "\(tapMTU)", "up"])
-        // One tc process for both directions; `replace` makes a second mirror of the same pair harmless.
+        // One tc process for both directions; `replace` makes a second mirror of the same pair harmless. The
+        // filters need not wait for the link to be up: both run at once.
         let script =
             [(interface, tap), (tap, interface)].map { from, to in
                 """
@@ -65,7 +65,9 @@ public enum TapPlumbing {
                 action mirred egress redirect dev \(to)
                 """
             }.joined(separator: "\n") + "\n"
-        try await inNamespace(namespacePath, "tc", ["-batch", "-"], input: Data(script.utf8))
+        _ = try await concurrently(
+            { () async throws(PodvisorError) in try await inNamespace(namespacePath, "ip", ["link", "set", "dev", tap, "mtu", "\(tapMTU)", "up"]) },
+            { () async throws(PodvisorError) in try await inNamespace(namespacePath, "tc", ["-batch", "-"], input: Data(script.utf8)) })
     }
 
     /// Deletes the tap wherever it is: in the pod netns (after move) or still in the root namespace. A tap that
