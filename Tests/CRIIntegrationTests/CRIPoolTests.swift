@@ -50,6 +50,14 @@ import TestSupport
         let ip = try await d.runtime.podSandboxStatus(.with { $0.podSandboxID = sandbox }).status.network.ip
         #expect(ip.hasPrefix("10.214.247."))
         #expect(try await HostNetwork.fetch("http://\(ip):8080/hostname") == "pooled\n", "host → pooled pod at \(ip)")
+        // Under TCG the waiting VM rehearsed ConfigureNetwork on its loopback: it succeeded and left lo as it was.
+        let lo = try await d.runtime.execSync(
+            .with {
+                $0.containerID = container; $0.cmd = ["/bin/sh", "-c", "cat /sys/class/net/lo/mtu; ip -o addr show dev lo"]; $0.timeout = 30
+            })
+        let loText = String(decoding: lo.stdout, as: UTF8.self)
+        #expect(loText.hasPrefix("65536\n") && loText.contains("inet 127.0.0.1/8") && loText.contains("inet6 ::1/128"), "\(loText)")
+        #expect(!(try String(contentsOfFile: d.logFile, encoding: .utf8)).contains("rehearsal failed"), "\(d.tail())")
 
         // A waiting VM that dies is replaced.
         for pid in PodTraces.qemu(sandbox: second) { kill(pid, SIGKILL) }
