@@ -50,7 +50,9 @@ import TestSupport
         let ip = try await d.runtime.podSandboxStatus(.with { $0.podSandboxID = sandbox }).status.network.ip
         #expect(ip.hasPrefix("10.214.247."))
         #expect(try await HostNetwork.fetch("http://\(ip):8080/hostname") == "pooled\n", "host → pooled pod at \(ip)")
-        // Under TCG the waiting VM rehearsed ConfigureNetwork on its loopback: it succeeded and left lo as it was.
+        // Under TCG the waiting VM rehearsed ConfigureNetwork on its loopback and a container: both succeeded,
+        // lo is as it was, and the container left nothing in the VM's share.
+        #expect(!FileManager.default.fileExists(atPath: "\(d.stateDirectory)/vm/\(first)/share/pool-rehearsal"))
         let lo = try await d.runtime.execSync(
             .with {
                 $0.containerID = container; $0.cmd = ["/bin/sh", "-c", "cat /sys/class/net/lo/mtu; ip -o addr show dev lo"]; $0.timeout = 30

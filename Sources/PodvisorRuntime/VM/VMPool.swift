@@ -157,14 +157,33 @@ final class VMPool: Sendable {
 
     /// Under TCG a guest's first run of any code pays for its translation: ConfigureNetwork's parsing and
     /// MAC lookup took 18-32 ms the first time in a VM and 2-3 ms the second. Before a member counts as
-    /// ready it configures the guest's loopback as it already is (the same up link, MTU and addresses,
-    /// replaced by themselves), which runs most of the agent's and the guest kernel's network path once,
-    /// so the claiming pod's ConfigureNetwork finds it translated. A failure only costs that head start.
+    /// ready it rehearses what its pod will ask of the guest, without leaving a trace: it configures the
+    /// guest's loopback as it already is (the same up link, MTU and addresses, replaced by themselves), then
+    /// creates a container from an empty read-only rootfs, starts it (its exec fails: there is no program)
+    /// and removes it. The claiming pod's steps then find most of that code translated. A failure only costs
+    /// that head start.
     private func rehearse(_ pod: PodVM) async {
-        do throws(PodvisorError) { try await pod.agent.configureNetwork(Self.loopbackAsItIs) } catch {
-            log.warning("pool VM \(pod.vm.name): the network rehearsal failed: \(error)")
+        do throws(PodvisorError) {
+            try await pod.agent.configureNetwork(Self.loopbackAsItIs)
+            let rootfs = try pod.mountRootfs(containerID: Self.rehearsalID, from: try Self.emptyRootfs(host.config))
+            defer { try? pod.unmountContainer(containerID: Self.rehearsalID) }
+            _ = try await pod.agent.createContainer(
+                .with {
+                    $0.containerID = Self.rehearsalID
+                    $0.rootfs = rootfs
+                    $0.readonlyRootfs = true
+                    $0.process = Self.rehearsalProcess
+                    $0.maskedPaths = ["/proc/kcore"]
+                    $0.readonlyPaths = ["/proc/sys"]
+                })
+            do throws(PodvisorError) { try await pod.agent.startContainer(Self.rehearsalID) } catch  where error.code == .failedPrecondition {}
+            try await pod.agent.removeContainer(Self.rehearsalID)
+        } catch {
+            log.warning("pool VM \(pod.vm.name): the rehearsal failed: \(error)")
         }
     }
+
+    static let rehearsalID = "pool-rehearsal"
 
     static let loopbackAsItIs = Podvisor_Agent_V1_ConfigureNetworkRequest.with {
         $0.interfaces = [
@@ -175,6 +194,25 @@ final class VMPool: Sendable {
                 $0.addresses = ["127.0.0.1/8", "::1/128"]
             }
         ]
+    }
+
+    /// containerd's default capabilities, as a pod's container gets them; numbers only: no file to read.
+    static let rehearsalProcess = Podvisor_Agent_V1_ProcessSpec.with {
+        $0.args = ["/rehearsal"]
+        $0.cwd = "/"
+        $0.gid = 0
+        $0.strictSupplementalGroups = true
+        $0.capabilities.names = [
+            "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID",
+            "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+        ]
+    }
+
+    /// `<state>/pool/rootfs`: the directories a container's mounts need, and nothing else.
+    static func emptyRootfs(_ config: PodvisorConfig) throws(PodvisorError) -> String {
+        let root = "\(config.stateDirectory)/pool/rootfs"
+        for directory in ["proc", "sys", "dev"] { try makeDirectory("\(root)/\(directory)") }
+        return root
     }
 
     /// A member that dies while it waits is dropped and replaced; a claimed one is its pod's business.
