@@ -9,11 +9,7 @@ import PodvisorRuntime
 /// entrypoint/cmd, env override, user forms, capability arithmetic, default masked paths, seccomp profile
 /// kinds, limits) is unit-tested without a VM.
 enum ContainerSpecBuilder {
-    /// containerd's default capability set for non-privileged containers.
-    static let defaultCapabilities = [
-        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
-        "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
-    ]
+    static let defaultCapabilities = ProcessSpec.defaultCapabilities
     /// Every capability the guest kernel (6.1) knows: what "ALL" adds.
     static let allCapabilities = [
         "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",

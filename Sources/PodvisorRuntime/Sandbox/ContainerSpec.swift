@@ -61,6 +61,12 @@ public struct ProcessSpec: Sendable, Equatable, Codable {
 }
 
 extension ProcessSpec {
+    /// containerd's default capability set for non-privileged containers.
+    public static let defaultCapabilities = [
+        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
+        "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+    ]
+
     /// The process as `identity` in numbers: an exec runs as its container does without the guest resolving
     /// names again, as runc's exec takes the numbers containerd resolved at create.
     public func pinned(to identity: ContainerIdentity) -> ProcessSpec {

@@ -202,10 +202,7 @@ final class VMPool: Sendable {
         $0.cwd = "/"
         $0.gid = 0
         $0.strictSupplementalGroups = true
-        $0.capabilities.names = [
-            "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID",
-            "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
-        ]
+        $0.capabilities.names = ProcessSpec.defaultCapabilities
     }
 
     /// `<state>/pool/rootfs`: the directories a container's mounts need, and nothing else.
