@@ -14,6 +14,7 @@ import Synchronization
 /// <state>/containers/<id>/{upper,work,rootfs}           a container's overlay rootfs
 /// <state>/vm/<vm id>/                                   the VM's run directory (VirtualMachine)
 /// <state>/network/<id>.json                             the CNI attachment (PodNetworks)
+/// <state>/pool/rootfs                                    the empty rootfs of pool VMs' rehearsal (VMPool)
 /// /run/netns/podvisor-<vm id>, tap pvt<…>               the pod's network namespace and the VM's NIC
 /// ```
 public final class VMRuntime: SandboxRuntime {
