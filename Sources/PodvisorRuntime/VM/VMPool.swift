@@ -159,8 +159,8 @@ final class VMPool: Sendable {
     /// MAC lookup took 18-32 ms the first time in a VM and 2-3 ms the second. Before a member counts as
     /// ready it rehearses what its pod will ask of the guest, without leaving a trace: it configures the
     /// guest's loopback as it already is (the same up link, MTU and addresses, replaced by themselves), then
-    /// creates a container from an empty read-only rootfs, starts it (its exec fails: there is no program)
-    /// and removes it. The claiming pod's steps then find most of that code translated. A failure only costs
+    /// creates a container from an empty read-only rootfs with RuntimeDefault seccomp, starts it (its exec
+    /// fails: there is no program) and removes it. The claiming pod's steps then find most of that code translated. A failure only costs
     /// that head start.
     private func rehearse(_ pod: PodVM) async {
         do throws(PodvisorError) {
@@ -196,13 +196,15 @@ final class VMPool: Sendable {
         ]
     }
 
-    /// containerd's default capabilities, as a pod's container gets them; numbers only: no file to read.
+    /// containerd's default capabilities and RuntimeDefault seccomp, as a pod's container gets them (the
+    /// agent keeps the compiled program); numbers only: no file to read.
     static let rehearsalProcess = Podvisor_Agent_V1_ProcessSpec.with {
         $0.args = ["/rehearsal"]
         $0.cwd = "/"
         $0.gid = 0
         $0.strictSupplementalGroups = true
         $0.capabilities.names = ProcessSpec.defaultCapabilities
+        $0.seccomp.kind = .runtimeDefault
     }
 
     /// `<state>/pool/rootfs`: the directories a container's mounts need, and nothing else.
