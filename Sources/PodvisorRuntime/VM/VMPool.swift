@@ -160,8 +160,8 @@ final class VMPool: Sendable {
     /// ready it rehearses what its pod will ask of the guest, without leaving a trace: it configures the
     /// guest's loopback as it already is (the same up link, MTU and addresses, replaced by themselves), then
     /// creates a container from an empty read-only rootfs with RuntimeDefault seccomp, starts it (its exec
-    /// fails: there is no program) and removes it. The claiming pod's steps then find most of that code translated. A failure only costs
-    /// that head start.
+    /// fails: there is no program) and removes it, whatever the start did. The claiming pod's steps then
+    /// find most of that code translated. A failure only costs that head start.
     private func rehearse(_ pod: PodVM) async {
         do throws(PodvisorError) {
             try await pod.agent.configureNetwork(Self.loopbackAsItIs)
@@ -176,8 +176,13 @@ final class VMPool: Sendable {
                     $0.maskedPaths = ["/proc/kcore"]
                     $0.readonlyPaths = ["/proc/sys"]
                 })
-            do throws(PodvisorError) { try await pod.agent.startContainer(Self.rehearsalID) } catch  where error.code == .failedPrecondition {}
+            // The exec's failure is the expected end of the start; any other is reported once the container is gone.
+            var failure: PodvisorError?
+            do throws(PodvisorError) { try await pod.agent.startContainer(Self.rehearsalID) } catch {
+                if error.code != .failedPrecondition { failure = error }
+            }
             try await pod.agent.removeContainer(Self.rehearsalID)
+            if let failure { throw failure }
         } catch {
             log.warning("pool VM \(pod.vm.name): the rehearsal failed: \(error)")
         }
