@@ -138,12 +138,12 @@ import Testing
             let image = "\(registry.address)/busybox"
             let anonymous = await #expect(throws: PodvisorError.self) { try await store.pull(image) }
             #expect(anonymous?.code == .permissionDenied)
-            #expect(anonymous?.message.contains("requires authentication") == true)
+            #expect(anonymous?.message.contains("requires authentication") == true, "\(String(describing: anonymous))")
             let wrong = await #expect(throws: PodvisorError.self) {
                 try await store.pull(image, credentials: .basic(username: "alice", password: "wrong"))
             }
             #expect(wrong?.code == .permissionDenied)
-            #expect(wrong?.message.contains("refused the credentials") == true)
+            #expect(wrong?.message.contains("refused the credentials") == true, "\(String(describing: wrong))")
             let pulled = try await store.pull(image, credentials: .basic(username: "alice", password: "secret"))
             #expect(pulled.layers.count == 2)
         }
@@ -156,12 +156,12 @@ import Testing
             let image = "\(proxy.address)/busybox"
             let anonymous = await #expect(throws: PodvisorError.self) { try await store.pull(image) }
             #expect(anonymous?.code == .permissionDenied)
-            #expect(anonymous?.message.contains("requires authentication") == true)
+            #expect(anonymous?.message.contains("requires authentication") == true, "\(String(describing: anonymous))")
             let wrong = await #expect(throws: PodvisorError.self) {
                 try await store.pull(image, credentials: .basic(username: "bob", password: "wrong"))
             }
             #expect(wrong?.code == .permissionDenied)
-            #expect(wrong?.message.contains("refused the credentials") == true)
+            #expect(wrong?.message.contains("refused the credentials") == true, "\(String(describing: wrong))")
             #expect(proxy.requests.isEmpty)
 
             let credentials = RegistryCredentials.basic(username: "bob", password: "hunter2")
