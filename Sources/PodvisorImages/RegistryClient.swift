@@ -154,9 +154,11 @@ public final class RegistryClient: Sendable {
                     case 200..<300:
                         return try await consume(response)
                     case 401 where !answeredChallenge:
-                        answeredChallenge = true
                         let header = response.headers.first(name: "WWW-Authenticate") ?? ""
+                        // Answered only once it worked: a token service that failed for a moment is asked
+                        // again on the retry, instead of the retry's 401 passing for a refusal.
                         try await authenticate(endpoint, image, challenge: header, credentials: credentials)
+                        answeredChallenge = true
                         attempt = 0
                         continue
                     default:
@@ -267,6 +269,10 @@ public final class RegistryClient: Sendable {
         }
         let body = try await response.body.collect(upTo: 1 << 20)
         guard response.status.code == 200 else {
+            // Overloaded or failing: worth asking again, as the registry itself.
+            if response.status.code == 429 || response.status.code >= 500 {
+                throw PodvisorError(.unavailable, "token service of \(image.registry) answered \(response.status.code)")
+            }
             let why = credentials == nil ? "requires authentication" : "refused the credentials"
             throw PodvisorError(
                 .permissionDenied, "registry \(image.registry) \(why) for \(image.repository) (token service answered \(response.status.code))")

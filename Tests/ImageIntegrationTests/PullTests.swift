@@ -149,6 +149,17 @@ import Testing
         }
     }
 
+    /// A token service that fails for a moment is asked again; the retry does not take the registry's next
+    /// 401 for a refusal of the credentials.
+    @Test func aTokenServiceFailingOnceIsAskedAgain() async throws {
+        let registry = try TestRegistry(storage: await FixtureImages.shared.storageDirectory())
+        let proxy = try BearerProxy(upstream: registry, user: "bob", password: "hunter2", tokenDrops: 1)
+        try await withStore(registry) { store in
+            let pulled = try await store.pull("\(proxy.address)/busybox", credentials: .basic(username: "bob", password: "hunter2"))
+            #expect(pulled.layers.count == 2)
+        }
+    }
+
     @Test func bearerTokenAuthAndOneRequestForAPresentImage() async throws {
         let registry = try TestRegistry(storage: await FixtureImages.shared.storageDirectory())
         let proxy = try BearerProxy(upstream: registry, user: "bob", password: "hunter2")

@@ -115,12 +115,13 @@ public final class BearerProxy: @unchecked Sendable {
     public let log = "/tmp/podvisor-bearer-proxy-\(UUID().uuidString).log"
     private let process: Process
 
-    public init(upstream: TestRegistry, user: String, password: String, blobDelaySeconds: Int = 0) throws {
+    /// `tokenDrops`: the first token requests closed without an answer.
+    public init(upstream: TestRegistry, user: String, password: String, blobDelaySeconds: Int = 0, tokenDrops: Int = 0) throws {
         let port = try TestRegistry.freePort()
         address = "127.0.0.1:\(port)"
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/bearer-proxy.py").path
         process = try TestRegistry.serve(
-            "/usr/bin/python3", [script, "\(port)", upstream.address, user, password, log, "\(blobDelaySeconds)"], port: port)
+            "/usr/bin/python3", [script, "\(port)", upstream.address, user, password, log, "\(blobDelaySeconds)", "\(tokenDrops)"], port: port)
     }
 
     deinit {

@@ -8,6 +8,8 @@ import base64, http.client, http.server, json, sys, time
 
 port, upstream, user, password, log = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 blob_delay = float(sys.argv[6]) if len(sys.argv) > 6 else 0
+# The first this many token requests get no answer (the connection closes): a token service failing for a moment.
+token_drops = int(sys.argv[7]) if len(sys.argv) > 7 else 0
 TOKEN = "podvisor-test-token"
 
 
@@ -21,7 +23,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self):
+        global token_drops
         authorization = self.headers.get("Authorization", "")
+        if self.path.startswith("/token") and token_drops > 0:
+            token_drops -= 1
+            self.close_connection = True
+            return
         if self.path.startswith("/token"):
             expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
             if authorization != expected:
