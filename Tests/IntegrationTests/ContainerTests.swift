@@ -321,13 +321,16 @@ struct SharedPodVM: SuiteTrait, TestScoping {
     @Test func stopSendsTermThenKillAfterGrace() async throws {
         let agent = pod.agent
         for (script, expected) in [
-            ("trap 'exit 7' TERM; while true; do sleep 0.1; done", Int32(7)),
-            ("trap '' TERM; while true; do sleep 0.1; done", Int32(137)),
+            ("trap 'exit 7' TERM; echo armed; while true; do sleep 0.1; done", Int32(7)),
+            ("trap '' TERM; echo armed; while true; do sleep 0.1; done", Int32(137)),
         ] {
             let id = TestHost.uniqueID("stop")
             defer { try? pod.unmountContainer(containerID: id) }
             try await start(["sh", "-c", script], id: id)
-            try await Task.sleep(for: .milliseconds(300))
+            // Stopped once the shell says its trap is set, not after a fixed wait: a loaded TCG guest took
+            // longer than 300 ms once, and the TERM found the shell (its PID namespace's init) without a handler.
+            let armed = try await agent.readOutput(AgentClient.process(id))
+            #expect(String(decoding: armed.data, as: UTF8.self).contains("armed"))
             let clock = ContinuousClock()
             let started = clock.now
             let exit = try await agent.stop(AgentClient.process(id), grace: .seconds(1))
