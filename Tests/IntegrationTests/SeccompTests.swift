@@ -1,15 +1,13 @@
 import PodvisorAgentClient
 import PodvisorAgentProtocol
 import PodvisorCore
+import PodvisorRuntime
 import Testing
 
 /// Seccomp profiles of container processes: cases of ContainerTests, so they share its one VM.
 extension ContainerTests {
     /// Docker's default capabilities: CAP_SYS_ADMIN is not among them.
-    static let defaultCapabilities = [
-        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
-        "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
-    ]
+    static let defaultCapabilities = ProcessSpec.defaultCapabilities
 
     static func localhost(_ json: String) -> Podvisor_Agent_V1_Seccomp {
         .with {

@@ -79,7 +79,7 @@ import Testing
         #expect(dropAll == ["CAP_NET_ADMIN"])
         let defaults = ContainerSpecBuilder.capabilities(.with { $0.dropCapabilities = ["KILL"] })
         #expect(
-            !defaults.contains("CAP_KILL") && defaults.contains("CAP_CHOWN") && defaults.count == ContainerSpecBuilder.defaultCapabilities.count - 1)
+            !defaults.contains("CAP_KILL") && defaults.contains("CAP_CHOWN") && defaults.count == ProcessSpec.defaultCapabilities.count - 1)
         let all = ContainerSpecBuilder.capabilities(
             .with {
                 $0.addCapabilities = ["ALL"]; $0.dropCapabilities = ["CAP_SYS_ADMIN"]

@@ -9,7 +9,6 @@ import PodvisorRuntime
 /// entrypoint/cmd, env override, user forms, capability arithmetic, default masked paths, seccomp profile
 /// kinds, limits) is unit-tested without a VM.
 enum ContainerSpecBuilder {
-    static let defaultCapabilities = ProcessSpec.defaultCapabilities
     /// Every capability the guest kernel (6.1) knows: what "ALL" adds.
     static let allCapabilities = [
         "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
@@ -124,7 +123,7 @@ enum ContainerSpecBuilder {
         }
         let add = normalized(request.addCapabilities)
         let drop = normalized(request.dropCapabilities)
-        var result = drop.contains("ALL") ? [] : defaultCapabilities.filter { !drop.contains($0) }
+        var result = drop.contains("ALL") ? [] : ProcessSpec.defaultCapabilities.filter { !drop.contains($0) }
         for name in add.contains("ALL") ? allCapabilities : add where !result.contains(name) {
             result.append(name)
         }
