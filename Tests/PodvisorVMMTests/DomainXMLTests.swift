@@ -157,6 +157,7 @@ import Testing
         #expect(words.contains("panic=-1"))
         #expect(words.contains("console=ttyS0"))
         #expect(words.contains("no_timer_check"))
+        #expect(words.contains("pci=noacpi"))
         #expect(!base.hasSuffix(" "))
         #expect(DomainSpec.baseKernelCommandLine(extra: "loglevel=7 foo=bar") == base + " loglevel=7 foo=bar")
     }
