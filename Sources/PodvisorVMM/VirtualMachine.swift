@@ -115,7 +115,7 @@ public final class VirtualMachine: Sendable {
                 name: configuration.name, uuid: UUID().uuidString.lowercased(), accelerator: configuration.accelerator,
                 memoryMiB: configuration.memoryMiB, vcpus: configuration.vcpus, emulator: configuration.emulator,
                 kernel: configuration.kernel, root: configuration.root,
-                kernelCommandLine: DomainSpec.baseKernelCommandLine(extra: configuration.extraKernelParameters),
+                kernelCommandLine: DomainSpec.baseKernelCommandLine(configuration.accelerator, extra: configuration.extraKernelParameters),
                 consoleLog: "\(run)/console.log", agentChannel: channel, sharedDirectorySocket: share?.socket,
                 networkInterface: configuration.networkInterface, tcgCacheMiB: configuration.tcgCacheMiB,
                 cpuShares: configuration.cpuShares)

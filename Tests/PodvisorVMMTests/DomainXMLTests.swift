@@ -20,7 +20,7 @@ import Testing
             name: "podvisor-abc", uuid: "1b4e28ba-2fa1-11d2-883f-0016d3cca427", accelerator: accelerator,
             memoryMiB: 256, vcpus: 1, emulator: "/usr/bin/qemu-system-x86_64",
             kernel: "/usr/local/share/podvisor/vmlinuz", root: .disk("/usr/local/share/podvisor/rootfs.erofs"),
-            kernelCommandLine: DomainSpec.baseKernelCommandLine(), consoleLog: "\(run)/console.log",
+            kernelCommandLine: DomainSpec.baseKernelCommandLine(accelerator), consoleLog: "\(run)/console.log",
             agentChannel: channel)
     }
 
@@ -95,11 +95,12 @@ import Testing
                       <readonly/>
                     </disk>
                 """))
-        #expect(spec.xml.contains("<cmdline>\(DomainSpec.baseKernelCommandLine()) root=/dev/vda rootfstype=erofs ro init=/init</cmdline>"))
+        let base = DomainSpec.baseKernelCommandLine(spec.accelerator)
+        #expect(spec.xml.contains("<cmdline>\(base) root=/dev/vda rootfstype=erofs ro init=/init</cmdline>"))
         #expect(!spec.xml.contains("<initrd>"))
         spec.root = .initramfs("/usr/local/share/podvisor/initramfs.img")
         #expect(spec.xml.contains("<initrd>/usr/local/share/podvisor/initramfs.img</initrd>"))
-        #expect(spec.xml.contains("<cmdline>\(DomainSpec.baseKernelCommandLine())</cmdline>"))
+        #expect(spec.xml.contains("<cmdline>\(base)</cmdline>"))
         #expect(!spec.xml.contains("<disk"))
     }
 
@@ -119,7 +120,7 @@ import Testing
                 """))
     }
 
-    @Test func aPodNICIsAnUnmanagedTapWithTheCNIInterfacesMACAndMTU() {
+    @Test func aPodNICIsAnUnmanagedTapWithTheCNIInterfacesMACAndMTUAndNoOptionROM() {
         var spec = Self.spec(.vsock, .tcg)
         #expect(!spec.xml.contains("<interface"))
         spec.networkInterface = DomainSpec.NetworkInterface(tap: "pvt0123456789ab", mac: "0a:58:0a:4d:00:05", mtu: 1450)
@@ -131,6 +132,7 @@ import Testing
                       <target dev='pvt0123456789ab' managed='no'/>
                       <model type='virtio'/>
                       <mtu size='1450'/>
+                      <rom enabled='no'/>
                     </interface>
                 """))
     }
@@ -151,15 +153,17 @@ import Testing
     }
 
     @Test func baseKernelCommandLine() {
-        let base = DomainSpec.baseKernelCommandLine()
+        let base = DomainSpec.baseKernelCommandLine(.kvm)
         let words = base.split(separator: " ")
         #expect(words.contains("SWIFT_ROOT=/"))
         #expect(words.contains("panic=-1"))
         #expect(words.contains("console=ttyS0"))
         #expect(words.contains("no_timer_check"))
         #expect(words.contains("pci=noacpi"))
+        #expect(!words.contains("noapictimer"))
+        #expect(DomainSpec.baseKernelCommandLine(.tcg).split(separator: " ").contains("noapictimer"))
         #expect(!base.hasSuffix(" "))
-        #expect(DomainSpec.baseKernelCommandLine(extra: "loglevel=7 foo=bar") == base + " loglevel=7 foo=bar")
+        #expect(DomainSpec.baseKernelCommandLine(.kvm, extra: "loglevel=7 foo=bar") == base + " loglevel=7 foo=bar")
     }
 }
 
