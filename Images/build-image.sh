@@ -5,7 +5,8 @@
 #   build-image.sh OUTDIR AGENT_BINARY
 # Writes OUTDIR/vmlinuz, OUTDIR/rootfs.erofs, OUTDIR/initramfs.img, OUTDIR/image-info.txt (each replaced atomically;
 # same inputs give byte-identical outputs). The kernel is podvisor's minimal one (Images/build-kernel.sh,
-# everything built in, no modules in the initramfs) or Debian's cloud kernel: installing nothing on the
+# everything built in, no modules in the initramfs; vmlinuz is then its uncompressed ELF, which QEMU boots
+# through the PVH entry) or Debian's cloud kernel (a bzImage): installing nothing on the
 # host, that package is fetched with `apt-get download` into OUTDIR/cache and unpacked with `dpkg-deb -x`.
 # Environment:
 #   PODVISOR_KERNEL=minimal|cloud   which kernel (default minimal)
@@ -45,7 +46,7 @@ minimal)
     kver=$(cat "$entry/release")
     # No modules at all: Images/modules.list must resolve to built-ins below.
     kdir=$entry
-    vmlinuz=$entry/bzImage
+    vmlinuz=$entry/vmlinux
     kconfig=$entry/config
     ;;
 cloud)
