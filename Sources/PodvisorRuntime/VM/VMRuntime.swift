@@ -122,6 +122,7 @@ public final class VMRuntime: SandboxRuntime {
                 try await TapPlumbing.createTap(name: PodNetworks.tap(spec.id))
             }
             try networks.createNamespace(spec.id)
+            steps.lap(pooled == nil ? "record, tap and netns" : "claim and netns")
             let (networks, host) = (networks, host)
             let (attached, pod) = try await concurrently(
                 { () async throws(PodvisorError) in
