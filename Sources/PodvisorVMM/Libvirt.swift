@@ -119,6 +119,17 @@ public final class LibvirtConnection: @unchecked Sendable {
     /// Starts a transient domain (it leaves no definition behind once it stops); `paused`: QEMU runs, its
     /// vCPUs do not until `resume`.
     public func createDomain(xml: String, paused: Bool = false) throws(PodvisorError) -> LibvirtDomain {
+        // libvirt loads the domain's cgroup device program (BPF) on this thread, and the kernel's verifier gives
+        // up with EAGAIN when a signal is pending for the thread: "failed to load cgroup BPF prog: Resource
+        // temporarily unavailable" (one start of a full test run). The signals this process handles (SIGCHLD for
+        // every helper and CNI plugin that exits, ProcessExitWatch's) go to its other threads meanwhile; libvirt
+        // unblocks every signal in the processes it forks.
+        var handled = sigset_t()
+        sigemptyset(&handled)
+        for signal in [SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGWINCH] { sigaddset(&handled, signal) }
+        var previous = sigset_t()
+        pthread_sigmask(SIG_BLOCK, &handled, &previous)
+        defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
         guard let domain = virDomainCreateXML(handle, xml, paused ? UInt32(VIR_DOMAIN_START_PAUSED.rawValue) : 0) else {
             throw PodvisorError(.internalError, "libvirt refused to start the domain: \(lastLibvirtError())")
         }
