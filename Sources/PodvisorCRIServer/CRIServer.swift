@@ -93,6 +93,10 @@ public final class CRIServer: Sendable {
     public func startPool() throws(PodvisorError) { try runtime.startPool() }
     public func stopPool() async { await runtime.stopPool() }
 
+    /// For a process whose runtime ends with it: waits (at most `limit`) until the exec and attach sessions
+    /// still running are over, e.g. the command of an exec whose client left at its timeout, killed by now.
+    public func waitForStreamingSessions(atMost limit: Duration) async { await streaming.waitForSessions(atMost: limit) }
+
     /// Brings the series that are read at scrape time up to date (before the registry is rendered).
     public func refreshMetrics() { scrapeGauges.refresh(self) }
     public var imageService: ImageService { ImageService(server: self) }

@@ -38,6 +38,8 @@ public final class StreamingServer: Sendable {
     public let baseURL: String
     private let listener: TCPListener
     private let pending = Mutex<[String: Pending]>([:])
+    /// Exec and attach sessions whose handler runs.
+    private let sessions = Mutex(0)
 
     /// Binds `host:port` (port 0: any free port) and starts accepting connections.
     public static func start(host: String, port: Int) async throws -> StreamingServer {
@@ -53,7 +55,21 @@ public final class StreamingServer: Sendable {
 
     /// Registers an exec or attach request and returns the URL its client connects to.
     public func register(_ kind: Kind, options: RemoteCommandOptions, handler: @escaping Handler) -> String {
-        register(kind, .command(options, handler))
+        register(
+            kind,
+            .command(options) { [self] streams in
+                sessions.withLock { $0 += 1 }
+                defer { sessions.withLock { $0 -= 1 } }
+                return await handler(streams)
+            })
+    }
+
+    /// Returns once no exec or attach session runs, or after `limit`. A process whose runtime ends with it (a
+    /// standalone `podvisor exec --timeout`) waits here, so that a command its client left is killed before
+    /// the process exits, not after.
+    public func waitForSessions(atMost limit: Duration) async {
+        let deadline = ContinuousClock.now + limit
+        while sessions.withLock({ $0 }) > 0, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
     }
 
     /// Registers a port forwarding request (every connection the client forwards runs `handler`).

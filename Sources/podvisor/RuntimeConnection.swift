@@ -54,7 +54,13 @@ func withInProcessRuntime<T: Sendable>(
 ) async throws -> T {
     LogOutput.bootstrap(program: "podvisor", format: config.logFormat)
     let server = try await CRIServer.open(config: config, logger: Logger(label: "podvisor", level: config.logLevel))
-    return try await withInProcessRuntime(server) { runtime, images in try await body(server, runtime, images) }
+    let result: Result<T, any Error>
+    do {
+        result = .success(try await withInProcessRuntime(server) { runtime, images in try await body(server, runtime, images) })
+    } catch { result = .failure(error) }
+    // The runtime ends with this process: a command whose client left (`exec --timeout`) is killed first.
+    await server.waitForStreamingSessions(atMost: .seconds(5))
+    return try result.get()
 }
 
 /// CRI clients of `server` through an in-process gRPC transport.
