@@ -6,9 +6,6 @@ import Testing
 
 /// Seccomp profiles of container processes: cases of ContainerTests, so they share its one VM.
 extension ContainerTests {
-    /// Docker's default capabilities: CAP_SYS_ADMIN is not among them.
-    static let defaultCapabilities = ProcessSpec.defaultCapabilities
-
     static func localhost(_ json: String) -> Podvisor_Agent_V1_Seccomp {
         .with {
             $0.kind = .localhost
@@ -19,10 +16,10 @@ extension ContainerTests {
     @Test func runtimeDefaultSeccompBlocksWhatUnconfinedAllows() async throws {
         // A user namespace needs no capability, but RuntimeDefault allows unshare only to CAP_SYS_ADMIN.
         let probe = ["unshare", "-U", "echo", "inside"]
-        let unconfined = try await run(probe) { $0.process.capabilities.names = Self.defaultCapabilities }
+        let unconfined = try await run(probe) { $0.process.capabilities.names = ProcessSpec.defaultCapabilities }
         #expect(unconfined.stdout == "inside\n", "stderr: \(unconfined.stderr)")
         let confined = try await run(probe) {
-            $0.process.capabilities.names = Self.defaultCapabilities
+            $0.process.capabilities.names = ProcessSpec.defaultCapabilities
             $0.process.seccomp.kind = .runtimeDefault
         }
         #expect(confined.exitCode != 0)
@@ -35,7 +32,7 @@ extension ContainerTests {
     /// vsock ports are not namespaced: an Unconfined container can open vsock sockets, but the agent takes
     /// calls from the host's CID only.
     @Test func containersCannotCallTheAgentOverVsock() async throws {
-        let probe = try await run(["vsockdial"]) { $0.process.capabilities.names = Self.defaultCapabilities }
+        let probe = try await run(["vsockdial"]) { $0.process.capabilities.names = ProcessSpec.defaultCapabilities }
         let lines = probe.stdout.split(separator: "\n")
         #expect(lines.count == 2 && lines.allSatisfy { $0 == "closed" || $0.hasPrefix("refused") }, "\(probe.stdout) \(probe.stderr)")
     }
@@ -45,7 +42,7 @@ extension ContainerTests {
         // Without no_new_privs the filter is loaded while the process is still root with every capability, with
         // it last, just before exec.
         let root = try await run(probe) {
-            $0.process.capabilities.names = Self.defaultCapabilities
+            $0.process.capabilities.names = ProcessSpec.defaultCapabilities
             $0.process.seccomp.kind = .runtimeDefault
         }
         #expect(root.stdout == "ok\nSeccomp:\t2\n", "stderr: \(root.stderr)")
