@@ -91,8 +91,12 @@ public struct DomainSpec: Sendable, Equatable {
     /// virtio queues use MSI-X either way, and ACPI still powers the VM off. Under TCG, noapictimer: the CPU
     /// model has no TSC-deadline timer, so the kernel would spend 100 ms calibrating the local APIC timer
     /// against the PIT; the HPET ticks instead (KVM's host CPU has TSC-deadline and skips the calibration).
+    /// Also under TCG, noreplace-smp: a one-vCPU kernel rewrites every `lock` prefix in its text at boot, and
+    /// under TCG those writes took ~190 ms; a single vCPU under TCG pays nothing for the prefixes, while under
+    /// KVM the rewrite is quick and the prefixes would cost every atomic operation.
     public static func baseKernelCommandLine(_ accelerator: Accelerator, extra: String = "") -> String {
-        (["console=ttyS0", "quiet", "panic=-1", "no_timer_check", "pci=noacpi"] + (accelerator == .tcg ? ["noapictimer"] : [])
+        (["console=ttyS0", "quiet", "panic=-1", "no_timer_check", "pci=noacpi"]
+            + (accelerator == .tcg ? ["noapictimer", "noreplace-smp"] : [])
             + ["SWIFT_ROOT=/"] + (extra.isEmpty ? [] : [extra])).joined(separator: " ")
     }
 
