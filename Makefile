@@ -74,6 +74,9 @@ chaos: build image
 check: deps
 	git ls-files -z '*.swift' | grep -zv '/Generated/' | xargs -0 $(SWIFT) format lint --strict --parallel
 	.ci/check-imports
+	@# Foundation's whole-file readers leak on empty files: PodvisorCore's readFile/readTextFile instead.
+	@! git grep -nE 'contents\(atPath|Data\(contentsOf|String\(contentsOfFile' -- 'Sources/*.swift' \
+		':!Sources/PodvisorCore/FileContents.swift' || { echo "use readFile/readTextFile (Sources/PodvisorCore/FileContents.swift)"; exit 1; }
 	$(MAKE) --no-print-directory unit-test
 
 # Boot-to-ready and CRI pod start against a bare boot, CRI latency and memory with 20 pods, the pod network

@@ -86,7 +86,7 @@ public struct PodvisorConfig: Sendable, Equatable {
     /// Reads `path`, or the default file when there is one (defaults otherwise).
     public static func load(path: String?) throws(PodvisorError) -> PodvisorConfig {
         guard let path = path ?? (access(defaultPath, F_OK) == 0 ? defaultPath : nil) else { return PodvisorConfig() }
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+        guard let text = readTextFile(path) else {
             throw PodvisorError(.invalidArgument, "cannot read configuration \(path)")
         }
         return try PodvisorConfig(toml: text)

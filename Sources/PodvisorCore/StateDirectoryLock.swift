@@ -8,7 +8,7 @@ public enum StateDirectoryLock {
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw PodvisorError(.internalError, "cannot open \(path): \(String(cString: strerror(errno)))") }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+            let holder = readTextFile(path)?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
             close(fd)
             throw PodvisorError(
                 .unavailable,

@@ -53,7 +53,7 @@ enum FileSystem {
     }
 
     static func read(_ path: String) throws(PodvisorError) -> Data {
-        guard let data = FileManager.default.contents(atPath: path) else {
+        guard let data = readFile(path) else {
             throw PodvisorError(.notFound, "cannot read \(path)")
         }
         return data

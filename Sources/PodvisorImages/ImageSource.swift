@@ -13,7 +13,7 @@ struct ImageSource: Sendable {
     /// under `blobs/sha256/`. `tag` is the name looked up for the image's own reference.
     static func layout(_ directory: String, tag: String) throws(PodvisorError) -> ImageSource {
         let indexPath = "\(directory)/index.json"
-        guard let indexData = FileManager.default.contents(atPath: indexPath) else {
+        guard let indexData = readFile(indexPath) else {
             throw PodvisorError(.notFound, "\(directory) is not an OCI image layout (no index.json)")
         }
         let index = try JSONDecoder.registryDocument(LayoutIndex.self, from: indexData, what: indexPath)
@@ -31,7 +31,7 @@ struct ImageSource: Sendable {
                     }
                     descriptor = entry
                 }
-                guard let data = FileManager.default.contents(atPath: blobPath(descriptor.digest)) else {
+                guard let data = readFile(blobPath(descriptor.digest)) else {
                     throw PodvisorError(.notFound, "\(directory) lacks blob \(descriptor.digest)")
                 }
                 let declared = (try? JSONDecoder().decode(ManifestDocument.self, from: data))?.mediaType

@@ -58,7 +58,7 @@ public struct RegistryHosts: Sendable {
         guard let directory else { return [RegistryEndpoint(baseURL: upstream + "/v2", capabilities: Self.all)] }
         for name in [reference.registry, "_default"] {
             let path = "\(directory)/\(name)/hosts.toml"
-            guard let data = FileManager.default.contents(atPath: path) else { continue }
+            guard let data = readFile(path) else { continue }
             do {
                 return try Self.parse(String(decoding: data, as: UTF8.self), defaultServer: upstream, directory: "\(directory)/\(name)")
             } catch {

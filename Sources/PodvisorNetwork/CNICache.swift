@@ -58,7 +58,7 @@ public struct CNICache: Sendable {
 
     public func entry(_ containerID: String) throws(PodvisorError) -> CNICacheEntry? {
         let path = path(containerID)
-        guard let data = FileManager.default.contents(atPath: path) else {
+        guard let data = readFile(path) else {
             guard access(path, F_OK) != 0 else { throw PodvisorError(.internalError, "cannot read \(path)") }
             return nil
         }

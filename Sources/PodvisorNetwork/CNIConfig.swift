@@ -85,7 +85,7 @@ public struct CNIConfig: Sendable, Equatable {
     public static func load(confDir: String) -> CNIConfigScan {
         var skipped: [String] = []
         for file in candidateFiles(confDir) {
-            guard let bytes = FileManager.default.contents(atPath: "\(confDir)/\(file)") else {
+            guard let bytes = readFile("\(confDir)/\(file)") else {
                 skipped.append("\(file): cannot be read")
                 continue
             }

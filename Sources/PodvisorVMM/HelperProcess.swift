@@ -44,7 +44,7 @@ final class HelperProcess: Sendable {
         while access(socket, F_OK) != 0 {
             guard helper.isRunning, Date() < deadline else {
                 helper.stop()
-                let output = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+                let output = readTextFile(logPath) ?? ""
                 throw PodvisorError(.unavailable, "\(name) did not come up: \(output.suffix(500))")
             }
             usleep(5_000)
@@ -54,9 +54,9 @@ final class HelperProcess: Sendable {
 
     /// The helper an earlier runtime process started in `directory`, if it still runs.
     static func adopt(_ name: String, directory: String) throws(PodvisorError) -> HelperProcess {
-        guard let text = try? String(contentsOfFile: pidPath(name, directory), encoding: .utf8),
+        guard let text = readTextFile(pidPath(name, directory)),
             let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)),
-            let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"),
+            let cmdline = readFile("/proc/\(pid)/cmdline"),
             String(decoding: cmdline, as: UTF8.self).contains(directory)
         else { throw PodvisorError(.unavailable, "\(name) of \(directory) no longer runs") }
         return HelperProcess(name: name, pid: pid, isChild: false)
@@ -78,7 +78,7 @@ final class HelperProcess: Sendable {
             return waitpid(pid, &status, WNOHANG) == 0
         }
         // An adopted helper is reaped by init; until then it is a zombie, which is no longer running.
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        guard let stat = readTextFile("/proc/\(pid)/stat"),
             let close = stat.lastIndex(of: ")")
         else { return false }
         return !stat[close...].hasPrefix(") Z")

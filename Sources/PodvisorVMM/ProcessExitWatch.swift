@@ -1,6 +1,7 @@
 import CLibvirt
 import CLinuxSupport
 import Foundation
+import PodvisorCore
 import Synchronization
 
 /// Learns at once when a process we did not spawn exits, through a pidfd.
@@ -36,7 +37,7 @@ enum ProcessExitWatch {
         let now = ContinuousClock.now
         var zombies: Set<pid_t> = []
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
-            guard let pid = pid_t(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+            guard let pid = pid_t(entry), let stat = readTextFile("/proc/\(entry)/stat"),
                 let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")")
             else { continue }
             // "pid (comm) state ppid …"; comm may contain spaces, hence the last ')'.
@@ -106,7 +107,7 @@ enum ProcessExitWatch {
     static func qemuPID(domain name: String) -> pid_t? {
         let wanted = "guest=\(name),"
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
-            guard let pid = pid_t(entry), let cmdline = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline")
+            guard let pid = pid_t(entry), let cmdline = readFile("/proc/\(entry)/cmdline")
             else { continue }
             if cmdline.split(separator: 0).contains(where: { String(decoding: $0, as: UTF8.self).hasPrefix(wanted) }) {
                 return pid

@@ -171,7 +171,7 @@ struct BootBenchResult {
 
 /// Replaces the section between the markers (or appends it), leaving the rest of the file alone.
 func replaceSection(of path: String, between startMarker: String, and endMarker: String, with markdown: String) throws {
-    var text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? "# Performance\n"
+    var text = readTextFile(path) ?? "# Performance\n"
     if let start = text.range(of: startMarker), let end = text.range(of: endMarker), start.lowerBound < end.upperBound {
         text.replaceSubrange(start.lowerBound..<end.upperBound, with: markdown)
     } else {

@@ -128,7 +128,7 @@ struct CRIBench: AsyncParsableCommand {
         }
         let (pod, sandbox, _) = try await bench.start(name, container: "main", command: command, afterEachCall: lap)
         let log = "\(pod.logDirectory)/main.log"
-        while (try? Data(contentsOf: URL(fileURLWithPath: log)))?.contains(0x0a) != true {
+        while readFile(log)?.contains(0x0a) != true {
             guard started.duration(to: .now) < .seconds(120) else { throw PodvisorError(.timeout, "no log line from \(name)") }
             try await Task.sleep(for: .milliseconds(2))
         }

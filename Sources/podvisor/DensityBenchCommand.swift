@@ -36,13 +36,17 @@ struct DensityBench: AsyncParsableCommand {
     /// This process's cost: the runtime runs in it, as in podvisord.
     struct OwnFigures {
         var rssKiB: Int
+        /// Heap bytes allocated and not freed: RSS that stays while this stays put is freed heap glibc holds.
+        var heapInUseKiB: Int
         var threads: Int
         var descriptors: Int
 
         static func read() -> OwnFigures {
             let status = readProcFile("/proc/self/status")
             let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0
-            return OwnFigures(rssKiB: procField("VmRSS", in: status), threads: procField("Threads", in: status), descriptors: descriptors)
+            return OwnFigures(
+                rssKiB: procField("VmRSS", in: status), heapInUseKiB: heapInUseBytes() / 1024,
+                threads: procField("Threads", in: status), descriptors: descriptors)
         }
     }
 
@@ -155,7 +159,9 @@ struct DensityBench: AsyncParsableCommand {
             \(perPod(own.empty.descriptors, own.full.descriptors)) descriptors, \
             \(perPod(own.empty.rssKiB, own.full.rssKiB)) KiB RSS. Its RSS: \(own.empty.rssKiB / 1024) MiB before the first pod, \
             \(own.full.rssKiB / 1024) MiB with all, \(own.removed.rssKiB / 1024) MiB after removing them, \
-            \(own.trimmed.rssKiB / 1024) MiB after `malloc_trim` (what is left beyond that is held, not free heap); \
+            \(own.trimmed.rssKiB / 1024) MiB after `malloc_trim`. Its heap in use (allocated, not freed): \
+            \(own.empty.heapInUseKiB / 1024) MiB before, \(own.full.heapInUseKiB / 1024) MiB with all, \
+            \(own.removed.heapInUseKiB / 1024) MiB after removing them; \
             threads \(own.empty.threads) before and \(own.removed.threads) after, descriptors \(own.empty.descriptors) before and \
             \(own.removed.descriptors) after.
             \(endMarker)

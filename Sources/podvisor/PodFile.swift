@@ -69,7 +69,7 @@ struct PodFile: Decodable {
     var spec: Spec
 
     static func load(_ path: String) throws(PodvisorError) -> PodFile {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+        guard let text = readTextFile(path) else {
             throw PodvisorError(.invalidArgument, "cannot read pod file \(path)")
         }
         let pod: PodFile

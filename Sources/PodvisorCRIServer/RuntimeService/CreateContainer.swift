@@ -67,7 +67,7 @@ extension CRIServer {
         }
         let imageConfig = try images.configuration(image.id).config
         let process = try ContainerSpecBuilder.process(config, image: imageConfig) { (path) throws(PodvisorError) -> String in
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            guard let text = readTextFile(path) else {
                 throw PodvisorError(.invalidArgument, "cannot read seccomp profile \(path)")
             }
             return text

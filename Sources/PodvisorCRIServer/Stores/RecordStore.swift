@@ -28,7 +28,8 @@ final class RecordStore<Record: StoredRecord>: Sendable {
                     try? FileManager.default.removeItem(atPath: path)
                     continue
                 }
-                let record = try JSONDecoder().decode(Record.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+                guard let data = readFile(path) else { throw PodvisorError(.internalError, "cannot read \(path)") }
+                let record = try JSONDecoder().decode(Record.self, from: data)
                 loaded[record.id] = record
             }
             records.withLock { $0 = loaded }

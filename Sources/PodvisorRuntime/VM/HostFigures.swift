@@ -63,7 +63,7 @@ extension VMHost {
         defer { try? vm.destroy() }
         let deadline = start + .seconds(120)
         while clock.now < deadline {
-            if let console = FileManager.default.contents(atPath: vm.consoleLog),
+            if let console = readFile(vm.consoleLog),
                 console.range(of: Data(Self.baselineMarker.utf8)) != nil
             {
                 return start.duration(to: clock.now)

@@ -61,7 +61,7 @@ struct PodCgroup: Sendable {
     var oomKills: Int {
         for directory in directories where directory.contains("/memory/") || directories.count == 1 {
             for file in ["memory.events", "memory.oom_control"] {
-                guard let text = try? String(contentsOfFile: "\(directory)/\(file)", encoding: .utf8) else { continue }
+                guard let text = readTextFile("\(directory)/\(file)") else { continue }
                 let line = text.split(separator: "\n").first { $0.hasPrefix("oom_kill ") }
                 if let count = line.flatMap({ Int($0.split(separator: " ").last ?? "") }) { return count }
             }

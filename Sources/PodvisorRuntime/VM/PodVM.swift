@@ -41,7 +41,7 @@ public final class PodVM: Sendable {
                 vm: vm, agent: agent, version: version,
                 timings: BootTimings(domainStart: domainStart, ready: started.duration(to: clock.now)))
         } catch {
-            let console = (try? String(contentsOfFile: vm.consoleLog, encoding: .utf8)) ?? ""
+            let console = readTextFile(vm.consoleLog) ?? ""
             try? vm.destroy()
             throw PodvisorError(error.code, "\(error.message); console: \(console.suffix(800))", cause: error.cause)
         }

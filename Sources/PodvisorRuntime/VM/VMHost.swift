@@ -69,7 +69,7 @@ public final class VMHost: Sendable {
         do {
             try FileManager.default.createDirectory(atPath: "\(root)/etc", withIntermediateDirectories: true)
             let path = "\(root)/etc/qemu.conf"
-            if (try? String(contentsOfFile: path, encoding: .utf8)) != settings {
+            if readTextFile(path) != settings {
                 try settings.write(toFile: path, atomically: true, encoding: .utf8)
             }
         } catch {

@@ -177,7 +177,10 @@ public final class VMRuntime: SandboxRuntime {
 
     public func reattachSandbox(id: String) async throws(PodvisorError) -> any PodSandbox {
         let record: SandboxState
-        do { record = try JSONDecoder().decode(SandboxState.self, from: Data(contentsOf: URL(fileURLWithPath: statePath(id)))) } catch {
+        do {
+            guard let data = readFile(statePath(id)) else { throw PodvisorError(.notFound, "cannot read \(statePath(id))") }
+            record = try JSONDecoder().decode(SandboxState.self, from: data)
+        } catch {
             throw PodvisorError(.notFound, "sandbox \(id) has no runtime record", cause: error)
         }
         let pod = try await host.reattach(id: SandboxSpec.vmID(id), transport: record.transport, size: record.size)
@@ -210,7 +213,7 @@ public final class VMRuntime: SandboxRuntime {
             if !dns.searches.isEmpty { resolv += "search \(dns.searches.joined(separator: " "))\n" }
             if !dns.options.isEmpty { resolv += "options \(dns.options.joined(separator: " "))\n" }
         } else {
-            resolv = (try? String(contentsOfFile: "/etc/resolv.conf", encoding: .utf8)) ?? ""
+            resolv = readTextFile("/etc/resolv.conf") ?? ""
         }
         let files = [
             "hostname": "\(spec.hostname)\n",
