@@ -40,6 +40,8 @@ public final class CRIServer: Sendable {
     private let hostEvents: Task<Void, Never>?
     /// Series read when Prometheus scrapes (sandboxes and containers by state, each pod VM's host cost).
     let scrapeGauges = ScrapeGauges()
+    /// Gives the host back the heap a removed pod's records, logs and connections used.
+    let heapTrimmer = HeapTrimmer()
     /// UpdateRuntimeConfig's pod CIDR, reported back by Status.
     let podCIDR = Mutex<String>("")
     let log: Logger

@@ -92,9 +92,11 @@ struct DensityBench: AsyncParsableCommand {
             if pods.count % step != 0, !pods.isEmpty, steps.last?.pods != pods.count { steps.append(try await measure(bench, vms, pods, [])) }
             let full = OwnFigures.read()
             for pod in pods { try await bench.remove(pod.sandbox) }
+            // RemovePodSandbox has the runtime trim its heap a second later (HeapTrimmer), as in podvisord.
+            try await Task.sleep(for: .seconds(2))
             let removed = OwnFigures.read()
-            // glibc keeps freed heap pages; trimming tells memory the runtime still holds from pages it freed.
-            Self.mallocTrim()
+            // Trimming once more shows whether anything freed was left to give back.
+            trimHeap()
             let trimmed = OwnFigures.read()
             return Self.markdown(
                 accelerator: host.accelerator.rawValue, guestMiB: host.config.memoryMiB, steps: steps, stopped: stopped,
@@ -115,12 +117,6 @@ struct DensityBench: AsyncParsableCommand {
         return Step(
             pods: pods.count, lastStarts: starts, list: list, status: status, pssPerPodKiB: pss / 1024 / max(1, pods.count),
             availableMiB: Self.availableMiB(), own: .read())
-    }
-
-    /// glibc's malloc_trim, which Swift's Glibc module does not export.
-    static func mallocTrim() {
-        typealias Trim = @convention(c) (Int) -> Int32
-        if let trim = dlsym(nil, "malloc_trim") { _ = unsafeBitCast(trim, to: Trim.self)(0) }
     }
 
     static func availableMiB() -> Int {
@@ -158,8 +154,8 @@ struct DensityBench: AsyncParsableCommand {
             The runtime per pod: \(perPod(own.empty.threads, own.full.threads)) threads, \
             \(perPod(own.empty.descriptors, own.full.descriptors)) descriptors, \
             \(perPod(own.empty.rssKiB, own.full.rssKiB)) KiB RSS. Its RSS: \(own.empty.rssKiB / 1024) MiB before the first pod, \
-            \(own.full.rssKiB / 1024) MiB with all, \(own.removed.rssKiB / 1024) MiB after removing them, \
-            \(own.trimmed.rssKiB / 1024) MiB after `malloc_trim`. Its heap in use (allocated, not freed): \
+            \(own.full.rssKiB / 1024) MiB with all, \(own.removed.rssKiB / 1024) MiB after removing them (and the runtime's own trim), \
+            \(own.trimmed.rssKiB / 1024) MiB after another `malloc_trim`. Its heap in use (allocated, not freed): \
             \(own.empty.heapInUseKiB / 1024) MiB before, \(own.full.heapInUseKiB / 1024) MiB with all, \
             \(own.removed.heapInUseKiB / 1024) MiB after removing them; \
             threads \(own.empty.threads) before and \(own.removed.threads) after, descriptors \(own.empty.descriptors) before and \

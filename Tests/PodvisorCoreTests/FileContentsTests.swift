@@ -20,24 +20,4 @@ import Testing
         #expect(maps.utf8.count > 4096)
         #expect(maps.hasSuffix("\n"))
     }
-
-    /// Foundation's readers leak 4 KiB on each empty file (kernel threads' /proc/<pid>/cmdline, read at every
-    /// VM start): 20000 reads would hold ~80 MiB. The bound leaves room for tests running beside this one.
-    @Test func readingEmptyFilesHoldsNoMemory() throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("podvisor-empty-\(UUID().uuidString)").path
-        #expect(FileManager.default.createFile(atPath: path, contents: Data()))
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        let before = heapInUseBytes()
-        for _ in 0..<20000 { #expect(readFile(path)?.isEmpty == true) }
-        #expect(heapInUseBytes() - before < 16 << 20)
-    }
-
-    @Test func heapInUseCountsWhatIsAllocated() throws {
-        let before = heapInUseBytes()
-        #expect(before > 0)
-        let block = try #require(malloc(64 << 20))
-        memset(block, 1, 64 << 20)
-        #expect(heapInUseBytes() - before >= 64 << 20)
-        free(block)
-    }
 }

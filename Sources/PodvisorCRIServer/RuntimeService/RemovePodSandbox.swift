@@ -21,6 +21,7 @@ extension RuntimeService {
                 }
                 try server.sandboxes.remove(sandbox.id)
             }
+            server.heapTrimmer.schedule()
             return Runtime_V1_RemovePodSandboxResponse()
         }
     }
