@@ -8,18 +8,24 @@ import TestSupport
 /// podvisord with `[vm] pool_size = 1` on a pod network of its own (bridge pvpool0, 10.214.247.0/24): a pod
 /// that fits takes the waiting VM, which waited at the lowest CPU weight, instead of booting one, and works as any pod (its network, hostname,
 /// containers); the pool boots a replacement; a waiting VM that dies is replaced, never handed out; after
-/// kill -9 of podvisord the waiting VM is destroyed as an orphan and a new one boots; a pod of another shape
-/// boots its own. 6 VM boots.
+/// kill -9 of podvisord the waiting VM is destroyed as an orphan, with its netns and tap, as is what a member
+/// that crashed before its VM existed left, and a new one boots; a pod of another shape boots its own. 6 VM boots.
 @Suite(.serialized) struct CRIPoolTests {
     @Test func podsTakeAPreBootedVM() async throws {
         let d = try CRIDaemon(name: "pvpool", subnet: 247, vmConfig: "pool_size = 1")
         d.cleanUpAtExit()
-        // Waiting VMs' taps are in the host's namespace, not a pod's: gone with the daemon only if it stops cleanly.
+        // Waiting VMs' netns and taps have no sandbox: gone with the daemon only if it stops cleanly.
         TestCleanup.atExit {
-            for vm in Self.vmDirectories(d) { try? TestRegistry.run("/sbin/ip", ["link", "del", Self.tap(vm)]) }
+            for vm in Self.vmDirectories(d) + [Self.crashedMember] {
+                try? TestRegistry.run("/sbin/ip", ["netns", "del", "podvisor-\(vm.prefix(16))"])
+                try? TestRegistry.run("/sbin/ip", ["link", "del", Self.tap(vm)])
+            }
         }
         try await d.start()
         let first = try await Self.waitingVM(d, not: [])
+        // Its tap waits in its netns, which the claiming pod's CNI ADD uses.
+        #expect(TestPodNetwork.leftovers(sandbox: first) == ["netns podvisor-\(first)"], "the tap is in the netns, not the host's namespace")
+        try TestRegistry.run("/sbin/ip", ["-n", "podvisor-\(first)", "link", "show", "dev", Self.tap(first)])
         let pods = try d.cli(["pods"])
         #expect(pods.contains("pre-booted VMs: 1 ready, 0 booting of 1"), "\(pods)")
         #expect(Self.cpuWeight(vm: first) == 2, "a waiting VM only gets CPU time no pod wants")
@@ -64,10 +70,16 @@ import TestSupport
         // A waiting VM that dies is replaced.
         for pid in PodTraces.qemu(sandbox: second) { kill(pid, SIGKILL) }
         let third = try await Self.waitingVM(d, not: [first, second])
-        #expect(PodTraces.qemu(sandbox: second).isEmpty)
+        #expect(PodTraces.qemu(sandbox: second).isEmpty && TestPodNetwork.leftovers(sandbox: second).isEmpty)
 
-        // kill -9: the pod is taken back, the waiting VM (no record owns it) destroyed, a new one booted.
+        // kill -9: the pod is taken back, the waiting VM (no record owns it) destroyed, a new one booted. What
+        // a member left that crashed with its tap in its netns and no VM yet goes too.
         d.kill9()
+        let crashed = Self.crashedMember
+        try FileManager.default.createDirectory(atPath: "\(d.stateDirectory)/pool/members", withIntermediateDirectories: true)
+        #expect(FileManager.default.createFile(atPath: "\(d.stateDirectory)/pool/members/\(crashed)", contents: Data()))
+        try TestRegistry.run("/sbin/ip", ["netns", "add", "podvisor-\(crashed.prefix(16))"])
+        try TestRegistry.run("/sbin/ip", ["-n", "podvisor-\(crashed.prefix(16))", "tuntap", "add", "dev", Self.tap(crashed), "mode", "tap"])
         try await d.start()
         let fourth = try await Self.waitingVM(d, not: [first, second, third])
         #expect(PodTraces.qemu(sandbox: third).isEmpty, "the orphaned pool VM is destroyed")
@@ -75,15 +87,25 @@ import TestSupport
         try await d.removePod(sandbox)
         PodTraces.expectNothingLeft(d, sandbox: sandbox, containers: [container])
         #expect(Self.vmDirectories(d) == [fourth], "only the waiting VM is left")
-        #expect(!Self.tapExists(third), "recovery removed the orphan's tap")
+        #expect(TestPodNetwork.leftovers(sandbox: third).isEmpty, "recovery removed the orphan's netns and tap")
+        #expect(TestPodNetwork.leftovers(sandbox: crashed).isEmpty, "recovery removed the crashed member's netns and tap")
+        #expect(Self.members(d) == [fourth])
 
         // A clean shutdown takes the waiting VM and its tap along.
         #expect(d.terminate() == 0)
-        #expect(PodTraces.qemu(sandbox: fourth).isEmpty && Self.vmDirectories(d).isEmpty && !Self.tapExists(fourth))
+        #expect(PodTraces.qemu(sandbox: fourth).isEmpty && Self.vmDirectories(d).isEmpty)
+        #expect(TestPodNetwork.leftovers(sandbox: fourth).isEmpty && Self.members(d).isEmpty)
     }
 
+    /// A member id no boot makes (members' ids are random).
+    static let crashedMember = String(repeating: "c0ffee", count: 10) + "c0ff"
+
     static func tap(_ vm: String) -> String { "pvt" + vm.prefix(12) }
-    static func tapExists(_ vm: String) -> Bool { FileManager.default.fileExists(atPath: "/sys/class/net/\(tap(vm))") }
+
+    /// The pool members the daemon's state directory marks (`<state>/pool/members`), as VM ids.
+    static func members(_ d: CRIDaemon) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "\(d.stateDirectory)/pool/members")) ?? []).map { String($0.prefix(16)) }.sorted()
+    }
 
     /// The VM ids under the daemon's run directories.
     static func vmDirectories(_ d: CRIDaemon) -> [String] {

@@ -13,3 +13,10 @@ struct StepTimes: CustomStringConvertible {
 
     var description: String { steps.map { "\($0.name) \($0.took.milliseconds) ms" }.joined(separator: ", ") }
 }
+
+/// What `body` returned and how long it took: one of the steps that run at once within a lap.
+func timed<T: Sendable>(_ body: () async throws(PodvisorError) -> T) async throws(PodvisorError) -> (value: T, took: Duration) {
+    let started = ContinuousClock.now
+    let value = try await body()
+    return (value, started.duration(to: .now))
+}

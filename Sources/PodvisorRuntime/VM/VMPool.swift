@@ -8,9 +8,11 @@ import Synchronization
 
 /// Pod VMs of the default shape booted ahead (`[vm] pool_size`), as Kata's VM templates and Firecracker's
 /// snapshots aim at: RunPodSandbox of a pod that fits the shape claims one and skips the boot. A member is
-/// booted under a sandbox id of its own making, which the claiming pod takes, so its domain, run directory
-/// and tap already carry the pod's names; its NIC sits on a tap in the host's namespace until the claim,
-/// when the pod's network is made and the tap moves into it (the guest's NIC then takes eth0's MAC).
+/// booted under a sandbox id of its own making, which the claiming pod takes, so its domain, run directory,
+/// network namespace and tap already carry the pod's names. Its NIC's tap moves into that (empty) netns once
+/// QEMU holds it, as a cold pod's does while it boots: moving a link takes the kernel 25-35 ms under the
+/// RTNL lock, which the claim's CNI ADD would wait for. The guest brings its NIC up with the boot MAC; at the
+/// claim CNI makes eth0 in the netns and the NIC takes eth0's MAC and MTU.
 ///
 /// A member boots and waits at the lowest CPU weight (`waitingCPUShares`): it gets only the CPU time that
 /// pods leave; its pod gives it the weight of any VM. The refill after a claim also waits until the claiming
@@ -43,15 +45,17 @@ final class VMPool: Sendable {
     let size: VMSize
     let capacity: Int
     private let host: VMHost
+    private let networks: PodNetworks
     private let log: Logger
     private let state = Mutex(State())
 
     /// Refuses a pool the host cannot hold: each member keeps its guest memory and QEMU's own.
-    init(host: VMHost, log: Logger) throws(PodvisorError) {
+    init(host: VMHost, networks: PodNetworks, log: Logger) throws(PodvisorError) {
         let config = host.config
         size = VMSize(memoryMiB: config.memoryMiB, vcpus: config.vcpus)
         capacity = config.poolSize
         self.host = host
+        self.networks = networks
         self.log = log
         try Self.checkFits(config, availableMiB: procField("MemAvailable", in: readProcFile("/proc/meminfo")) / 1024)
     }
@@ -126,10 +130,13 @@ final class VMPool: Sendable {
         let mac = PodNetworks.bootMAC()
         let tap = PodNetworks.tap(id)
         do throws(PodvisorError) {
+            try Self.remember(id, host.config)
             try await TapPlumbing.createTap(name: tap)
+            try networks.createNamespace(id)
             let pod = try await host.boot(
                 id: SandboxSpec.vmID(id), size: size, network: PodNetworks.bootInterface(id, mac: mac), cpuShares: Self.waitingCPUShares)
-            if host.accelerator == .tcg { await rehearse(pod) }
+            try await networks.moveTap(id)
+            if host.accelerator == .tcg { await rehearse(pod, mac: mac) }
             let member = Member(id: id, pod: pod, mac: mac)
             let kept = state.withLock { s -> Bool in
                 s.booting -= 1
@@ -147,7 +154,7 @@ final class VMPool: Sendable {
                 $0.retryAt = ContinuousClock.now + .seconds(10)
             }
             try? host.destroyOrphan(id: SandboxSpec.vmID(id))
-            try? await TapPlumbing.deleteTap(name: tap, namespacePath: nil)
+            if (try? await networks.detach(id)) != nil { Self.forget(id, host.config) }
             Task {
                 try? await Task.sleep(for: .seconds(10))
                 refill()
@@ -157,14 +164,17 @@ final class VMPool: Sendable {
 
     /// Under TCG a guest's first run of any code pays for its translation: ConfigureNetwork's parsing and
     /// MAC lookup took 18-32 ms the first time in a VM and 2-3 ms the second. Before a member counts as
-    /// ready it rehearses what its pod will ask of the guest, without leaving a trace: it configures the
-    /// guest's loopback as it already is (the same up link, MTU and addresses, replaced by themselves), then
-    /// creates a container from an empty read-only rootfs with RuntimeDefault seccomp, starts it (its exec
-    /// fails: there is no program) and removes it, whatever the start did. The claiming pod's steps then
-    /// find most of that code translated. A failure only costs that head start.
-    private func rehearse(_ pod: PodVM) async {
+    /// ready it rehearses what its pod will ask of the guest: it configures the guest's loopback as it
+    /// already is (the same up link, MTU and addresses, replaced by themselves) and brings the NIC up with its
+    /// boot MAC (its first up fills the receive queue; the claim only swaps the MAC and MTU), then creates a
+    /// container from an empty read-only rootfs with RuntimeDefault seccomp, starts it (its exec fails: there
+    /// is no program) and removes it, whatever the start did. The claiming pod's steps then find most of that
+    /// code translated. A failure only costs that head start.
+    private func rehearse(_ pod: PodVM, mac: String) async {
         do throws(PodvisorError) {
-            try await pod.agent.configureNetwork(Self.loopbackAsItIs)
+            var request = Self.loopbackAsItIs
+            request.interfaces.append(.with { $0.mac = mac })
+            try await pod.agent.configureNetwork(request)
             let rootfs = try pod.mountRootfs(containerID: Self.rehearsalID, from: try Self.emptyRootfs(host.config))
             defer { try? pod.unmountContainer(containerID: Self.rehearsalID) }
             _ = try await pod.agent.createContainer(
@@ -219,6 +229,24 @@ final class VMPool: Sendable {
         return root
     }
 
+    /// `<state>/pool/members/<id>`, written before a member's tap, netns and VM exist and removed with its
+    /// sandbox: after a crash, recovery finds what a member left even when its VM was never defined.
+    private static func membersDirectory(_ config: PodvisorConfig) -> String { "\(config.stateDirectory)/pool/members" }
+
+    private static func remember(_ id: String, _ config: PodvisorConfig) throws(PodvisorError) {
+        try makeDirectory(membersDirectory(config))
+        try AtomicFile.write(Data(), to: "\(membersDirectory(config))/\(id)")
+    }
+
+    static func forget(_ id: String, _ config: PodvisorConfig) {
+        unlink("\(membersDirectory(config))/\(id)")
+    }
+
+    /// Members booted by this state directory's runtime whose sandbox was not removed yet.
+    static func memberIDs(_ config: PodvisorConfig) -> [String] {
+        (try? FileManager.default.contentsOfDirectory(atPath: membersDirectory(config))) ?? []
+    }
+
     /// A member that dies while it waits is dropped and replaced; a claimed one is its pod's business.
     private func watch(_ member: Member) async {
         _ = await member.pod.vm.waitUntilStopped()
@@ -235,8 +263,9 @@ final class VMPool: Sendable {
 
     private func destroy(_ member: Member) async {
         do throws(PodvisorError) { try member.pod.destroy() } catch { log.error("pool VM \(member.id): \(error)") }
-        do throws(PodvisorError) { try await TapPlumbing.deleteTap(name: PodNetworks.tap(member.id), namespacePath: nil) } catch {
-            log.error("pool VM \(member.id): \(error)")
-        }
+        do throws(PodvisorError) {
+            try await networks.detach(member.id)
+            Self.forget(member.id, host.config)
+        } catch { log.error("pool VM \(member.id): \(error)") }
     }
 }

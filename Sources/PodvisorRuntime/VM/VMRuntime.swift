@@ -15,6 +15,7 @@ import Synchronization
 /// <state>/vm/<vm id>/                                   the VM's run directory (VirtualMachine)
 /// <state>/network/<id>.json                             the CNI attachment (PodNetworks)
 /// <state>/pool/rootfs                                    the empty rootfs of pool VMs' rehearsal (VMPool)
+/// <state>/pool/members/<id>                             a pre-booted VM's mark, until its sandbox is removed
 /// /run/netns/podvisor-<vm id>, tap pvt<…>               the pod's network namespace and the VM's NIC
 /// ```
 public final class VMRuntime: SandboxRuntime {
@@ -68,7 +69,7 @@ public final class VMRuntime: SandboxRuntime {
 
     public func startPool() throws(PodvisorError) {
         guard host.config.poolSize > 0 else { return }
-        let started = try VMPool(host: host, log: log)
+        let started = try VMPool(host: host, networks: networks, log: log)
         pool.withLock { $0 = started }
         log.info("booting a pool of \(started.capacity) VMs of \(started.size.memoryMiB) MiB, \(started.size.vcpus) vCPUs")
         started.refill()
@@ -100,8 +101,9 @@ public final class VMRuntime: SandboxRuntime {
     /// The record and the netns first; then at once CNI ADD and the VM (booted on a tap of its own with a MAC
     /// of its own, or pre-booted: `claimPooledSandbox`), the tap moved into the netns while the guest makes the
     /// pod's namespaces; then at once the tap's mirror of eth0 and the guest's eth0, which takes the MAC and
-    /// MTU CNI gave. Anything done is undone on failure. A pre-booted VM gets the CPU weight of any VM and moves into the pod's cgroup;
-    /// the pool refills once the pod has had time to start (`VMPool.refillAfterClaim`), not while it starts.
+    /// MTU CNI gave. Anything done is undone on failure. A pre-booted VM brings its netns, with its tap in it;
+    /// it gets the CPU weight of any VM and moves into the pod's cgroup; the pool refills once the pod has had
+    /// time to start (`VMPool.refillAfterClaim`), not while it starts.
     public func createSandbox(_ spec: SandboxSpec) async throws(PodvisorError) -> any PodSandbox {
         let pool = pool.withLock { $0 }
         let pooled = pool?.take(spec.id)
@@ -120,17 +122,12 @@ public final class VMRuntime: SandboxRuntime {
                 try cgroup?.placement(pooled.pod.vm.processIDs)
             } else {
                 try await TapPlumbing.createTap(name: PodNetworks.tap(spec.id))
+                try networks.createNamespace(spec.id)
             }
-            try networks.createNamespace(spec.id)
-            steps.lap(pooled == nil ? "record, tap and netns" : "claim and netns")
+            steps.lap(pooled == nil ? "record, tap and netns" : "claim")
             let (networks, host) = (networks, host)
             let (attached, pod) = try await concurrently(
-                { () async throws(PodvisorError) in
-                    let clock = ContinuousClock()
-                    let started = clock.now
-                    let network = try await networks.attach(spec)
-                    return (attachment: network, took: started.duration(to: clock.now))
-                },
+                { () async throws(PodvisorError) in try await timed { () async throws(PodvisorError) in try await networks.attach(spec) } },
                 { () async throws(PodvisorError) -> PodVM in
                     let pod =
                         if let pooled { pooled.pod } else {
@@ -138,9 +135,10 @@ public final class VMRuntime: SandboxRuntime {
                                 id: spec.vmID, transport: host.transport, size: spec.size,
                                 network: PodNetworks.bootInterface(spec.id, mac: bootMAC), placeProcesses: cgroup?.placement)
                         }
-                    // QEMU holds the tap: it moves into the netns while the guest makes the pod's namespaces.
+                    // QEMU holds the tap: it moves into the netns while the guest makes the pod's namespaces (a
+                    // pre-booted VM's tap is there already).
                     _ = try await concurrently(
-                        { () async throws(PodvisorError) in try await networks.moveTap(spec.id) },
+                        { () async throws(PodvisorError) in if pooled == nil { try await networks.moveTap(spec.id) } },
                         { () async throws(PodvisorError) in
                             try await pod.agent.createSandbox(hostname: spec.hostname, sysctls: spec.sysctls, userNamespace: spec.userNamespace)
                         })
@@ -151,16 +149,22 @@ public final class VMRuntime: SandboxRuntime {
                     ? "network, VM boot and the guest's sandbox (CNI ADD \(attached.took.milliseconds) ms; the VM's domain started in "
                         + "\(pod.timings.domainStart.milliseconds) ms, its agent ready in \(pod.timings.ready.milliseconds) ms)"
                     : "network and the guest's sandbox (CNI ADD \(attached.took.milliseconds) ms)")
-            let network = attached.attachment
+            let network = attached.value
             record.portMappingsByNetwork = network.mappedPorts
             try AtomicFile.write(json: record, to: statePath(spec.id))
             try writePodFiles(spec, ips: network.pod.ips)
             let sandbox = VMSandbox(id: spec.id, pod: pod, runtime: self, record: record, ips: network.pod.ips, pooled: pooled != nil)
             do throws(PodvisorError) {
-                _ = try await concurrently(
-                    { () async throws(PodvisorError) in try await networks.connect(spec.id, mtu: network.pod.mtu) },
-                    { () async throws(PodvisorError) in try await pod.agent.configureNetwork(network.pod.agentMessage(bootMAC: bootMAC)) })
-                steps.lap("tap and guest network")
+                let (mirror, guest) = try await concurrently(
+                    { () async throws(PodvisorError) in
+                        try await timed { () async throws(PodvisorError) in try await networks.connect(spec.id, mtu: network.pod.mtu) }.took
+                    },
+                    { () async throws(PodvisorError) in
+                        try await timed { () async throws(PodvisorError) in
+                            try await pod.agent.configureNetwork(network.pod.agentMessage(bootMAC: bootMAC))
+                        }.took
+                    })
+                steps.lap("tap and guest network (the tap's mirror \(mirror.milliseconds) ms, the guest's \(guest.milliseconds) ms)")
             } catch {
                 try? await sandbox.destroy()
                 throw error
@@ -194,11 +198,14 @@ public final class VMRuntime: SandboxRuntime {
         do throws(PodvisorError) { try host.destroyOrphan(id: SandboxSpec.vmID(id)) } catch { failure = error }
         do throws(PodvisorError) { try await networks.detach(id) } catch { failure = failure ?? error }
         do throws(PodvisorError) { try removeUnmountedDirectory(sandboxDirectory(id)) } catch { failure = failure ?? error }
+        if failure == nil { VMPool.forget(id, host.config) }
         if let failure { throw failure }
     }
 
     public func sandboxIDs() -> [String] {
-        let recorded = Set(((try? FileManager.default.contentsOfDirectory(atPath: "\(state)/sandboxes")) ?? []) + networks.attachedSandboxIDs())
+        let recorded = Set(
+            ((try? FileManager.default.contentsOfDirectory(atPath: "\(state)/sandboxes")) ?? []) + networks.attachedSandboxIDs()
+                + VMPool.memberIDs(host.config))
         let vmIDs = Set(recorded.map(SandboxSpec.vmID))
         // A VM whose record is gone (or was never written) is known by its VM id only.
         return Array(recorded) + ((try? host.podVMIDs()) ?? []).filter { !vmIDs.contains($0) }
