@@ -4,7 +4,9 @@
 #include "CLinuxSupport.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <net/if.h>
+#include <pthread.h>
 #include <sched.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -148,4 +150,151 @@ int pv_route_add(int family, const uint8_t *destination, uint8_t prefix_length, 
 
 int pv_enter_network_namespace(int fd) {
     return setns(fd, CLONE_NEWNET);
+}
+
+// Reading a link back: one RTM_GETLINK, then dumps of the addresses and routes, keeping the link's own.
+
+// A dump's datagrams are at most 32 KiB (the kernel sizes them by what the reader took before, up to that).
+#define DUMP_BUFFER 32768
+
+// Sends `r` (a dump when NLM_F_DUMP is set) and hands each answer message to `take` until the kernel says done.
+static int exchange(int fd, union request *r, void (*take)(struct nlmsghdr *, struct pv_link_state *), struct pv_link_state *out,
+                    char buffer[DUMP_BUFFER]) {
+    struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+    if (sendto(fd, r->bytes, r->header.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0) return -errno;
+    int dump = (r->header.nlmsg_flags & NLM_F_DUMP) != 0;
+    for (;;) {
+        ssize_t n;
+        do n = recv(fd, buffer, DUMP_BUFFER, MSG_TRUNC);
+        while (n < 0 && errno == EINTR);
+        if (n < 0) return -errno;
+        if (n > DUMP_BUFFER) return -EMSGSIZE;
+        for (struct nlmsghdr *m = (struct nlmsghdr *)buffer; NLMSG_OK(m, (size_t)n); m = NLMSG_NEXT(m, n)) {
+            if (m->nlmsg_type == NLMSG_DONE) return 0;
+            if (m->nlmsg_type == NLMSG_ERROR) {
+                if (m->nlmsg_len < NLMSG_LENGTH(sizeof(struct nlmsgerr))) return -EPROTO;
+                int error = ((struct nlmsgerr *)NLMSG_DATA(m))->error;
+                if (error != 0 || !dump) return error;
+                continue;
+            }
+            take(m, out);
+            if (!dump) return 0;
+        }
+    }
+}
+
+static void take_link(struct nlmsghdr *m, struct pv_link_state *out) {
+    if (m->nlmsg_type != RTM_NEWLINK) return;
+    struct ifinfomsg *link = NLMSG_DATA(m);
+    int length = (int)IFLA_PAYLOAD(m);
+    for (struct rtattr *a = IFLA_RTA(link); RTA_OK(a, length); a = RTA_NEXT(a, length)) {
+        if (a->rta_type == IFLA_ADDRESS && RTA_PAYLOAD(a) == 6) memcpy(out->mac, RTA_DATA(a), 6);
+        if (a->rta_type == IFLA_MTU && RTA_PAYLOAD(a) >= 4) memcpy(&out->mtu, RTA_DATA(a), 4);
+    }
+}
+
+static void take_address(struct nlmsghdr *m, struct pv_link_state *out) {
+    struct ifaddrmsg *a = NLMSG_DATA(m);
+    if (m->nlmsg_type != RTM_NEWADDR || (int)a->ifa_index != out->ifindex) return;
+    size_t size = address_length(a->ifa_family);
+    const void *local = NULL, *address = NULL;
+    int length = (int)IFA_PAYLOAD(m);
+    for (struct rtattr *r = IFA_RTA(a); RTA_OK(r, length); r = RTA_NEXT(r, length)) {
+        if (RTA_PAYLOAD(r) != size) continue;
+        if (r->rta_type == IFA_LOCAL) local = RTA_DATA(r);
+        if (r->rta_type == IFA_ADDRESS) address = RTA_DATA(r);
+    }
+    // IPv4 names the interface's own address IFA_LOCAL (IFA_ADDRESS is the peer's on point-to-point links).
+    if (!size || !(local || address)) return;
+    if (out->address_count == PV_LINK_MAX_ADDRESSES) {
+        out->truncated = 1;
+        return;
+    }
+    struct pv_link_address *entry = &out->addresses[out->address_count++];
+    entry->family = a->ifa_family;
+    memcpy(entry->address, local ? local : address, size);
+    entry->prefix_length = a->ifa_prefixlen;
+    entry->scope = a->ifa_scope;
+}
+
+static void take_route(struct nlmsghdr *m, struct pv_link_state *out) {
+    struct rtmsg *route = NLMSG_DATA(m);
+    if (m->nlmsg_type != RTM_NEWROUTE || route->rtm_table != RT_TABLE_MAIN) return;
+    size_t size = address_length(route->rtm_family);
+    if (!size) return;
+    struct pv_link_route entry = {.family = route->rtm_family, .destination_length = route->rtm_dst_len, .protocol = route->rtm_protocol};
+    int oif = 0, length = (int)RTM_PAYLOAD(m);
+    for (struct rtattr *a = RTM_RTA(route); RTA_OK(a, length); a = RTA_NEXT(a, length)) {
+        if (a->rta_type == RTA_OIF && RTA_PAYLOAD(a) == sizeof(int)) memcpy(&oif, RTA_DATA(a), sizeof(int));
+        if (a->rta_type == RTA_DST && RTA_PAYLOAD(a) == size) memcpy(entry.destination, RTA_DATA(a), size);
+        if (a->rta_type == RTA_GATEWAY && RTA_PAYLOAD(a) == size) {
+            memcpy(entry.gateway, RTA_DATA(a), size);
+            entry.has_gateway = 1;
+        }
+    }
+    if (oif != out->ifindex) return;
+    if (out->route_count == PV_LINK_MAX_ROUTES) {
+        out->truncated = 1;
+        return;
+    }
+    out->routes[out->route_count++] = entry;
+}
+
+static int read_link(const char *name, struct pv_link_state *out) {
+    out->ifindex = (int)if_nametoindex(name);
+    if (out->ifindex == 0) return -errno;
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (fd < 0) return -errno;
+    char buffer[DUMP_BUFFER];
+    union request r;
+    struct ifinfomsg *link = start(&r, RTM_GETLINK, 0, sizeof(*link));
+    r.header.nlmsg_flags = NLM_F_REQUEST;
+    link->ifi_family = AF_UNSPEC;
+    link->ifi_index = out->ifindex;
+    int rc = exchange(fd, &r, take_link, out, buffer);
+    if (rc == 0) {
+        struct ifaddrmsg *a = start(&r, RTM_GETADDR, 0, sizeof(*a));
+        r.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+        a->ifa_family = AF_UNSPEC;
+        rc = exchange(fd, &r, take_address, out, buffer);
+    }
+    if (rc == 0) {
+        struct rtmsg *route = start(&r, RTM_GETROUTE, 0, sizeof(*route));
+        r.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+        route->rtm_family = AF_UNSPEC;
+        rc = exchange(fd, &r, take_route, out, buffer);
+    }
+    close(fd);
+    return rc;
+}
+
+struct read_job {
+    int netns;
+    const char *name;
+    struct pv_link_state *out;
+    int rc;
+};
+
+static void *read_thread(void *argument) {
+    struct read_job *job = argument;
+    job->rc = setns(job->netns, CLONE_NEWNET) == 0 ? read_link(job->name, job->out) : -errno;
+    return NULL;
+}
+
+int pv_netns_read_link(const char *netns_path, const char *name, struct pv_link_state *out) {
+    memset(out, 0, sizeof(*out));
+    int netns = open(netns_path, O_RDONLY | O_CLOEXEC);
+    if (netns < 0) return -errno;
+    // setns moves only the calling thread: a thread of its own enters the namespace, reads and ends.
+    struct read_job job = {netns, name, out, 0};
+    pthread_t thread;
+    int rc = pthread_create(&thread, NULL, read_thread, &job);
+    if (rc == 0) {
+        pthread_join(thread, NULL);
+        rc = job.rc;
+    } else {
+        rc = -rc;
+    }
+    close(netns);
+    return rc;
 }

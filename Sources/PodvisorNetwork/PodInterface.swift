@@ -25,55 +25,15 @@ public struct PodInterface: Sendable, Equatable {
         return plain.filter { !$0.contains(":") } + plain.filter { $0.contains(":") }
     }
 
-    public static func read(_ interface: String = "eth0", namespacePath: String) async throws(PodvisorError) -> PodInterface {
-        struct Link: Decodable {
-            struct Address: Decodable {
-                var family: String
-                var local: String
-                var prefixlen: Int
-                var scope: String?
-            }
-            var address: String
-            var mtu: Int
-            var addr_info: [Address]
-        }
-        struct RouteEntry: Decodable {
-            var dst: String
-            var gateway: String?
-            var `protocol`: String?
-        }
-        let ip = { @Sendable (arguments: [String]) async throws(PodvisorError) -> Data in
-            Data(try await HostProgram.check("nsenter", ["--net=\(namespacePath)", "ip", "-j"] + arguments).utf8)
-        }
-        // Three reads at once: each is two execs (nsenter, ip), and this is on the path of a start from the pool.
-        let (linkJSON, (routes4, routes6)) = try await concurrently(
-            { () async throws(PodvisorError) in try await ip(["addr", "show", "dev", interface]) },
-            { () async throws(PodvisorError) in
-                try await concurrently(
-                    { () async throws(PodvisorError) in try await ip(["-4", "route", "show", "dev", interface]) },
-                    { () async throws(PodvisorError) in try await ip(["-6", "route", "show", "dev", interface]) })
-            })
-        guard let link = try? JSONDecoder().decode([Link].self, from: linkJSON).first else {
-            throw PodvisorError(
-                .internalError, "unexpected `ip -j addr show` output for \(interface): \(String(decoding: linkJSON.prefix(200), as: UTF8.self))")
-        }
-        var routes: [Route] = []
-        for (json, defaultDestination) in [(routes4, "0.0.0.0/0"), (routes6, "::/0")] {
-            guard let entries = try? JSONDecoder().decode([RouteEntry].self, from: json) else {
-                throw PodvisorError(.internalError, "unexpected `ip -j route show` output: \(String(decoding: json.prefix(200), as: UTF8.self))")
-            }
-            for entry in entries where entry.protocol != "kernel" && !entry.dst.hasPrefix("fe80:") && !entry.dst.hasPrefix("ff00:") {
-                routes.append(Route(destination: entry.dst == "default" ? defaultDestination : Self.cidr(entry.dst), gateway: entry.gateway))
-            }
-        }
+    /// eth0 as the netns has it, read over rtnetlink by a thread that enters the netns (no `ip` to spawn: this
+    /// is on the path of a start from the pool).
+    public static func read(_ interface: String = "eth0", namespacePath: String) throws(PodvisorError) -> PodInterface {
+        let link = try LinkState.read(interface, namespacePath: namespacePath)
+        // RTPROT_KERNEL: the routes of an address's own subnet.
+        let routes = link.routes.filter { $0.protocol != 2 && !$0.destination.hasPrefix("fe80:") && !$0.destination.hasPrefix("ff00:") }
         return PodInterface(
-            mac: link.address, mtu: link.mtu,
-            addresses: link.addr_info.filter { $0.scope != "link" && $0.scope != "host" }.map { "\($0.local)/\($0.prefixlen)" },
-            routes: routes)
-    }
-
-    /// `ip` prints a host route without its prefix length.
-    private static func cidr(_ destination: String) -> String {
-        destination.contains("/") ? destination : destination + (destination.contains(":") ? "/128" : "/32")
+            mac: link.mac, mtu: link.mtu,
+            addresses: link.addresses.filter { $0.scope != 253 && $0.scope != 254 }.map(\.cidr),  // neither link nor host scope
+            routes: routes.map { Route(destination: $0.destination, gateway: $0.gateway) })
     }
 }

@@ -8,7 +8,7 @@ import PodvisorCore
 //   TapPlumbing.move(tap:namespacePath:) async throws                  after the VM started: into the pod netns
 //   TapPlumbing.mirror(tap:namespacePath:interface:mtu:) async throws  after CNI: MTU, up, mirror; both safe to repeat
 //   TapPlumbing.deleteTap(name:namespacePath:) async throws            idempotent; in the pod netns or the root one
-//   TapPlumbing.link(_:namespacePath:) async throws -> LinkInfo        eth0's MAC and MTU for the VM's NIC
+//   TapPlumbing.link(_:namespacePath:) throws -> LinkInfo              eth0's MAC and MTU for the VM's NIC
 //
 // Order of use: createTap → VM start (libvirt opens the tap by name in the root namespace: `<interface
 // type='ethernet'><target dev='NAME' managed='no'/>`, with eth0's MAC) → move → mirror → … → deleteTap.
@@ -40,7 +40,7 @@ public enum TapPlumbing {
         let moved = try await HostProgram.run("ip", move)
         if moved.status != 0 {
             // Not in the root namespace: fine when an earlier move put it there.
-            guard moved.stderr.contains("Cannot find device"), (try? await link(tap, namespacePath: namespacePath)) != nil else {
+            guard moved.stderr.contains("Cannot find device"), (try? link(tap, namespacePath: namespacePath)) != nil else {
                 throw HostProgram.failure("ip", move, moved)
             }
         }
@@ -54,7 +54,7 @@ public enum TapPlumbing {
     ) async throws(PodvisorError) {
         try validate(tap)
         let tapMTU: Int
-        if let mtu { tapMTU = mtu } else { tapMTU = try await link(interface, namespacePath: namespacePath).mtu }
+        if let mtu { tapMTU = mtu } else { tapMTU = try link(interface, namespacePath: namespacePath).mtu }
         // One tc process for both directions; `replace` makes a second mirror of the same pair harmless. The
         // filters need not wait for the link to be up: both run at once.
         let script =
@@ -83,16 +83,9 @@ public enum TapPlumbing {
 
     /// An interface's MAC and MTU inside the pod netns (the VM's NIC takes eth0's MAC, so the peers' ARP
     /// entries and the CNI result stay true).
-    public static func link(_ interface: String = "eth0", namespacePath: String) async throws(PodvisorError) -> LinkInfo {
-        let output = try await inNamespace(namespacePath, "ip", ["-j", "link", "show", "dev", interface])
-        struct Link: Decodable {
-            var address: String
-            var mtu: Int
-        }
-        guard let first = try? JSONDecoder().decode([Link].self, from: Data(output.utf8)).first else {
-            throw PodvisorError(.internalError, "unexpected `ip -j link show` output for \(interface): \(output.prefix(200))")
-        }
-        return LinkInfo(mac: first.address, mtu: first.mtu)
+    public static func link(_ interface: String = "eth0", namespacePath: String) throws(PodvisorError) -> LinkInfo {
+        let state = try LinkState.read(interface, namespacePath: namespacePath)
+        return LinkInfo(mac: state.mac, mtu: state.mtu)
     }
 
     private static func deleteLink(_ name: String, in namespacePath: String?) async throws(PodvisorError) {

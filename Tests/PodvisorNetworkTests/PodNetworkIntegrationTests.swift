@@ -45,7 +45,26 @@ struct PodNetworkIntegrationTests {
             #expect(ip.hasPrefix("10.213.\(fixture.subnet)."))
             #expect(result.ips.first?.gateway == fixture.address(1))
             #expect(try await fixture.links(in: namespace).sorted() == ["eth0", "lo"])
-            #expect(try await TapPlumbing.link("eth0", namespacePath: namespace.path).mac == eth0.mac)
+            #expect(try TapPlumbing.link("eth0", namespacePath: namespace.path).mac == eth0.mac)
+            // What a pod VM takes over, read back over netlink: eth0's address and default route, not the
+            // kernel's route of its subnet nor its link-local address; then routes and an IPv6 address that
+            // no plugin reported come along too.
+            let gateway = fixture.address(1)
+            var pod = try PodInterface.read(namespacePath: namespace.path)
+            #expect(pod.mac == eth0.mac && pod.mtu == 1500 && pod.addresses == ["\(ip)/24"], "\(pod)")
+            #expect(pod.routes.map { "\($0.destination) \($0.gateway ?? "")" } == ["0.0.0.0/0 \(gateway)"], "\(pod)")
+            for command in [
+                ["addr", "add", "fd00:77::5/64", "dev", "eth0", "nodad"], ["route", "add", "192.0.2.7", "via", gateway, "dev", "eth0"],
+                ["-6", "route", "add", "default", "via", "fd00:77::1", "dev", "eth0"],
+            ] {
+                try await HostProgram.check("nsenter", ["--net=\(namespace.path)", "ip"] + command)
+            }
+            pod = try PodInterface.read(namespacePath: namespace.path)
+            #expect(pod.addresses.sorted() == ["\(ip)/24", "fd00:77::5/64"] && pod.ips == [ip, "fd00:77::5"], "\(pod)")
+            #expect(
+                Set(pod.routes.map { "\($0.destination) \($0.gateway ?? "")" })
+                    == ["0.0.0.0/0 \(gateway)", "192.0.2.7/32 \(gateway)", "::/0 fd00:77::1"], "\(pod)")
+            #expect(throws: PodvisorError.self) { try PodInterface.read("eth9", namespacePath: namespace.path) }
             let addresses = try await HostProgram.check("nsenter", ["--net=\(namespace.path)", "ip", "-o", "-4", "addr", "show"])
             #expect(addresses.contains("inet \(ip)/24"))
             #expect(addresses.contains("inet 127.0.0.1/8"))  // loopback brought lo up
@@ -217,7 +236,7 @@ struct PodNetworkIntegrationTests {
             try fixture.writeConfig(fixture.conflist())
             let namespace = try fixture.namespace("vm")
             _ = try await fixture.network.add(fixture.attachment(namespace))
-            let eth0 = try await TapPlumbing.link("eth0", namespacePath: namespace.path)
+            let eth0 = try TapPlumbing.link("eth0", namespacePath: namespace.path)
 
             let tap = fixture.tapName(0)
             try await TapPlumbing.createTap(name: tap)
@@ -228,7 +247,7 @@ struct PodNetworkIntegrationTests {
             try await TapPlumbing.mirror(tap: tap, namespacePath: namespace.path)
             #expect(try await fixture.links(in: namespace).sorted() == ["eth0", "lo", tap])
             #expect(try await HostProgram.run("ip", ["link", "show", "dev", tap]).status != 0)
-            #expect(try await TapPlumbing.link(tap, namespacePath: namespace.path).mtu == eth0.mtu)
+            #expect(try TapPlumbing.link(tap, namespacePath: namespace.path).mtu == eth0.mtu)
             let up = try await HostProgram.check("nsenter", ["--net=\(namespace.path)", "ip", "-o", "link", "show", "dev", tap])
             #expect(up.contains(",UP"))
             for (from, to) in [("eth0", tap), (tap, "eth0")] {

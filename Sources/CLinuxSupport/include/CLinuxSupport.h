@@ -51,6 +51,36 @@ int pv_route_add(int family, const uint8_t *destination, uint8_t prefix_length, 
 // 0, or -1 with errno.
 int pv_enter_network_namespace(int fd);
 
+// A link as the kernel has it in the network namespace pinned at a path (netlink.c): its MAC and MTU, its
+// addresses and the main table's routes through it. `truncated`: there were more than the arrays hold.
+#define PV_LINK_MAX_ADDRESSES 32
+#define PV_LINK_MAX_ROUTES 64
+struct pv_link_address {
+    int family;
+    uint8_t address[16];
+    uint8_t prefix_length;
+    uint8_t scope;
+};
+struct pv_link_route {
+    int family;
+    uint8_t destination[16];
+    uint8_t destination_length;
+    uint8_t gateway[16];
+    uint8_t has_gateway;
+    uint8_t protocol;
+};
+struct pv_link_state {
+    int ifindex;
+    uint8_t mac[6];
+    uint32_t mtu;
+    int truncated;
+    int address_count;
+    struct pv_link_address addresses[PV_LINK_MAX_ADDRESSES];
+    int route_count;
+    struct pv_link_route routes[PV_LINK_MAX_ROUTES];
+};
+int pv_netns_read_link(const char *netns_path, const char *name, struct pv_link_state *out);
+
 // Kernel modules and power.
 int pv_finit_module(int fd);
 int pv_poweroff(void);

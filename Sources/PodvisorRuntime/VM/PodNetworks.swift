@@ -67,7 +67,7 @@ struct PodNetworks: Sendable {
                 egressRate: spec.bandwidth.egress ?? 0, egressBurst: spec.bandwidth.egress == nil ? 0 : burst)
         }
         _ = try await cni.add(attachment)
-        return (try await PodInterface.read(namespacePath: namespace.path), mappedPorts)
+        return (try PodInterface.read(namespacePath: namespace.path), mappedPorts)
     }
 
     /// Step 3's second half: the tap into the netns, once QEMU holds it (CNI may still run).
@@ -81,8 +81,8 @@ struct PodNetworks: Sendable {
     }
 
     /// The pod's interface as the plugins left it (after a restart: its addresses for the CRI's status).
-    func interface(_ sandboxID: String) async throws(PodvisorError) -> PodInterface {
-        try await PodInterface.read(namespacePath: Self.namespace(sandboxID).path)
+    func interface(_ sandboxID: String) throws(PodvisorError) -> PodInterface {
+        try PodInterface.read(namespacePath: Self.namespace(sandboxID).path)
     }
 
     /// Everything of the sandbox on the pod network: its tap, CNI DEL (the lease, portmap's rules), its

@@ -188,7 +188,7 @@ public final class VMRuntime: SandboxRuntime {
             throw PodvisorError(.notFound, "sandbox \(id) has no runtime record", cause: error)
         }
         let pod = try await host.reattach(id: SandboxSpec.vmID(id), transport: record.transport, size: record.size)
-        let ips = (try? await networks.interface(id).ips) ?? []
+        let ips = (try? networks.interface(id).ips) ?? []
         return VMSandbox(id: id, pod: pod, runtime: self, record: record, ips: ips)
     }
 
