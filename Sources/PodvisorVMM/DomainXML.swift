@@ -56,12 +56,28 @@ public struct DomainSpec: Sendable, Equatable {
     /// The VM's CPU weight against other VMs (libvirt's `<cputune><shares>`, the cgroup's cpu.shares or
     /// cpu.weight); nil: libvirt's default.
     public var cpuShares: Int?
+    /// The user QEMU runs as, given to libvirt with `relabel='no'`: libvirt then leaves the files the domain
+    /// names as they are. Otherwise it chowns the kernel, initrd and disks to QEMU's user while the VM runs (a
+    /// read-only disk for good), and the kernel and root every pod VM boots become writable by every QEMU:
+    /// a guest that escaped into its QEMU could change what other tenants' pods boot. QEMU only reads them
+    /// (world-readable), and gets its console log and tap as descriptors. nil: libvirt's default labelling.
+    public var qemuUser: QEMUUser?
+
+    public struct QEMUUser: Sendable, Equatable {
+        public var uid: UInt32
+        public var gid: UInt32
+
+        public init(uid: UInt32, gid: UInt32) {
+            self.uid = uid
+            self.gid = gid
+        }
+    }
 
     public init(
         name: String, uuid: String, accelerator: Accelerator, memoryMiB: Int, vcpus: Int, emulator: String,
         kernel: String, root: GuestRoot, kernelCommandLine: String, consoleLog: String, agentChannel: AgentChannel,
         sharedDirectorySocket: String? = nil, networkInterface: NetworkInterface? = nil, tcgCacheMiB: Int? = nil,
-        cpuShares: Int? = nil
+        cpuShares: Int? = nil, qemuUser: QEMUUser? = nil
     ) {
         self.name = name
         self.uuid = uuid
@@ -78,6 +94,7 @@ public struct DomainSpec: Sendable, Equatable {
         self.networkInterface = networkInterface
         self.tcgCacheMiB = tcgCacheMiB
         self.cpuShares = cpuShares
+        self.qemuUser = qemuUser
     }
 
     /// The guest kernel parameters every pod VM needs. SWIFT_ROOT=/ reaches the static agent as an environment
@@ -212,6 +229,11 @@ public struct DomainSpec: Sendable, Equatable {
                 x.element("qemu:arg", [("value", arg)])
             }
             x.close("qemu:commandline")
+        }
+        if let qemuUser {
+            x.open("seclabel", [("type", "static"), ("model", "dac"), ("relabel", "no")])
+            x.element("label", text: "+\(qemuUser.uid):+\(qemuUser.gid)")
+            x.close("seclabel")
         }
         x.close("domain")
         return x.output

@@ -118,7 +118,7 @@ public final class VirtualMachine: Sendable {
                 kernelCommandLine: DomainSpec.baseKernelCommandLine(configuration.accelerator, extra: configuration.extraKernelParameters),
                 consoleLog: "\(run)/console.log", agentChannel: channel, sharedDirectorySocket: share?.socket,
                 networkInterface: configuration.networkInterface, tcgCacheMiB: configuration.tcgCacheMiB,
-                cpuShares: configuration.cpuShares)
+                cpuShares: configuration.cpuShares, qemuUser: qemuUser.map { DomainSpec.QEMUUser(uid: $0.uid, gid: $0.gid) })
             _ = ProcessExitWatch.adoptOrphans
             let domain = try connection.createDomain(xml: spec.xml, paused: configuration.placeProcesses != nil)
             let vm = try observed(configuration, domain: domain, backend: backend, share: share)

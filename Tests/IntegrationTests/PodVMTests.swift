@@ -20,6 +20,13 @@ import TestSupport
         let qemu = try #require(HostTraces.qemuProcesses(domain: pod.vm.name).first)
         let arguments = try #require(processCommandLine(qemu))
         #expect(arguments.contains("rootfs.erofs") == (initrd == nil) && arguments.contains("-initrd") == (initrd != nil), "\(arguments)")
+        // The kernel and root that every pod VM boots are not handed to QEMU's user (libvirt's relabelling):
+        // no QEMU may change what another pod boots.
+        let qemuUser = try #require(getpwnam("libvirt-qemu")).pointee.pw_uid
+        for path in [configuration.kernel, configuration.root.path] {
+            var info = stat()
+            #expect(stat(path, &info) == 0 && info.st_uid != qemuUser, "\(path) belongs to QEMU's user while a VM runs")
+        }
         #expect(pod.version.agentVersion == AgentAPI.agentVersion)
         #expect(pod.version.transport == expectGuestTransport)
         // Either kernel make image can build (Images/build-image.sh, PODVISOR_KERNEL).

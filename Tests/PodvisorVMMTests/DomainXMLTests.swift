@@ -21,7 +21,7 @@ import Testing
             memoryMiB: 256, vcpus: 1, emulator: "/usr/bin/qemu-system-x86_64",
             kernel: "/usr/local/share/podvisor/vmlinuz", root: .disk("/usr/local/share/podvisor/rootfs.erofs"),
             kernelCommandLine: DomainSpec.baseKernelCommandLine(accelerator), consoleLog: "\(run)/console.log",
-            agentChannel: channel)
+            agentChannel: channel, qemuUser: .init(uid: 64055, gid: 64055))
     }
 
     static var updating: Bool { ProcessInfo.processInfo.environment["PODVISOR_UPDATE_GOLDEN"] == "1" }
@@ -80,6 +80,14 @@ import Testing
         #expect(!spec.xml.contains("<cputune>"), "libvirt's default weight")
         spec.cpuShares = 2
         #expect(spec.xml.contains("<cputune>\n    <shares>2</shares>\n  </cputune>"))
+    }
+
+    /// QEMU's user is named with relabel='no': libvirt leaves the shared kernel and root as they are.
+    @Test func libvirtRelabelsNothing() {
+        var spec = Self.spec(.vsock, .tcg)
+        #expect(spec.xml.contains("<seclabel type='static' model='dac' relabel='no'>\n    <label>+64055:+64055</label>\n  </seclabel>\n</domain>"))
+        spec.qemuUser = nil
+        #expect(!spec.xml.contains("<seclabel"))
     }
 
     /// The rootfs is a read-only virtio disk the kernel mounts itself; an initramfs needs neither.
