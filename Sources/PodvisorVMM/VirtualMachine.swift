@@ -87,6 +87,12 @@ public final class VirtualMachine: Sendable {
         let run = configuration.runDirectory
         let qemuGroup = getgrnam("libvirt-qemu")?.pointee.gr_gid
         let qemuUser = getpwnam("libvirt-qemu").map { (uid: $0.pointee.pw_uid, gid: $0.pointee.pw_gid) }
+        // Before domains said relabel='no' (DomainSpec.qemuUser), libvirt gave the kernel, initrd and disks
+        // to QEMU's user, a read-only disk for good: a shared file left so goes back to root before a VM uses it.
+        for path in [configuration.kernel, configuration.root.path] {
+            var info = stat()
+            if let qemuUser, stat(path, &info) == 0, info.st_uid == qemuUser.uid { chown(path, 0, 0) }
+        }
         do {
             try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true)
         } catch {

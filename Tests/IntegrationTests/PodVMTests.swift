@@ -20,8 +20,8 @@ import TestSupport
         let qemu = try #require(HostTraces.qemuProcesses(domain: pod.vm.name).first)
         let arguments = try #require(processCommandLine(qemu))
         #expect(arguments.contains("rootfs.erofs") == (initrd == nil) && arguments.contains("-initrd") == (initrd != nil), "\(arguments)")
-        // The kernel and root that every pod VM boots are not handed to QEMU's user (libvirt's relabelling):
-        // no QEMU may change what another pod boots.
+        // The kernel and root that every pod VM boots are not handed to QEMU's user (libvirt's relabelling),
+        // and one an older podvisor let libvirt hand over is taken back: no QEMU may change what another pod boots.
         let qemuUser = try #require(getpwnam("libvirt-qemu")).pointee.pw_uid
         for path in [configuration.kernel, configuration.root.path] {
             var info = stat()
