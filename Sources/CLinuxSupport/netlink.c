@@ -268,27 +268,27 @@ static int read_link(const char *name, struct pv_link_state *out) {
     return rc;
 }
 
-struct read_job {
+// Runs `work` on a thread of its own that enters the network namespace pinned at `netns_path` (setns moves
+// only the calling thread) and ends: no thread of the caller ever changes namespace.
+struct netns_job {
     int netns;
-    const char *name;
-    struct pv_link_state *out;
+    int (*work)(void *);
+    void *argument;
     int rc;
 };
 
-static void *read_thread(void *argument) {
-    struct read_job *job = argument;
-    job->rc = setns(job->netns, CLONE_NEWNET) == 0 ? read_link(job->name, job->out) : -errno;
+static void *netns_thread(void *argument) {
+    struct netns_job *job = argument;
+    job->rc = setns(job->netns, CLONE_NEWNET) == 0 ? job->work(job->argument) : -errno;
     return NULL;
 }
 
-int pv_netns_read_link(const char *netns_path, const char *name, struct pv_link_state *out) {
-    memset(out, 0, sizeof(*out));
+static int in_netns(const char *netns_path, int (*work)(void *), void *argument) {
     int netns = open(netns_path, O_RDONLY | O_CLOEXEC);
     if (netns < 0) return -errno;
-    // setns moves only the calling thread: a thread of its own enters the namespace, reads and ends.
-    struct read_job job = {netns, name, out, 0};
+    struct netns_job job = {netns, work, argument, 0};
     pthread_t thread;
-    int rc = pthread_create(&thread, NULL, read_thread, &job);
+    int rc = pthread_create(&thread, NULL, netns_thread, &job);
     if (rc == 0) {
         pthread_join(thread, NULL);
         rc = job.rc;
@@ -297,4 +297,36 @@ int pv_netns_read_link(const char *netns_path, const char *name, struct pv_link_
     }
     close(netns);
     return rc;
+}
+
+struct read_request {
+    const char *name;
+    struct pv_link_state *out;
+};
+
+static int read_work(void *argument) {
+    struct read_request *request = argument;
+    return read_link(request->name, request->out);
+}
+
+int pv_netns_read_link(const char *netns_path, const char *name, struct pv_link_state *out) {
+    memset(out, 0, sizeof(*out));
+    struct read_request request = {name, out};
+    return in_netns(netns_path, read_work, &request);
+}
+
+struct up_request {
+    const char *name;
+    uint32_t mtu;
+};
+
+static int up_work(void *argument) {
+    struct up_request *request = argument;
+    int ifindex = (int)if_nametoindex(request->name);
+    return ifindex == 0 ? -errno : pv_link_set(ifindex, NULL, NULL, request->mtu, 1);
+}
+
+int pv_netns_link_up(const char *netns_path, const char *name, uint32_t mtu) {
+    struct up_request request = {name, mtu};
+    return in_netns(netns_path, up_work, &request);
 }

@@ -1,3 +1,4 @@
+import CLinuxSupport
 import Foundation
 import PodvisorCore
 
@@ -55,8 +56,13 @@ public enum TapPlumbing {
         try validate(tap)
         let tapMTU: Int
         if let mtu { tapMTU = mtu } else { tapMTU = try link(interface, namespacePath: namespacePath).mtu }
-        // One tc process for both directions; `replace` makes a second mirror of the same pair harmless. The
-        // filters need not wait for the link to be up: both run at once.
+        // The link over netlink in this process (no `ip` to spawn on a pool start's path); then one tc process
+        // for both directions, `replace` making a second mirror of the same pair harmless.
+        guard let mtu32 = UInt32(exactly: tapMTU) else { throw PodvisorError(.invalidArgument, "MTU \(tapMTU) is out of range") }
+        let rc = pv_netns_link_up(namespacePath, tap, mtu32)
+        guard rc == 0 else {
+            throw PodvisorError(.internalError, "cannot bring \(tap) up with MTU \(tapMTU) in \(namespacePath): \(String(cString: strerror(-rc)))")
+        }
         let script =
             [(interface, tap), (tap, interface)].map { from, to in
                 """
@@ -65,9 +71,7 @@ public enum TapPlumbing {
                 action mirred egress redirect dev \(to)
                 """
             }.joined(separator: "\n") + "\n"
-        _ = try await concurrently(
-            { () async throws(PodvisorError) in try await inNamespace(namespacePath, "ip", ["link", "set", "dev", tap, "mtu", "\(tapMTU)", "up"]) },
-            { () async throws(PodvisorError) in try await inNamespace(namespacePath, "tc", ["-batch", "-"], input: Data(script.utf8)) })
+        try await inNamespace(namespacePath, "tc", ["-batch", "-"], input: Data(script.utf8))
     }
 
     /// Deletes the tap wherever it is: in the pod netns (after move) or still in the root namespace. A tap that

@@ -80,6 +80,8 @@ struct pv_link_state {
     struct pv_link_route routes[PV_LINK_MAX_ROUTES];
 };
 int pv_netns_read_link(const char *netns_path, const char *name, struct pv_link_state *out);
+// Gives the link `name` in that namespace its MTU (0: keeps it) and brings it up; 0 or -errno.
+int pv_netns_link_up(const char *netns_path, const char *name, uint32_t mtu);
 
 // Kernel modules and power.
 int pv_finit_module(int fd);
