@@ -172,9 +172,7 @@ final class VMPool: Sendable {
     /// code translated. A failure only costs that head start.
     private func rehearse(_ pod: PodVM, mac: String) async {
         do throws(PodvisorError) {
-            var request = Self.loopbackAsItIs
-            request.interfaces.append(.with { $0.mac = mac })
-            try await pod.agent.configureNetwork(request)
+            try await pod.agent.configureNetwork(Self.rehearsalNetwork(mac: mac))
             let rootfs = try pod.mountRootfs(containerID: Self.rehearsalID, from: try Self.emptyRootfs(host.config))
             defer { try? pod.unmountContainer(containerID: Self.rehearsalID) }
             _ = try await pod.agent.createContainer(
@@ -200,15 +198,19 @@ final class VMPool: Sendable {
 
     static let rehearsalID = "pool-rehearsal"
 
-    static let loopbackAsItIs = Podvisor_Agent_V1_ConfigureNetworkRequest.with {
-        $0.interfaces = [
-            .with {
-                $0.mac = "00:00:00:00:00:00"
-                $0.name = "lo"
-                $0.mtu = 65536
-                $0.addresses = ["127.0.0.1/8", "::1/128"]
-            }
-        ]
+    /// The loopback as it already is, and the NIC with its boot MAC brought up (MTU 0: kept).
+    static func rehearsalNetwork(mac: String) -> Podvisor_Agent_V1_ConfigureNetworkRequest {
+        .with {
+            $0.interfaces = [
+                .with {
+                    $0.mac = "00:00:00:00:00:00"
+                    $0.name = "lo"
+                    $0.mtu = 65536
+                    $0.addresses = ["127.0.0.1/8", "::1/128"]
+                },
+                .with { $0.mac = mac },
+            ]
+        }
     }
 
     /// containerd's default capabilities and RuntimeDefault seccomp, as a pod's container gets them (the
