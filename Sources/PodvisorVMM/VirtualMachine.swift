@@ -86,7 +86,7 @@ public final class VirtualMachine: Sendable {
     public static func start(_ configuration: Configuration, on connection: LibvirtConnection) throws(PodvisorError) -> VirtualMachine {
         let run = configuration.runDirectory
         let qemuGroup = getgrnam("libvirt-qemu")?.pointee.gr_gid
-        let qemuUser = getpwnam("libvirt-qemu").map { (uid: $0.pointee.pw_uid, gid: $0.pointee.pw_gid) }
+        let qemuUser = getpwnam("libvirt-qemu").map { DomainSpec.QEMUUser(uid: $0.pointee.pw_uid, gid: $0.pointee.pw_gid) }
         // Before domains said relabel='no' (DomainSpec.qemuUser), libvirt gave the kernel, initrd and disks
         // to QEMU's user, a read-only disk for good: a shared file left so goes back to root before a VM uses it.
         for path in [configuration.kernel, configuration.root.path] {
@@ -124,7 +124,7 @@ public final class VirtualMachine: Sendable {
                 kernelCommandLine: DomainSpec.baseKernelCommandLine(configuration.accelerator, extra: configuration.extraKernelParameters),
                 consoleLog: "\(run)/console.log", agentChannel: channel, sharedDirectorySocket: share?.socket,
                 networkInterface: configuration.networkInterface, tcgCacheMiB: configuration.tcgCacheMiB,
-                cpuShares: configuration.cpuShares, qemuUser: qemuUser.map { DomainSpec.QEMUUser(uid: $0.uid, gid: $0.gid) })
+                cpuShares: configuration.cpuShares, qemuUser: qemuUser)
             _ = ProcessExitWatch.adoptOrphans
             let domain = try connection.createDomain(xml: spec.xml, paused: configuration.placeProcesses != nil)
             let vm = try observed(configuration, domain: domain, backend: backend, share: share)

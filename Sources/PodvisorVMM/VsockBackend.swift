@@ -11,7 +11,7 @@ struct VsockBackend {
 
     /// It only moves bytes between sockets in its directory: where QEMU has a user of its own, it runs as that
     /// user with no capabilities and no_new_privs, so a compromised backend gets no more than QEMU has.
-    static func start(executable: String, directory: String, qemuUser: (uid: uid_t, gid: gid_t)?) throws(PodvisorError) -> VsockBackend {
+    static func start(executable: String, directory: String, qemuUser: DomainSpec.QEMUUser?) throws(PodvisorError) -> VsockBackend {
         let unprivileged = qemuUser.map {
             [
                 "/usr/bin/setpriv", "--reuid=\($0.uid)", "--regid=\($0.gid)", "--clear-groups", "--no-new-privs",
