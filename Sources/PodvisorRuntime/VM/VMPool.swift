@@ -122,7 +122,7 @@ final class VMPool: Sendable {
             defer { s.ready = [] }
             return s.ready
         }
-        for member in members { await destroy(member) }
+        for member in members { await remove(member.id, vm: member.pod) }
     }
 
     private func bootMember() async {
@@ -144,7 +144,7 @@ final class VMPool: Sendable {
                 s.ready.append(member)
                 return true
             }
-            guard kept else { return await destroy(member) }
+            guard kept else { return await remove(member.id, vm: member.pod) }
             log.debug("pool VM \(id) ready after \(pod.timings.ready)")
             Task { await watch(member) }
         } catch {
@@ -153,8 +153,7 @@ final class VMPool: Sendable {
                 $0.booting -= 1
                 $0.retryAt = ContinuousClock.now + .seconds(10)
             }
-            try? host.destroyOrphan(id: SandboxSpec.vmID(id))
-            if (try? await networks.detach(id)) != nil { Self.forget(id, host.config) }
+            await remove(id, vm: nil)
             Task {
                 try? await Task.sleep(for: .seconds(10))
                 refill()
@@ -259,15 +258,19 @@ final class VMPool: Sendable {
         }
         guard waiting else { return }
         log.warning("pool VM \(member.id) stopped while it waited: replaced")
-        await destroy(member)
+        await remove(member.id, vm: member.pod)
         refill()
     }
 
-    private func destroy(_ member: Member) async {
-        do throws(PodvisorError) { try member.pod.destroy() } catch { log.error("pool VM \(member.id): \(error)") }
+    /// Everything of a member that is not claimed: its VM (the booted one, or what a failed boot left), its netns
+    /// and tap, then its mark, which stays for recovery when the network cannot be undone.
+    private func remove(_ id: String, vm: PodVM?) async {
         do throws(PodvisorError) {
-            try await networks.detach(member.id)
-            Self.forget(member.id, host.config)
-        } catch { log.error("pool VM \(member.id): \(error)") }
+            if let vm { try vm.destroy() } else { try host.destroyOrphan(id: SandboxSpec.vmID(id)) }
+        } catch { log.error("pool VM \(id): \(error)") }
+        do throws(PodvisorError) {
+            try await networks.detach(id)
+            Self.forget(id, host.config)
+        } catch { log.error("pool VM \(id): \(error)") }
     }
 }
