@@ -9,10 +9,11 @@ import PodvisorAgentProtocol
 
 /// The podvisor.agent.v1.Agent service: every method of agent.proto wired to what implements it.
 public enum AgentService {
-    /// `powerOff` is PID 1's: the Shutdown method answers, then calls it.
+    /// `powerOff` is PID 1's: the Shutdown method answers, then calls it. `bootMounts`: /proc/self/mounts as
+    /// it was before PID 1 left the boot root.
     public static func server(
-        transport: String, initAtMs: UInt64, readyAtMs: UInt64, sharedDirectory: String, containers: Containers,
-        powerOff: @escaping @Sendable () -> Void
+        transport: String, initAtMs: UInt64, readyAtMs: UInt64, sharedDirectory: String, bootMounts: String,
+        containers: Containers, powerOff: @escaping @Sendable () -> Void
     ) -> TTRPCServer {
         let kernel = GuestFiles.read("/proc/sys/kernel/osrelease")?.trimmingSuffix("\n") ?? "unknown"
         var builder = TTRPCServer.Builder()
@@ -32,6 +33,7 @@ public enum AgentService {
                 $0.agentRssBytes = GuestFiles.kilobyteField("VmRSS", in: "/proc/self/status")
                 $0.uptimeMs = pv_boottime_ms()
                 $0.guestMemAvailableBytes = GuestFiles.kilobyteField("MemAvailable", in: "/proc/meminfo")
+                $0.bootRoot = GuestFiles.bootRoot(mounts: bootMounts) ?? ""
             }
         }
         builder.add(.shutdown) { _ in

@@ -54,6 +54,16 @@ public enum GuestFiles {
         }
         return 0
     }
+
+    /// The first filesystem mounted on / in a /proc/mounts text, the kernel's boot root where the agent's
+    /// tmpfs root is not yet over it: "<device> <type> <options>".
+    static func bootRoot(mounts: String) -> String? {
+        for line in mounts.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            if fields.count >= 4 && fields[1] == "/" { return "\(fields[0]) \(fields[2]) \(fields[3])" }
+        }
+        return nil
+    }
 }
 
 /// Everything the agent says goes to the console, which the host keeps as the VM's console log.

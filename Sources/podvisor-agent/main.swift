@@ -9,6 +9,8 @@ import PodvisorAgentProtocol
 // first thread so every thread inherits the mask and only the main thread's sigwait sees them.
 let initAtMs = pv_boottime_ms()
 GuestSetup.mountProc()
+// Read before the switch: the boot root is then out of PID 1's view (Health reports it).
+let bootMounts = GuestFiles.read("/proc/self/mounts") ?? ""
 let modules = GuestSetup.loadModules()
 GuestSetup.switchToTmpfsRoot()
 GuestSetup.mountBaseFilesystems()
@@ -27,8 +29,8 @@ guard let endpoint = AgentListener.discover() else {
 }
 let readyAtMs = pv_boottime_ms()
 let server = AgentService.server(
-    transport: endpoint.transportName, initAtMs: initAtMs, readyAtMs: readyAtMs, sharedDirectory: sharedDirectory ?? "", containers: containers,
-    powerOff: { PowerOff.now(reason: "Shutdown requested by host") })
+    transport: endpoint.transportName, initAtMs: initAtMs, readyAtMs: readyAtMs, sharedDirectory: sharedDirectory ?? "", bootMounts: bootMounts,
+    containers: containers, powerOff: { PowerOff.now(reason: "Shutdown requested by host") })
 startDetachedThread { AgentListener.serve(endpoint, server: server) }
 log("ready on \(endpoint.transportName) after \(readyAtMs) ms (init at \(initAtMs) ms), \(modules.loaded) modules")
 Cgroups.prepareSpare()

@@ -15,7 +15,7 @@ import Testing
         try #require(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
         let server = AgentService.server(
             transport: "socketpair", initAtMs: 7, readyAtMs: 42, sharedDirectory: "/run/podvisor/share",
-            containers: Containers(sharedDirectory: "/nonexistent"), powerOff: powerOff)
+            bootMounts: "proc /proc proc rw 0 0\n/dev/root / erofs ro,relatime,dax=always 0 0\n", containers: Containers(sharedDirectory: "/nonexistent"), powerOff: powerOff)
         let serverEnd = fds[1]
         Thread {
             let stream = FileDescriptorStream(fd: serverEnd)
@@ -34,7 +34,20 @@ import Testing
         #expect(version.sharedDirectory == "/run/podvisor/share")
         let release = try String(contentsOfFile: "/proc/sys/kernel/osrelease", encoding: .utf8)
         #expect(version.kernelVersion + "\n" == release)
-        #expect(try await client.health().status == .serving)
+        let health = try await client.health()
+        #expect(health.status == .serving)
+        #expect(health.bootRoot == "/dev/root erofs ro,relatime,dax=always")
+    }
+
+    /// The boot root is the first mount on /: PID 1's tmpfs root comes after it.
+    @Test func bootRootIsTheFirstMountOnRoot() {
+        let mounts = """
+            /dev/root / erofs ro,relatime,dax=always 0 0
+            proc /proc proc rw,nosuid,nodev,noexec,relatime 0 0
+            tmpfs / tmpfs rw,relatime,mode=755 0 0
+            """
+        #expect(GuestFiles.bootRoot(mounts: mounts) == "/dev/root erofs ro,relatime,dax=always")
+        #expect(GuestFiles.bootRoot(mounts: "tmpfs /tmp tmpfs rw 0 0\n") == nil)
     }
 
     @Test func shutdownAnswersThenPowersOff() async throws {

@@ -1012,6 +1012,10 @@ public nonisolated struct Podvisor_Agent_V1_HealthResponse: Sendable {
   /// MemAvailable of the guest.
   public var guestMemAvailableBytes: UInt64 = 0
 
+  /// The root the kernel booted, as /proc/mounts lists it: "<device> <type> <options>", e.g.
+  /// "/dev/root erofs ro,relatime,dax=always" (the agent runs on a tmpfs mounted over it).
+  public var bootRoot: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum ServingStatus: SwiftProtobuf.Enum, Swift.CaseIterable {
@@ -2748,7 +2752,7 @@ nonisolated extension Podvisor_Agent_V1_HealthRequest: SwiftProtobuf.Message, Sw
 
 nonisolated extension Podvisor_Agent_V1_HealthResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".HealthResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}status\0\u{3}agent_rss_bytes\0\u{3}uptime_ms\0\u{3}guest_mem_available_bytes\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}status\0\u{3}agent_rss_bytes\0\u{3}uptime_ms\0\u{3}guest_mem_available_bytes\0\u{3}boot_root\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2760,6 +2764,7 @@ nonisolated extension Podvisor_Agent_V1_HealthResponse: SwiftProtobuf.Message, S
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.agentRssBytes) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.uptimeMs) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.guestMemAvailableBytes) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.bootRoot) }()
       default: break
       }
     }
@@ -2778,6 +2783,9 @@ nonisolated extension Podvisor_Agent_V1_HealthResponse: SwiftProtobuf.Message, S
     if self.guestMemAvailableBytes != 0 {
       try visitor.visitSingularUInt64Field(value: self.guestMemAvailableBytes, fieldNumber: 4)
     }
+    if !self.bootRoot.isEmpty {
+      try visitor.visitSingularStringField(value: self.bootRoot, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2786,6 +2794,7 @@ nonisolated extension Podvisor_Agent_V1_HealthResponse: SwiftProtobuf.Message, S
     if lhs.agentRssBytes != rhs.agentRssBytes {return false}
     if lhs.uptimeMs != rhs.uptimeMs {return false}
     if lhs.guestMemAvailableBytes != rhs.guestMemAvailableBytes {return false}
+    if lhs.bootRoot != rhs.bootRoot {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
