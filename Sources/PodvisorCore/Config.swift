@@ -12,7 +12,7 @@ public struct PodvisorConfig: Sendable, Equatable {
     /// nil ("auto"): the first transport the host supports, in AgentTransportKind's order.
     public var transport: AgentTransportKind?
     public var kernelPath = "/usr/local/share/podvisor/vmlinuz"
-    /// The guest's root: an erofs image on a read-only disk shared by every VM (podvisor's kernel)...
+    /// The guest's root: an erofs image shared by every VM, on a read-only NVDIMM (fsdax layout) or disk (GuestRoot)...
     public var rootfsPath = "/usr/local/share/podvisor/rootfs.erofs"
     /// ...or, when set, an initramfs instead (a kernel that loads its virtio drivers as modules, Debian's cloud one).
     public var initrdPath = ""

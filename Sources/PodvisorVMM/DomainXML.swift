@@ -102,29 +102,34 @@ public struct DomainSpec: Sendable, Equatable {
     /// which on_reboot=destroy turns into a stopped domain the host sees at once; no_timer_check skips the
     /// kernel's test of the IO-APIC timer, which a guest starved of host CPU fails ("MP-BIOS bug: 8254 timer
     /// not connected"), rerouting the timer so that it never ticks again: the guest hangs at 0.03 s (seen
-    /// under the full test suite's load; Kata's guests boot with it too). pci=noacpi routes PCI interrupts by
+    /// under the full test suite's load; Kata's guests boot with it too). acpi=noirq routes PCI interrupts by
     /// the BIOS's $PIR table instead of ACPI: with ACPI every virtio device's enable ran the `pc` machine's _PRT
     /// method (a loop in AML) through the kernel's interpreter, ~250 ms per device under TCG, 1.4 s of a boot;
-    /// virtio queues use MSI-X either way, and ACPI still powers the VM off. Under TCG, noapictimer: the CPU
-    /// model has no TSC-deadline timer, so the kernel would spend 100 ms calibrating the local APIC timer
-    /// against the PIT; the HPET ticks instead (KVM's host CPU has TSC-deadline and skips the calibration).
+    /// virtio queues use MSI-X either way, and ACPI still powers the VM off. It keeps ACPI's PCI root bridge
+    /// windows, which pci=noacpi dropped: the kernel then placed 64-bit BARs at 4 GiB, on the root's NVDIMM.
+    /// Under TCG, noapictimer: the CPU model has no TSC-deadline timer, so the kernel would spend 100 ms
+    /// calibrating the local APIC timer against the PIT; the HPET ticks instead (KVM's host CPU has
+    /// TSC-deadline and skips the calibration).
     /// Also under TCG, noreplace-smp: a one-vCPU kernel rewrites every `lock` prefix in its text at boot, and
     /// under TCG those writes took ~190 ms; a single vCPU under TCG pays nothing for the prefixes, while under
     /// KVM the rewrite is quick and the prefixes would cost every atomic operation.
     public static func baseKernelCommandLine(_ accelerator: Accelerator, extra: String = "") -> String {
-        (["console=ttyS0", "quiet", "panic=-1", "no_timer_check", "pci=noacpi"]
+        (["console=ttyS0", "quiet", "panic=-1", "no_timer_check", "acpi=noirq"]
             + (accelerator == .tcg ? ["noapictimer", "noreplace-smp"] : [])
             + ["SWIFT_ROOT=/"] + (extra.isEmpty ? [] : [extra])).joined(separator: " ")
     }
 
     public var xml: String {
         var x = XMLWriter()
-        let qemuNamespace =
-            agentChannel.transport == .hybridVsock
-            ? [("xmlns:qemu", "http://libvirt.org/schemas/domain/qemu/1.0")] : []
+        let qemuArguments = self.qemuArguments
+        let qemuNamespace = qemuArguments.isEmpty ? [] : [("xmlns:qemu", "http://libvirt.org/schemas/domain/qemu/1.0")]
         x.open("domain", [("type", accelerator.domainType)] + qemuNamespace)
         x.element("name", text: name)
         x.element("uuid", text: uuid)
+        // Room for the root's NVDIMM beside the RAM: QEMU places memory devices above it, in one slot.
+        if case .persistentMemory(_, let bytes) = root {
+            x.element("maxMemory", [("slots", "1"), ("unit", "KiB")], text: String(memoryMiB * 1024 + bytes / 1024))
+        }
         x.element("memory", [("unit", "MiB")], text: String(memoryMiB))
         x.element("vcpu", text: String(vcpus))
         if let cpuShares {
@@ -146,8 +151,16 @@ public struct DomainSpec: Sendable, Equatable {
             x.close("tcg")
         }
         x.close("features")
-        if accelerator == .kvm {
-            x.element("cpu", [("mode", "host-passthrough")])
+        let cpuMode = accelerator == .kvm ? [("mode", "host-passthrough")] : []
+        if case .persistentMemory = root {
+            // libvirt allows memory devices only in a NUMA guest: one node holds all RAM and vCPUs.
+            x.open("cpu", cpuMode)
+            x.open("numa")
+            x.element("cell", [("id", "0"), ("cpus", "0-\(vcpus - 1)"), ("memory", String(memoryMiB)), ("unit", "MiB")])
+            x.close("numa")
+            x.close("cpu")
+        } else if !cpuMode.isEmpty {
+            x.element("cpu", cpuMode)
         }
         x.open("os")
         x.element("type", [("arch", "x86_64"), ("machine", "pc")], text: "hvm")
@@ -217,17 +230,9 @@ public struct DomainSpec: Sendable, Equatable {
         x.element("backend", [("model", "random")], text: "/dev/urandom")
         x.close("rng")
         x.close("devices")
-        if case .hybridVsock(let backendSocket) = agentChannel {
-            // libvirt 9.0 has no XML for vhost-user-vsock; QEMU gets it as extra arguments.
-            // No reconnect= on the chardev: QEMU 7.2 then fails with "Failed to set msg fds". An explicit PCI slot:
-            // libvirt does not know this device and would hand its slot to the next one it places (virtio-fs).
+        if !qemuArguments.isEmpty {
             x.open("qemu:commandline")
-            for arg in [
-                "-chardev", "socket,id=vsockchr0,path=\(backendSocket)",
-                "-device", "vhost-user-vsock-pci,chardev=vsockchr0,bus=pci.0,addr=0x1f",
-            ] {
-                x.element("qemu:arg", [("value", arg)])
-            }
+            for arg in qemuArguments { x.element("qemu:arg", [("value", arg)]) }
             x.close("qemu:commandline")
         }
         if let qemuUser {
@@ -237,6 +242,34 @@ public struct DomainSpec: Sendable, Equatable {
         }
         x.close("domain")
         return x.output
+    }
+}
+
+extension DomainSpec {
+    /// What libvirt 9.0 cannot say in its XML, given to QEMU as extra arguments.
+    var qemuArguments: [String] {
+        var arguments: [String] = []
+        if case .hybridVsock(let backendSocket) = agentChannel {
+            // vhost-user-vsock has no XML. No reconnect= on the chardev: QEMU 7.2 then fails with "Failed to set
+            // msg fds". An explicit PCI slot: libvirt does not know this device and would hand its slot to the
+            // next one it places (virtio-fs).
+            arguments += [
+                "-chardev", "socket,id=vsockchr0,path=\(backendSocket)",
+                "-device", "vhost-user-vsock-pci,chardev=vsockchr0,bus=pci.0,addr=0x1f",
+            ]
+        }
+        if case .persistentMemory(let image, let bytes) = root {
+            // libvirt's nvdimm opens its file read-write and preallocates it, which would copy the image into
+            // every VM; `readonly=on` maps the root-owned image read-only and private, so every VM's guest
+            // reads the same pages of the host's page cache, and no QEMU can change them. Unarmed: the guest
+            // sees a read-only NVDIMM. A read-only region is also one that vhost-user backends are not given.
+            arguments += [
+                "-machine", "nvdimm=on",
+                "-object", "memory-backend-file,id=pvroot,mem-path=\(image.replacing(",", with: ",,")),size=\(bytes),share=off,readonly=on",
+                "-device", "nvdimm,id=pvroot0,memdev=pvroot,unarmed=on",
+            ]
+        }
+        return arguments
     }
 }
 

@@ -38,6 +38,7 @@ struct BenchCommand: AsyncParsableCommand {
             let config = try runtime.load()
             LogOutput.bootstrap(program: "podvisor", format: config.logFormat)
             let host = try VMHost(config: config)
+            let root = try host.root()
             let sandboxes = try VMRuntime(host: host, imageRoot: config.effectiveImageRoot, logger: Logger(label: "bench", level: .error))
             var pod: [Duration] = [], bare: [Duration] = [], rss: [UInt64] = [], rssWithContainers: [UInt64] = []
             var guestInit: [Duration] = [], guestReady: [Duration] = []
@@ -71,7 +72,7 @@ struct BenchCommand: AsyncParsableCommand {
             let result = BootBenchResult(
                 accelerator: host.accelerator, transport: host.transport, runs: runs, pod: pod, bare: bare, agentRSS: rss,
                 agentRSSWithTwoContainers: rssWithContainers, guestInit: guestInit, guestReady: guestReady,
-                guestKernel: guestKernel, kernel: host.config.kernelPath, root: host.root.path, rootKind: host.root.kind)
+                guestKernel: guestKernel, kernel: host.config.kernelPath, root: root.path, rootKind: root.kind)
             print(result.markdown)
             if let report { try result.write(into: report) }
         }

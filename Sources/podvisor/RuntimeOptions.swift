@@ -13,7 +13,7 @@ struct RuntimeOptions: ParsableArguments {
     @Option(help: "Guest kernel.")
     var kernel: String?
 
-    @Option(help: "Guest root filesystem: an erofs image, on a read-only disk (the default root).")
+    @Option(help: "Guest root filesystem: an erofs image, plain (a read-only disk) or laid out by make image for an NVDIMM (the default root).")
     var rootfs: String?
 
     @Option(help: "Guest initramfs, instead of the rootfs (a kernel whose virtio drivers are modules).")

@@ -370,17 +370,7 @@ struct SharedPodVM: SuiteTrait, TestScoping {
 
     /// Resident guest RAM: QEMU's memfd mapping (memory-backend-memfd), in MiB.
     static func guestRAMResidentMiB(_ qemu: pid_t) -> Int {
-        var inGuestRAM = false
-        var kib = 0
-        for line in readProcFile("/proc/\(qemu)/smaps").split(separator: "\n") {
-            let fields = line.split(whereSeparator: \.isWhitespace)
-            if fields.first?.contains("-") == true {
-                inGuestRAM = line.contains("memfd:memory-backend")
-            } else if inGuestRAM, fields.first == "Rss:", fields.count > 1 {
-                kib += Int(fields[1]) ?? 0
-            }
-        }
-        return kib / 1024
+        HostTraces.mapped(qemu, "memfd:memory-backend").resident / 1024
     }
 
     static func waitFor(_ what: String, seconds: Int = 60, _ done: () throws -> Bool) async throws {

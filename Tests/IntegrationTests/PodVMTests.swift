@@ -10,16 +10,17 @@ import TestSupport
 /// Real VMs through real libvirt (TCG here, KVM where available). Serialized: two cores, and every boot
 /// is deliberate — six per run.
 @Suite(.serialized) struct PodVMTests {
-    /// Boots, calls every agent method of the spine, and powers off through the agent. `initrd`: from the
-    /// initramfs instead of the rootfs disk pods boot from.
-    func bootCallAndShutDown(_ transport: AgentTransportKind, expectGuestTransport: String, initrd: String? = nil) async throws {
+    /// Boots, calls every agent method of the spine, and powers off through the agent. `root`: instead of the
+    /// image pods boot from.
+    func bootCallAndShutDown(_ transport: AgentTransportKind, expectGuestTransport: String, root: GuestRoot? = nil) async throws {
         let host = try TestHost.host()
-        let configuration = try host.vmConfiguration(id: TestHost.uniqueID("t"), transport: transport, initrd: initrd)
+        let configuration = try host.vmConfiguration(id: TestHost.uniqueID("t"), transport: transport, root: root)
         let pod = try await PodVM.boot(configuration, on: host.connection, timeout: .seconds(host.config.bootTimeoutSeconds))
-        // Without an initramfs the kernel has no root but the disk: booting at all shows it mounted.
+        // Without an initramfs the kernel has no root but the image: booting at all shows it mounted.
         let qemu = try #require(HostTraces.qemuProcesses(domain: pod.vm.name).first)
         let arguments = try #require(processCommandLine(qemu))
-        #expect(arguments.contains("rootfs.erofs") == (initrd == nil) && arguments.contains("-initrd") == (initrd != nil), "\(arguments)")
+        let fromInitramfs = if case .initramfs = configuration.root { true } else { false }
+        #expect(arguments.contains(configuration.root.path) && arguments.contains("-initrd") == fromInitramfs, "\(arguments)")
         // The kernel and root that every pod VM boots are not handed to QEMU's user (libvirt's relabelling),
         // and one an older podvisor let libvirt hand over is taken back: no QEMU may change what another pod boots.
         let qemuUser = try #require(getpwnam("libvirt-qemu")).pointee.pw_uid
@@ -35,8 +36,21 @@ import TestSupport
         #expect(pod.timings.ready > pod.timings.domainStart)
         let health = try await pod.agent.health()
         #expect(health.status == .serving)
-        #expect(health.agentRssBytes > 1 << 20 && health.agentRssBytes < 64 << 20)
+        // From an fsdax root the agent's text is mapped where it lies, and not counted: ~400 KiB against ~6 MiB.
+        #expect(health.agentRssBytes > 128 << 10 && health.agentRssBytes < 64 << 20)
         #expect(health.uptimeMs >= pod.version.uptimeAtReadyMs)
+        // The root as the guest mounted it. An fsdax image is mapped: erofs keeps dax=always only where the
+        // NVDIMM gave it DAX, and QEMU's mapping of the image holds the host's page cache, no copy of its own.
+        switch configuration.root {
+        case .persistentMemory(let image, _):
+            #expect(health.bootRoot.hasPrefix("/dev/root erofs ro,") && health.bootRoot.hasSuffix(",dax=always"), "\(health.bootRoot)")
+            let mapping = HostTraces.mapped(qemu, image)
+            #expect(mapping.resident > 0 && mapping.anonymous == 0, "\(mapping)")
+        case .disk:
+            #expect(health.bootRoot.hasPrefix("/dev/root erofs ro,") && !health.bootRoot.contains("dax"), "\(health.bootRoot)")
+        case .initramfs:
+            #expect(health.bootRoot.hasPrefix("rootfs rootfs "), "\(health.bootRoot)")
+        }
         let cleanly = try await pod.shutdown()
         #expect(cleanly, "the guest did not power itself off")
         HostTraces.expectNothingLeft(domain: pod.vm.name, runDirectory: pod.vm.configuration.runDirectory, host: host)
@@ -47,7 +61,21 @@ import TestSupport
     }
 
     @Test func virtioSerialFromTheInitramfsBootCallAndCleanShutdown() async throws {
-        try await bootCallAndShutDown(.virtioSerial, expectGuestTransport: "virtio-serial", initrd: GuestImage.initrd)
+        try await bootCallAndShutDown(.virtioSerial, expectGuestTransport: "virtio-serial", root: .initramfs(GuestImage.initrd))
+    }
+
+    /// A plain erofs image (built elsewhere, or for a kernel without DAX) boots from a read-only virtio disk:
+    /// here the erofs image inside `make image`'s fsdax layout, 2 MiB in.
+    @Test func virtioSerialFromAPlainErofsDiskBootCallAndCleanShutdown() async throws {
+        let image = FileManager.default.temporaryDirectory.appendingPathComponent("podvisor-plain-\(UUID().uuidString).erofs")
+        defer { try? FileManager.default.removeItem(at: image) }
+        let layout = try GuestRoot.image(GuestImage.rootfs)
+        let source = try #require(FileHandle(forReadingAtPath: GuestImage.rootfs))
+        defer { try? source.close() }
+        if case .persistentMemory = layout { try source.seek(toOffset: 2 << 20) }
+        try #require(FileManager.default.createFile(atPath: image.path, contents: try source.readToEnd(), attributes: [.posixPermissions: 0o644]))
+        #expect(try GuestRoot.image(image.path) == .disk(image.path))
+        try await bootCallAndShutDown(.virtioSerial, expectGuestTransport: "virtio-serial", root: .disk(image.path))
     }
 
     @Test func twoVMsAtOnceThenDestroyLeavesNothing() async throws {

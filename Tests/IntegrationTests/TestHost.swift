@@ -41,6 +41,23 @@ enum HostTraces {
         HostState.processes(matching: "guest=\(domain),")
     }
 
+    /// What QEMU's mappings whose smaps line names `mapping` hold, in KiB: resident, and of that anonymous
+    /// (a private copy, not the file's or memfd's own pages).
+    static func mapped(_ qemu: pid_t, _ mapping: String) -> (resident: Int, anonymous: Int) {
+        var inMapping = false
+        var (resident, anonymous) = (0, 0)
+        for line in readProcFile("/proc/\(qemu)/smaps").split(separator: "\n") {
+            let fields = line.split(whereSeparator: \.isWhitespace)
+            if fields.first?.contains("-") == true {
+                inMapping = line.contains(mapping)
+            } else if inMapping, fields.count > 1, let kib = Int(fields[1]) {
+                if fields[0] == "Rss:" { resident += kib }
+                if fields[0] == "Anonymous:" { anonymous += kib }
+            }
+        }
+        return (resident, anonymous)
+    }
+
     /// Asserts that no QEMU, helper process, socket or file of the VM is left.
     static func expectNothingLeft(domain: String, runDirectory: String, host: VMHost, sourceLocation: SourceLocation = #_sourceLocation) {
         #expect(qemuProcesses(domain: domain).isEmpty, "QEMU still running", sourceLocation: sourceLocation)

@@ -19,7 +19,7 @@ import Testing
         DomainSpec(
             name: "podvisor-abc", uuid: "1b4e28ba-2fa1-11d2-883f-0016d3cca427", accelerator: accelerator,
             memoryMiB: 256, vcpus: 1, emulator: "/usr/bin/qemu-system-x86_64",
-            kernel: "/usr/local/share/podvisor/vmlinuz", root: .disk("/usr/local/share/podvisor/rootfs.erofs"),
+            kernel: "/usr/local/share/podvisor/vmlinuz", root: .persistentMemory("/usr/local/share/podvisor/rootfs.erofs", bytes: 18 << 20),
             kernelCommandLine: DomainSpec.baseKernelCommandLine(accelerator), consoleLog: "\(run)/console.log",
             agentChannel: channel, qemuUser: .init(uid: 64055, gid: 64055))
     }
@@ -50,8 +50,10 @@ import Testing
         let xml = Self.spec(channel, accelerator).xml
         let hybrid = channel.transport == .hybridVsock
         #expect(xml.hasPrefix("<domain type='\(accelerator == .kvm ? "kvm" : "qemu")'"))
-        #expect(xml.contains("xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'") == hybrid)
-        #expect(xml.contains("<qemu:commandline>") == hybrid)
+        // The root's NVDIMM is given to QEMU directly, whatever the transport.
+        #expect(xml.contains("xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'"))
+        #expect(xml.contains("<qemu:commandline>"))
+        #expect(xml.contains("vhost-user-vsock-pci") == hybrid)
         #expect(xml.contains("<source type='memfd'/>") && xml.contains("<access mode='shared'/>"))
         #expect(xml.contains("<acpi/>"))
         #expect(xml.contains("<type arch='x86_64' machine='pc'>hvm</type>"))
@@ -90,9 +92,37 @@ import Testing
         #expect(!spec.xml.contains("<seclabel"))
     }
 
-    /// The rootfs is a read-only virtio disk the kernel mounts itself; an initramfs needs neither.
+    /// An fsdax root is a read-only, unarmed NVDIMM mapped from the image: no prealloc (libvirt's nvdimm would
+    /// copy the image into every VM), in the one memory slot of a one-node guest.
+    @Test func anFsdaxRootIsAReadOnlyNVDIMM() {
+        var spec = Self.spec(.vsock, .tcg)
+        spec.vcpus = 2
+        let xml = spec.xml
+        #expect(xml.contains("<maxMemory slots='1' unit='KiB'>\(256 * 1024 + 18 * 1024)</maxMemory>\n  <memory unit='MiB'>256</memory>"))
+        #expect(xml.contains("<cpu>\n    <numa>\n      <cell id='0' cpus='0-1' memory='256' unit='MiB'/>\n    </numa>\n  </cpu>"))
+        let arguments = spec.qemuArguments
+        #expect(
+            arguments == [
+                "-machine", "nvdimm=on",
+                "-object", "memory-backend-file,id=pvroot,mem-path=/usr/local/share/podvisor/rootfs.erofs,size=\(18 << 20),share=off,readonly=on",
+                "-device", "nvdimm,id=pvroot0,memdev=pvroot,unarmed=on",
+            ])
+        let base = DomainSpec.baseKernelCommandLine(spec.accelerator)
+        #expect(xml.contains("<cmdline>\(base) root=/dev/pmem0 rootfstype=erofs rootflags=dax=always ro init=/init</cmdline>"))
+        #expect(!xml.contains("<disk"))
+        // QEMU's option syntax doubles a comma inside a value.
+        spec.root = .persistentMemory("/images/a,b.erofs", bytes: 4 << 20)
+        #expect(spec.qemuArguments.contains("memory-backend-file,id=pvroot,mem-path=/images/a,,b.erofs,size=\(4 << 20),share=off,readonly=on"))
+        // Under KVM the NUMA cell sits in the host-passthrough CPU.
+        spec.accelerator = .kvm
+        #expect(spec.xml.contains("<cpu mode='host-passthrough'>\n    <numa>"))
+    }
+
+    /// A plain erofs image is a read-only virtio disk the kernel mounts itself; an initramfs needs neither.
     @Test func rootIsASharedReadOnlyDiskOrAnInitramfs() {
         var spec = Self.spec(.vsock, .tcg)
+        spec.root = .disk("/usr/local/share/podvisor/rootfs.erofs")
+        #expect(!spec.xml.contains("<maxMemory") && !spec.xml.contains("<numa>") && !spec.xml.contains("nvdimm"))
         #expect(
             spec.xml.contains(
                 """
@@ -167,7 +197,7 @@ import Testing
         #expect(words.contains("panic=-1"))
         #expect(words.contains("console=ttyS0"))
         #expect(words.contains("no_timer_check"))
-        #expect(words.contains("pci=noacpi"))
+        #expect(words.contains("acpi=noirq"))
         // TCG-only workarounds: KVM has a TSC-deadline timer, and patching out `lock` prefixes is cheap there.
         let tcgWords = DomainSpec.baseKernelCommandLine(.tcg).split(separator: " ")
         for tcgOnly in ["noapictimer", "noreplace-smp"] {

@@ -1,7 +1,7 @@
 import Foundation
 
 /// The guest image the tests boot: what `make image` built in this clone, unless the environment names
-/// another (PODVISOR_TEST_KERNEL, PODVISOR_TEST_ROOTFS, PODVISOR_TEST_INITRD). Pods boot from the rootfs disk,
+/// another (PODVISOR_TEST_KERNEL, PODVISOR_TEST_ROOTFS, PODVISOR_TEST_INITRD). Pods boot from the rootfs image,
 /// as installed; the initramfs is the other root a host may configure.
 public enum GuestImage {
     public static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()

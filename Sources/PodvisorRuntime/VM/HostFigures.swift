@@ -59,7 +59,7 @@ extension VMHost {
     public func bareBoot(id: String, initrd: String) async throws(PodvisorError) -> Duration {
         let clock = ContinuousClock()
         let start = clock.now
-        let vm = try VirtualMachine.start(try vmConfiguration(id: id, initrd: initrd), on: connection)
+        let vm = try VirtualMachine.start(try vmConfiguration(id: id, root: .initramfs(initrd)), on: connection)
         defer { try? vm.destroy() }
         let deadline = start + .seconds(120)
         while clock.now < deadline {

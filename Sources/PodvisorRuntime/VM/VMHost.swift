@@ -28,9 +28,9 @@ public final class VMHost: Sendable {
         let guestImage =
             "install podvisor (`make install`, or the podvisor package), or point vm.kernel and vm.rootfs"
             + " (podvisor: --kernel, --rootfs) at `make image`'s build/image/"
-        let root = Self.guestRoot(config)
+        let root = config.initrdPath.isEmpty ? config.rootfsPath : config.initrdPath
         for (what, path, fix) in [
-            ("guest kernel", config.kernelPath, guestImage), ("guest \(root.kind)", root.path, guestImage),
+            ("guest kernel", config.kernelPath, guestImage), ("guest root", root, guestImage),
             ("emulator", config.emulatorPath, "apt-get install qemu-system-x86"),
             ("virtiofsd", config.virtiofsdPath, "apt-get install qemu-system-common"),
         ]
@@ -118,27 +118,27 @@ public final class VMHost: Sendable {
         }
     }
 
-    /// The configured root: the initramfs where one is set, the shared rootfs disk otherwise.
-    public var root: GuestRoot { Self.guestRoot(config) }
-
-    static func guestRoot(_ config: PodvisorConfig) -> GuestRoot {
-        config.initrdPath.isEmpty ? .disk(config.rootfsPath) : .initramfs(config.initrdPath)
+    /// The configured root: the initramfs where one is set, otherwise the shared rootfs image, on an NVDIMM
+    /// or a disk by its layout. Looked at for every VM: `make image` or an upgrade may replace the file.
+    public func root() throws(PodvisorError) -> GuestRoot {
+        config.initrdPath.isEmpty ? try GuestRoot.image(config.rootfsPath) : .initramfs(config.initrdPath)
     }
 
-    /// The VM a pod with this id gets; `transport`, `size` and `initrd` override the host's choice.
+    /// The VM a pod with this id gets; `transport`, `size` and `root` override the host's choice.
     public func vmConfiguration(
-        id: String, transport override: AgentTransportKind? = nil, size: VMSize? = nil, initrd: String? = nil
+        id: String, transport override: AgentTransportKind? = nil, size: VMSize? = nil, root: GuestRoot? = nil
     )
         throws(PodvisorError) -> VirtualMachine.Configuration
     {
         if let override {
             _ = try HostTransports.probe(vsockBackendPath: config.vsockBackendPath).choose(override)
         }
+        let root = if let root { root } else { try self.root() }
         return VirtualMachine.Configuration(
             name: Self.domainPrefix + id, runDirectory: "\(config.stateDirectory)/vm/\(id)",
             accelerator: accelerator, transport: override ?? transport, memoryMiB: size?.memoryMiB ?? config.memoryMiB,
             vcpus: size?.vcpus ?? config.vcpus,
-            kernel: config.kernelPath, root: initrd.map(GuestRoot.initramfs) ?? root, emulator: config.emulatorPath,
+            kernel: config.kernelPath, root: root, emulator: config.emulatorPath,
             extraKernelParameters: config.kernelParameters, vsockBackendExecutable: config.vsockBackendPath,
             virtiofsdExecutable: config.virtiofsdPath, tcgCacheMiB: config.tcgCacheMiB > 0 ? config.tcgCacheMiB : nil)
     }
