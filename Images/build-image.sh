@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the guest image: a kernel plus a root whose /init is the agent, as an erofs disk image (what pods
-# boot: the minimal kernel mounts it from a read-only virtio disk) and as an initramfs (for the cloud kernel,
-# which needs its modules before it can read a disk).
+# Builds the guest image: a kernel plus a root whose /init is the agent, as an erofs image (what pods boot:
+# the minimal kernel maps it from a read-only NVDIMM, laid out as an fsdax namespace; a kernel without DAX
+# gets a plain image for a read-only virtio disk) and as an initramfs (for the cloud kernel, which needs its
+# modules before it can read a disk).
 #   build-image.sh OUTDIR AGENT_BINARY
 # Writes OUTDIR/vmlinuz, OUTDIR/rootfs.erofs, OUTDIR/initramfs.img, OUTDIR/image-info.txt (each replaced atomically;
 # same inputs give byte-identical outputs). The kernel is podvisor's minimal one (Images/build-kernel.sh,
@@ -27,7 +28,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 modlist=$here/modules.list
 [ -f "$agent" ] || die "agent binary not found: $agent"
 [ -f "$modlist" ] || die "missing $modlist"
-for t in apt-get apt-cache dpkg-deb cpio gzip mkfs.erofs; do command -v "$t" >/dev/null || die "missing tool: $t (make deps)"; done
+for t in apt-get apt-cache dpkg-deb cpio gzip mkfs.erofs perl; do command -v "$t" >/dev/null || die "missing tool: $t (make deps)"; done
 
 mkdir -p "$out"
 cache=${PODVISOR_IMAGE_CACHE:-$out/cache}
@@ -190,9 +191,20 @@ chmod 0755 "$root/init"
 chmod 1777 "$root/tmp"
 find "$root" -exec touch -h -d "@$epoch" {} +
 
-# The rootfs disk, the same tree as erofs: uncompressed, so the guest reads the agent's pages as it runs them
-# with nothing to unpack; reproducible (fixed time and UUID, every file root's).
-mkfs.erofs --quiet -T"$epoch" -U00000000-0000-0000-0000-000000000000 --all-root "$work/rootfs.erofs" "$root" >&2
+# The root pods boot, the same tree as erofs: uncompressed, so the guest maps or reads the agent's pages as
+# it runs them with nothing to unpack; without tail packing (noinline_data), since erofs maps only files laid
+# out flat with DAX; reproducible (fixed time and UUID, every file root's).
+mkfs.erofs --quiet -Enoinline_data -T"$epoch" -U00000000-0000-0000-0000-000000000000 --all-root "$work/rootfs.erofs" "$root" >&2
+# A kernel with NVDIMM and DAX support maps the root instead of reading it: the image is then laid out as an
+# fsdax namespace (pfn-root.pl), which the runtime gives pods as a read-only NVDIMM. Otherwise it stays a
+# plain erofs image, which the runtime gives them as a read-only disk.
+if grep -qx 'CONFIG_FS_DAX=y' "$kconfig" && grep -qx 'CONFIG_ACPI_NFIT=y' "$kconfig"; then
+    perl "$here/pfn-root.pl" "$work/rootfs.erofs" "$work/rootfs.fsdax"
+    mv "$work/rootfs.fsdax" "$work/rootfs.erofs"
+    rootfs_layout=fsdax
+else
+    rootfs_layout=erofs
+fi
 
 compress=${PODVISOR_INITRD_COMPRESS:-}
 if [ -z "$compress" ]; then
@@ -228,6 +240,7 @@ fi
     echo "kernel_version: $kver"
     echo "vmlinuz_bytes: $(size "$work/vmlinuz")"
     echo "rootfs_bytes: $(size "$work/rootfs.erofs")"
+    echo "rootfs_layout: $rootfs_layout"
     echo "initramfs_bytes: $(size "$work/initramfs.img")"
     echo "initramfs_compression: $compress"
     echo "initramfs_uncompressed_bytes: $(cd "$root" && find . -mindepth 1 -printf '%P\n' | sort | cpio -o -H newc -R 0:0 --reproducible --quiet | wc -c)"
