@@ -78,6 +78,25 @@ import TestSupport
         try await bootCallAndShutDown(.virtioSerial, expectGuestTransport: "virtio-serial", root: .disk(image.path))
     }
 
+    /// An fsdax image cut short (a copy that stopped part-way) stops the host at start, naming the file,
+    /// before any state is touched; no pod boots from it.
+    @Test func aTruncatedRootImageStopsTheHostAtStart() throws {
+        let image = FileManager.default.temporaryDirectory.appendingPathComponent("podvisor-cut-\(UUID().uuidString).erofs")
+        defer { try? FileManager.default.removeItem(at: image) }
+        guard case .persistentMemory = try GuestRoot.image(GuestImage.rootfs) else {
+            Issue.record("make image lays the root out for an NVDIMM; \(GuestImage.rootfs) is a plain image")
+            return
+        }
+        let source = try #require(FileHandle(forReadingAtPath: GuestImage.rootfs))
+        defer { try? source.close() }
+        try #require(FileManager.default.createFile(atPath: image.path, contents: try source.read(upToCount: (3 << 20) + 512)))
+        var config = try TestHost.host().config
+        config.rootfsPath = image.path
+        config.stateDirectory = "/nonexistent/podvisor-state"
+        let error = #expect(throws: PodvisorError.self) { try VMHost(config: config) }
+        #expect(error?.code == .failedPrecondition && error?.message.contains(image.path) == true, "\(String(describing: error))")
+    }
+
     @Test func twoVMsAtOnceThenDestroyLeavesNothing() async throws {
         let host = try TestHost.host()
         async let first = host.boot(id: TestHost.uniqueID("a"), transport: .hybridVsock)

@@ -37,6 +37,8 @@ public final class VMHost: Sendable {
         where !FileManager.default.isReadableFile(atPath: path) {
             throw PodvisorError(.failedPrecondition, "\(what) \(path) is missing: \(fix)")
         }
+        // A broken image fails here, at start, rather than at every pod's boot.
+        if config.initrdPath.isEmpty { _ = try GuestRoot.image(config.rootfsPath) }
         do {
             try FileManager.default.createDirectory(atPath: "\(config.stateDirectory)/vm", withIntermediateDirectories: true)
         } catch {
