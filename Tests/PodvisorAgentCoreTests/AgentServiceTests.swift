@@ -15,7 +15,8 @@ import Testing
         try #require(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
         let server = AgentService.server(
             transport: "socketpair", initAtMs: 7, readyAtMs: 42, sharedDirectory: "/run/podvisor/share",
-            bootMounts: "proc /proc proc rw 0 0\n/dev/root / erofs ro,relatime,dax=always 0 0\n", containers: Containers(sharedDirectory: "/nonexistent"), powerOff: powerOff)
+            bootMounts: "proc /proc proc rw 0 0\n/dev/root / erofs ro,relatime,dax=always 0 0\n",
+            containers: Containers(sharedDirectory: "/nonexistent"), powerOff: powerOff)
         let serverEnd = fds[1]
         Thread {
             let stream = FileDescriptorStream(fd: serverEnd)
