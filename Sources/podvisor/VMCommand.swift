@@ -33,7 +33,7 @@ struct VMCommand: AsyncParsableCommand {
             print(
                 """
                 booted \(info.domain) (\(info.hypervisor), \(info.transport))
-                agent \(info.agentVersion), guest kernel \(info.guestKernel)
+                agent \(info.agentVersion), guest kernel \(info.guestKernel), root \(health.bootRoot)
                 agent ready after \(info.bootToReady.milliseconds) ms
                 agent RSS \(health.agentRSSBytes / 1024) KiB, guest MemAvailable \(health.guestMemAvailableBytes / 1_048_576) MiB
                 """)

@@ -5,7 +5,7 @@ import FoundationNetworking
 import Testing
 import TestSupport
 
-/// `podvisor` end to end, standalone (the runtime inside each command): 6 VM boots.
+/// `podvisor` end to end, standalone (the runtime inside each command): 7 VM boots.
 @Suite(.serialized) struct CLITests {
     @Test func exitCodesLogsPsInspectAndRemove() async throws {
         let ok = try await CLI.podvisor(["run", "--rm", "demo", "--", "sh", "-c", "echo out; echo warn >&2"])
@@ -35,6 +35,16 @@ import TestSupport
 
     /// `docker run -p` and the pod's address: a detached web server published on a host port, the address
     /// in `pods`, a job reaching a server on the node's own address (the way out of the node).
+    /// `podvisor vm boot` boots one VM, asks its agent, powers it off, and names the root the guest mounted:
+    /// `make image`'s, mapped from the NVDIMM.
+    @Test func vmBootNamesTheMappedRoot() async throws {
+        let booted = try await CLI.podvisor(["vm", "boot"])
+        #expect(booted.status == 0, "\(booted)")
+        #expect(booted.stdout.contains(", root /dev/root erofs ro,") && booted.stdout.contains(",dax=always\n"), "\(booted)")
+        #expect(booted.stdout.contains("powered off and cleaned up in"), "\(booted)")
+        CLI.expectNothingRunning()
+    }
+
     @Test func publishedPortsAndThePodNetwork() async throws {
         let port = try TestRegistry.freePort()
         let started = try await CLI.podvisor([

@@ -135,10 +135,13 @@ public struct SandboxHostUsage: Sendable, Equatable {
 public struct SandboxHealth: Sendable {
     public var agentRSSBytes: UInt64
     public var guestMemAvailableBytes: UInt64
+    /// The root as the guest kernel mounted it ("<device> <type> <options>": dax=always on an NVDIMM).
+    public var bootRoot: String
 
-    public init(agentRSSBytes: UInt64, guestMemAvailableBytes: UInt64) {
+    public init(agentRSSBytes: UInt64, guestMemAvailableBytes: UInt64, bootRoot: String) {
         self.agentRSSBytes = agentRSSBytes
         self.guestMemAvailableBytes = guestMemAvailableBytes
+        self.bootRoot = bootRoot
     }
 }
 

@@ -46,7 +46,8 @@ final class VMSandbox: PodSandbox {
 
     func health() async throws(PodvisorError) -> SandboxHealth {
         let health = try await agent.health()
-        return SandboxHealth(agentRSSBytes: health.agentRssBytes, guestMemAvailableBytes: health.guestMemAvailableBytes)
+        return SandboxHealth(
+            agentRSSBytes: health.agentRssBytes, guestMemAvailableBytes: health.guestMemAvailableBytes, bootRoot: health.bootRoot)
     }
 
     // MARK: containers

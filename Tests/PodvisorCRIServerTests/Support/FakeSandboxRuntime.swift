@@ -105,7 +105,7 @@ final class FakeSandbox: PodSandbox {
         return info
     }
 
-    func health() async throws(PodvisorError) -> SandboxHealth { SandboxHealth(agentRSSBytes: 1, guestMemAvailableBytes: 1) }
+    func health() async throws(PodvisorError) -> SandboxHealth { SandboxHealth(agentRSSBytes: 1, guestMemAvailableBytes: 1, bootRoot: "") }
 
     func createContainer(_ spec: ContainerSpec) async throws(PodvisorError) -> ContainerIdentity {
         containers.withLock { $0[spec.id] = Container(spec: spec) }
