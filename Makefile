@@ -79,14 +79,20 @@ check: deps
 		':!Sources/PodvisorCore/FileContents.swift' || { echo "use readFile/readTextFile (Sources/PodvisorCore/FileContents.swift)"; exit 1; }
 	$(MAKE) --no-print-directory unit-test
 
-# Boot-to-ready and CRI pod start against a bare boot, CRI latency and memory with 20 pods, the pod network
-# against a plain netns, idle pods until 150 or the host's limit, image pull against skopeo copy; each
-# rewrites its section of Docs/performance.md. The release build is measured (the one `make install` puts on
-# nodes): a debug build's figures say little.
+# Boot-to-ready and CRI pod start against a bare boot, the minimal kernel against Debian's cloud kernel, CRI
+# latency and memory with 20 pods, the pod network against a plain netns, idle pods until 150 or the host's
+# limit, image pull against skopeo copy; each rewrites its section of Docs/performance.md. The release build
+# is measured (the one `make install` puts on nodes): a debug build's figures say little.
 BENCH = $(RELEASE)/podvisor
+# The cloud kernel's image, for the kernel comparison only (built by this Makefile's own image rules).
+CLOUD_IMAGE := $(BUILD)/image-cloud
 bench: release image $(BASELINE) $(BUSYBOX_ROOTFS) $(DEMO_IMAGE)/index.json
 	$(BENCH) bench boot --state-dir $(DEMO_STATE) $(IMAGE_FLAGS) --baseline-initrd $(abspath $(BASELINE)) \
 		--container-rootfs $(abspath $(BUSYBOX_ROOTFS)) --runs 5 --report Docs/performance.md
+	$(MAKE) --no-print-directory image IMAGE_DIR=$(CLOUD_IMAGE) PODVISOR_KERNEL=cloud
+	$(BENCH) bench kernels --state-dir $(DEMO_STATE) $(IMAGE_FLAGS) --other-kernel $(abspath $(CLOUD_IMAGE)/vmlinuz) \
+		--other-initrd $(abspath $(CLOUD_IMAGE)/initramfs.img) --baseline-initrd $(abspath $(BASELINE)) \
+		--report Docs/performance.md
 	$(BENCH) image import --state-dir $(DEMO_STATE) $(DEMO_IMAGE):latest demo
 	$(BENCH) bench cri --state-dir $(DEMO_STATE) $(IMAGE_FLAGS) --baseline-initrd $(abspath $(BASELINE)) \
 		--runs 5 --pods 20 --report Docs/performance.md

@@ -7,7 +7,7 @@ import PodvisorRuntime
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Benchmarks whose results go into Docs/performance.md.",
-        subcommands: [Boot.self, CRIBench.self, NetworkBench.self, DensityBench.self])
+        subcommands: [Boot.self, KernelBench.self, CRIBench.self, NetworkBench.self, DensityBench.self])
 
     struct Boot: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -55,11 +55,12 @@ extension VMRuntime {
 extension VMHost {
     public static let baselineMarker = "PODVISOR-BASELINE-READY"
 
-    /// From the request until the marker is on the console; the VM is destroyed afterwards.
-    public func bareBoot(id: String, initrd: String) async throws(PodvisorError) -> Duration {
+    /// From the request until the marker is on the console; the VM is destroyed afterwards. `kernel`: another
+    /// than the configured one.
+    public func bareBoot(id: String, initrd: String, kernel: String? = nil) async throws(PodvisorError) -> Duration {
         let clock = ContinuousClock()
         let start = clock.now
-        let vm = try VirtualMachine.start(try vmConfiguration(id: id, root: .initramfs(initrd)), on: connection)
+        let vm = try VirtualMachine.start(try vmConfiguration(id: id, kernel: kernel, root: .initramfs(initrd)), on: connection)
         defer { try? vm.destroy() }
         let deadline = start + .seconds(120)
         while clock.now < deadline {

@@ -83,12 +83,14 @@ public final class VMHost: Sendable {
     public static let domainPrefix = "podvisor-"
 
     /// Boots a pod VM; `size` overrides the configured memory and vCPUs; `network` is its NIC;
-    /// `placeProcesses` gets its processes before the guest's first instruction (the pod's cgroup).
+    /// `placeProcesses` gets its processes before the guest's first instruction (the pod's cgroup); `kernel`
+    /// and `root`: another guest image than the configured one (the kernel benchmark's).
     public func boot(
         id: String, transport: AgentTransportKind? = nil, size: VMSize? = nil, network: DomainSpec.NetworkInterface? = nil,
-        placeProcesses: (@Sendable ([pid_t]) throws(PodvisorError) -> Void)? = nil, cpuShares: Int? = nil
+        placeProcesses: (@Sendable ([pid_t]) throws(PodvisorError) -> Void)? = nil, cpuShares: Int? = nil,
+        kernel: String? = nil, root: GuestRoot? = nil
     ) async throws(PodvisorError) -> PodVM {
-        var configuration = try vmConfiguration(id: id, transport: transport, size: size)
+        var configuration = try vmConfiguration(id: id, transport: transport, size: size, kernel: kernel, root: root)
         configuration.networkInterface = network
         configuration.placeProcesses = placeProcesses
         configuration.cpuShares = cpuShares
@@ -126,9 +128,9 @@ public final class VMHost: Sendable {
         config.initrdPath.isEmpty ? try GuestRoot.image(config.rootfsPath) : .initramfs(config.initrdPath)
     }
 
-    /// The VM a pod with this id gets; `transport`, `size` and `root` override the host's choice.
+    /// The VM a pod with this id gets; `transport`, `size`, `kernel` and `root` override the host's choice.
     public func vmConfiguration(
-        id: String, transport override: AgentTransportKind? = nil, size: VMSize? = nil, root: GuestRoot? = nil
+        id: String, transport override: AgentTransportKind? = nil, size: VMSize? = nil, kernel: String? = nil, root: GuestRoot? = nil
     )
         throws(PodvisorError) -> VirtualMachine.Configuration
     {
@@ -140,7 +142,7 @@ public final class VMHost: Sendable {
             name: Self.domainPrefix + id, runDirectory: "\(config.stateDirectory)/vm/\(id)",
             accelerator: accelerator, transport: override ?? transport, memoryMiB: size?.memoryMiB ?? config.memoryMiB,
             vcpus: size?.vcpus ?? config.vcpus,
-            kernel: config.kernelPath, root: root, emulator: config.emulatorPath,
+            kernel: kernel ?? config.kernelPath, root: root, emulator: config.emulatorPath,
             extraKernelParameters: config.kernelParameters, vsockBackendExecutable: config.vsockBackendPath,
             virtiofsdExecutable: config.virtiofsdPath, tcgCacheMiB: config.tcgCacheMiB > 0 ? config.tcgCacheMiB : nil)
     }
