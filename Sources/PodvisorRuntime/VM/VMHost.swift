@@ -28,9 +28,8 @@ public final class VMHost: Sendable {
         let guestImage =
             "install podvisor (`make install`, or the podvisor package), or point vm.kernel and vm.rootfs"
             + " (podvisor: --kernel, --rootfs) at `make image`'s build/image/"
-        let root = config.initrdPath.isEmpty ? config.rootfsPath : config.initrdPath
         for (what, path, fix) in [
-            ("guest kernel", config.kernelPath, guestImage), ("guest root", root, guestImage),
+            ("guest kernel", config.kernelPath, guestImage), ("guest root", Self.rootPath(config), guestImage),
             ("emulator", config.emulatorPath, "apt-get install qemu-system-x86"),
             ("virtiofsd", config.virtiofsdPath, "apt-get install qemu-system-common"),
         ]
@@ -121,6 +120,11 @@ public final class VMHost: Sendable {
             try VirtualMachine.removeLeftovers(configuration)
         }
     }
+
+    /// The configured root's file: the initramfs where one is set, the rootfs image otherwise.
+    public var rootPath: String { Self.rootPath(config) }
+
+    static func rootPath(_ config: PodvisorConfig) -> String { config.initrdPath.isEmpty ? config.rootfsPath : config.initrdPath }
 
     /// The configured root: the initramfs where one is set, otherwise the shared rootfs image, on an NVDIMM
     /// or a disk by its layout. Looked at for every VM: `make image` or an upgrade may replace the file.

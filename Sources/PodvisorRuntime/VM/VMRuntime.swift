@@ -60,7 +60,7 @@ public final class VMRuntime: SandboxRuntime {
         return [
             "hypervisor": host.accelerator.rawValue, "transport": host.transport.rawValue,
             "libvirtURI": host.config.effectiveLibvirtURI, "stateDir": state, "kernel": host.config.kernelPath,
-            "root": host.config.initrdPath.isEmpty ? host.config.rootfsPath : host.config.initrdPath, "warning": host.warning ?? "",
+            "root": host.rootPath, "warning": host.warning ?? "",
             "pool": "\(counts.ready) ready, \(counts.booting) booting of \(host.config.poolSize)",
         ]
     }
