@@ -15,7 +15,9 @@ public final class VirtualMachine: Sendable {
         public var memoryMiB: Int
         public var vcpus: Int
         public var kernel: String
-        public var root: GuestRoot
+        /// What the guest boots into; nil where a VM is only taken over or removed (VMHost.reattach,
+        /// destroyOrphan), which never read it: a root image replaced or removed meanwhile must not stop those.
+        public var root: GuestRoot?
         public var emulator: String
         public var extraKernelParameters: String
         public var vsockBackendExecutable: String
@@ -33,7 +35,7 @@ public final class VirtualMachine: Sendable {
 
         public init(
             name: String, runDirectory: String, accelerator: Accelerator, transport: AgentTransportKind,
-            memoryMiB: Int, vcpus: Int, kernel: String, root: GuestRoot, emulator: String,
+            memoryMiB: Int, vcpus: Int, kernel: String, root: GuestRoot?, emulator: String,
             extraKernelParameters: String, vsockBackendExecutable: String, virtiofsdExecutable: String?, tcgCacheMiB: Int? = nil
         ) {
             self.name = name
@@ -85,11 +87,12 @@ public final class VirtualMachine: Sendable {
     /// Creates the run directory, starts helpers, then the domain. Anything started is undone on failure.
     public static func start(_ configuration: Configuration, on connection: LibvirtConnection) throws(PodvisorError) -> VirtualMachine {
         let run = configuration.runDirectory
+        guard let root = configuration.root else { throw PodvisorError(.internalError, "VM \(configuration.name) has no root to boot") }
         let qemuGroup = getgrnam("libvirt-qemu")?.pointee.gr_gid
         let qemuUser = getpwnam("libvirt-qemu").map { DomainSpec.QEMUUser(uid: $0.pointee.pw_uid, gid: $0.pointee.pw_gid) }
         // Before domains said relabel='no' (DomainSpec.qemuUser), libvirt gave the kernel, initrd and disks
         // to QEMU's user, a read-only disk for good: a shared file left so goes back to root before a VM uses it.
-        for path in [configuration.kernel, configuration.root.path] {
+        for path in [configuration.kernel, root.path] {
             var info = stat()
             if let qemuUser, stat(path, &info) == 0, info.st_uid == qemuUser.uid { chown(path, 0, 0) }
         }
@@ -120,7 +123,7 @@ public final class VirtualMachine: Sendable {
             let spec = DomainSpec(
                 name: configuration.name, uuid: UUID().uuidString.lowercased(), accelerator: configuration.accelerator,
                 memoryMiB: configuration.memoryMiB, vcpus: configuration.vcpus, emulator: configuration.emulator,
-                kernel: configuration.kernel, root: configuration.root,
+                kernel: configuration.kernel, root: root,
                 kernelCommandLine: DomainSpec.baseKernelCommandLine(configuration.accelerator, extra: configuration.extraKernelParameters),
                 consoleLog: "\(run)/console.log", agentChannel: channel, sharedDirectorySocket: share?.socket,
                 networkInterface: configuration.networkInterface, tcgCacheMiB: configuration.tcgCacheMiB,

@@ -15,16 +15,17 @@ import TestSupport
     func bootCallAndShutDown(_ transport: AgentTransportKind, expectGuestTransport: String, root: GuestRoot? = nil) async throws {
         let host = try TestHost.host()
         let configuration = try host.vmConfiguration(id: TestHost.uniqueID("t"), transport: transport, root: root)
+        let booted = try #require(configuration.root)
         let pod = try await PodVM.boot(configuration, on: host.connection, timeout: .seconds(host.config.bootTimeoutSeconds))
         // Without an initramfs the kernel has no root but the image: booting at all shows it mounted.
         let qemu = try #require(HostTraces.qemuProcesses(domain: pod.vm.name).first)
         let arguments = try #require(processCommandLine(qemu))
-        let fromInitramfs = if case .initramfs = configuration.root { true } else { false }
-        #expect(arguments.contains(configuration.root.path) && arguments.contains("-initrd") == fromInitramfs, "\(arguments)")
+        let fromInitramfs = if case .initramfs = booted { true } else { false }
+        #expect(arguments.contains(booted.path) && arguments.contains("-initrd") == fromInitramfs, "\(arguments)")
         // The kernel and root that every pod VM boots are not handed to QEMU's user (libvirt's relabelling),
         // and one an older podvisor let libvirt hand over is taken back: no QEMU may change what another pod boots.
         let qemuUser = try #require(getpwnam("libvirt-qemu")).pointee.pw_uid
-        for path in [configuration.kernel, configuration.root.path] {
+        for path in [configuration.kernel, booted.path] {
             var info = stat()
             #expect(stat(path, &info) == 0 && info.st_uid != qemuUser, "\(path) belongs to QEMU's user while a VM runs")
         }
@@ -41,7 +42,7 @@ import TestSupport
         #expect(health.uptimeMs >= pod.version.uptimeAtReadyMs)
         // The root as the guest mounted it. An fsdax image is mapped: erofs keeps dax=always only where the
         // NVDIMM gave it DAX, and QEMU's mapping of the image holds the host's page cache, no copy of its own.
-        switch configuration.root {
+        switch booted {
         case .persistentMemory(let image, _):
             #expect(health.bootRoot.hasPrefix("/dev/root erofs ro,") && health.bootRoot.hasSuffix(",dax=always"), "\(health.bootRoot)")
             let mapping = HostTraces.mapped(qemu, image)
@@ -95,6 +96,32 @@ import TestSupport
         config.stateDirectory = "/nonexistent/podvisor-state"
         let error = #expect(throws: PodvisorError.self) { try VMHost(config: config) }
         #expect(error?.code == .failedPrecondition && error?.message.contains(image.path) == true, "\(String(describing: error))")
+    }
+
+    /// The root image read at start and replaced or removed afterwards (an upgrade, `make image`): taking
+    /// over and removing VMs does not read it, so recovery and pod removal go on; only a boot needs it.
+    @Test func aRootImageRemovedWhileTheHostRunsStopsOnlyBoots() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("podvisor-gone-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let image = directory.appendingPathComponent("rootfs.erofs").path
+        try FileManager.default.copyItem(atPath: GuestImage.rootfs, toPath: image)
+        var config = try TestHost.host().config
+        // libvirt's embedded driver opens one root per process: the shared host's.
+        config.libvirtURI = config.effectiveLibvirtURI
+        config.rootfsPath = image
+        config.stateDirectory = directory.appendingPathComponent("state").path
+        let host = try VMHost(config: config)
+        try FileManager.default.removeItem(atPath: image)
+        let id = TestHost.uniqueID("g")
+        try host.destroyOrphan(id: id)
+        let missing = await #expect(throws: PodvisorError.self) {
+            try await host.reattach(id: id, transport: host.transport, size: VMSize(memoryMiB: config.memoryMiB, vcpus: config.vcpus))
+        }
+        #expect(missing?.code == .notFound, "\(String(describing: missing))")
+        let boot = await #expect(throws: PodvisorError.self) { try await host.boot(id: id) }
+        #expect(boot?.code == .failedPrecondition && boot?.message.contains(image) == true, "\(String(describing: boot))")
+        HostTraces.expectNothingLeft(domain: VMHost.domainPrefix + id, runDirectory: "\(config.stateDirectory)/vm/\(id)", host: host)
     }
 
     @Test func twoVMsAtOnceThenDestroyLeavesNothing() async throws {

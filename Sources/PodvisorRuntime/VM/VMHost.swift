@@ -100,7 +100,7 @@ public final class VMHost: Sendable {
     /// those it booted with.
     public func reattach(id: String, transport: AgentTransportKind, size: VMSize) async throws(PodvisorError) -> PodVM {
         try await PodVM.reattach(
-            try vmConfiguration(id: id, transport: transport, size: size), on: connection, timeout: .seconds(10))
+            try configuration(id: id, transport: transport, size: size, kernel: nil, root: nil), on: connection, timeout: .seconds(10))
     }
 
     /// Names of the pod VM domains on this host (see domainPrefix), running or not, as pod ids.
@@ -110,7 +110,7 @@ public final class VMHost: Sendable {
 
     /// Destroys the domain of pod `id` and removes its run directory, without a VM object (orphans after a restart).
     public func destroyOrphan(id: String) throws(PodvisorError) {
-        let configuration = try vmConfiguration(id: id)
+        let configuration = try self.configuration(id: id, transport: nil, size: nil, kernel: nil, root: nil)
         if let vm = try? VirtualMachine.reattach(configuration, on: connection) {
             try vm.destroy()
         } else {
@@ -132,16 +132,24 @@ public final class VMHost: Sendable {
         config.initrdPath.isEmpty ? try GuestRoot.image(config.rootfsPath) : .initramfs(config.initrdPath)
     }
 
-    /// The VM a pod with this id gets; `transport`, `size`, `kernel` and `root` override the host's choice.
+    /// The VM a pod with this id boots; `transport`, `size`, `kernel` and `root` override the host's choice.
     public func vmConfiguration(
-        id: String, transport override: AgentTransportKind? = nil, size: VMSize? = nil, kernel: String? = nil, root: GuestRoot? = nil
+        id: String, transport: AgentTransportKind? = nil, size: VMSize? = nil, kernel: String? = nil, root: GuestRoot? = nil
+    )
+        throws(PodvisorError) -> VirtualMachine.Configuration
+    {
+        try configuration(id: id, transport: transport, size: size, kernel: kernel, root: root != nil ? root : self.root())
+    }
+
+    /// `root` nil: a VM that is only taken over or removed, so the image's layout is not read.
+    private func configuration(
+        id: String, transport override: AgentTransportKind?, size: VMSize?, kernel: String?, root: GuestRoot?
     )
         throws(PodvisorError) -> VirtualMachine.Configuration
     {
         if let override {
             _ = try HostTransports.probe(vsockBackendPath: config.vsockBackendPath).choose(override)
         }
-        let root = if let root { root } else { try self.root() }
         return VirtualMachine.Configuration(
             name: Self.domainPrefix + id, runDirectory: "\(config.stateDirectory)/vm/\(id)",
             accelerator: accelerator, transport: override ?? transport, memoryMiB: size?.memoryMiB ?? config.memoryMiB,
