@@ -127,7 +127,7 @@ public final class VMHost: Sendable {
     static func rootPath(_ config: PodvisorConfig) -> String { config.initrdPath.isEmpty ? config.rootfsPath : config.initrdPath }
 
     /// The configured root: the initramfs where one is set, otherwise the shared rootfs image, on an NVDIMM
-    /// or a disk by its layout. Looked at for every VM: `make image` or an upgrade may replace the file.
+    /// or a disk by its layout. Read at every boot: `make image` or an upgrade may replace the file.
     public func root() throws(PodvisorError) -> GuestRoot {
         config.initrdPath.isEmpty ? try GuestRoot.image(config.rootfsPath) : .initramfs(config.initrdPath)
     }
