@@ -37,7 +37,7 @@ public final class VMHost: Sendable {
             throw PodvisorError(.failedPrecondition, "\(what) \(path) is missing: \(fix)")
         }
         // A broken image fails here, at start, rather than at every pod's boot.
-        if config.initrdPath.isEmpty { _ = try GuestRoot.image(config.rootfsPath) }
+        _ = try Self.root(config)
         do {
             try FileManager.default.createDirectory(atPath: "\(config.stateDirectory)/vm", withIntermediateDirectories: true)
         } catch {
@@ -128,7 +128,9 @@ public final class VMHost: Sendable {
 
     /// The configured root: the initramfs where one is set, otherwise the shared rootfs image, on an NVDIMM
     /// or a disk by its layout. Read at every boot: `make image` or an upgrade may replace the file.
-    public func root() throws(PodvisorError) -> GuestRoot {
+    public func root() throws(PodvisorError) -> GuestRoot { try Self.root(config) }
+
+    static func root(_ config: PodvisorConfig) throws(PodvisorError) -> GuestRoot {
         config.initrdPath.isEmpty ? try GuestRoot.image(config.rootfsPath) : .initramfs(config.initrdPath)
     }
 
